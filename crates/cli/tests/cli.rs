@@ -1,0 +1,126 @@
+//! The `linq-hooks` binary, run as a real process.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use linq_hooks_tests::{sdk_hook_cases, workspace_root};
+
+/// Runs `linq-hooks ARGS` with `stdin` on standard input.
+fn linq_hooks(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linq-hooks"))
+        .args(args)
+        .current_dir(workspace_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_sdk_case_agrees_with_the_sdk_through_the_cli() {
+    for case in sdk_hook_cases() {
+        let out = linq_hooks(&["validate", "--normalized", "-"], &case.input);
+        let stderr = text(&out.stderr);
+        if case.valid {
+            assert_eq!(out.status.code(), Some(0), "{}: {stderr}", case.id);
+            let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(Some(&printed), case.normalized.as_ref(), "{}", case.id);
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{}: {stderr}", case.id);
+            assert!(out.stdout.is_empty(), "{}: nothing on stdout", case.id);
+            assert!(
+                stderr.starts_with("error: <stdin>: "),
+                "{}: {stderr}",
+                case.id
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_names_the_path_of_each_problem() {
+    let input = r#"{"hooks": [
+        {"filter": "on_new_plan", "parameters": {"url": "https://ok.example"}},
+        {"filter": "on_new_plan", "parameters": {"url": "https://ok.example"}},
+        {"filter": "on_new_plan", "parameters": {"url": "hooks/relative", "headers": {"Transfer-Encoding": "chunked"}}}
+    ]}"#;
+    let out = linq_hooks(&["validate", "-"], input);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: <stdin>: hooks[2].parameters.url: relative URL without a scheme\n\
+         error: <stdin>: hooks[2].parameters.headers.Transfer-Encoding: header `Transfer-Encoding` is set by the delivery itself and cannot be set by a hook\n\
+         <stdin>: invalid, 2 problems\n"
+    );
+}
+
+#[test]
+fn validate_reports_json_syntax_errors_with_line_and_column() {
+    let out = linq_hooks(&["validate"], "[\n  {\"filter\": }\n]");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: <stdin>: invalid JSON: expected value at line 2 column 14\n"
+    );
+}
+
+#[test]
+fn validate_warns_about_unknown_fields_and_succeeds() {
+    let out = linq_hooks(
+        &["validate", "-"],
+        r#"[{"filter": "on_task_state_change", "parameters": {"url": "https://x.example"}, "task_ids": [], "task_id": "t1"}]"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "warning: <stdin>: [0].task_id: unknown field, ignored\n"
+    );
+    assert_eq!(text(&out.stdout), "<stdin>: valid, 1 hook\n");
+}
+
+#[test]
+fn validate_reads_the_example_workflow_as_the_readme_says() {
+    let out = linq_hooks(&["validate", "examples/workflow.json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "examples/workflow.json: valid, 5 hooks\n"
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let out = linq_hooks(&["validate", "no/such/file.json"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot read no/such/file.json: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = linq_hooks(&["validate", "--no-such-flag"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = linq_hooks(&["frobnicate"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = linq_hooks(&["validate", "--help"], "");
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(help.contains("--normalized"), "{help}");
+    assert!(help.contains("Exit codes"), "{help}");
+}

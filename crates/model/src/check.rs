@@ -1,0 +1,230 @@
+//! The checks that go beyond the LINQ API: a hook must be deliverable.
+//!
+//! The API accepts any string as a URL and any header; such a hook would only fail later, at
+//! delivery, where nobody sees it. These checks refuse it when it is written.
+
+use crate::error::Diagnostic;
+use crate::parse::Path;
+
+/// Headers the delivery itself sets; a hook may not override them (compared case-insensitively).
+pub(crate) const RESERVED_HEADERS: [&str; 7] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// A hook URL must be an absolute `http` or `https` URL with a host.
+pub(crate) fn url(url: &str, path: &Path, problems: &mut Vec<Diagnostic>) {
+    if let Err(message) = url_problem(url) {
+        problems.push(Diagnostic::new(path.to_string(), message));
+    }
+}
+
+fn url_problem(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("URL is empty".into());
+    }
+    // The WHATWG parser quietly trims or percent-encodes these; an HTTP client does not.
+    if let Some(c) = text.chars().find(|c| c.is_whitespace()) {
+        return Err(format!("URL contains whitespace ({})", c.escape_unicode()));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "URL contains a control character ({})",
+            c.escape_unicode()
+        ));
+    }
+    let parsed = match url::Url::parse(text) {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err("relative URL without a scheme".into());
+        }
+        Err(url::ParseError::EmptyHost) => return Err("URL has no host".into()),
+        Err(e) => return Err(format!("invalid URL: {e}")),
+    };
+    let scheme = parsed.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "unsupported URL scheme `{scheme}:`; hooks post to http or https URLs"
+        ));
+    }
+    // `http:example.com` and `http:\\example.com` parse in a browser, not in an HTTP client.
+    let after_scheme = &text[scheme.len() + 1..];
+    if !after_scheme.starts_with("//") {
+        return Err(format!("expected `//` after `{scheme}:`"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("URL has no host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "URL contains credentials, which are not sent; use an Authorization header instead"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A header must have a token name that the delivery does not own, and a value without
+/// control characters (CR or LF in a value would let it inject headers).
+pub(crate) fn header(name: &str, value: &str, path: &Path, problems: &mut Vec<Diagnostic>) {
+    let mut push = |message: String| problems.push(Diagnostic::new(path.to_string(), message));
+    if name.is_empty() {
+        push("header name is empty".into());
+    } else if let Some(c) = name.chars().find(|&c| !is_tchar(c)) {
+        push(format!(
+            "header name is not a valid HTTP token (it contains {})",
+            describe_char(c)
+        ));
+    } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        push(format!(
+            "header `{name}` is set by the delivery itself and cannot be set by a hook"
+        ));
+    }
+    if value.contains(['\r', '\n']) {
+        push("header value contains a line break (CR or LF), which would inject headers".into());
+    } else if value.contains('\0') {
+        push("header value contains a NUL character".into());
+    } else if let Some(c) = value.chars().find(|&c| c.is_ascii_control() && c != '\t') {
+        push(format!(
+            "header value contains a control character ({})",
+            c.escape_unicode()
+        ));
+    }
+}
+
+/// `tchar` from RFC 9110, section 5.6.2.
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        ' ' => "a space".into(),
+        c if c.is_control() || !c.is_ascii() => format!("{}", c.escape_unicode()),
+        c => format!("`{c}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_check(text: &str) -> Result<(), String> {
+        url_problem(text)
+    }
+
+    fn header_check(name: &str, value: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        header(name, value, &Path::root(), &mut problems);
+        problems
+            .into_iter()
+            .map(|p| p.message().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn urls() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("https://example.com", None),
+            ("http://[::1]:8080/%E2%9C%93", None),
+            ("https://xn--bcher-kva.example:8080/a/b?x=1&y=2", None),
+            ("https://example.com/p#frag", None),
+            ("HTTPS://EXAMPLE.COM/", None),
+            ("", Some("URL is empty")),
+            ("/hooks", Some("relative URL without a scheme")),
+            ("example.com/hooks", Some("relative URL without a scheme")),
+            ("ftp://example.com", Some("unsupported URL scheme `ftp:`")),
+            (
+                "javascript:alert(1)",
+                Some("unsupported URL scheme `javascript:`"),
+            ),
+            (
+                "mailto:lab@example.com",
+                Some("unsupported URL scheme `mailto:`"),
+            ),
+            ("http://", Some("URL has no host")),
+            ("https://", Some("URL has no host")),
+            ("http:example.com", Some("expected `//` after `http:`")),
+            ("http://exa mple.com", Some("URL contains whitespace")),
+            ("http://example.com/a b", Some("URL contains whitespace")),
+            (" http://example.com", Some("URL contains whitespace")),
+            (
+                "http://example.com/\u{7}",
+                Some("URL contains a control character"),
+            ),
+            (
+                "http://user:pw@example.com",
+                Some("URL contains credentials"),
+            ),
+            (
+                "http://example.com:99999",
+                Some("invalid URL: invalid port number"),
+            ),
+        ];
+        for (text, expected) in cases {
+            match (url_check(text), expected) {
+                (Ok(()), None) => {}
+                (Err(message), Some(prefix)) if message.starts_with(prefix) => {}
+                (got, _) => panic!("{text:?}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn headers() {
+        assert!(header_check("X-Api-Key", "Bearer abc.def").is_empty());
+        assert!(header_check("Authorization", "").is_empty());
+        assert!(header_check("Content-Type", "application/json").is_empty());
+        assert!(header_check("User-Agent", "lab/1.0").is_empty());
+        assert!(header_check("x-trace", "ü\ttab").is_empty());
+        assert_eq!(header_check("", "x"), ["header name is empty"]);
+        assert_eq!(
+            header_check("X Y", "x"),
+            ["header name is not a valid HTTP token (it contains a space)"]
+        );
+        assert_eq!(
+            header_check("X:Y", "x"),
+            ["header name is not a valid HTTP token (it contains `:`)"]
+        );
+        assert_eq!(
+            header_check("Tést", "x"),
+            ["header name is not a valid HTTP token (it contains \\u{e9})"]
+        );
+        for reserved in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "CONNECTION",
+            "webhook-id",
+            "Webhook-Timestamp",
+            "webhook-signature",
+        ] {
+            let problems = header_check(reserved, "x");
+            assert_eq!(problems.len(), 1, "{reserved}");
+            assert!(
+                problems[0].contains("set by the delivery itself"),
+                "{reserved}"
+            );
+        }
+        assert_eq!(
+            header_check("X-A", "a\r\nX-Injected: 1"),
+            ["header value contains a line break (CR or LF), which would inject headers"]
+        );
+        assert_eq!(header_check("X-A", "a\nb").len(), 1);
+        assert_eq!(
+            header_check("X-A", "a\0b"),
+            ["header value contains a NUL character"]
+        );
+        assert_eq!(
+            header_check("X-A", "a\u{1b}b"),
+            ["header value contains a control character (\\u{1b})"]
+        );
+        // Both the name and the value are reported.
+        assert_eq!(header_check("Host", "a\nb").len(), 2);
+    }
+}

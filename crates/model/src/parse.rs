@@ -1,0 +1,461 @@
+//! The validating reader.
+//!
+//! Serde's derived deserializers stop at the first error. Users editing a workflow want every
+//! problem at once, each with its path, so hooks are read by walking a `serde_json::Value` here;
+//! the `Deserialize` impls of the hook types call into this same reader.
+
+use std::fmt::{self, Write as _};
+
+use serde_json::{Map, Value};
+
+use crate::check;
+use crate::error::{Diagnostic, Error};
+use crate::hook::{
+    Headers, Hook, HookKind, HookParameters, LabwareMovementHook, NewPlanHook, RunStateChangeHook,
+    SafetyStateChangeHook, TaskStateChangeHook, TriggerOn,
+};
+
+/// Hooks read from a document, with the warnings found along the way.
+///
+/// ```
+/// let parsed = linq_hooks_model::parse_hooks(
+///     r#"[{"filter": "on_task_state_change", "parameters": {"url": "https://x.example"}, "task_ids": [], "task_id": "t1"}]"#,
+/// )?;
+/// assert_eq!(parsed.hooks.len(), 1);
+/// assert_eq!(parsed.warnings[0].to_string(), "[0].task_id: unknown field, ignored");
+/// # Ok::<(), linq_hooks_model::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParsedHooks {
+    /// The hooks, in document order.
+    pub hooks: Vec<Hook>,
+    /// Things worth a look that do not make the document invalid, such as unknown fields (the
+    /// LINQ API ignores them, but `task_id` for `task_ids` is a typo a user wants to see).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads hooks from JSON text: one hook object, an array of hooks, or a LINQ workflow document
+/// (an object whose `hooks` field is the array; its other fields are ignored).
+///
+/// Every problem is reported, each with its JSON path; a syntax error gives a line and column.
+///
+/// ```
+/// let err = linq_hooks_model::parse_hooks(r#"{"hooks": [
+///     {"filter": "on_run_state_change", "parameters": {"url": "http://"}},
+///     {"filter": "on_labware_movement", "parameters": {"url": "https://x.example"}, "labware_ids": [1]}
+/// ]}"#).unwrap_err();
+/// let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+/// assert_eq!(problems, [
+///     "hooks[0].parameters.url: URL has no host",
+///     "hooks[1].labware_ids[0]: expected a string, found number 1",
+/// ]);
+/// ```
+pub fn parse_hooks(text: &str) -> Result<ParsedHooks, Error> {
+    let value: Value = serde_json::from_str(text).map_err(Error::syntax)?;
+    parse_hooks_value(&value)
+}
+
+/// Like [`parse_hooks`], for a document that is already a `serde_json::Value`.
+///
+/// ```
+/// let doc = serde_json::json!({"filter": "on_new_plan", "parameters": {"url": "https://x.example"}});
+/// assert_eq!(linq_hooks_model::parse_hooks_value(&doc)?.hooks.len(), 1);
+/// # Ok::<(), linq_hooks_model::Error>(())
+/// ```
+pub fn parse_hooks_value(value: &Value) -> Result<ParsedHooks, Error> {
+    let mut reader = Reader::default();
+    let hooks = reader.document(value);
+    let (hooks, warnings) = reader.finish(hooks)?;
+    Ok(ParsedHooks { hooks, warnings })
+}
+
+/// Reads one hook; `expected` is the concrete type asked for, if any (then `filter` may be
+/// missing, as the API allows for a concrete hook type, but must not name another kind).
+pub(crate) fn read_one_hook(value: &Value, expected: Option<HookKind>) -> Result<Hook, Error> {
+    let mut reader = Reader::default();
+    let hook = reader.hook(value, &Path::root(), expected);
+    Ok(reader.finish(hook)?.0.expect("no problems, so a hook"))
+}
+
+pub(crate) fn read_parameters(value: &Value) -> Result<HookParameters, Error> {
+    let mut reader = Reader::default();
+    let parameters = reader.parameters(value, &Path::root());
+    Ok(reader
+        .finish(parameters)?
+        .0
+        .expect("no problems, so parameters"))
+}
+
+/// A JSON path under construction: `hooks[2].parameters.url`. Empty means the document itself.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Path(String);
+
+impl Path {
+    pub(crate) fn root() -> Path {
+        Path(String::new())
+    }
+
+    pub(crate) fn key(&self, key: &str) -> Path {
+        let mut path = self.0.clone();
+        let plain = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if plain {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+        } else {
+            path.push('[');
+            path.push_str(&Value::from(key).to_string());
+            path.push(']');
+        }
+        Path(path)
+    }
+
+    pub(crate) fn index(&self, index: usize) -> Path {
+        let mut path = self.0.clone();
+        write!(path, "[{index}]").expect("writing to a String cannot fail");
+        Path(path)
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "$" } else { &self.0 })
+    }
+}
+
+/// Collects problems and warnings while walking a document.
+#[derive(Default)]
+struct Reader {
+    problems: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Reader {
+    fn problem(&mut self, path: &Path, message: impl Into<String>) {
+        self.problems
+            .push(Diagnostic::new(path.to_string(), message));
+    }
+
+    /// The value read and the warnings, or every problem found.
+    fn finish<T>(self, value: T) -> Result<(T, Vec<Diagnostic>), Error> {
+        if self.problems.is_empty() {
+            Ok((value, self.warnings))
+        } else {
+            Err(Error::invalid(self.problems))
+        }
+    }
+
+    fn document(&mut self, value: &Value) -> Vec<Hook> {
+        let root = Path::root();
+        match value {
+            Value::Array(items) => self.list(items, &root),
+            Value::Object(map) => match map.get("hooks") {
+                Some(Value::Array(items)) => self.list(items, &root.key("hooks")),
+                Some(other) => {
+                    self.problem(
+                        &root.key("hooks"),
+                        format!("expected an array of hooks, found {}", describe(other)),
+                    );
+                    Vec::new()
+                }
+                None if !map.contains_key("filter") && !map.contains_key("parameters") => {
+                    self.problem(&root, format!("expected {DOCUMENT_SHAPES}, found an object without `hooks`, `filter` or `parameters`"));
+                    Vec::new()
+                }
+                None => self.hook(value, &root, None).into_iter().collect(),
+            },
+            other => {
+                self.problem(
+                    &root,
+                    format!("expected {DOCUMENT_SHAPES}, found {}", describe(other)),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn list(&mut self, items: &[Value], path: &Path) -> Vec<Hook> {
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.hook(item, &path.index(i), None))
+            .collect()
+    }
+
+    fn hook(&mut self, value: &Value, path: &Path, expected: Option<HookKind>) -> Option<Hook> {
+        let Value::Object(map) = value else {
+            self.problem(
+                path,
+                format!("expected a hook object, found {}", describe(value)),
+            );
+            return None;
+        };
+        let problems_before = self.problems.len();
+        let kind = self.kind(map, path, expected);
+        // `parameters` is common to every kind: check it even when the kind is unknown, so that
+        // one pass reports everything.
+        let parameters = match map.get("parameters") {
+            Some(value) => self.parameters(value, &path.key("parameters")),
+            None => {
+                self.problem(
+                    &path.key("parameters"),
+                    "missing required field `parameters`",
+                );
+                None
+            }
+        };
+        let kind = kind?;
+        let hook = match kind {
+            HookKind::TaskStateChange => {
+                let task_ids = self.id_list(map, "task_ids", "task", path);
+                Hook::TaskStateChange(TaskStateChangeHook {
+                    parameters: parameters?,
+                    task_ids: task_ids?,
+                })
+            }
+            HookKind::LabwareMovement => {
+                let labware_ids = self.id_list(map, "labware_ids", "labware", path);
+                let trigger_on = self.trigger_on(map.get("trigger_on"), &path.key("trigger_on"));
+                Hook::LabwareMovement(LabwareMovementHook {
+                    parameters: parameters?,
+                    labware_ids: labware_ids?,
+                    trigger_on: trigger_on?,
+                })
+            }
+            HookKind::RunStateChange => Hook::RunStateChange(RunStateChangeHook {
+                parameters: parameters?,
+            }),
+            HookKind::SafetyStateChange => Hook::SafetyStateChange(SafetyStateChangeHook {
+                parameters: parameters?,
+            }),
+            HookKind::NewPlan => Hook::NewPlan(NewPlanHook {
+                parameters: parameters?,
+            }),
+        };
+        let known: &[&str] = match kind {
+            HookKind::TaskStateChange => &["filter", "parameters", "task_ids"],
+            HookKind::LabwareMovement => &["filter", "parameters", "labware_ids", "trigger_on"],
+            _ => &["filter", "parameters"],
+        };
+        self.warn_unknown(map, known, path);
+        (self.problems.len() == problems_before).then_some(hook)
+    }
+
+    fn kind(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &Path,
+        expected: Option<HookKind>,
+    ) -> Option<HookKind> {
+        let path = path.key("filter");
+        match (map.get("filter"), expected) {
+            (None, Some(expected)) => Some(expected),
+            (None, None) => {
+                self.problem(
+                    &path,
+                    format!("missing required field `filter` (one of {})", filters()),
+                );
+                None
+            }
+            (Some(Value::String(filter)), expected) => match HookKind::from_filter(filter) {
+                Some(kind) if expected.is_none_or(|e| e == kind) => Some(kind),
+                Some(_) => {
+                    let expected = expected.expect("checked above");
+                    self.problem(
+                        &path,
+                        format!("expected `{}`, found `{filter}`", expected.filter()),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(
+                        &path,
+                        format!(
+                            "unknown filter {}; expected one of {}",
+                            Value::from(filter.as_str()),
+                            filters()
+                        ),
+                    );
+                    None
+                }
+            },
+            (Some(other), _) => {
+                self.problem(
+                    &path,
+                    format!(
+                        "expected a string (one of {}), found {}",
+                        filters(),
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn parameters(&mut self, value: &Value, path: &Path) -> Option<HookParameters> {
+        let Value::Object(map) = value else {
+            self.problem(
+                path,
+                format!(
+                    "expected an object with `url` and `headers`, found {}",
+                    describe(value)
+                ),
+            );
+            return None;
+        };
+        let problems_before = self.problems.len();
+        let url_path = path.key("url");
+        let url = match map.get("url") {
+            Some(Value::String(url)) => {
+                check::url(url, &url_path, &mut self.problems);
+                Some(url.clone())
+            }
+            Some(other) => {
+                self.problem(
+                    &url_path,
+                    format!("expected a string, found {}", describe(other)),
+                );
+                None
+            }
+            None => {
+                self.problem(&url_path, "missing required field `url`");
+                None
+            }
+        };
+        let headers = self.headers(map.get("headers"), &path.key("headers"));
+        self.warn_unknown(map, &["url", "headers"], path);
+        let parameters = HookParameters::new_unchecked(url?, headers?);
+        (self.problems.len() == problems_before).then_some(parameters)
+    }
+
+    fn headers(&mut self, value: Option<&Value>, path: &Path) -> Option<Headers> {
+        let map = match value {
+            None | Some(Value::Null) => return Some(Headers::new()),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.problem(
+                    path,
+                    format!(
+                        "expected an object of header names to string values, or null; found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let problems_before = self.problems.len();
+        let mut headers = Headers::new();
+        for (name, value) in map {
+            let path = path.key(name);
+            match value {
+                Value::String(value) => {
+                    check::header(name, value, &path, &mut self.problems);
+                    headers.insert(name.clone(), value.clone());
+                }
+                other => self.problem(
+                    &path,
+                    format!("expected a string header value, found {}", describe(other)),
+                ),
+            }
+        }
+        (self.problems.len() == problems_before).then_some(headers)
+    }
+
+    fn id_list(
+        &mut self,
+        map: &Map<String, Value>,
+        field: &str,
+        what: &str,
+        path: &Path,
+    ) -> Option<Vec<String>> {
+        let path = path.key(field);
+        let items = match map.get(field) {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.problem(
+                    &path,
+                    format!("expected an array of {what} ids, found {}", describe(other)),
+                );
+                return None;
+            }
+            None => {
+                self.problem(
+                    &path,
+                    format!("missing required field `{field}` (use [] for every {what})"),
+                );
+                return None;
+            }
+        };
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(id) => ids.push(id.clone()),
+                other => self.problem(
+                    &path.index(i),
+                    format!("expected a string, found {}", describe(other)),
+                ),
+            }
+        }
+        (ids.len() == items.len()).then_some(ids)
+    }
+
+    fn trigger_on(&mut self, value: Option<&Value>, path: &Path) -> Option<TriggerOn> {
+        let Some(value) = value else {
+            return Some(TriggerOn::default());
+        };
+        let found = value
+            .as_str()
+            .and_then(|s| TriggerOn::ALL.into_iter().find(|t| t.as_str() == s));
+        if found.is_none() {
+            self.problem(
+                path,
+                format!(
+                    r#"expected "start", "end" or "both", found {}"#,
+                    describe(value)
+                ),
+            );
+        }
+        found
+    }
+
+    fn warn_unknown(&mut self, map: &Map<String, Value>, known: &[&str], path: &Path) {
+        for key in map.keys().filter(|key| !known.contains(&key.as_str())) {
+            self.warnings.push(Diagnostic::new(
+                path.key(key).to_string(),
+                "unknown field, ignored",
+            ));
+        }
+    }
+}
+
+const DOCUMENT_SHAPES: &str =
+    "a hook object, an array of hooks, or a workflow document with a `hooks` array";
+
+fn filters() -> String {
+    HookKind::ALL.map(HookKind::filter).join(", ")
+}
+
+/// A short description of a JSON value for error messages: `number 5`, `string "x"`, `an array`.
+pub(crate) fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.chars().count() > 40 => {
+            let short: String = s.chars().take(40).collect();
+            format!("string {}…", Value::from(short))
+        }
+        Value::String(s) => format!("string {}", Value::from(s.as_str())),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}

@@ -1,0 +1,58 @@
+//! JSON Schemas of the hook model, generated from the Rust types themselves.
+//!
+//! The schemas describe the wire format exactly as the LINQ API accepts it (`filter`-tagged
+//! union, `headers` an object or null, unknown fields allowed). They cannot check URL syntax or
+//! header names: that is [`parse_hooks`](crate::parse_hooks)' job. `cargo xtask schema` writes
+//! them to `schemas/`.
+//!
+//! ```
+//! let schema = linq_hooks_model::schema::hook();
+//! assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+//! ```
+
+use schemars::transform::RecursiveTransform;
+use schemars::{Schema, generate::SchemaSettings};
+use serde_json::Value;
+
+use crate::Hook;
+
+/// The schema of one hook: the union of the five hook kinds, tagged by `filter`.
+///
+/// ```
+/// let schema = linq_hooks_model::schema::hook();
+/// assert_eq!(schema["title"], "Hook");
+/// ```
+pub fn hook() -> Schema {
+    generator().into_root_schema_for::<Hook>()
+}
+
+/// The schema of a workflow's `hooks` array: a list of hooks.
+///
+/// ```
+/// let schema = linq_hooks_model::schema::hooks();
+/// assert_eq!(schema["type"], "array");
+/// ```
+pub fn hooks() -> Schema {
+    let mut schema = generator().into_root_schema_for::<Vec<Hook>>();
+    schema.insert("title".into(), "Hooks".into());
+    schema.insert(
+        "description".into(),
+        "The `hooks` array of a LINQ workflow.".into(),
+    );
+    schema
+}
+
+fn generator() -> schemars::SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with_transform(RecursiveTransform(summary_descriptions))
+        .into_generator()
+}
+
+/// Descriptions come from the rustdoc comments; a schema keeps only their first paragraph (the
+/// summary), on one line: the rest is for Rust readers (examples, notes on the API).
+fn summary_descriptions(schema: &mut Schema) {
+    if let Some(Value::String(description)) = schema.get_mut("description") {
+        let summary = description.split("\n\n").next().unwrap_or_default();
+        *description = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+}

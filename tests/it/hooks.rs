@@ -1,0 +1,291 @@
+//! The hook reader's verdicts and messages, data-driven: one `check` helper, many small cases.
+
+use linq_hooks_model::{
+    Hook, HookKind, LabwareMovementHook, TaskStateChangeHook, TriggerOn, parse_hooks,
+};
+
+/// Asserts that `input` is refused with exactly these problems (`path: message`, in order).
+#[track_caller]
+fn check_invalid(input: &str, expected: &[&str]) {
+    let err = parse_hooks(input).expect_err(input);
+    let got: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(got, expected, "input: {input}");
+}
+
+/// Asserts that `input` is accepted with exactly these warnings, and returns the hooks.
+#[track_caller]
+fn check_valid(input: &str, warnings: &[&str]) -> Vec<Hook> {
+    let parsed = parse_hooks(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+    let got: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(got, warnings, "input: {input}");
+    parsed.hooks
+}
+
+const GOOD: &str = r#"{"url": "https://lims.example/hook"}"#;
+
+fn task_hook(parameters: &str) -> String {
+    format!(r#"{{"filter": "on_task_state_change", "parameters": {parameters}, "task_ids": []}}"#)
+}
+
+#[test]
+fn the_three_document_shapes() {
+    let one = task_hook(GOOD);
+    assert_eq!(check_valid(&one, &[]).len(), 1);
+    assert_eq!(check_valid(&format!("[{one}, {one}]"), &[]).len(), 2);
+    assert_eq!(
+        check_valid(
+            &format!(r#"{{"name": "wf", "tasks": [], "hooks": [{one}]}}"#),
+            &[]
+        )
+        .len(),
+        1
+    );
+    assert_eq!(check_valid("[]", &[]).len(), 0);
+    check_invalid(
+        "5",
+        &[
+            "$: expected a hook object, an array of hooks, or a workflow document with a `hooks` array, found number 5",
+        ],
+    );
+    check_invalid(
+        r#"{"name": "wf"}"#,
+        &[
+            "$: expected a hook object, an array of hooks, or a workflow document with a `hooks` array, found an object without `hooks`, `filter` or `parameters`",
+        ],
+    );
+    check_invalid(
+        r#"{"hooks": {"filter": "on_new_plan"}}"#,
+        &["hooks: expected an array of hooks, found an object"],
+    );
+    check_invalid(r#"[null]"#, &["[0]: expected a hook object, found null"]);
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let err = parse_hooks("[\n  {\"filter\": \"on_new_plan\",}\n]").unwrap_err();
+    assert!(err.is_syntax());
+    assert_eq!(err.line_column(), Some((2, 28)));
+    assert!(err.to_string().contains("line 2 column 28"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let input = r#"{"hooks": [
+        {"filter": "on_run_state_change", "parameters": {"url": "https://ok.example"}},
+        {"filter": "on_run_state_change", "parameters": {"url": "ftp://files.example"}},
+        {"filter": "on_run_state_change", "parameters": {"url": "/relative"}},
+        {"filter": "on_task_state_change", "parameters": {"url": "http://", "headers": {"Host": "x", "X-A": "1\r\nX-B: 2"}}, "task_ids": ["t", 7]}
+    ]}"#;
+    check_invalid(
+        input,
+        &[
+            "hooks[1].parameters.url: unsupported URL scheme `ftp:`; hooks post to http or https URLs",
+            "hooks[2].parameters.url: relative URL without a scheme",
+            "hooks[3].parameters.url: URL has no host",
+            "hooks[3].parameters.headers.Host: header `Host` is set by the delivery itself and cannot be set by a hook",
+            "hooks[3].parameters.headers.X-A: header value contains a line break (CR or LF), which would inject headers",
+            "hooks[3].task_ids[1]: expected a string, found number 7",
+        ],
+    );
+}
+
+#[test]
+fn stricter_url_checks() {
+    let cases = [
+        ("", "URL is empty"),
+        ("relative/path", "relative URL without a scheme"),
+        (
+            "ftp://example.com",
+            "unsupported URL scheme `ftp:`; hooks post to http or https URLs",
+        ),
+        (
+            "javascript:alert(1)",
+            "unsupported URL scheme `javascript:`; hooks post to http or https URLs",
+        ),
+        ("http://exa mple.com", "URL contains whitespace (\\u{20})"),
+        ("http://", "URL has no host"),
+        (
+            "https://user:secret@example.com",
+            "URL contains credentials, which are not sent; use an Authorization header instead",
+        ),
+    ];
+    for (url, message) in cases {
+        let parameters = serde_json::json!({ "url": url }).to_string();
+        check_invalid(
+            &task_hook(&parameters),
+            &[&format!("parameters.url: {message}")],
+        );
+    }
+}
+
+#[test]
+fn stricter_header_checks() {
+    let cases = [
+        (
+            "X Y",
+            "v",
+            r#"parameters.headers["X Y"]: header name is not a valid HTTP token (it contains a space)"#,
+        ),
+        (
+            "X-A:",
+            "v",
+            r#"parameters.headers["X-A:"]: header name is not a valid HTTP token (it contains `:`)"#,
+        ),
+        ("", "v", r#"parameters.headers[""]: header name is empty"#),
+        (
+            "content-length",
+            "1",
+            "parameters.headers.content-length: header `content-length` is set by the delivery itself and cannot be set by a hook",
+        ),
+        (
+            "Webhook-Signature",
+            "v1,x",
+            "parameters.headers.Webhook-Signature: header `Webhook-Signature` is set by the delivery itself and cannot be set by a hook",
+        ),
+        (
+            "X-A",
+            "a\nb",
+            "parameters.headers.X-A: header value contains a line break (CR or LF), which would inject headers",
+        ),
+        (
+            "X-A",
+            "a\u{0}b",
+            "parameters.headers.X-A: header value contains a NUL character",
+        ),
+    ];
+    for (name, value, message) in cases {
+        let parameters =
+            serde_json::json!({ "url": "https://x.example", "headers": { name: value } })
+                .to_string();
+        check_invalid(&task_hook(&parameters), &[message]);
+    }
+    // Headers the delivery does not own stay allowed.
+    for name in ["Content-Type", "User-Agent", "Authorization", "X-Api-Key"] {
+        let parameters =
+            serde_json::json!({ "url": "https://x.example", "headers": { name: "v ü" } })
+                .to_string();
+        check_valid(&task_hook(&parameters), &[]);
+    }
+}
+
+#[test]
+fn filter_rules() {
+    let params = r#""parameters": {"url": "https://x.example"}"#;
+    check_invalid(
+        &format!("[{{{params}}}]"),
+        &[
+            "[0].filter: missing required field `filter` (one of on_task_state_change, on_run_state_change, on_labware_movement, on_safety_state_change, on_new_plan)",
+        ],
+    );
+    check_invalid(
+        &format!(r#"[{{"filter": "ON_NEW_PLAN", {params}}}]"#),
+        &[
+            r#"[0].filter: unknown filter "ON_NEW_PLAN"; expected one of on_task_state_change, on_run_state_change, on_labware_movement, on_safety_state_change, on_new_plan"#,
+        ],
+    );
+    check_invalid(
+        &format!(r#"[{{"filter": null, {params}}}]"#),
+        &[
+            "[0].filter: expected a string (one of on_task_state_change, on_run_state_change, on_labware_movement, on_safety_state_change, on_new_plan), found null",
+        ],
+    );
+    // A concrete type read on its own: a missing filter is fine (deprecated), a wrong one is not.
+    let hook: TaskStateChangeHook =
+        serde_json::from_str(&format!(r#"{{{params}, "task_ids": ["a"]}}"#)).unwrap();
+    assert_eq!(hook.task_ids, ["a"]);
+    let err = serde_json::from_str::<TaskStateChangeHook>(&format!(
+        r#"{{"filter": "on_new_plan", {params}, "task_ids": []}}"#
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "filter: expected `on_task_state_change`, found `on_new_plan`"
+    );
+}
+
+#[test]
+fn field_rules() {
+    check_invalid(
+        r#"[{"filter": "on_new_plan"}]"#,
+        &["[0].parameters: missing required field `parameters`"],
+    );
+    check_invalid(
+        r#"[{"filter": "on_new_plan", "parameters": 5}]"#,
+        &["[0].parameters: expected an object with `url` and `headers`, found number 5"],
+    );
+    check_invalid(
+        r#"[{"filter": "on_new_plan", "parameters": {}}]"#,
+        &["[0].parameters.url: missing required field `url`"],
+    );
+    check_invalid(
+        r#"[{"filter": "on_new_plan", "parameters": {"url": ["http://x"]}}]"#,
+        &["[0].parameters.url: expected a string, found an array"],
+    );
+    check_invalid(
+        r#"[{"filter": "on_new_plan", "parameters": {"url": "http://x.example", "headers": "X: y"}}]"#,
+        &[
+            r#"[0].parameters.headers: expected an object of header names to string values, or null; found string "X: y""#,
+        ],
+    );
+    check_invalid(
+        r#"[{"filter": "on_new_plan", "parameters": {"url": "http://x.example", "headers": {"X-A": 1}}}]"#,
+        &["[0].parameters.headers.X-A: expected a string header value, found number 1"],
+    );
+    check_invalid(
+        r#"[{"filter": "on_task_state_change", "parameters": {"url": "http://x.example"}}]"#,
+        &["[0].task_ids: missing required field `task_ids` (use [] for every task)"],
+    );
+    check_invalid(
+        r#"[{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "labware_ids": null}]"#,
+        &["[0].labware_ids: expected an array of labware ids, found null"],
+    );
+    for bad in [r#""""#, "null", r#""Start""#, "1"] {
+        let input = format!(
+            r#"[{{"filter": "on_labware_movement", "parameters": {{"url": "http://x.example"}}, "labware_ids": [], "trigger_on": {bad}}}]"#
+        );
+        let err = parse_hooks(&input).unwrap_err();
+        assert_eq!(err.problems()[0].path(), "[0].trigger_on", "{bad}");
+    }
+}
+
+#[test]
+fn defaults_and_normal_form() {
+    let hooks = check_valid(
+        r#"[{"filter": "on_labware_movement", "parameters": {"url": "http://x.example", "headers": null}, "labware_ids": ["p1"]}]"#,
+        &[],
+    );
+    let Hook::LabwareMovement(LabwareMovementHook {
+        trigger_on,
+        parameters,
+        ..
+    }) = &hooks[0]
+    else {
+        panic!()
+    };
+    assert_eq!(*trigger_on, TriggerOn::Both);
+    assert!(parameters.headers().is_empty());
+    assert_eq!(
+        serde_json::to_string(&hooks).unwrap(),
+        r#"[{"filter":"on_labware_movement","parameters":{"url":"http://x.example","headers":{}},"labware_ids":["p1"],"trigger_on":"both"}]"#
+    );
+    // Serialized hooks read back to the same values.
+    let again = parse_hooks(&serde_json::to_string(&hooks).unwrap())
+        .unwrap()
+        .hooks;
+    assert_eq!(again, hooks);
+    assert_eq!(hooks[0].kind(), HookKind::LabwareMovement);
+}
+
+#[test]
+fn unknown_fields_are_warned_about_and_ignored() {
+    let hooks = check_valid(
+        r#"{"hooks": [{"filter": "on_task_state_change", "parameters": {"url": "http://x.example", "header": {}}, "task_ids": [], "task_id": "t1"},
+                      {"filter": "on_run_state_change", "parameters": {"url": "http://x.example"}, "task_ids": ["t1"]}]}"#,
+        &[
+            "hooks[0].parameters.header: unknown field, ignored",
+            "hooks[0].task_id: unknown field, ignored",
+            "hooks[1].task_ids: unknown field, ignored",
+        ],
+    );
+    assert_eq!(hooks.len(), 2);
+}

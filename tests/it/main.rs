@@ -1,0 +1,4 @@
+//! Workspace-level integration tests: one test binary, one module per concern.
+
+mod conformance;
+mod hooks;

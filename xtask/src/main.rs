@@ -1,0 +1,77 @@
+//! Project chores, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! - `cargo xtask schema` writes the JSON Schemas in `schemas/` from the Rust types.
+//! - `cargo xtask schema --check` fails when the committed schemas are stale.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask schema [--check]
+
+tasks:
+  schema          write the JSON Schemas in schemas/ from the Rust types
+  schema --check  fail when the committed schemas differ from what the types generate";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["schema"] => schema(false),
+        ["schema", "--check"] => schema(true),
+        ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Every generated schema: its file name under `schemas/` and its content.
+fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    use linq_hooks_model::schema;
+    vec![
+        ("hook.schema.json", schema::hook().to_value()),
+        ("hooks.schema.json", schema::hooks().to_value()),
+    ]
+}
+
+fn schema(check: bool) -> ExitCode {
+    let dir = workspace_root().join("schemas");
+    let mut stale = Vec::new();
+    for (name, schema) in schemas() {
+        let path = dir.join(name);
+        let text = serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n";
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == text {
+            continue;
+        }
+        if check {
+            stale.push(path);
+        } else if let Err(e) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text))
+        {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        } else {
+            println!("wrote {}", path.display());
+        }
+    }
+    if stale.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for path in &stale {
+        eprintln!("error: {} is stale", path.display());
+    }
+    eprintln!("run `cargo xtask schema` and commit the result");
+    ExitCode::FAILURE
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ sits in the workspace root")
+        .to_path_buf()
+}
