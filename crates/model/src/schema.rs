@@ -7,7 +7,7 @@
 //!
 //! ```
 //! let schema = linq_hooks_model::schema::hook();
-//! assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+//! assert_eq!(schema.get("$schema").unwrap(), "https://json-schema.org/draft/2020-12/schema");
 //! ```
 
 use schemars::transform::RecursiveTransform;
@@ -20,7 +20,7 @@ use crate::Hook;
 ///
 /// ```
 /// let schema = linq_hooks_model::schema::hook();
-/// assert_eq!(schema["title"], "Hook");
+/// assert_eq!(schema.get("title").unwrap(), "Hook");
 /// ```
 pub fn hook() -> Schema {
     generator().into_root_schema_for::<Hook>()
@@ -30,7 +30,7 @@ pub fn hook() -> Schema {
 ///
 /// ```
 /// let schema = linq_hooks_model::schema::hooks();
-/// assert_eq!(schema["type"], "array");
+/// assert_eq!(schema.get("type").unwrap(), "array");
 /// ```
 pub fn hooks() -> Schema {
     let mut schema = generator().into_root_schema_for::<Vec<Hook>>();
