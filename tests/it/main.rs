@@ -1,4 +1,5 @@
 //! Workspace-level integration tests: one test binary, one module per concern.
 
 mod conformance;
+mod events;
 mod hooks;

@@ -29,20 +29,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every generated schema: its file name under `schemas/` and its content.
-fn schemas() -> Vec<(&'static str, serde_json::Value)> {
-    use linq_hooks_model::schema;
-    vec![
-        ("hook.schema.json", schema::hook().to_value()),
-        ("hooks.schema.json", schema::hooks().to_value()),
-    ]
+/// Every generated schema: its path under `schemas/` and its content.
+fn schemas() -> Vec<(String, serde_json::Value)> {
+    use linq_hooks_events::{EventKind, schema as events};
+    use linq_hooks_model::schema as hooks;
+    let mut all = vec![
+        ("hook.schema.json".to_string(), hooks::hook().to_value()),
+        ("hooks.schema.json".to_string(), hooks::hooks().to_value()),
+        ("event.schema.json".to_string(), events::event().to_value()),
+    ];
+    for kind in EventKind::ALL {
+        let path = format!("events/{}.schema.json", kind.name());
+        all.push((path, events::body(kind).to_value()));
+    }
+    all
 }
 
 fn schema(check: bool) -> ExitCode {
     let dir = workspace_root().join("schemas");
     let mut stale = Vec::new();
     for (name, schema) in schemas() {
-        let path = dir.join(name);
+        let path = dir.join(&name);
         let text = serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n";
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current == text {
@@ -50,8 +57,8 @@ fn schema(check: bool) -> ExitCode {
         }
         if check {
             stale.push(path);
-        } else if let Err(e) =
-            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text))
+        } else if let Err(e) = std::fs::create_dir_all(path.parent().expect("under schemas/"))
+            .and_then(|()| std::fs::write(&path, text))
         {
             eprintln!("error: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;

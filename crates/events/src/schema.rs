@@ -1,0 +1,98 @@
+//! JSON Schemas of the event bodies, generated from the Rust types.
+//!
+//! They describe bodies *as sent*: `event` and `message` always present, `timestamp` in UTC with
+//! milliseconds. `cargo xtask schema` writes them to `schemas/`.
+//!
+//! ```
+//! use linq_hooks_events::{EventKind, schema};
+//! let union = schema::event();
+//! assert_eq!(union.get("title").unwrap(), "Event");
+//! let run = schema::body(EventKind::RunStateChange);
+//! assert_eq!(run.get("title").unwrap(), "RunStateChange");
+//! ```
+
+use schemars::transform::RecursiveTransform;
+use schemars::{Schema, SchemaGenerator, generate::SchemaSettings};
+use serde_json::Value;
+
+use crate::{
+    Event, EventKind, LabwareMovement, NewPlan, RunStateChange, SafetyStateChange, TaskStateChange,
+};
+
+/// The schema of any event body: the union of the five kinds, tagged by `event`.
+///
+/// ```
+/// let schema = linq_hooks_events::schema::event();
+/// assert!(schema.get("oneOf").is_some());
+/// ```
+pub fn event() -> Schema {
+    let mut schema = generator().into_root_schema_for::<Event>();
+    if let Some(Value::Object(defs)) = schema.get_mut("$defs") {
+        for def in defs.values_mut().filter_map(Value::as_object_mut) {
+            require_message(def);
+        }
+    }
+    schema
+}
+
+/// The schema of one kind's body. `event` is optional here, so that LINQ's documented body
+/// (which has none) validates against `run_state_change`'s schema.
+///
+/// ```
+/// use linq_hooks_events::{EventKind, schema};
+/// let schema = schema::body(EventKind::TaskStateChange);
+/// assert_eq!(schema.get("properties").unwrap()["event"]["const"], "task_state_change");
+/// ```
+pub fn body(kind: EventKind) -> Schema {
+    let generator = generator();
+    let mut schema = match kind {
+        EventKind::RunStateChange => generator.into_root_schema_for::<RunStateChange>(),
+        EventKind::TaskStateChange => generator.into_root_schema_for::<TaskStateChange>(),
+        EventKind::SafetyStateChange => generator.into_root_schema_for::<SafetyStateChange>(),
+        EventKind::LabwareMovement => generator.into_root_schema_for::<LabwareMovement>(),
+        EventKind::NewPlan => generator.into_root_schema_for::<NewPlan>(),
+    };
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        let event = serde_json::json!({
+            "description": "The kind of event.",
+            "type": "string",
+            "const": kind.name(),
+        });
+        properties.insert("event".into(), event);
+    }
+    if let Some(object) = schema.as_object_mut() {
+        require_message(object);
+    }
+    schema
+}
+
+/// `message` may be absent on input, but every body sent carries one.
+fn require_message(schema: &mut serde_json::Map<String, Value>) {
+    let message = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("message"));
+    let Some(Value::Object(message)) = message else {
+        return;
+    };
+    message.remove("default");
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        if !required.contains(&Value::from("message")) {
+            required.push("message".into());
+        }
+    }
+}
+
+fn generator() -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with_transform(RecursiveTransform(summary_descriptions))
+        .into_generator()
+}
+
+/// Descriptions come from the rustdoc comments; a schema keeps only their first paragraph (the
+/// summary), on one line: the rest is for Rust readers.
+fn summary_descriptions(schema: &mut Schema) {
+    if let Some(Value::String(description)) = schema.get_mut("description") {
+        let summary = description.split("\n\n").next().unwrap_or_default();
+        *description = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+}

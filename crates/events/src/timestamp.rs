@@ -1,0 +1,124 @@
+//! Event timestamps: RFC 3339 in, UTC with milliseconds and `Z` out.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// When an event happened, to the millisecond.
+///
+/// Read from any RFC 3339 timestamp with an offset; always written as UTC with milliseconds and
+/// `Z`, so a timestamp already in that form passes through unchanged. Finer precision is
+/// truncated to the millisecond.
+///
+/// ```
+/// use linq_hooks_events::Timestamp;
+///
+/// let t: Timestamp = "2025-04-17T11:30:00.5+02:00".parse()?;
+/// assert_eq!(t.to_string(), "2025-04-17T09:30:00.500Z");
+/// assert_eq!(t.unix_millis(), 1_744_882_200_500);
+/// assert!("2025-04-17T09:30:00".parse::<Timestamp>().is_err()); // no offset: ambiguous
+/// # Ok::<(), linq_hooks_events::TimestampError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(jiff::Timestamp);
+
+/// Why a text is not a timestamp.
+///
+/// ```
+/// let err = "yesterday".parse::<linq_hooks_events::Timestamp>().unwrap_err();
+/// assert!(err.to_string().starts_with("invalid RFC 3339 timestamp"));
+/// ```
+#[derive(Debug)]
+pub struct TimestampError(String);
+
+impl fmt::Display for TimestampError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TimestampError {}
+
+impl Timestamp {
+    /// The current time, from the system clock.
+    ///
+    /// ```
+    /// assert!(linq_hooks_events::Timestamp::now().unix_millis() > 1_700_000_000_000);
+    /// ```
+    pub fn now() -> Timestamp {
+        Timestamp::truncated(jiff::Timestamp::now())
+    }
+
+    /// The timestamp `millis` milliseconds after the Unix epoch; `None` outside years -9999..=9999.
+    ///
+    /// ```
+    /// let t = linq_hooks_events::Timestamp::from_unix_millis(0).unwrap();
+    /// assert_eq!(t.to_string(), "1970-01-01T00:00:00.000Z");
+    /// ```
+    pub fn from_unix_millis(millis: i64) -> Option<Timestamp> {
+        jiff::Timestamp::from_millisecond(millis)
+            .ok()
+            .map(Timestamp)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    ///
+    /// ```
+    /// let t: linq_hooks_events::Timestamp = "1970-01-01T00:00:01Z".parse().unwrap();
+    /// assert_eq!(t.unix_millis(), 1000);
+    /// ```
+    pub fn unix_millis(self) -> i64 {
+        self.0.as_millisecond()
+    }
+
+    fn truncated(t: jiff::Timestamp) -> Timestamp {
+        Timestamp(jiff::Timestamp::from_millisecond(t.as_millisecond()).expect("same range"))
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = TimestampError;
+
+    fn from_str(s: &str) -> Result<Timestamp, TimestampError> {
+        s.parse::<jiff::Timestamp>()
+            .map(Timestamp::truncated)
+            .map_err(|e| TimestampError(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        let text = Cow::<'de, str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "When it happened: RFC 3339, written as UTC with milliseconds and `Z`.",
+            "examples": ["2025-04-17T09:30:00.000Z"]
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! Event bodies: parsing, defaults, normal form, bad input, and the schemas.
+
+use linq_hooks_events::{Event, EventKind, RunState, RunStateChange, TaskState, parse_event};
+use linq_hooks_tests::{read_json, workspace_root};
+use serde_json::{Value, json};
+
+/// LINQ's documented run-state body, verbatim.
+const DOCUMENTED: &str = r#"{"state": "paused", "message": "The run is paused.", "run_id": "00000000-0000-0000-000000000000", "timestamp": "2025-04-17T09:30:00.000Z"}"#;
+
+/// Asserts that `input` parses and serializes to `expected`.
+#[track_caller]
+fn check(input: Value, expected: Value) {
+    let event = parse_event(&input.to_string()).unwrap_or_else(|e| panic!("{input}: {e}"));
+    assert_eq!(
+        serde_json::to_value(&event).unwrap(),
+        expected,
+        "input: {input}"
+    );
+    // The normal form reads back to the same event.
+    assert_eq!(parse_event(&expected.to_string()).unwrap(), event);
+}
+
+/// Asserts that `input` is refused with exactly this `path: reason` (or, when `expected` ends
+/// with `...`, a reason that starts so: for messages a dependency words).
+#[track_caller]
+fn check_refused(input: &str, expected: &str) {
+    let err = parse_event(input).expect_err(input);
+    assert!(err.is_invalid(), "{input}: {err}");
+    match expected.strip_suffix("...") {
+        Some(prefix) => assert!(
+            err.to_string().starts_with(prefix),
+            "input: {input}\n got: {err}"
+        ),
+        None => assert_eq!(err.to_string(), expected, "input: {input}"),
+    }
+}
+
+fn example_events() -> Vec<Value> {
+    let text = std::fs::read_to_string(workspace_root().join("examples/events.ndjson")).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_documented_body_parses_unchanged_through_its_own_type() {
+    let body: RunStateChange = serde_json::from_str(DOCUMENTED).unwrap();
+    assert_eq!(body.state, RunState::Paused);
+    assert_eq!(body.run_id, "00000000-0000-0000-000000000000");
+    let mut written = serde_json::to_value(&body).unwrap();
+    assert_eq!(written, serde_json::from_str::<Value>(DOCUMENTED).unwrap());
+    // Through the union, it is the same body plus `event`.
+    written["event"] = json!("run_state_change");
+    assert_eq!(
+        serde_json::to_value(parse_event(&written.to_string()).unwrap()).unwrap(),
+        written
+    );
+    // And it validates against the kind's own schema.
+    let schema =
+        jsonschema::draft202012::new(&read_json("schemas/events/run_state_change.schema.json"))
+            .unwrap();
+    assert!(schema.is_valid(&serde_json::from_str(DOCUMENTED).unwrap()));
+}
+
+#[test]
+fn stoped_is_read_as_stopped() {
+    check(
+        json!({"event": "run_state_change", "run_id": "r", "state": "stoped", "timestamp": "2025-04-17T09:30:00.000Z"}),
+        json!({"event": "run_state_change", "run_id": "r", "state": "stopped", "message": "The run has stopped.", "timestamp": "2025-04-17T09:30:00.000Z"}),
+    );
+}
+
+#[test]
+fn unknown_states_pass_through_and_wrong_types_are_refused() {
+    check(
+        json!({"event": "task_state_change", "run_id": "r", "task_id": "t", "state": "retrying", "message": "m", "timestamp": "2025-04-17T09:30:00.000Z"}),
+        json!({"event": "task_state_change", "run_id": "r", "task_id": "t", "state": "retrying", "message": "m", "timestamp": "2025-04-17T09:30:00.000Z"}),
+    );
+    let event = parse_event(r#"{"event": "task_state_change", "run_id": "r", "task_id": "t", "state": "retrying", "timestamp": "2025-04-17T09:30:00Z"}"#).unwrap();
+    let Event::TaskStateChange(task) = event else {
+        panic!()
+    };
+    assert_eq!(task.state, TaskState::Other("retrying".into()));
+    assert_eq!(task.message, "Task t is now retrying.");
+    check_refused(
+        r#"{"event": "run_state_change", "run_id": "r", "state": 3, "timestamp": "2025-04-17T09:30:00Z"}"#,
+        "state: invalid type: integer `3`, expected a string",
+    );
+    check_refused(
+        r#"{"event": "safety_state_change", "state": null, "timestamp": "2025-04-17T09:30:00Z"}"#,
+        "state: invalid type: null, expected a string",
+    );
+}
+
+#[test]
+fn messages_are_made_from_the_state_when_absent() {
+    let ts = "2025-04-17T09:30:00.000Z";
+    let cases = [
+        (
+            json!({"event": "run_state_change", "run_id": "r", "state": "started"}),
+            "The run has started.",
+        ),
+        (
+            json!({"event": "run_state_change", "run_id": "r", "state": "paused"}),
+            "The run is paused.",
+        ),
+        (
+            json!({"event": "run_state_change", "run_id": "r", "state": "resumed", "message": ""}),
+            "The run has resumed.",
+        ),
+        (
+            json!({"event": "run_state_change", "run_id": "r", "state": "aborted"}),
+            "The run is now aborted.",
+        ),
+        (
+            json!({"event": "task_state_change", "run_id": "r", "task_id": "t1", "state": "started"}),
+            "Task t1 started.",
+        ),
+        (
+            json!({"event": "task_state_change", "run_id": "r", "task_id": "t1", "state": "succeeded"}),
+            "Task t1 succeeded.",
+        ),
+        (
+            json!({"event": "task_state_change", "run_id": "r", "task_id": "t1", "state": "failed"}),
+            "Task t1 failed.",
+        ),
+        (
+            json!({"event": "task_state_change", "run_id": "r", "task_id": "t1", "state": "failed", "error": "jammed"}),
+            "Task t1 failed: jammed",
+        ),
+        (
+            json!({"event": "task_state_change", "run_id": "r", "task_id": "t1", "state": "skipped"}),
+            "Task t1 was skipped.",
+        ),
+        (
+            json!({"event": "task_state_change", "run_id": "r", "task_id": "t1", "state": "cancelled"}),
+            "Task t1 was cancelled.",
+        ),
+        (
+            json!({"event": "safety_state_change", "state": "normal"}),
+            "The workcell is back to normal.",
+        ),
+        (
+            json!({"event": "safety_state_change", "state": "alert"}),
+            "The workcell raised a safety alert.",
+        ),
+        (
+            json!({"event": "safety_state_change", "state": "emergency_stop"}),
+            "The workcell is in emergency stop.",
+        ),
+        (
+            json!({"event": "labware_movement", "run_id": "r", "labware_id": "p7", "phase": "start", "source": {"instrument": "hotel", "slot": 3}, "destination": {"instrument": "reader", "slot": 1}}),
+            "Labware p7 was picked up from hotel slot 3.",
+        ),
+        (
+            json!({"event": "labware_movement", "run_id": "r", "labware_id": "p7", "phase": "end", "source": {"instrument": "hotel", "slot": 3}, "destination": {"instrument": "reader", "slot": 1}}),
+            "Labware p7 was put down on reader slot 1.",
+        ),
+        (
+            json!({"event": "new_plan", "plan_id": "p2"}),
+            "The scheduler made a new plan, p2.",
+        ),
+    ];
+    for (mut input, message) in cases {
+        input["timestamp"] = json!(ts);
+        let event = parse_event(&input.to_string()).unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(event.message(), message, "{input}");
+    }
+    // A message that is there is kept.
+    let event = parse_event(r#"{"event": "new_plan", "plan_id": "p", "message": "Replanned after the alert.", "timestamp": "2025-04-17T09:30:00Z"}"#).unwrap();
+    assert_eq!(event.message(), "Replanned after the alert.");
+}
+
+#[test]
+fn timestamps_are_written_in_utc_with_milliseconds() {
+    let cases = [
+        ("2025-04-17T09:30:00.000Z", "2025-04-17T09:30:00.000Z"),
+        ("2025-04-17T09:30:00Z", "2025-04-17T09:30:00.000Z"),
+        ("2025-04-17T11:30:00.25+02:00", "2025-04-17T09:30:00.250Z"),
+        ("2025-04-17T09:30:00.123456789Z", "2025-04-17T09:30:00.123Z"),
+        ("2025-04-16T23:30:00-10:00", "2025-04-17T09:30:00.000Z"),
+    ];
+    for (input, written) in cases {
+        check(
+            json!({"event": "new_plan", "plan_id": "p", "message": "m", "timestamp": input}),
+            json!({"event": "new_plan", "plan_id": "p", "message": "m", "timestamp": written}),
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_path_and_reason() {
+    let labware = |phase: &str, slot: &str| {
+        format!(
+            r#"{{"event": "labware_movement", "run_id": "r", "labware_id": "l", "phase": {phase}, "source": {{"instrument": "a", "slot": {slot}}}, "destination": {{"instrument": "b", "slot": 2}}, "timestamp": "2025-04-17T09:30:00Z"}}"#
+        )
+    };
+    let cases = [
+        (r#"{"event": "run_started", "run_id": "r"}"#.to_string(), r#"event: unknown event "run_started"; expected one of run_state_change, task_state_change, safety_state_change, labware_movement, new_plan"#),
+        (r#"{"run_id": "r", "state": "paused"}"#.to_string(), "event: missing required field `event` (one of run_state_change, task_state_change, safety_state_change, labware_movement, new_plan)"),
+        (r#"{"event": 5}"#.to_string(), "event: expected a string (one of run_state_change, task_state_change, safety_state_change, labware_movement, new_plan), found a number"),
+        (r#"[1]"#.to_string(), "$: expected an event object, found an array"),
+        (r#"{"event": "run_state_change", "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#.to_string(), "run_id: missing required field `run_id`"),
+        (r#"{"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": "yesterday"}"#.to_string(), "timestamp: invalid RFC 3339 timestamp \"yesterday\": ..."),
+        (r#"{"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": 1744882200}"#.to_string(), "timestamp: invalid type: integer `1744882200`, expected a string"),
+        (labware(r#""middle""#, "1"), "phase: unknown variant `middle`, expected `start` or `end`"),
+        (labware(r#""start""#, "-1"), "source.slot: invalid value: integer `-1`, expected u32"),
+        (labware(r#""start""#, r#""3""#), "source.slot: invalid type: string \"3\", expected u32"),
+        (r#"{"event": "labware_movement", "run_id": "r", "labware_id": "l", "phase": "end", "source": {"slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#.to_string(), "source.instrument: missing required field `instrument`"),
+    ];
+    for (input, expected) in cases {
+        check_refused(&input, expected);
+    }
+    let err = parse_event("{\n\"event\": }").unwrap_err();
+    assert!(err.is_syntax());
+    assert_eq!(err.line_column(), Some((2, 10)));
+}
+
+#[test]
+fn the_timestamp_without_an_offset_is_refused() {
+    let err =
+        parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00"}"#)
+            .unwrap_err();
+    assert_eq!(err.path(), Some("timestamp"));
+}
+
+#[test]
+fn every_example_event_parses_and_matches_the_schemas() {
+    let union = jsonschema::draft202012::new(&read_json("schemas/event.schema.json")).unwrap();
+    let events = example_events();
+    assert!(!events.is_empty());
+    let mut seen = std::collections::BTreeSet::new();
+    for input in events {
+        let event = parse_event(&input.to_string()).unwrap_or_else(|e| panic!("{input}: {e}"));
+        seen.insert(event.kind());
+        let body = serde_json::to_value(&event).unwrap();
+        assert!(union.is_valid(&body), "{body}");
+        let own = read_json(&format!(
+            "schemas/events/{}.schema.json",
+            event.kind().name()
+        ));
+        assert!(
+            jsonschema::draft202012::new(&own).unwrap().is_valid(&body),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        EventKind::ALL.len(),
+        "the examples show every kind"
+    );
+}
+
+#[test]
+fn the_schemas_refuse_bodies_that_break_the_contract() {
+    let union = jsonschema::draft202012::new(&read_json("schemas/event.schema.json")).unwrap();
+    let good = json!({"event": "run_state_change", "run_id": "r", "state": "paused", "message": "m", "timestamp": "2025-04-17T09:30:00.000Z"});
+    assert!(union.is_valid(&good));
+    for (field, bad) in [
+        ("event", json!("run_started")),
+        ("state", json!(3)),
+        ("run_id", json!(null)),
+    ] {
+        let mut body = good.clone();
+        body[field] = bad;
+        assert!(!union.is_valid(&body), "{body}");
+    }
+    let mut no_message = good.clone();
+    no_message.as_object_mut().unwrap().remove("message");
+    assert!(
+        !union.is_valid(&no_message),
+        "bodies as sent always carry a message"
+    );
+}
+
+#[test]
+fn the_committed_event_schemas_are_what_the_types_generate() {
+    assert_eq!(
+        read_json("schemas/event.schema.json"),
+        linq_hooks_events::schema::event().to_value(),
+        "run `cargo xtask schema`"
+    );
+    for kind in EventKind::ALL {
+        let path = format!("schemas/events/{}.schema.json", kind.name());
+        assert_eq!(
+            read_json(&path),
+            linq_hooks_events::schema::body(kind).to_value(),
+            "{path}: run `cargo xtask schema`"
+        );
+    }
+}
