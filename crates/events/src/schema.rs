@@ -75,10 +75,10 @@ fn require_message(schema: &mut serde_json::Map<String, Value>) {
         return;
     };
     message.remove("default");
-    if let Some(Value::Array(required)) = schema.get_mut("required") {
-        if !required.contains(&Value::from("message")) {
-            required.push("message".into());
-        }
+    if let Some(Value::Array(required)) = schema.get_mut("required")
+        && !required.contains(&Value::from("message"))
+    {
+        required.push("message".into());
     }
 }
 
