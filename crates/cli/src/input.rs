@@ -3,6 +3,11 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use linq_hooks_events::{Event, parse_event};
+use linq_hooks_model::{ParsedHooks, parse_hooks};
+
+use crate::Outcome;
+
 /// A named input: a file, or standard input when the path is `-` or absent.
 #[derive(Clone, Debug)]
 pub(crate) struct Input {
@@ -14,6 +19,11 @@ impl Input {
         Input {
             path: path.filter(|p| p.as_os_str() != "-"),
         }
+    }
+
+    /// Whether this input is standard input.
+    pub(crate) fn is_stdin(&self) -> bool {
+        self.path.is_none()
     }
 
     /// The name to show in messages: the path, or `<stdin>`.
@@ -35,4 +45,50 @@ impl Input {
         };
         result.map_err(|e| format!("cannot read {}: {e}", self.name()))
     }
+}
+
+/// Reads and checks a hook file, printing warnings and problems on stderr. The error is the
+/// outcome to exit with: [`Outcome::UsageOrIo`] when unreadable, [`Outcome::Invalid`] when invalid.
+pub(crate) fn read_hooks(input: &Input) -> Result<ParsedHooks, Outcome> {
+    let name = input.name();
+    let text = input.read_to_string().map_err(|message| {
+        eprintln!("error: {message}");
+        Outcome::UsageOrIo
+    })?;
+    match parse_hooks(&text) {
+        Ok(parsed) => {
+            for warning in &parsed.warnings {
+                eprintln!("warning: {name}: {warning}");
+            }
+            Ok(parsed)
+        }
+        Err(err) if err.is_syntax() => {
+            eprintln!("error: {name}: {err}");
+            Err(Outcome::Invalid)
+        }
+        Err(err) => {
+            for problem in err.problems() {
+                eprintln!("error: {name}: {problem}");
+            }
+            let n = err.problems().len();
+            eprintln!(
+                "{name}: invalid, {n} problem{}",
+                if n == 1 { "" } else { "s" }
+            );
+            Err(Outcome::Invalid)
+        }
+    }
+}
+
+/// Reads one event, printing the problem on stderr. The error is the outcome to exit with:
+/// [`Outcome::UsageOrIo`] when unreadable, [`Outcome::Invalid`] when invalid.
+pub(crate) fn read_event(input: &Input) -> Result<Event, Outcome> {
+    let text = input.read_to_string().map_err(|message| {
+        eprintln!("error: {message}");
+        Outcome::UsageOrIo
+    })?;
+    parse_event(&text).map_err(|err| {
+        eprintln!("error: {}: {err}", input.name());
+        Outcome::Invalid
+    })
 }

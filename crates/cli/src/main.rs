@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod input;
+mod matching;
 mod validate;
 
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// Workflow notifications for the LINQ lab scheduler: check hooks, see which fire, deliver them.
 #[derive(Debug, Parser)]
-#[command(name = "linq-hooks", version, about, long_about = None)]
+#[command(name = "linq-hooks", version)]
 #[command(after_help = "Exit codes: 0 success, 1 invalid input, 2 usage or I/O error.")]
 struct Cli {
     #[command(subcommand)]
@@ -22,6 +23,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Validate(validate::Args),
+    #[command(name = "match")]
+    Match(matching::Args),
 }
 
 /// How a command ended; each maps to the exit code the CLI documents.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Match(args) => matching::run(&args),
     }
     .into()
 }

@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use linq_hooks_model::{ParsedHooks, parse_hooks};
-
 use crate::Outcome;
-use crate::input::Input;
+use crate::input::{Input, read_hooks};
 
 /// Check hooks: one hook object, an array of hooks, or a LINQ workflow document.
 ///
@@ -43,37 +41,4 @@ pub(crate) fn run(args: &Args) -> Outcome {
         );
     }
     Outcome::Success
-}
-
-/// Reads and checks a hook file, printing warnings and problems on stderr. The error is the
-/// outcome to exit with: [`Outcome::UsageOrIo`] when unreadable, [`Outcome::Invalid`] when invalid.
-pub(crate) fn read_hooks(input: &Input) -> Result<ParsedHooks, Outcome> {
-    let name = input.name();
-    let text = input.read_to_string().map_err(|message| {
-        eprintln!("error: {message}");
-        Outcome::UsageOrIo
-    })?;
-    match parse_hooks(&text) {
-        Ok(parsed) => {
-            for warning in &parsed.warnings {
-                eprintln!("warning: {name}: {warning}");
-            }
-            Ok(parsed)
-        }
-        Err(err) if err.is_syntax() => {
-            eprintln!("error: {name}: {err}");
-            Err(Outcome::Invalid)
-        }
-        Err(err) => {
-            for problem in err.problems() {
-                eprintln!("error: {name}: {problem}");
-            }
-            let n = err.problems().len();
-            eprintln!(
-                "{name}: invalid, {n} problem{}",
-                if n == 1 { "" } else { "s" }
-            );
-            Err(Outcome::Invalid)
-        }
-    }
 }

@@ -15,12 +15,11 @@ fn linq_hooks(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A command may exit before it reads its input (an invalid hook file, say): that is fine.
+    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        result => result.unwrap(),
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -123,4 +122,76 @@ fn help_explains_the_commands() {
     let help = text(&out.stdout);
     assert!(help.contains("--normalized"), "{help}");
     assert!(help.contains("Exit codes"), "{help}");
+}
+
+const HOOKS: &str = r#"{"hooks": [
+    {"filter": "on_task_state_change", "parameters": {"url": "https://a.example"}, "task_ids": ["read-plate"]},
+    {"filter": "on_run_state_change", "parameters": {"url": "https://b.example"}},
+    {"filter": "on_task_state_change", "parameters": {"url": "https://c.example"}, "task_ids": []},
+    {"filter": "on_labware_movement", "parameters": {"url": "https://d.example"}, "labware_ids": ["plate-7"], "trigger_on": "start"}
+]}"#;
+
+/// Writes `text` to a fresh file in the target directory and returns its path.
+fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("linq-hooks-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn match_prints_the_indices_of_the_hooks_that_fire() {
+    let hooks = temp_file("match-hooks.json", HOOKS);
+    let cases = [
+        (r#"{"event": "task_state_change", "run_id": "r", "task_id": "read-plate", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#, "[0,2]"),
+        (r#"{"event": "task_state_change", "run_id": "r", "task_id": "READ-PLATE", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#, "[2]"),
+        (r#"{"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#, "[1]"),
+        (r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "start", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#, "[3]"),
+        (r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "end", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#, "[]"),
+        (r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#, "[]"),
+    ];
+    for (event, expected) in cases {
+        let out = linq_hooks(&["match", "--hooks", &hooks, "-"], event);
+        assert_eq!(out.status.code(), Some(0), "{event}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{expected}\n"), "{event}");
+    }
+    // The event may also be a file.
+    let event = temp_file("match-event.json", r#"{"event": "run_state_change", "run_id": "r", "state": "stoped", "timestamp": "2025-04-17T09:30:00Z"}"#);
+    let out = linq_hooks(&["match", "--hooks", &hooks, &event], "");
+    assert_eq!(text(&out.stdout), "[1]\n");
+}
+
+#[test]
+fn match_refuses_invalid_events_and_hook_files_with_exit_1() {
+    let hooks = temp_file("match-hooks-2.json", HOOKS);
+    let out = linq_hooks(&["match", "--hooks", &hooks], r#"{"event": "labware_movement", "phase": "middle"}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "error: <stdin>: phase: unknown variant `middle`, expected `start` or `end`\n");
+    assert!(out.stdout.is_empty());
+
+    let out = linq_hooks(&["match", "--hooks", &hooks], r#"{"event": "launch"}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with(r#"error: <stdin>: event: unknown event "launch""#), "{}", text(&out.stderr));
+
+    let out = linq_hooks(&["match", "--hooks", &hooks], "{not json");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: <stdin>: invalid JSON: "), "{}", text(&out.stderr));
+
+    let bad_hooks = temp_file("match-bad-hooks.json", r#"[{"filter": "on_new_plan", "parameters": {"url": "ftp://x.example"}}]"#);
+    let out = linq_hooks(&["match", "--hooks", &bad_hooks], r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("[0].parameters.url: unsupported URL scheme `ftp:`"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn match_usage_and_io_errors_exit_2() {
+    let event = r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#;
+    let out = linq_hooks(&["match", "-"], event);
+    assert_eq!(out.status.code(), Some(2), "--hooks is required");
+    let out = linq_hooks(&["match", "--hooks", "no/such/hooks.json"], event);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("error: cannot read no/such/hooks.json: "));
+    let out = linq_hooks(&["match", "--hooks", "-"], event);
+    assert_eq!(out.status.code(), Some(2));
 }
