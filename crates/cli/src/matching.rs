@@ -11,7 +11,9 @@ use crate::input::{Input, read_event, read_hooks};
 ///
 /// Indices count from 0 in the order of the hook file (any shape `validate` reads).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit codes: 0 matched (even if no hook fires), 1 invalid hook file or event, 2 usage or I/O error.")]
+#[command(
+    after_help = "Exit codes: 0 matched (even if no hook fires), 1 invalid hook file or event, 2 usage or I/O error."
+)]
 pub(crate) struct Args {
     /// The hook file: one hook, an array of hooks, or a LINQ workflow document.
     #[arg(long, value_name = "FILE")]
@@ -35,6 +37,9 @@ pub(crate) fn run(args: &Args) -> Outcome {
         Err(outcome) => return outcome,
     };
     let matching = Matcher::new(&hooks).matching(&event);
-    println!("{}", serde_json::to_string(&matching).expect("indices serialize"));
+    println!(
+        "{}",
+        serde_json::to_string(&matching).expect("indices serialize")
+    );
     Outcome::Success
 }

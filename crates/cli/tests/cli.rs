@@ -144,12 +144,30 @@ fn temp_file(name: &str, text: &str) -> String {
 fn match_prints_the_indices_of_the_hooks_that_fire() {
     let hooks = temp_file("match-hooks.json", HOOKS);
     let cases = [
-        (r#"{"event": "task_state_change", "run_id": "r", "task_id": "read-plate", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#, "[0,2]"),
-        (r#"{"event": "task_state_change", "run_id": "r", "task_id": "READ-PLATE", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#, "[2]"),
-        (r#"{"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#, "[1]"),
-        (r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "start", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#, "[3]"),
-        (r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "end", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#, "[]"),
-        (r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#, "[]"),
+        (
+            r#"{"event": "task_state_change", "run_id": "r", "task_id": "read-plate", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[0,2]",
+        ),
+        (
+            r#"{"event": "task_state_change", "run_id": "r", "task_id": "READ-PLATE", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[2]",
+        ),
+        (
+            r#"{"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[1]",
+        ),
+        (
+            r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "start", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[3]",
+        ),
+        (
+            r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "end", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[]",
+        ),
+        (
+            r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[]",
+        ),
     ];
     for (event, expected) in cases {
         let out = linq_hooks(&["match", "--hooks", &hooks, "-"], event);
@@ -157,7 +175,10 @@ fn match_prints_the_indices_of_the_hooks_that_fire() {
         assert_eq!(text(&out.stdout), format!("{expected}\n"), "{event}");
     }
     // The event may also be a file.
-    let event = temp_file("match-event.json", r#"{"event": "run_state_change", "run_id": "r", "state": "stoped", "timestamp": "2025-04-17T09:30:00Z"}"#);
+    let event = temp_file(
+        "match-event.json",
+        r#"{"event": "run_state_change", "run_id": "r", "state": "stoped", "timestamp": "2025-04-17T09:30:00Z"}"#,
+    );
     let out = linq_hooks(&["match", "--hooks", &hooks, &event], "");
     assert_eq!(text(&out.stdout), "[1]\n");
 }
@@ -165,23 +186,47 @@ fn match_prints_the_indices_of_the_hooks_that_fire() {
 #[test]
 fn match_refuses_invalid_events_and_hook_files_with_exit_1() {
     let hooks = temp_file("match-hooks-2.json", HOOKS);
-    let out = linq_hooks(&["match", "--hooks", &hooks], r#"{"event": "labware_movement", "phase": "middle"}"#);
+    let out = linq_hooks(
+        &["match", "--hooks", &hooks],
+        r#"{"event": "labware_movement", "phase": "middle"}"#,
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr), "error: <stdin>: phase: unknown variant `middle`, expected `start` or `end`\n");
+    assert_eq!(
+        text(&out.stderr),
+        "error: <stdin>: phase: unknown variant `middle`, expected `start` or `end`\n"
+    );
     assert!(out.stdout.is_empty());
 
     let out = linq_hooks(&["match", "--hooks", &hooks], r#"{"event": "launch"}"#);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with(r#"error: <stdin>: event: unknown event "launch""#), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(r#"error: <stdin>: event: unknown event "launch""#),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = linq_hooks(&["match", "--hooks", &hooks], "{not json");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with("error: <stdin>: invalid JSON: "), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: <stdin>: invalid JSON: "),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let bad_hooks = temp_file("match-bad-hooks.json", r#"[{"filter": "on_new_plan", "parameters": {"url": "ftp://x.example"}}]"#);
-    let out = linq_hooks(&["match", "--hooks", &bad_hooks], r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#);
+    let bad_hooks = temp_file(
+        "match-bad-hooks.json",
+        r#"[{"filter": "on_new_plan", "parameters": {"url": "ftp://x.example"}}]"#,
+    );
+    let out = linq_hooks(
+        &["match", "--hooks", &bad_hooks],
+        r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#,
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("[0].parameters.url: unsupported URL scheme `ftp:`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[0].parameters.url: unsupported URL scheme `ftp:`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -7,9 +7,14 @@
 //! plus a fixed handful of hooks for every task or labware. An event therefore matches about
 //! the same few hooks at every size, and what grows is only the number that exist.
 
-use linq_hooks_events::{Event, LabwareMovement, Location, Phase, TaskState, TaskStateChange, Timestamp};
+use linq_hooks_events::{
+    Event, LabwareMovement, Location, Phase, TaskState, TaskStateChange, Timestamp,
+};
 use linq_hooks_filter::{Matcher, matching_linear};
-use linq_hooks_model::{Headers, Hook, HookParameters, LabwareMovementHook, RunStateChangeHook, TaskStateChangeHook, TriggerOn};
+use linq_hooks_model::{
+    Headers, Hook, HookParameters, LabwareMovementHook, RunStateChangeHook, TaskStateChangeHook,
+    TriggerOn,
+};
 
 fn main() {
     divan::main();
@@ -28,14 +33,32 @@ fn hooks(n: usize) -> Vec<Hook> {
     };
     (0..n)
         .map(|i| {
-            let ids: Vec<String> = (0..1 + next() % 3).map(|_| format!("id-{}", next() % pool)).collect();
+            let ids: Vec<String> = (0..1 + next() % 3)
+                .map(|_| format!("id-{}", next() % pool))
+                .collect();
             match i {
                 // A fixed few hooks fire for every task / every labware / every run event.
-                0 => Hook::TaskStateChange(TaskStateChangeHook { parameters: parameters.clone(), task_ids: vec![] }),
-                1 => Hook::LabwareMovement(LabwareMovementHook { parameters: parameters.clone(), labware_ids: vec![], trigger_on: TriggerOn::Both }),
-                2 => Hook::RunStateChange(RunStateChangeHook { parameters: parameters.clone() }),
-                _ if i % 2 == 0 => Hook::TaskStateChange(TaskStateChangeHook { parameters: parameters.clone(), task_ids: ids }),
-                _ => Hook::LabwareMovement(LabwareMovementHook { parameters: parameters.clone(), labware_ids: ids, trigger_on: [TriggerOn::Start, TriggerOn::End, TriggerOn::Both][i % 3] }),
+                0 => Hook::TaskStateChange(TaskStateChangeHook {
+                    parameters: parameters.clone(),
+                    task_ids: vec![],
+                }),
+                1 => Hook::LabwareMovement(LabwareMovementHook {
+                    parameters: parameters.clone(),
+                    labware_ids: vec![],
+                    trigger_on: TriggerOn::Both,
+                }),
+                2 => Hook::RunStateChange(RunStateChangeHook {
+                    parameters: parameters.clone(),
+                }),
+                _ if i % 2 == 0 => Hook::TaskStateChange(TaskStateChangeHook {
+                    parameters: parameters.clone(),
+                    task_ids: ids,
+                }),
+                _ => Hook::LabwareMovement(LabwareMovementHook {
+                    parameters: parameters.clone(),
+                    labware_ids: ids,
+                    trigger_on: [TriggerOn::Start, TriggerOn::End, TriggerOn::Both][i % 3],
+                }),
             }
         })
         .collect()
@@ -63,7 +86,10 @@ fn task_event(task_id: String) -> Event {
 }
 
 fn labware_event(labware_id: String) -> Event {
-    let at = Location { instrument: "hotel".into(), slot: 1 };
+    let at = Location {
+        instrument: "hotel".into(),
+        slot: 1,
+    };
     Event::LabwareMovement(LabwareMovement {
         run_id: "run-1".into(),
         labware_id,
@@ -86,7 +112,11 @@ fn labware_events(n: usize) -> Vec<Event> {
 }
 
 /// Measures `matching` over the events in turn, one event per iteration.
-fn bench_events(bencher: divan::Bencher<'_, '_>, events: &[Event], mut matching: impl FnMut(&Event) -> Vec<usize>) {
+fn bench_events(
+    bencher: divan::Bencher<'_, '_>,
+    events: &[Event],
+    mut matching: impl FnMut(&Event) -> Vec<usize>,
+) {
     let mut next = 0;
     bencher.bench_local(|| {
         next = (next + 1) % events.len();
@@ -109,13 +139,17 @@ fn indexed_labware(bencher: divan::Bencher<'_, '_>, n: usize) {
 #[divan::bench(args = SIZES)]
 fn linear_task(bencher: divan::Bencher<'_, '_>, n: usize) {
     let hooks = hooks(n);
-    bench_events(bencher, &task_events(n), |event| matching_linear(&hooks, event));
+    bench_events(bencher, &task_events(n), |event| {
+        matching_linear(&hooks, event)
+    });
 }
 
 #[divan::bench(args = SIZES)]
 fn linear_labware(bencher: divan::Bencher<'_, '_>, n: usize) {
     let hooks = hooks(n);
-    bench_events(bencher, &labware_events(n), |event| matching_linear(&hooks, event));
+    bench_events(bencher, &labware_events(n), |event| {
+        matching_linear(&hooks, event)
+    });
 }
 
 #[divan::bench(args = SIZES, sample_count = 10)]

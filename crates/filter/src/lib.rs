@@ -224,5 +224,7 @@ fn phase_slot(phase: Phase) -> usize {
 /// assert_eq!(linq_hooks_filter::matching_linear(&hooks, &event), [0]);
 /// ```
 pub fn matching_linear(hooks: &[Hook], event: &Event) -> Vec<usize> {
-    (0..hooks.len()).filter(|&i| fires(&hooks[i], event)).collect()
+    (0..hooks.len())
+        .filter(|&i| fires(&hooks[i], event))
+        .collect()
 }

@@ -2,13 +2,13 @@
 //! holds on hand-made cases.
 
 use linq_hooks_events::{
-    Event, LabwareMovement, Location, NewPlan, Phase, RunState, RunStateChange, SafetyState, SafetyStateChange,
-    TaskState, TaskStateChange, Timestamp,
+    Event, LabwareMovement, Location, NewPlan, Phase, RunState, RunStateChange, SafetyState,
+    SafetyStateChange, TaskState, TaskStateChange, Timestamp,
 };
 use linq_hooks_filter::{Matcher, fires, matching_linear};
 use linq_hooks_model::{
-    Headers, Hook, HookParameters, LabwareMovementHook, NewPlanHook, RunStateChangeHook, SafetyStateChangeHook,
-    TaskStateChangeHook, TriggerOn,
+    Headers, Hook, HookParameters, LabwareMovementHook, NewPlanHook, RunStateChangeHook,
+    SafetyStateChangeHook, TaskStateChangeHook, TriggerOn,
 };
 use proptest::prelude::*;
 
@@ -17,11 +17,18 @@ fn parameters() -> HookParameters {
 }
 
 fn task_hook(ids: &[&str]) -> Hook {
-    Hook::TaskStateChange(TaskStateChangeHook { parameters: parameters(), task_ids: ids.iter().map(|s| s.to_string()).collect() })
+    Hook::TaskStateChange(TaskStateChangeHook {
+        parameters: parameters(),
+        task_ids: ids.iter().map(|s| s.to_string()).collect(),
+    })
 }
 
 fn labware_hook(ids: &[&str], trigger_on: TriggerOn) -> Hook {
-    Hook::LabwareMovement(LabwareMovementHook { parameters: parameters(), labware_ids: ids.iter().map(|s| s.to_string()).collect(), trigger_on })
+    Hook::LabwareMovement(LabwareMovementHook {
+        parameters: parameters(),
+        labware_ids: ids.iter().map(|s| s.to_string()).collect(),
+        trigger_on,
+    })
 }
 
 fn ts() -> Timestamp {
@@ -29,24 +36,59 @@ fn ts() -> Timestamp {
 }
 
 fn task_event(id: &str) -> Event {
-    Event::TaskStateChange(TaskStateChange { run_id: "r".into(), task_id: id.into(), state: TaskState::Started, message: "m".into(), timestamp: ts(), error: None })
+    Event::TaskStateChange(TaskStateChange {
+        run_id: "r".into(),
+        task_id: id.into(),
+        state: TaskState::Started,
+        message: "m".into(),
+        timestamp: ts(),
+        error: None,
+    })
 }
 
 fn labware_event(id: &str, phase: Phase) -> Event {
-    let at = Location { instrument: "hotel".into(), slot: 1 };
-    Event::LabwareMovement(LabwareMovement { run_id: "r".into(), labware_id: id.into(), phase, source: at.clone(), destination: at, message: "m".into(), timestamp: ts() })
+    let at = Location {
+        instrument: "hotel".into(),
+        slot: 1,
+    };
+    Event::LabwareMovement(LabwareMovement {
+        run_id: "r".into(),
+        labware_id: id.into(),
+        phase,
+        source: at.clone(),
+        destination: at,
+        message: "m".into(),
+        timestamp: ts(),
+    })
 }
 
 fn run_event() -> Event {
-    Event::RunStateChange(RunStateChange { run_id: "r".into(), state: RunState::Started, message: "m".into(), timestamp: ts() })
+    Event::RunStateChange(RunStateChange {
+        run_id: "r".into(),
+        state: RunState::Started,
+        message: "m".into(),
+        timestamp: ts(),
+    })
 }
 
 fn safety_event() -> Event {
-    Event::SafetyStateChange(SafetyStateChange { state: SafetyState::Alert, message: "m".into(), timestamp: ts(), run_id: None, workcell_id: None })
+    Event::SafetyStateChange(SafetyStateChange {
+        state: SafetyState::Alert,
+        message: "m".into(),
+        timestamp: ts(),
+        run_id: None,
+        workcell_id: None,
+    })
 }
 
 fn plan_event() -> Event {
-    Event::NewPlan(NewPlan { plan_id: "p".into(), message: "m".into(), timestamp: ts(), run_id: None, workflow_id: None })
+    Event::NewPlan(NewPlan {
+        plan_id: "p".into(),
+        message: "m".into(),
+        timestamp: ts(),
+        run_id: None,
+        workflow_id: None,
+    })
 }
 
 /// Checks the index and the reference against an expected answer.
@@ -59,9 +101,15 @@ fn check(hooks: &[Hook], event: &Event, expected: &[usize]) {
 #[test]
 fn each_kind_fires_only_on_its_own_events() {
     let hooks = [
-        Hook::RunStateChange(RunStateChangeHook { parameters: parameters() }),
-        Hook::SafetyStateChange(SafetyStateChangeHook { parameters: parameters() }),
-        Hook::NewPlan(NewPlanHook { parameters: parameters() }),
+        Hook::RunStateChange(RunStateChangeHook {
+            parameters: parameters(),
+        }),
+        Hook::SafetyStateChange(SafetyStateChangeHook {
+            parameters: parameters(),
+        }),
+        Hook::NewPlan(NewPlanHook {
+            parameters: parameters(),
+        }),
         task_hook(&[]),
         labware_hook(&[], TriggerOn::Both),
     ];
@@ -74,7 +122,13 @@ fn each_kind_fires_only_on_its_own_events() {
 
 #[test]
 fn task_ids_rules() {
-    let hooks = [task_hook(&["t1", "t2"]), task_hook(&[]), task_hook(&["T1"]), task_hook(&["t1", "t1"]), task_hook(&["t1 "])];
+    let hooks = [
+        task_hook(&["t1", "t2"]),
+        task_hook(&[]),
+        task_hook(&["T1"]),
+        task_hook(&["t1", "t1"]),
+        task_hook(&["t1 "]),
+    ];
     check(&hooks, &task_event("t1"), &[0, 1, 3]);
     check(&hooks, &task_event("T1"), &[1, 2]); // case-sensitive
     check(&hooks, &task_event("t3"), &[1]);
@@ -98,7 +152,16 @@ fn labware_rules() {
 
 #[test]
 fn identical_hooks_both_fire() {
-    let hooks = [task_hook(&["t1"]), task_hook(&["t1"]), Hook::NewPlan(NewPlanHook { parameters: parameters() }), Hook::NewPlan(NewPlanHook { parameters: parameters() })];
+    let hooks = [
+        task_hook(&["t1"]),
+        task_hook(&["t1"]),
+        Hook::NewPlan(NewPlanHook {
+            parameters: parameters(),
+        }),
+        Hook::NewPlan(NewPlanHook {
+            parameters: parameters(),
+        }),
+    ];
     check(&hooks, &task_event("t1"), &[0, 1]);
     check(&hooks, &plan_event(), &[2, 3]);
 }
@@ -122,11 +185,21 @@ fn ids() -> impl Strategy<Value = Vec<&'static str>> {
 }
 
 fn hook() -> impl Strategy<Value = Hook> {
-    let trigger = prop_oneof![Just(TriggerOn::Start), Just(TriggerOn::End), Just(TriggerOn::Both)];
+    let trigger = prop_oneof![
+        Just(TriggerOn::Start),
+        Just(TriggerOn::End),
+        Just(TriggerOn::Both)
+    ];
     prop_oneof![
-        Just(Hook::RunStateChange(RunStateChangeHook { parameters: parameters() })),
-        Just(Hook::SafetyStateChange(SafetyStateChangeHook { parameters: parameters() })),
-        Just(Hook::NewPlan(NewPlanHook { parameters: parameters() })),
+        Just(Hook::RunStateChange(RunStateChangeHook {
+            parameters: parameters()
+        })),
+        Just(Hook::SafetyStateChange(SafetyStateChangeHook {
+            parameters: parameters()
+        })),
+        Just(Hook::NewPlan(NewPlanHook {
+            parameters: parameters()
+        })),
         ids().prop_map(|ids| task_hook(&ids)),
         (ids(), trigger).prop_map(|(ids, trigger)| labware_hook(&ids, trigger)),
     ]
