@@ -32,7 +32,8 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 ///     timestamp: Some("1700000000"),
 ///     signature: None,
 /// };
-/// assert_eq!(headers, WebhookHeaders { signature: None, ..WebhookHeaders::new("msg_1", "1700000000", "") });
+/// let all = WebhookHeaders::new("msg_1", "1700000000", "v1,abc=");
+/// assert_eq!(headers, WebhookHeaders { signature: None, ..all });
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WebhookHeaders<'a> {
@@ -175,7 +176,8 @@ impl Verifier {
     /// let signature = sign(&[secret.clone()], "msg_1", 1_700_000_000, b"{}");
     /// let verifier = Verifier::new([secret]);
     ///
-    /// verifier.verify_at(WebhookHeaders::new("msg_1", "1700000000", &signature), b"{}", 1_700_000_000)?;
+    /// let headers = WebhookHeaders::new("msg_1", "1700000000", &signature);
+    /// verifier.verify_at(headers, b"{}", 1_700_000_000)?;
     /// let err = verifier
     ///     .verify_at(WebhookHeaders::new("msg_1", "soon", &signature), b"{}", 1_700_000_000)
     ///     .unwrap_err();
