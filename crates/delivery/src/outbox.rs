@@ -1,0 +1,226 @@
+//! Where deliveries wait: the contract between the dispatcher and its store.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use linq_hooks_events::Event;
+use linq_hooks_filter::Matcher;
+use linq_hooks_transport::Bytes;
+
+/// An outbox-assigned delivery number; later deliveries have larger ones.
+pub type DeliveryId = u64;
+
+/// One event body on its way to one hook.
+///
+/// ```
+/// # use linq_hooks_delivery::Delivery;
+/// let delivery = Delivery {
+///     id: 1,
+///     hook: 0,
+///     webhook_id: "msg_1".into(),
+///     body: r#"{"event":"new_plan"}"#.into(),
+///     attempts: 0,
+///     next_attempt_at: None,
+/// };
+/// assert!(delivery.is_due(std::time::SystemTime::now()));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Its number in the outbox.
+    pub id: DeliveryId,
+    /// The index of its hook in the hook list.
+    pub hook: usize,
+    /// The `webhook-id` header: the same on every attempt, so receivers can drop duplicates.
+    pub webhook_id: String,
+    /// The request body: the event's JSON, fixed before the first attempt.
+    pub body: Bytes,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Not before this time (a retry's due time); `None` for as soon as possible.
+    pub next_attempt_at: Option<SystemTime>,
+}
+
+impl Delivery {
+    /// Whether the delivery may be attempted at `now`.
+    pub fn is_due(&self, now: SystemTime) -> bool {
+        self.next_attempt_at.is_none_or(|at| at <= now)
+    }
+}
+
+/// A delivery to be added to an outbox.
+///
+/// ```
+/// use linq_hooks_delivery::NewDelivery;
+/// # let hooks = linq_hooks_model::parse_hooks(r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}},
+/// #   {"filter": "on_run_state_change", "parameters": {"url": "https://b.example"}}]"#).unwrap().hooks;
+/// let matcher = linq_hooks_filter::Matcher::new(&hooks);
+/// let event = linq_hooks_events::parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
+/// let new = NewDelivery::for_event(&matcher, &event);
+/// assert_eq!(new.len(), 1);
+/// assert_eq!(new[0].hook, 0);
+/// assert!(new[0].webhook_id.starts_with("msg_"));
+/// # Ok::<(), linq_hooks_events::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The index of its hook.
+    pub hook: usize,
+    /// Its `webhook-id`, made once here and kept for every attempt.
+    pub webhook_id: String,
+    /// The body to post.
+    pub body: Bytes,
+}
+
+impl NewDelivery {
+    /// One delivery per hook that fires for `event`, in hook order, all sharing the event's
+    /// JSON body, each with a fresh `webhook-id`.
+    pub fn for_event(matcher: &Matcher, event: &Event) -> Vec<NewDelivery> {
+        let hooks = matcher.matching(event);
+        if hooks.is_empty() {
+            return Vec::new();
+        }
+        let body = Bytes::from(event.to_json_bytes());
+        hooks
+            .into_iter()
+            .map(|hook| NewDelivery {
+                hook,
+                webhook_id: linq_hooks_signature::new_message_id(),
+                body: body.clone(),
+            })
+            .collect()
+    }
+}
+
+/// What an outbox says about a hook's queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// The oldest delivery not yet delivered or given up.
+    Ready(Delivery),
+    /// Nothing waits for this hook.
+    Empty,
+    /// The hook is disabled (it answered 410 Gone); its deliveries wait until it is enabled.
+    Disabled,
+}
+
+/// One attempt, for the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// When it started.
+    pub at: SystemTime,
+    /// How long it took, to the answer or the error.
+    pub latency: Duration,
+    /// What came back.
+    pub result: AttemptResult,
+}
+
+/// What an attempt brought back.
+///
+/// ```
+/// use linq_hooks_delivery::AttemptResult;
+/// assert_eq!(AttemptResult::Status(503).to_string(), "status 503");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// An HTTP status.
+    Status(u16),
+    /// A transport error, described.
+    Error(String),
+}
+
+impl fmt::Display for AttemptResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptResult::Status(status) => write!(f, "status {status}"),
+            AttemptResult::Error(error) => f.write_str(error),
+        }
+    }
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered: done.
+    Delivered,
+    /// Try again, not before this time.
+    Retry {
+        /// The due time of the next attempt.
+        at: SystemTime,
+    },
+    /// Given up; the delivery stays on record (a service can replay it).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// The receiver answered 410 Gone: disable the hook. The delivery stays pending, and so do
+    /// the hook's other deliveries, until the hook is enabled again.
+    HookGone,
+}
+
+/// An outbox's failure (a full disk, a broken store).
+///
+/// ```
+/// let err = linq_hooks_delivery::OutboxError::new("disk full");
+/// assert_eq!(err.to_string(), "outbox: disk full");
+/// ```
+#[derive(Debug)]
+pub struct OutboxError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl OutboxError {
+    /// Wraps the store's own error.
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> OutboxError {
+        OutboxError {
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for OutboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "outbox: {}", self.source)
+    }
+}
+
+impl std::error::Error for OutboxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Where deliveries wait, hook by hook, in order. The dispatcher asks it for each hook's oldest
+/// delivery and tells it how each attempt went; it never adds deliveries itself.
+///
+/// [`MemoryOutbox`](crate::MemoryOutbox) keeps them in memory (for `linq-hooks dispatch`); a
+/// durable outbox keeps them in a store. A store shared by several dispatchers can be added
+/// behind this trait without touching the delivery logic.
+///
+/// ```
+/// use linq_hooks_delivery::{Attempt, Delivery, Head, Outbox, OutboxError, Outcome, async_trait};
+///
+/// /// An outbox that never has anything.
+/// struct Nothing;
+///
+/// #[async_trait]
+/// impl Outbox for Nothing {
+///     async fn head(&self, _hook: usize) -> Result<Head, OutboxError> {
+///         Ok(Head::Empty)
+///     }
+///     async fn record(&self, _: &Delivery, _: Attempt, _: Outcome) -> Result<(), OutboxError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync {
+    /// The state of `hook`'s queue: its oldest delivery not yet delivered or given up, if any.
+    async fn head(&self, hook: usize) -> Result<Head, OutboxError>;
+
+    /// Records an attempt at `delivery` (the value `head` returned) and its outcome.
+    async fn record(
+        &self,
+        delivery: &Delivery,
+        attempt: Attempt,
+        outcome: Outcome,
+    ) -> Result<(), OutboxError>;
+}

@@ -1,0 +1,414 @@
+//! The dispatcher's rules, with the in-memory outbox and transports a test controls.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox, NewDelivery, Outbox, RetryPolicy};
+use linq_hooks_model::{Hook, parse_hooks};
+use linq_hooks_signature::{Secret, Verifier, WebhookHeaders};
+use linq_hooks_transport::{Error, MemoryTransport, Request, Response, Transport, async_trait};
+
+fn hooks(urls: &[&str]) -> Arc<[Hook]> {
+    let list: Vec<String> = urls
+        .iter()
+        .map(|url| format!(r#"{{"filter": "on_new_plan", "parameters": {{"url": "{url}", "headers": {{"X-Lab": "bench-3"}}}}}}"#))
+        .collect();
+    parse_hooks(&format!("[{}]", list.join(",")))
+        .unwrap()
+        .hooks
+        .into()
+}
+
+/// Queues `n` deliveries for `hook`, with bodies `{"n":0}`, `{"n":1}`, ...
+fn push(outbox: &MemoryOutbox, hook: usize, n: usize) {
+    for i in 0..n {
+        outbox.push(NewDelivery {
+            hook,
+            webhook_id: format!("msg_{hook}_{i}"),
+            body: format!(r#"{{"n":{i}}}"#).into(),
+        });
+    }
+}
+
+/// A fast schedule, so tests of retries do not wait.
+fn quick(retries: usize) -> RetryPolicy {
+    RetryPolicy::new(vec![Duration::from_millis(5); retries])
+}
+
+async fn run_to_end(
+    hooks: Arc<[Hook]>,
+    transport: Arc<dyn Transport>,
+    outbox: Arc<MemoryOutbox>,
+    config: Config,
+) {
+    let dispatcher = Dispatcher::new(hooks, transport, outbox, config);
+    dispatcher.close();
+    dispatcher.run().await;
+}
+
+fn bodies_to(sent: &[Request], url: &str) -> Vec<String> {
+    sent.iter()
+        .filter(|r| r.url() == url)
+        .map(|r| String::from_utf8(r.body().to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn deliveries_to_a_hook_go_in_order_and_retries_keep_their_id() {
+    let (a, b) = ("https://a.example/", "https://b.example/");
+    let outbox = Arc::new(MemoryOutbox::new(2));
+    push(&outbox, 0, 20);
+    push(&outbox, 1, 20);
+    let transport = MemoryTransport::new();
+    transport
+        .reply_to(a, Ok(Response::new(503)))
+        .reply_to(a, Err(Error::connect("refused")))
+        .reply_to(b, Ok(Response::new(429)));
+    let config = Config::default().policy(quick(3));
+    run_to_end(
+        hooks(&[a, b]),
+        Arc::new(transport.clone()),
+        outbox.clone(),
+        config,
+    )
+    .await;
+
+    let sent = transport.requests();
+    let expected: Vec<String> = (0..20).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    // The first delivery to `a` was tried three times, then the rest in order.
+    let to_a = bodies_to(&sent, a);
+    assert_eq!(to_a[..3], [r#"{"n":0}"#; 3]);
+    assert_eq!(to_a[2..], expected[..]);
+    let ids: Vec<_> = sent
+        .iter()
+        .filter(|r| r.url() == a)
+        .take(3)
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids, ["msg_0_0"; 3]);
+    let to_b = bodies_to(&sent, b);
+    assert_eq!(to_b[1..], expected[..]);
+
+    let reports = outbox.reports();
+    assert_eq!(
+        (
+            reports[0].delivered,
+            reports[0].attempts,
+            reports[0].pending
+        ),
+        (20, 22, 0)
+    );
+    assert_eq!((reports[1].delivered, reports[1].attempts), (20, 21));
+}
+
+#[tokio::test]
+async fn every_request_carries_the_hook_headers_and_a_verifiable_signature() {
+    let secrets: Vec<Secret> = [
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 3);
+    let transport = MemoryTransport::new();
+    let config = Config::default().secrets(secrets.clone());
+    run_to_end(
+        hooks(&["https://a.example/"]),
+        Arc::new(transport.clone()),
+        outbox,
+        config,
+    )
+    .await;
+
+    let sent = transport.requests();
+    assert_eq!(sent.len(), 3);
+    for request in &sent {
+        assert_eq!(request.header("X-Lab"), Some("bench-3"));
+        let signature = request.header("webhook-signature").unwrap();
+        assert_eq!(signature.split(' ').count(), 2, "one signature per secret");
+        // Each secret alone verifies it (a receiver mid-rotation has one or the other).
+        for secret in &secrets {
+            let headers = WebhookHeaders::from_fn(|name| request.header(name));
+            Verifier::new([secret.clone()])
+                .verify(headers, request.body())
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_secrets_there_is_no_signature_header() {
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 1);
+    let transport = MemoryTransport::new();
+    run_to_end(
+        hooks(&["https://a.example/"]),
+        Arc::new(transport.clone()),
+        outbox,
+        Config::default(),
+    )
+    .await;
+    let request = &transport.requests()[0];
+    assert_eq!(request.header("webhook-id"), Some("msg_0_0"));
+    assert!(
+        request
+            .header("webhook-timestamp")
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+    assert_eq!(request.header("webhook-signature"), None);
+}
+
+#[tokio::test]
+async fn client_errors_and_redirects_fail_at_once_and_the_next_delivery_goes_on() {
+    let url = "https://a.example/";
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 3);
+    let transport = MemoryTransport::new();
+    transport
+        .reply_to(url, Ok(Response::new(400)))
+        .reply_to(url, Ok(Response::new(302)));
+    run_to_end(
+        hooks(&[url]),
+        Arc::new(transport.clone()),
+        outbox.clone(),
+        Config::default().policy(quick(5)),
+    )
+    .await;
+
+    assert_eq!(transport.requests().len(), 3, "no retries");
+    let report = &outbox.reports()[0];
+    assert_eq!(report.delivered, 1);
+    let reasons: Vec<_> = report
+        .failed
+        .iter()
+        .map(|f| (f.webhook_id.as_str(), f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("msg_0_0", "status 400"),
+            ("msg_0_1", "redirect 302 (redirects are not followed)")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_is_given_up_when_the_schedule_is_used_up() {
+    let url = "https://a.example/";
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 2);
+    let transport = MemoryTransport::new();
+    for _ in 0..3 {
+        transport.reply_to(url, Ok(Response::new(500)));
+    }
+    run_to_end(
+        hooks(&[url]),
+        Arc::new(transport.clone()),
+        outbox.clone(),
+        Config::default().policy(quick(2)),
+    )
+    .await;
+
+    let report = &outbox.reports()[0];
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(
+        report.failed[0].reason,
+        "gave up after 3 attempts; the last: status 500"
+    );
+    assert_eq!(report.delivered, 1, "the next delivery still goes");
+    assert_eq!(report.attempts, 4);
+}
+
+#[tokio::test]
+async fn gone_disables_the_hook_and_keeps_its_deliveries() {
+    let (a, b) = ("https://a.example/", "https://b.example/");
+    let outbox = Arc::new(MemoryOutbox::new(2));
+    push(&outbox, 0, 5);
+    push(&outbox, 1, 5);
+    let transport = MemoryTransport::new();
+    transport
+        .reply_to(a, Ok(Response::new(200)))
+        .reply_to(a, Ok(Response::new(410)));
+    run_to_end(
+        hooks(&[a, b]),
+        Arc::new(transport.clone()),
+        outbox.clone(),
+        Config::default(),
+    )
+    .await;
+
+    assert_eq!(
+        bodies_to(&transport.requests(), a).len(),
+        2,
+        "nothing sent after the 410"
+    );
+    let reports = outbox.reports();
+    assert!(reports[0].gone);
+    assert_eq!(
+        (reports[0].delivered, reports[0].pending),
+        (1, 4),
+        "the 410'd delivery and the rest wait"
+    );
+    assert!(!reports[1].gone);
+    assert_eq!(reports[1].delivered, 5);
+    assert_eq!(
+        outbox.head(0).await.unwrap(),
+        linq_hooks_delivery::Head::Disabled
+    );
+}
+
+/// A transport that counts requests in flight, and holds `hang_url`'s requests until released.
+#[derive(Default)]
+struct Gate {
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+    delivered: Mutex<Vec<String>>,
+    hang_url: Option<String>,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Transport for Gate {
+    async fn send(&self, request: Request) -> Result<Response, Error> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        if self.hang_url.as_deref() == Some(request.url()) {
+            self.release.notified().await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.delivered
+            .lock()
+            .unwrap()
+            .push(request.url().to_string());
+        Ok(Response::new(200))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_stay_within_the_concurrency_bound() {
+    let urls: Vec<String> = (0..10).map(|i| format!("https://h{i}.example/")).collect();
+    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let outbox = Arc::new(MemoryOutbox::new(10));
+    for hook in 0..10 {
+        push(&outbox, hook, 20);
+    }
+    let gate = Arc::new(Gate::default());
+    run_to_end(
+        hooks(&url_refs),
+        gate.clone(),
+        outbox.clone(),
+        Config::default().concurrency(3),
+    )
+    .await;
+    assert_eq!(gate.delivered.lock().unwrap().len(), 200);
+    let most = gate.most.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&most), "at most 3 in flight, saw {most}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_holds_up_only_its_own_hook() {
+    let (slow, fast) = ("https://slow.example/", "https://fast.example/");
+    let outbox = Arc::new(MemoryOutbox::new(2));
+    push(&outbox, 0, 3);
+    push(&outbox, 1, 30);
+    let gate = Arc::new(Gate {
+        hang_url: Some(slow.to_string()),
+        ..Gate::default()
+    });
+    let dispatcher = Dispatcher::new(
+        hooks(&[slow, fast]),
+        gate.clone(),
+        outbox.clone(),
+        Config::default(),
+    );
+    dispatcher.close();
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    // Every delivery to the fast hook arrives while the slow one hangs on its first.
+    while outbox.reports()[1].delivered < 30 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(outbox.reports()[0].delivered, 0);
+    assert_eq!(
+        gate.in_flight.load(Ordering::SeqCst),
+        1,
+        "the slow hook's first request"
+    );
+    // Released one by one, the slow hook catches up.
+    let delivered_to_slow = || {
+        gate.delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|url| *url == slow)
+            .count()
+    };
+    for released in 1..=3 {
+        gate.release.notify_one();
+        while delivered_to_slow() < released {
+            tokio::task::yield_now().await;
+        }
+    }
+    running.await.unwrap();
+    assert_eq!(outbox.reports()[0].delivered, 3);
+}
+
+#[tokio::test]
+async fn shutdown_stops_new_attempts_and_leaves_the_rest_in_the_outbox() {
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 3);
+    let transport = MemoryTransport::new();
+    transport.reply(Ok(Response::new(503)));
+    // A long retry delay: the worker sleeps, and shutdown must end that sleep.
+    let config = Config::default().policy(RetryPolicy::new([Duration::from_secs(3600)]));
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/"]),
+        Arc::new(transport.clone()),
+        outbox.clone(),
+        config,
+    );
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    while transport.requests().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    dispatcher.shutdown();
+    running.await.unwrap();
+    assert_eq!(transport.requests().len(), 1);
+    assert_eq!(outbox.pending(), 3, "nothing lost");
+}
+
+#[test]
+fn schedules_parse_and_refuse_nonsense() {
+    let policy: RetryPolicy = "500ms, 2m,1h".parse().unwrap();
+    assert_eq!(policy.max_attempts(), 4);
+    assert_eq!(policy.to_string(), "500ms,2m,1h");
+    assert_eq!("".parse::<RetryPolicy>().unwrap().max_attempts(), 1);
+    assert!("5".parse::<RetryPolicy>().is_err());
+    assert!("1s,,2s".parse::<RetryPolicy>().is_err());
+    for _ in 0..100 {
+        let delay = RetryPolicy::service_default().delay_after(2, None).unwrap();
+        assert!(
+            delay >= Duration::from_secs(240) && delay <= Duration::from_secs(360),
+            "5 min ± 20 %: {delay:?}"
+        );
+    }
+    // Retry-After wins over the schedule, but only while attempts remain.
+    let policy = RetryPolicy::dispatch_default();
+    assert_eq!(
+        policy.delay_after(3, Some(Duration::from_secs(7))),
+        Some(Duration::from_secs(7))
+    );
+    assert_eq!(policy.delay_after(4, Some(Duration::from_secs(7))), None);
+}
