@@ -7,9 +7,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod receiver;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use receiver::{Answer, Received, Receiver};
 
 /// One case of the LINQ SDK conformance data (`fixtures/linq-sdk/hook-cases.jsonl`): a hook
 /// document and how the LINQ SDK's own models judged it.

@@ -34,6 +34,18 @@ impl Input {
         }
     }
 
+    /// Opens the input for reading line by line; the error message names the input.
+    pub(crate) fn open(&self) -> Result<Box<dyn std::io::BufRead + Send>, String> {
+        match &self.path {
+            Some(path) => std::fs::File::open(path)
+                .map(|file| {
+                    Box::new(std::io::BufReader::new(file)) as Box<dyn std::io::BufRead + Send>
+                })
+                .map_err(|e| format!("cannot read {}: {e}", self.name())),
+            None => Ok(Box::new(std::io::BufReader::new(std::io::stdin()))),
+        }
+    }
+
     /// Reads the whole input as UTF-8 text; the error message names the input.
     pub(crate) fn read_to_string(&self) -> Result<String, String> {
         let result = match &self.path {

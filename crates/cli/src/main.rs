@@ -3,10 +3,12 @@
 //! Each subcommand only wires library crates together; the logic lives in the crates.
 #![forbid(unsafe_code)]
 
+mod dispatch;
 mod input;
 mod matching;
 mod validate;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -14,7 +16,9 @@ use clap::{Parser, Subcommand};
 /// Workflow notifications for the LINQ lab scheduler: check hooks, see which fire, deliver them.
 #[derive(Debug, Parser)]
 #[command(name = "linq-hooks", version)]
-#[command(after_help = "Exit codes: 0 success, 1 invalid input, 2 usage or I/O error.")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 invalid input, 2 usage or I/O error, 3 delivery failed.\nLogs: set RUST_LOG (for example RUST_LOG=debug)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,6 +29,7 @@ enum Command {
     Validate(validate::Args),
     #[command(name = "match")]
     Match(matching::Args),
+    Dispatch(dispatch::Args),
 }
 
 /// How a command ended; each maps to the exit code the CLI documents.
@@ -36,6 +41,8 @@ pub(crate) enum Outcome {
     Invalid,
     /// Exit 2: bad usage or an I/O error.
     UsageOrIo,
+    /// Exit 3: some webhooks could not be delivered; each is listed on stderr.
+    DeliveryFailed,
 }
 
 impl From<Outcome> for ExitCode {
@@ -44,15 +51,29 @@ impl From<Outcome> for ExitCode {
             Outcome::Success => 0,
             Outcome::Invalid => 1,
             Outcome::UsageOrIo => 2,
+            Outcome::DeliveryFailed => 3,
         })
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
+        Command::Dispatch(args) => dispatch::run(args),
     }
     .into()
+}
+
+/// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default: warnings and errors).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }

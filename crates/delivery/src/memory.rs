@@ -101,6 +101,16 @@ impl MemoryOutbox {
         state.queues.iter().map(VecDeque::len).sum()
     }
 
+    /// How many deliveries were delivered or given up so far, over all hooks.
+    pub fn settled(&self) -> usize {
+        let state = self.state.lock().expect("not poisoned");
+        state
+            .reports
+            .iter()
+            .map(|r| usize::try_from(r.delivered).unwrap_or(usize::MAX) + r.failed.len())
+            .sum()
+    }
+
     /// What became of each hook's deliveries so far, in hook order.
     pub fn reports(&self) -> Vec<HookReport> {
         let state = self.state.lock().expect("not poisoned");

@@ -1,0 +1,310 @@
+//! `linq-hooks dispatch`: deliver a stream of events to the hooks that fire, then report.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use linq_hooks_delivery::{Config, Dispatcher, HookReport, MemoryOutbox, NewDelivery, RetryPolicy};
+use linq_hooks_events::parse_event;
+use linq_hooks_filter::Matcher;
+use linq_hooks_http::HttpTransport;
+use linq_hooks_model::Hook;
+use linq_hooks_signature::Secret;
+
+use crate::Outcome;
+use crate::input::{Input, read_hooks};
+
+/// Deliver events to the hooks that fire for them, over HTTP, and report per hook.
+///
+/// Reads one JSON event per line. Per hook, webhooks go in event order: a hook's next webhook
+/// waits until the previous one was delivered or given up; different hooks proceed side by
+/// side. A 2xx is success; connection errors, timeouts, 408, 429 and 5xx are retried on the
+/// schedule (±20% jitter; a Retry-After header is honoured); other answers fail at once, and
+/// 410 Gone also stops further deliveries to that hook. Every request is signed (Standard
+/// Webhooks) with each --secret.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 every webhook delivered, 1 invalid input (bad lines are listed with \
+their line number and nothing is sent for them; the rest are delivered), 2 usage or I/O error, \
+3 some webhooks failed for good (each is listed).\n\nLogs: RUST_LOG=debug shows every attempt."
+)]
+pub(crate) struct Args {
+    /// The hook file: one hook, an array of hooks, or a LINQ workflow document.
+    #[arg(long, value_name = "FILE")]
+    hooks: PathBuf,
+    /// A signing secret, `whsec_` followed by base64. Repeat it (or separate with commas) during
+    /// a rotation: each request then carries one signature per secret.
+    #[arg(
+        long = "secret",
+        value_name = "whsec_...",
+        env = "LINQ_HOOKS_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    secrets: Vec<String>,
+    /// The delays between attempts, after the first.
+    #[arg(long, value_name = "DELAYS", default_value = "1s,5s,30s")]
+    retry_schedule: RetryPolicy,
+    /// The time one request may take, connection and response included.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// At most this many requests in flight, over all hooks.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+    /// Trust the certificate authorities in this PEM file too (for receivers behind an
+    /// internal CA), besides the platform's.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// The events, one JSON object per line; `-` or nothing reads standard input.
+    events: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> Outcome {
+    let secrets = match parse_secrets(&args.secrets) {
+        Ok(secrets) => secrets,
+        Err(outcome) => return outcome,
+    };
+    let hooks: Arc<[Hook]> = match read_hooks(&Input::new(Some(args.hooks.clone()))) {
+        Ok(parsed) => parsed.hooks.into(),
+        Err(outcome) => return outcome,
+    };
+    let mut builder = HttpTransport::builder().timeout(args.timeout);
+    if let Some(path) = &args.ca_file {
+        match std::fs::read(path) {
+            Ok(pem) => builder = builder.extra_root_pem(&pem),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return Outcome::UsageOrIo;
+            }
+        }
+    }
+    let transport = match builder.build() {
+        Ok(transport) => transport,
+        Err(e) => {
+            eprintln!("error: cannot set up HTTP: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let events = Input::new(args.events.clone());
+    let reader = match events.open() {
+        Ok(reader) => reader,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let config = Config::default()
+        .concurrency(args.concurrency as usize)
+        .policy(args.retry_schedule)
+        .secrets(secrets);
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
+    let outcome = runtime.block_on(deliver(
+        hooks.clone(),
+        Arc::new(transport),
+        config,
+        events.name(),
+        reader,
+    ));
+    let (reports, read) = match outcome {
+        Ok(done) => done,
+        Err(outcome) => return outcome,
+    };
+    print_summary(&hooks, &reports);
+    let failed = report_failures(&hooks, &reports);
+    if read.invalid_lines > 0 {
+        eprintln!(
+            "{}: {} invalid line(s); nothing was sent for them",
+            events.name(),
+            read.invalid_lines
+        );
+        Outcome::Invalid
+    } else if failed > 0 {
+        Outcome::DeliveryFailed
+    } else {
+        Outcome::Success
+    }
+}
+
+/// What reading the event stream found.
+#[derive(Default)]
+struct Read {
+    invalid_lines: usize,
+}
+
+async fn deliver(
+    hooks: Arc<[Hook]>,
+    transport: Arc<HttpTransport>,
+    config: Config,
+    name: String,
+    reader: Box<dyn BufRead + Send>,
+) -> Result<(Vec<HookReport>, Read), Outcome> {
+    let outbox = Arc::new(MemoryOutbox::new(hooks.len()));
+    let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox.clone(), config);
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    let progress = Progress::start(outbox.clone());
+
+    // Read on a blocking thread, so deliveries start while the stream is still coming
+    // (`simulate --rate 10 | dispatch` delivers as events arrive).
+    let reading = tokio::task::spawn_blocking({
+        let (dispatcher, outbox, progress) =
+            (dispatcher.clone(), outbox.clone(), progress.bar.clone());
+        move || read_events(reader, &name, &hooks, &dispatcher, &outbox, &progress)
+    });
+    let read = reading.await.expect("the reader does not panic");
+    dispatcher.close();
+    running.await.expect("the dispatcher does not panic");
+    progress.finish();
+    match read {
+        Ok(read) => Ok((outbox.reports(), read)),
+        Err(message) => {
+            eprintln!("error: {message}");
+            Err(Outcome::UsageOrIo)
+        }
+    }
+}
+
+fn read_events(
+    reader: Box<dyn BufRead + Send>,
+    name: &str,
+    hooks: &[Hook],
+    dispatcher: &Dispatcher,
+    outbox: &MemoryOutbox,
+    progress: &indicatif::ProgressBar,
+) -> Result<Read, String> {
+    let matcher = Matcher::new(hooks);
+    let mut read = Read::default();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read {name}: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = match parse_event(&line) {
+            Ok(event) => event,
+            Err(err) => {
+                progress.suspend(|| eprintln!("error: {name}:{}: {err}", i + 1));
+                read.invalid_lines += 1;
+                continue;
+            }
+        };
+        for delivery in NewDelivery::for_event(&matcher, &event) {
+            let hook = delivery.hook;
+            outbox.push(delivery);
+            progress.inc_length(1);
+            dispatcher.wake(hook);
+        }
+    }
+    Ok(read)
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(outbox: Arc<MemoryOutbox>) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: indicatif::ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} webhooks settled {wide_bar} {elapsed}",
+            )
+            .expect("a valid template"),
+        );
+        let ticker = tokio::spawn({
+            let bar = bar.clone();
+            async move {
+                loop {
+                    bar.set_position(outbox.settled() as u64);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Progress {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(ticker) = self.ticker {
+            ticker.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+fn print_summary(hooks: &[Hook], reports: &[HookReport]) {
+    println!(
+        "{:>4}  {:<40}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}",
+        "hook", "url", "delivered", "failed", "attempts", "p50", "p99"
+    );
+    for (i, (hook, report)) in hooks.iter().zip(reports).enumerate() {
+        let failed = report.failed.len() + report.pending;
+        let mut latencies = report.latencies.clone();
+        latencies.sort_unstable();
+        println!(
+            "{i:>4}  {:<40}  {:>9}  {failed:>6}  {:>8}  {:>9}  {:>9}",
+            hook.parameters().url(),
+            report.delivered,
+            report.attempts,
+            percentile(&latencies, 50),
+            percentile(&latencies, 99),
+        );
+    }
+}
+
+/// The `p`th percentile of sorted latencies (nearest rank), in milliseconds; `-` for none.
+fn percentile(sorted: &[Duration], p: usize) -> String {
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    format!("{:.1}ms", sorted[rank - 1].as_secs_f64() * 1000.0)
+}
+
+/// Lists every webhook that was not delivered on stderr; returns how many.
+fn report_failures(hooks: &[Hook], reports: &[HookReport]) -> usize {
+    let mut failed = 0;
+    for (i, (hook, report)) in hooks.iter().zip(reports).enumerate() {
+        let url = hook.parameters().url();
+        for delivery in &report.failed {
+            eprintln!(
+                "failed: hook {i} ({url}): {}: {}",
+                delivery.webhook_id, delivery.reason
+            );
+        }
+        if report.pending > 0 {
+            eprintln!(
+                "failed: hook {i} ({url}): {} webhook(s) not delivered: the receiver answered 410 Gone",
+                report.pending
+            );
+        }
+        failed += report.failed.len() + report.pending;
+    }
+    failed
+}
+
+/// Parses `--secret` values here rather than in clap, whose errors quote the value: a secret
+/// with a typo is still a secret, and must not land in a terminal's scrollback or a CI log.
+pub(crate) fn parse_secrets(values: &[String]) -> Result<Vec<Secret>, Outcome> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            value.parse::<Secret>().map_err(|e| {
+                eprintln!("error: --secret number {}: {e}", i + 1);
+                Outcome::UsageOrIo
+            })
+        })
+        .collect()
+}
