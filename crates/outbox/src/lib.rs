@@ -1,0 +1,39 @@
+//! A durable outbox for linq-hooks, in one [redb](https://www.redb.org) file.
+//!
+//! `linq-hooks serve` keeps every acknowledged event and its deliveries here: [`Store::append`]
+//! answers only once they are durably committed, and the [`Dispatcher`] delivers from the
+//! store through the [`Outbox`] trait, so a crash at any point loses nothing that was
+//! acknowledged. Many appends arriving together share one commit.
+//!
+//! What it keeps: event bodies (once per event), deliveries (hook, `webhook-id`, state,
+//! attempts), every attempt (time, status or error, latency), and each hook's state (disabled
+//! by a 410, consecutive failures).
+//!
+//! [`Dispatcher`]: linq_hooks_delivery::Dispatcher
+//! [`Outbox`]: linq_hooks_delivery::Outbox
+//!
+//! ```
+//! use linq_hooks_outbox::{DeliveryState, NewEvent, Store};
+//! use linq_hooks_delivery::NewDelivery;
+//!
+//! # let dir = std::env::temp_dir().join(format!("outbox-doc-lib-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let _ = std::fs::remove_file(dir.join("lib.redb"));
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = Store::open(dir.join("lib.redb"), 2, "my-hooks")?;
+//! let deliveries = vec![NewDelivery { hook: 1, webhook_id: "msg_a".into(), body: "{}".into() }];
+//! store.append(vec![NewEvent { body: "{}".into(), deliveries }]).await?;
+//! assert_eq!(store.pending()?, 1);
+//! assert_eq!(store.list(DeliveryState::Pending, None, 10)?[0].webhook_id, "msg_a");
+//! # Ok::<(), linq_hooks_outbox::StoreError>(())
+//! # }).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod records;
+mod store;
+
+pub use error::StoreError;
+pub use records::{AttemptInfo, DeliveryInfo, DeliveryState, HookStatus};
+pub use store::{AcceptedDelivery, AcceptedEvent, NewEvent, Replay, Store};
