@@ -7,12 +7,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod client;
 mod receiver;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use client::{Reply, request};
 pub use receiver::{Answer, Received, Receiver};
 
 /// One case of the LINQ SDK conformance data (`fixtures/linq-sdk/hook-cases.jsonl`): a hook

@@ -40,7 +40,8 @@ impl Received {
     }
 }
 
-/// What the receiver answers: a status and extra headers.
+/// What the receiver answers: a status and extra headers. Status 0 means: never answer (hold
+/// the request open until the client gives up), for hanging receivers.
 pub type Answer = (u16, Vec<(&'static str, String)>);
 
 type Respond = dyn Fn(&Received, &[Received]) -> Answer + Send + Sync;
@@ -159,6 +160,9 @@ async fn handle(
         log.push(received);
         answer
     };
+    if status == 0 {
+        std::future::pending::<()>().await;
+    }
     let mut response = hyper::Response::builder().status(status);
     for (name, value) in headers {
         response = response.header(name, value);

@@ -69,22 +69,9 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(parsed) => parsed.hooks.into(),
         Err(outcome) => return outcome,
     };
-    let mut builder = HttpTransport::builder().timeout(args.timeout);
-    if let Some(path) = &args.ca_file {
-        match std::fs::read(path) {
-            Ok(pem) => builder = builder.extra_root_pem(&pem),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", path.display());
-                return Outcome::UsageOrIo;
-            }
-        }
-    }
-    let transport = match builder.build() {
+    let transport = match http_transport(args.timeout, args.ca_file.as_deref()) {
         Ok(transport) => transport,
-        Err(e) => {
-            eprintln!("error: cannot set up HTTP: {e}");
-            return Outcome::UsageOrIo;
-        }
+        Err(outcome) => return outcome,
     };
     let events = Input::new(args.events.clone());
     let reader = match events.open() {
@@ -307,4 +294,26 @@ pub(crate) fn parse_secrets(values: &[String]) -> Result<Vec<Secret>, Outcome> {
             })
         })
         .collect()
+}
+
+/// The HTTP transport with the request timeout and, optionally, an extra CA bundle; the
+/// problem is printed on stderr.
+pub(crate) fn http_transport(
+    timeout: Duration,
+    ca_file: Option<&std::path::Path>,
+) -> Result<HttpTransport, Outcome> {
+    let mut builder = HttpTransport::builder().timeout(timeout);
+    if let Some(path) = ca_file {
+        match std::fs::read(path) {
+            Ok(pem) => builder = builder.extra_root_pem(&pem),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return Err(Outcome::UsageOrIo);
+            }
+        }
+    }
+    builder.build().map_err(|e| {
+        eprintln!("error: cannot set up HTTP: {e}");
+        Outcome::UsageOrIo
+    })
 }

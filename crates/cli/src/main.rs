@@ -6,6 +6,7 @@
 mod dispatch;
 mod input;
 mod matching;
+mod serve;
 mod validate;
 
 use std::io::IsTerminal;
@@ -30,6 +31,7 @@ enum Command {
     #[command(name = "match")]
     Match(matching::Args),
     Dispatch(dispatch::Args),
+    Serve(serve::Args),
 }
 
 /// How a command ended; each maps to the exit code the CLI documents.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
+        Command::Serve(args) => serve::run(args),
     }
     .into()
 }

@@ -383,8 +383,7 @@ async fn the_dispatcher_delivers_from_the_store() {
 
 #[test]
 fn an_unusable_path_is_a_clear_error() {
-    let err = Store::open("/proc/no-such-dir/store.redb", 1, "v1")
-        .expect_err("refused");
+    let err = Store::open("/proc/no-such-dir/store.redb", 1, "v1").expect_err("refused");
     assert!(err.is_storage());
     assert!(
         err.to_string()
