@@ -1,127 +1,16 @@
 //! `linq-hooks serve` as a real process: real receivers on 127.0.0.1, a real store file, real
 //! signals.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Serve, eventually, hooks_file, store};
 use linq_hooks_tests::{Received, Receiver, Reply, request};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// A running `linq-hooks serve`.
-struct Serve {
-    child: tokio::process::Child,
-    base: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    /// Starts `serve` with these arguments (plus `--listen 127.0.0.1:0` unless given) and waits
-    /// until it says where it listens.
-    async fn start(args: &[&str]) -> Serve {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"));
-        command.arg("serve").args(args);
-        if !args.contains(&"--listen") {
-            command.args(["--listen", "127.0.0.1:0"]);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut base = None;
-        while let Some(line) = lines.next_line().await.unwrap() {
-            stderr.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.strip_prefix("linq-hooks serve: listening on ") {
-                base = Some(rest.split(',').next().unwrap().to_string());
-                break;
-            }
-        }
-        let Some(base) = base else {
-            panic!("serve did not start: {}", stderr.lock().unwrap());
-        };
-        tokio::spawn({
-            let stderr = stderr.clone();
-            async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    stderr.lock().unwrap().push_str(&format!("{line}\n"));
-                }
-            }
-        });
-        Serve {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
-        request(method, &format!("{}{path}", self.base), body, None)
-            .await
-            .unwrap()
-    }
-
-    async fn post_events(&self, events: Value) -> Reply {
-        self.call("POST", "/v1/events", Some(events)).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let reply = self.call("GET", path, None).await;
-        assert_eq!(reply.status, 200, "GET {path}: {:?}", reply.body);
-        reply.body
-    }
-
-    async fn kill(mut self) {
-        self.child.kill().await.unwrap();
-    }
-
-    async fn terminate(mut self) -> (Option<i32>, String) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = self.child.wait().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await; // let the stderr reader catch up
-        (status.code(), self.stderr.lock().unwrap().clone())
-    }
-}
-
-/// Polls `check` until it holds (bounded: a test that never gets there fails, it never hangs).
-async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    for _ in 0..1500 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never happened: {what}");
-}
-
-fn store(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-serve-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.redb"));
-    let _ = std::fs::remove_file(&path);
-    path.to_str().unwrap().to_string()
-}
-
-fn hooks_file(name: &str, hooks: Value) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-serve-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, hooks.to_string()).unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 fn plan(n: usize) -> Value {
     json!({"event": "new_plan", "plan_id": format!("p{n}"), "timestamp": "2025-04-17T09:30:00Z"})

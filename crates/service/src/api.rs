@@ -124,6 +124,18 @@ fn metrics(state: &State) -> Answer {
 /// `POST /v1/events`: one event or an array. Acknowledged (202) only once stored durably; an
 /// invalid body is refused whole (400, every problem with its path) and nothing is stored.
 async fn ingest(state: &State, request: Request<Incoming>) -> Answer {
+    // Refuse an announced oversize body before reading any of it.
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY as u64) {
+        return error_answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            format!("the body is over {MAX_BODY} bytes"),
+        );
+    }
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {

@@ -1,0 +1,278 @@
+//! Faults `serve` must survive: receivers that misbehave, bad ingest, a full disk.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Serve, eventually, hooks_file, store};
+use linq_hooks_tests::{Receiver, request};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn plan(n: usize) -> Value {
+    json!({"event": "new_plan", "plan_id": format!("p{n}"), "timestamp": "2025-04-17T09:30:00Z"})
+}
+
+fn plan_hook(url: String) -> Value {
+    json!({"filter": "on_new_plan", "parameters": {"url": url}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_requests_with_retry_after_is_honoured() {
+    // 429 "come back in 0 s" first; the schedule alone would wait an hour.
+    let receiver = Receiver::start(|_, earlier| {
+        if earlier.is_empty() {
+            (429, vec![("retry-after", "0".into())])
+        } else {
+            (200, vec![])
+        }
+    })
+    .await;
+    let hooks = hooks_file("f-429", json!([plan_hook(receiver.url("/"))]));
+    let serve = Serve::start(&[
+        "--hooks",
+        &hooks,
+        "--store",
+        &store("f-429"),
+        "--retry-schedule",
+        "1h",
+    ])
+    .await;
+    let id = serve.post_events(plan(1)).await.body["deliveries"][0]["id"]
+        .as_u64()
+        .unwrap();
+    eventually("delivered on the second attempt", || async {
+        serve.get(&format!("/v1/deliveries/{id}")).await["state"] == "delivered"
+    })
+    .await;
+    let delivery = serve.get(&format!("/v1/deliveries/{id}")).await;
+    let statuses: Vec<Value> = delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(429), json!(200)]);
+    let got = receiver.received();
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+}
+
+/// A raw TCP receiver: the first connection gets half a response and a hang-up; later ones a
+/// proper 200. Returns its URL and a log of the webhook ids it saw.
+async fn half_then_whole() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            let mut first = true;
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = vec![0; 64 * 1024];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&request[..n]).to_string();
+                if let Some(id) = text.lines().find_map(|l| l.strip_prefix("webhook-id: ")) {
+                    seen.lock().unwrap().push(id.trim().to_string());
+                }
+                if first {
+                    first = false;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly part of it",
+                        )
+                        .await;
+                } else {
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                }
+                let _ = stream.shutdown().await;
+            }
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_hangs_up_mid_response_is_retried() {
+    let (url, seen) = half_then_whole().await;
+    let hooks = hooks_file("f-half", json!([plan_hook(url)]));
+    let serve = Serve::start(&[
+        "--hooks",
+        &hooks,
+        "--store",
+        &store("f-half"),
+        "--retry-schedule",
+        "20ms",
+    ])
+    .await;
+    let id = serve.post_events(plan(1)).await.body["deliveries"][0]["id"]
+        .as_u64()
+        .unwrap();
+    eventually("delivered on the second attempt", || async {
+        serve.get(&format!("/v1/deliveries/{id}")).await["state"] == "delivered"
+    })
+    .await;
+    let delivery = serve.get(&format!("/v1/deliveries/{id}")).await;
+    assert!(
+        delivery["attempt_log"][0]["error"].is_string(),
+        "the broken answer is an error: {delivery}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], seen[1], "same webhook-id");
+}
+
+/// Sends raw bytes to the API and returns what came back (possibly nothing).
+async fn raw(base: &str, bytes: &[u8]) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.shutdown().await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ingest_is_answered_and_stores_nothing() {
+    let hooks = hooks_file("f-ingest", json!([plan_hook("http://127.0.0.1:9/".into())]));
+    let serve = Serve::start(&[
+        "--hooks",
+        &hooks,
+        "--store",
+        &store("f-ingest"),
+        "--retry-schedule",
+        "1h",
+    ])
+    .await;
+    let post = |body: Vec<u8>| {
+        let url = format!("{}/v1/events", serve.base);
+        async move {
+            request("POST", &url, Some(body), None)
+                .await
+                .unwrap()
+                .status
+        }
+    };
+    // Invalid JSON, wrong types, unknown kinds.
+    assert_eq!(post(b"{\"event\": ".to_vec()).await, 400);
+    assert_eq!(post(br#"{"event": "run_state_change", "run_id": ["r"], "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#.to_vec()).await, 400);
+    assert_eq!(post(br#"{"event": "run_state_change", "run_id": "r", "state": 5, "timestamp": "2025-04-17T09:30:00Z"}"#.to_vec()).await, 400);
+    assert_eq!(
+        post(br#"{"event": "coffee_break", "timestamp": "2025-04-17T09:30:00Z"}"#.to_vec()).await,
+        400
+    );
+    // 10 MiB: refused from its Content-Length, before the upload ends.
+    let mut huge = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        10 * 1024 * 1024
+    )
+    .into_bytes();
+    huge.extend(vec![b' '; 64 * 1024]);
+    let answer = raw(&serve.base, &huge).await;
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // A body cut short: it announces 1 000 bytes, sends 20 and hangs up.
+    let truncated = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{}",
+        r#"{"event": "new_plan","#
+    );
+    let answer = raw(&serve.base, truncated.as_bytes()).await;
+    assert!(
+        !answer.contains(" 202 "),
+        "a truncated body is never accepted: {answer}"
+    );
+
+    // Unharmed, and nothing stored.
+    assert_eq!(serve.call("GET", "/healthz", None).await.status, 200);
+    for state in ["pending", "delivered", "failed"] {
+        let list = serve.get(&format!("/v1/deliveries?state={state}")).await;
+        assert!(list["deliveries"].as_array().unwrap().is_empty(), "{state}");
+    }
+    assert_eq!(serve.post_events(plan(1)).await.status, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_and_nothing_unstored_is_acknowledged() {
+    let hooks = hooks_file("f-full", json!([plan_hook("http://127.0.0.1:9/".into())]));
+    let store = store("f-full");
+    let bin = env!("CARGO_BIN_EXE_linq-hooks");
+    // The file size limit stands in for a full disk: writes past it fail with EFBIG (SIGXFSZ
+    // is ignored, as a process on a full disk gets ENOSPC rather than a signal).
+    let mut command = tokio::process::Command::new("sh");
+    command.args([
+        "-c",
+        r#"trap "" XFSZ; ulimit -f 2048; exec "$0" serve "$@""#,
+        bin,
+    ]);
+    command.args([
+        "--hooks",
+        &hooks,
+        "--store",
+        &store,
+        "--listen",
+        "127.0.0.1:0",
+        "--retry-schedule",
+        "1h",
+    ]);
+    let serve = Serve::start_command(command).await;
+
+    let padding = "x".repeat(4000);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for n in 0..2000 {
+        let event = json!({"event": "new_plan", "plan_id": format!("p{n}"), "message": padding, "timestamp": "2025-04-17T09:30:00Z"});
+        let reply = serve.post_events(event).await;
+        match reply.status {
+            202 => acked.push(n),
+            503 => {
+                refused = Some(reply.body);
+                break;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    let refused = refused.expect("the limit is reached within 2 000 events of 4 KB");
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("not stored, so not accepted"),
+        "{message}"
+    );
+    assert!(!acked.is_empty());
+    // Still up and answering.
+    assert_eq!(serve.call("GET", "/healthz", None).await.status, 200);
+    serve.kill().await;
+
+    // Without the limit, every acknowledged event is there.
+    let serve = Serve::start(&[
+        "--hooks",
+        &hooks,
+        "--store",
+        &store,
+        "--retry-schedule",
+        "1h",
+    ])
+    .await;
+    let mut stored = 0;
+    let mut after: Option<u64> = None;
+    loop {
+        let path = match after {
+            Some(id) => format!("/v1/deliveries?state=pending&limit=1000&after={id}"),
+            None => "/v1/deliveries?state=pending&limit=1000".to_string(),
+        };
+        let page = serve.get(&path).await;
+        stored += page["deliveries"].as_array().unwrap().len();
+        match page["next_after"].as_u64() {
+            Some(id) => after = Some(id),
+            None => break,
+        }
+    }
+    assert!(
+        stored >= acked.len(),
+        "{stored} stored, {} acknowledged",
+        acked.len()
+    );
+}
