@@ -6,11 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask schema [--check]
+const USAGE: &str =
+    "usage: cargo xtask schema [--check] | cargo xtask bench [--events N] [--backlog N]
 
 tasks:
   schema          write the JSON Schemas in schemas/ from the Rust types
-  schema --check  fail when the committed schemas differ from what the types generate";
+  schema --check  fail when the committed schemas differ from what the types generate
+  bench           build in release mode, run the benchmark harness (bench/), write BENCHMARKS.md
+                  (defaults: --events 100000 --backlog 1000000; takes several minutes)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,6 +21,7 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["schema"] => schema(false),
         ["schema", "--check"] => schema(true),
+        ["bench", rest @ ..] => bench(rest),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -74,6 +78,44 @@ fn schema(check: bool) -> ExitCode {
     }
     eprintln!("run `cargo xtask schema` and commit the result");
     ExitCode::FAILURE
+}
+
+/// Builds the release binaries, then runs the harness from the workspace root.
+fn bench(args: &[&str]) -> ExitCode {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "linq-hooks",
+            "-p",
+            "linq-hooks-bench",
+        ])
+        .current_dir(&root)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("error: the release build failed");
+        return ExitCode::FAILURE;
+    }
+    let ran = std::process::Command::new(root.join("target/release/linq-hooks-bench"))
+        .args([
+            "--root",
+            root.to_str().expect("a UTF-8 path"),
+            "--out",
+            "BENCHMARKS.md",
+        ])
+        .args(args)
+        .current_dir(&root)
+        .status();
+    match ran {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        _ => {
+            eprintln!("error: the benchmark harness failed");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn workspace_root() -> PathBuf {
