@@ -69,7 +69,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(parsed) => parsed.hooks.into(),
         Err(outcome) => return outcome,
     };
-    let transport = match http_transport(args.timeout, args.ca_file.as_deref()) {
+    let transport = match http_transport(args.timeout, args.concurrency, args.ca_file.as_deref()) {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
@@ -297,12 +297,16 @@ pub(crate) fn parse_secrets(values: &[String]) -> Result<Vec<Secret>, Outcome> {
 }
 
 /// The HTTP transport with the request timeout and, optionally, an extra CA bundle; the
-/// problem is printed on stderr.
+/// problem is printed on stderr. It keeps as many idle connections per host as requests may be
+/// in flight, so that hooks sharing a receiver reuse connections instead of opening new ones.
 pub(crate) fn http_transport(
     timeout: Duration,
+    concurrency: u32,
     ca_file: Option<&std::path::Path>,
 ) -> Result<HttpTransport, Outcome> {
-    let mut builder = HttpTransport::builder().timeout(timeout);
+    let mut builder = HttpTransport::builder()
+        .timeout(timeout)
+        .pool_max_idle_per_host(concurrency as usize);
     if let Some(path) = ca_file {
         match std::fs::read(path) {
             Ok(pem) => builder = builder.extra_root_pem(&pem),

@@ -86,7 +86,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(parsed) => parsed.hooks,
         Err(outcome) => return outcome,
     };
-    let transport = match http_transport(args.timeout, args.ca_file.as_deref()) {
+    let transport = match http_transport(args.timeout, args.concurrency, args.ca_file.as_deref()) {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
