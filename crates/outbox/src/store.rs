@@ -23,6 +23,9 @@ const MAX_BATCH: usize = 4096;
 /// Attempt outcomes alone are committed without fsync, unless the last durable commit is older
 /// than this: losing them in a crash only means sending again, with the same `webhook-id`.
 const RECORD_SYNC_INTERVAL: Duration = Duration::from_millis(200);
+/// Memory for redb's page cache. A backlog lives on disk: the cache only has to hold each hook's
+/// queue head and the pages being written, not the backlog.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The on-disk format; a store of another format is refused.
 const FORMAT: u64 = 1;
 
@@ -168,7 +171,10 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let path = path.as_ref();
         let context = || format!("cannot open the store {}", path.display());
-        let db = Database::create(path).map_err(|e| StoreError::storage(context(), e))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StoreError::storage(context(), e))?;
         let txn = db
             .begin_write()
             .map_err(|e| StoreError::storage(context(), e))?;
@@ -297,6 +303,18 @@ impl Store {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// How many hooks a 410 Gone disabled.
+    pub fn disabled_hooks(&self) -> Result<usize, StoreError> {
+        self.read("read the hooks", |txn| {
+            let mut disabled = 0;
+            for entry in txn.open_table(HOOKS)?.iter()? {
+                let record: HookRecord = decode(entry?.1.value())?;
+                disabled += usize::from(record.disabled_ms.is_some());
+            }
+            Ok(disabled)
         })
     }
 

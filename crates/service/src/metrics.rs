@@ -92,7 +92,7 @@ impl Metrics {
     pub(crate) fn render(&self, store: &Store) -> Result<String, linq_hooks_outbox::StoreError> {
         self.queue_depth
             .set(i64::try_from(store.pending()?).unwrap_or(i64::MAX));
-        let disabled = store.hooks()?.iter().filter(|h| !h.enabled).count();
+        let disabled = store.disabled_hooks()?;
         self.hooks_disabled
             .set(i64::try_from(disabled).unwrap_or(i64::MAX));
         let mut text = String::new();
