@@ -5,6 +5,7 @@
 
 mod dispatch;
 mod input;
+mod listen;
 mod matching;
 mod simulate;
 mod validate;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Workflow notifications for the LINQ lab scheduler: check hooks, see which fire, deliver them,
-/// simulate runs.
+/// receive them, simulate runs.
 #[derive(Debug, Parser)]
 #[command(name = "linq-hooks", version)]
 #[command(
@@ -32,6 +33,7 @@ enum Command {
     #[command(name = "match")]
     Match(matching::Args),
     Dispatch(dispatch::Args),
+    Listen(listen::Args),
     Simulate(simulate::Args),
 }
 
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
+        Command::Listen(args) => listen::run(args),
         Command::Simulate(args) => simulate::run(args),
     }
     .into()
