@@ -44,7 +44,7 @@ impl Received {
 /// the request open until the client gives up), for hanging receivers.
 pub type Answer = (u16, Vec<(&'static str, String)>);
 
-type Respond = dyn Fn(&Received, &[Received]) -> Answer + Send + Sync;
+type Respond = dyn Fn(&Received, &[Received]) -> (Answer, Vec<u8>) + Send + Sync;
 
 /// A running receiver. It stops when dropped.
 ///
@@ -75,10 +75,26 @@ impl Receiver {
         addr: SocketAddr,
         respond: impl Fn(&Received, &[Received]) -> Answer + Send + Sync + 'static,
     ) -> Receiver {
+        Receiver::serve(
+            addr,
+            Arc::new(move |request: &Received, earlier: &[Received]| {
+                (respond(request, earlier), Vec::new())
+            }),
+        )
+        .await
+    }
+
+    /// Like [`start`](Receiver::start), answering with a body too (to say why it refuses).
+    pub async fn start_with_body(
+        respond: impl Fn(&Received, &[Received]) -> (Answer, Vec<u8>) + Send + Sync + 'static,
+    ) -> Receiver {
+        Receiver::serve("127.0.0.1:0".parse().unwrap(), Arc::new(respond)).await
+    }
+
+    async fn serve(addr: SocketAddr, respond: Arc<Respond>) -> Receiver {
         let listener = TcpListener::bind(addr).await.expect("a free port");
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let respond: Arc<Respond> = Arc::new(respond);
         let task = tokio::spawn({
             let log = log.clone();
             async move {
@@ -154,7 +170,7 @@ async fn handle(
             .collect(),
         body,
     };
-    let (status, headers) = {
+    let ((status, headers), body) = {
         let mut log = log.lock().unwrap();
         let answer = respond(&received, &log);
         log.push(received);
@@ -167,5 +183,5 @@ async fn handle(
     for (name, value) in headers {
         response = response.header(name, value);
     }
-    response.body(Full::new(Bytes::new())).unwrap()
+    response.body(Full::new(Bytes::from(body))).unwrap()
 }

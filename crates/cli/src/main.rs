@@ -5,8 +5,10 @@
 
 mod dispatch;
 mod input;
+mod listen;
 mod matching;
 mod serve;
+mod simulate;
 mod validate;
 
 use std::io::IsTerminal;
@@ -14,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Workflow notifications for the LINQ lab scheduler: check hooks, see which fire, deliver them.
+/// Workflow notifications for the LINQ lab scheduler: check hooks, see which fire, deliver them,
+/// receive them, simulate runs.
 #[derive(Debug, Parser)]
 #[command(name = "linq-hooks", version)]
 #[command(
@@ -32,6 +35,8 @@ enum Command {
     Match(matching::Args),
     Dispatch(dispatch::Args),
     Serve(serve::Args),
+    Listen(listen::Args),
+    Simulate(simulate::Args),
 }
 
 /// How a command ended; each maps to the exit code the CLI documents.
@@ -66,6 +71,8 @@ fn main() -> ExitCode {
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Listen(args) => listen::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
     .into()
 }
@@ -79,4 +86,20 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// An error with its sources, `outer: inner: innermost`, skipping a cause whose message the
+/// text already holds. Library errors here name their kind and keep the cause as the source.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

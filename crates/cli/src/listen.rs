@@ -1,0 +1,586 @@
+//! `linq-hooks listen`: a webhook receiver for trying hooks out, one line per request.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use linq_hooks_events::{Event, Timestamp};
+use linq_hooks_receiver::{Verifier, WebhookHeaders, parse_body, receive};
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::dispatch::parse_secrets;
+use crate::{Outcome, error_chain};
+
+/// The largest body read; a larger one gets 413.
+const MAX_BODY: usize = 1 << 20;
+/// How many webhook ids are remembered to count attempts; the oldest is forgotten first.
+const REMEMBERED_IDS: usize = 100_000;
+/// How long connections may take to finish their request once asked to stop.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Receive webhooks and print one line per request: a receiver for trying hooks out.
+///
+/// Listens for HTTP POSTs on any path, checks the Standard Webhooks signature when given a
+/// --secret, reads the body as an event, answers, and prints what came and what it answered.
+/// It never stops on a bad request: it answers 4xx and says why. SIGINT (Ctrl-C) or SIGTERM
+/// stops it.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub(crate) struct Args {
+    /// The address to listen on. The default accepts connections from this machine only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Check signatures with this secret (`whsec_` followed by base64): a webhook that does
+    /// not verify gets 401. Repeat it (or separate with commas) to accept any of several.
+    #[arg(
+        long = "secret",
+        value_name = "whsec_...",
+        env = "LINQ_HOOKS_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    secrets: Vec<String>,
+    /// Print one JSON object per request instead of a line (NDJSON, for scripts): received,
+    /// method, path, status, attempt, webhook_id, verified (true, false, or null without
+    /// --secret), event, error, headers, and body (as JSON; body_text when it is not JSON).
+    #[arg(long)]
+    json: bool,
+    /// The status to answer a webhook that passes.
+    #[arg(long, value_name = "CODE", default_value_t = 204, value_parser = clap::value_parser!(u16).range(200..=599))]
+    status: u16,
+    /// Answer 503 to the first N attempts of each webhook-id, then --status: to watch
+    /// retries. Requests without a webhook-id are not failed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    fail_first: u32,
+}
+
+const AFTER_HELP: &str = "\
+Output: one line per request on standard output, flushed at once, in columns:
+
+  2025-04-17T09:30:00.000Z  204  ✓ signed          attempt=1   task_state_change    run=run-3-1 task=read-plate-1 state=failed path=/tasks id=msg_4c0f…
+
+  1. when it was received (UTC, milliseconds)
+  2. the status answered
+  3. the signature: ✓ signed, ✗ bad signature, ✗ stale, ✗ missing header or ✗ invalid
+     header; `- unchecked` without --secret
+  4. which attempt of its webhook-id this is (attempt=- without a webhook-id)
+  5. the event kind (`-` when the body is not an event)
+  6. key=value fields: run, task, labware (with phase, from, to), plan, workflow, workcell,
+     state; path; id (the webhook-id); error=\"...\" when refused. A value with spaces or
+     quotes is written as a JSON string.
+
+Answers: 405 to methods other than POST, 413 to bodies over 1 MiB, 401 when the signature does
+not verify (with --secret), 400 when the body is not an event (not JSON, an unknown kind, a
+missing field), 503 to the first --fail-first attempts of a webhook-id, then --status.
+
+Exit codes: 0 stopped by SIGINT or SIGTERM, 2 usage error or cannot listen on the address.";
+
+pub(crate) fn run(args: Args) -> Outcome {
+    let secrets = match parse_secrets(&args.secrets) {
+        Ok(secrets) => secrets,
+        Err(outcome) => return outcome,
+    };
+    let secret_count = secrets.len();
+    let state = Arc::new(State {
+        verifier: (!secrets.is_empty()).then(|| Verifier::new(secrets)),
+        json: args.json,
+        status: StatusCode::from_u16(args.status).expect("clap checked the range"),
+        fail_first: args.fail_first,
+        attempts: Mutex::default(),
+        stop: Notify::new(),
+        exit: Mutex::new(None),
+    });
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
+    runtime.block_on(serve(args.listen, state, secret_count))
+}
+
+async fn serve(addr: SocketAddr, state: Arc<State>, secret_count: usize) -> Outcome {
+    // Signal handlers first: once the port accepts connections, SIGTERM is a clean stop.
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("error: cannot handle signals: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    let checking = match secret_count {
+        0 => "signatures not checked (no --secret)".to_string(),
+        1 => "checking signatures with 1 secret".to_string(),
+        n => format!("checking signatures with {n} secrets"),
+    };
+    eprintln!("listening on http://{local}; {checking}; Ctrl-C stops");
+
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let state = state.clone();
+                    let service = service_fn(move |request| handle(state.clone(), request));
+                    let connection = graceful.watch(
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!("connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = signals.recv() => break,
+            () = state.stop.notified() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {}
+    }
+    state.exit.lock().unwrap().unwrap_or(Outcome::Success)
+}
+
+/// SIGINT and SIGTERM (Ctrl-C only, off Unix).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    #[cfg(unix)]
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// What every request handler shares.
+struct State {
+    verifier: Option<Verifier>,
+    json: bool,
+    status: StatusCode,
+    fail_first: u32,
+    attempts: Mutex<Attempts>,
+    /// Notified when standard output fails: there is no one left to tell.
+    stop: Notify,
+    exit: Mutex<Option<Outcome>>,
+}
+
+impl State {
+    /// Checks a webhook's signature (with secrets) and its body, and decides the answer.
+    fn judge(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) {
+        let webhook_headers = WebhookHeaders::from_fn(|name| headers.get(name)?.to_str().ok());
+        let result = match &self.verifier {
+            Some(verifier) => receive(verifier, webhook_headers, &body).map(|w| w.event),
+            None => parse_body(&body),
+        };
+        record.signature = match &self.verifier {
+            Some(_) => Signature::Signed,
+            None => Signature::Unchecked,
+        };
+        match result {
+            Ok(event) => {
+                record.kind = Some(event.kind().name().to_string());
+                record.event = Some(event);
+            }
+            Err(err) if err.is_unverified() => {
+                record.signature = Signature::refused(&err);
+                // Shown for what it says, though nobody vouches for it.
+                match parse_body(&body) {
+                    Ok(event) => {
+                        record.kind = Some(event.kind().name().to_string());
+                        record.event = Some(event);
+                    }
+                    Err(body_err) => record.kind = body_err.unknown_event().map(str::to_owned),
+                }
+                record.refuse(StatusCode::UNAUTHORIZED, error_chain(&err));
+            }
+            Err(err) => {
+                record.kind = err.unknown_event().map(str::to_owned);
+                record.refuse(StatusCode::BAD_REQUEST, error_chain(&err));
+            }
+        }
+        record.body = Some(body);
+        if record.status.is_none() {
+            let failing = record.attempt.is_some_and(|n| n <= self.fail_first);
+            record.status = Some(if failing {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                self.status
+            });
+        }
+    }
+
+    /// Prints the record; when standard output is gone, asks the server to stop.
+    fn print(&self, record: &Record) {
+        let text = if self.json {
+            record.json().to_string()
+        } else {
+            record.line()
+        };
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+            let mut exit = self.exit.lock().unwrap();
+            if exit.is_none() {
+                // A closed pipe (`listen | head`) is the reader's choice, not an error.
+                *exit = Some(if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Outcome::Success
+                } else {
+                    eprintln!("error: cannot write to standard output: {e}");
+                    Outcome::UsageOrIo
+                });
+                self.stop.notify_one();
+            }
+        }
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let mut record = Record::new(&parts);
+    if parts.method != Method::POST {
+        let why = format!("method {} not allowed: webhooks are POSTed", parts.method);
+        record.refuse(StatusCode::METHOD_NOT_ALLOWED, why);
+    } else {
+        if let Some(id) = &record.webhook_id {
+            record.attempt = Some(state.attempts.lock().unwrap().count(id));
+        }
+        match Limited::new(body, MAX_BODY).collect().await {
+            Ok(body) => state.judge(&mut record, &parts.headers, body.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => {
+                record.refuse(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB".into());
+            }
+            Err(e) => {
+                let why = format!("cannot read the body: {}", error_chain(&*e));
+                record.refuse(StatusCode::BAD_REQUEST, why);
+            }
+        }
+    }
+    state.print(&record);
+    Ok(record.response())
+}
+
+/// How many times each webhook id came, for the most recent ids.
+#[derive(Default)]
+struct Attempts {
+    counts: HashMap<String, u32>,
+    order: VecDeque<String>,
+}
+
+impl Attempts {
+    /// Counts one more attempt of `id`; returns its number, from 1.
+    fn count(&mut self, id: &str) -> u32 {
+        if let Some(n) = self.counts.get_mut(id) {
+            *n = n.saturating_add(1);
+            return *n;
+        }
+        if self.order.len() >= REMEMBERED_IDS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.counts.remove(&oldest);
+        }
+        self.order.push_back(id.to_string());
+        self.counts.insert(id.to_string(), 1);
+        1
+    }
+}
+
+/// What was checked of the signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signature {
+    /// No --secret, or the request was refused before the check.
+    Unchecked,
+    Signed,
+    /// Refused, with a short reason.
+    Refused(&'static str),
+}
+
+impl Signature {
+    fn refused(err: &linq_hooks_receiver::Error) -> Signature {
+        Signature::Refused(if err.is_bad_signature() {
+            "bad signature"
+        } else if err.is_stale_timestamp() {
+            "stale"
+        } else if err.is_missing_header() {
+            "missing header"
+        } else if err.is_invalid_header() {
+            "invalid header"
+        } else {
+            "not verified"
+        })
+    }
+
+    fn column(self) -> String {
+        match self {
+            Signature::Unchecked => "- unchecked".into(),
+            Signature::Signed => "✓ signed".into(),
+            Signature::Refused(why) => format!("✗ {why}"),
+        }
+    }
+}
+
+/// One request: what came, what was found, what was answered.
+struct Record {
+    received: Timestamp,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    webhook_id: Option<String>,
+    attempt: Option<u32>,
+    signature: Signature,
+    /// The event kind, or the `event` value of an unknown kind.
+    kind: Option<String>,
+    event: Option<Event>,
+    body: Option<Bytes>,
+    /// `None` until decided.
+    status: Option<StatusCode>,
+    error: Option<String>,
+}
+
+impl Record {
+    fn new(parts: &Parts) -> Record {
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect();
+        let webhook_id = parts
+            .headers
+            .get(linq_hooks_receiver::WEBHOOK_ID)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        Record {
+            received: Timestamp::now(),
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.to_string()),
+            headers,
+            webhook_id,
+            attempt: None,
+            signature: Signature::Unchecked,
+            kind: None,
+            event: None,
+            body: None,
+            status: None,
+            error: None,
+        }
+    }
+
+    fn refuse(&mut self, status: StatusCode, why: String) {
+        self.status = Some(status);
+        self.error = Some(why);
+    }
+
+    fn status(&self) -> StatusCode {
+        self.status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The answer: the status, and for a refusal `{"error": "..."}`.
+    fn response(&self) -> Response<Full<Bytes>> {
+        let body = match &self.error {
+            Some(error) => Bytes::from(serde_json::json!({ "error": error }).to_string()),
+            None => Bytes::new(),
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = self.status();
+        if self.error.is_some() {
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        response
+    }
+
+    /// The line format documented in `--help`.
+    fn line(&self) -> String {
+        let attempt = match self.attempt {
+            Some(n) => format!("attempt={n}"),
+            None => "attempt=-".to_string(),
+        };
+        let kind = self.kind.as_deref().map_or_else(|| "-".to_string(), quoted);
+        let mut fields = self.event.as_ref().map(key_fields).unwrap_or_default();
+        fields.push(("path", self.path.clone()));
+        if let Some(id) = &self.webhook_id {
+            fields.push(("id", id.clone()));
+        }
+        let mut line = format!(
+            "{}  {}  {:<16}  {attempt:<10}  {kind:<19} ",
+            self.received,
+            self.status().as_u16(),
+            self.signature.column(),
+        );
+        for (key, value) in fields {
+            line.push(' ');
+            line.push_str(key);
+            line.push('=');
+            line.push_str(&quoted(&value));
+        }
+        if let Some(error) = &self.error {
+            line.push_str(" error=");
+            line.push_str(&serde_json::Value::from(error.as_str()).to_string());
+        }
+        line
+    }
+
+    /// The `--json` record.
+    fn json(&self) -> Value {
+        let mut headers = Map::new();
+        for (name, value) in &self.headers {
+            match headers.get_mut(name) {
+                // A repeated header: its values joined as HTTP allows.
+                Some(Value::String(earlier)) => {
+                    earlier.push_str(", ");
+                    earlier.push_str(value);
+                }
+                _ => {
+                    headers.insert(name.clone(), Value::from(value.as_str()));
+                }
+            }
+        }
+        let verified = match self.signature {
+            Signature::Unchecked => Value::Null,
+            Signature::Signed => Value::Bool(true),
+            Signature::Refused(_) => Value::Bool(false),
+        };
+        let mut record = Map::new();
+        record.insert("received".into(), self.received.to_string().into());
+        record.insert("method".into(), self.method.clone().into());
+        record.insert("path".into(), self.path.clone().into());
+        record.insert("status".into(), self.status().as_u16().into());
+        record.insert("attempt".into(), self.attempt.into());
+        record.insert("webhook_id".into(), self.webhook_id.clone().into());
+        record.insert("verified".into(), verified);
+        record.insert("event".into(), self.kind.clone().into());
+        record.insert("error".into(), self.error.clone().into());
+        record.insert("headers".into(), Value::Object(headers));
+        if let Some(body) = &self.body {
+            match serde_json::from_slice::<Value>(body) {
+                Ok(json) => record.insert("body".into(), json),
+                Err(_) => record.insert(
+                    "body_text".into(),
+                    String::from_utf8_lossy(body).into_owned().into(),
+                ),
+            };
+        }
+        Value::Object(record)
+    }
+}
+
+/// The fields that tell events apart, in a fixed order per kind.
+fn key_fields(event: &Event) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
+    let mut push = |key, value: &str| fields.push((key, value.to_string()));
+    match event {
+        Event::RunStateChange(e) => {
+            push("run", &e.run_id);
+            push("state", e.state.as_str());
+        }
+        Event::TaskStateChange(e) => {
+            push("run", &e.run_id);
+            push("task", &e.task_id);
+            push("state", e.state.as_str());
+        }
+        Event::SafetyStateChange(e) => {
+            if let Some(run) = &e.run_id {
+                push("run", run);
+            }
+            if let Some(workcell) = &e.workcell_id {
+                push("workcell", workcell);
+            }
+            push("state", e.state.as_str());
+        }
+        Event::LabwareMovement(e) => {
+            push("run", &e.run_id);
+            push("labware", &e.labware_id);
+            push("phase", e.phase.as_str());
+            push(
+                "from",
+                &format!("{}/{}", e.source.instrument, e.source.slot),
+            );
+            push(
+                "to",
+                &format!("{}/{}", e.destination.instrument, e.destination.slot),
+            );
+        }
+        Event::NewPlan(e) => {
+            if let Some(run) = &e.run_id {
+                push("run", run);
+            }
+            push("plan", &e.plan_id);
+            if let Some(workflow) = &e.workflow_id {
+                push("workflow", workflow);
+            }
+        }
+    }
+    fields
+}
+
+/// A value as it is, or as a JSON string when it is empty or holds spaces, quotes, `=` or
+/// control characters: a line stays one line, and splits on spaces.
+fn quoted(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=');
+    if plain {
+        value.to_string()
+    } else {
+        Value::from(value).to_string()
+    }
+}
