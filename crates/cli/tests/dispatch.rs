@@ -260,7 +260,7 @@ async fn client_errors_fail_at_once_and_are_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_and_connection_failures_are_retried() {
-    // 429 with Retry-After: 0 first, then 200.
+    // 429 with Retry-After: 0 first, then 200: retried (after the schedule's 1 s, the longer).
     let limited = Receiver::start(|_, earlier| {
         if earlier.is_empty() {
             (429, vec![("retry-after", "0".into())])
@@ -274,7 +274,6 @@ async fn retry_after_is_honoured_and_connection_failures_are_retried() {
         &serde_json::json!([{"filter": "on_new_plan", "parameters": {"url": limited.url("/")}}])
             .to_string(),
     );
-    // The default schedule's first delay is 1 s; Retry-After: 0 replaces it.
     let out = linq_hooks(
         &["dispatch", "--hooks", &hooks_path],
         r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#,

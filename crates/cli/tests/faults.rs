@@ -242,8 +242,17 @@ async fn a_full_disk_is_reported_and_nothing_unstored_is_acknowledged() {
         "{message}"
     );
     assert!(!acked.is_empty());
-    // Still up and answering.
-    assert_eq!(serve.call("GET", "/healthz", None).await.status, 200);
+    // Still up and answering, and its health says why it is failing, for a supervisor.
+    let health = serve.call("GET", "/healthz", None).await;
+    assert_eq!(health.status, 503, "{:?}", health.body);
+    assert!(
+        health.body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot write the store"),
+        "{:?}",
+        health.body
+    );
     serve.kill().await;
 
     // Without the limit, every acknowledged event is there.

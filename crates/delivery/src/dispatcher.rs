@@ -163,13 +163,24 @@ impl Dispatcher {
     /// [`shutdown`](Dispatcher::shutdown).
     pub async fn run(&self) {
         let mut workers = tokio::task::JoinSet::new();
+        let mut hook_of = std::collections::HashMap::new();
         for hook in 0..self.inner.hooks.len() {
             let inner = Arc::clone(&self.inner);
-            workers.spawn(async move { inner.work(hook).await });
+            hook_of.insert(
+                workers.spawn(async move { inner.work(hook).await }).id(),
+                hook,
+            );
         }
-        while let Some(result) = workers.join_next().await {
+        while let Some(result) = workers.join_next_with_id().await {
             if let Err(e) = result {
-                tracing::error!("a delivery worker panicked: {e}");
+                // A worker that panicked would leave its hook silent for good: start another.
+                let hook = hook_of[&e.id()];
+                tracing::error!(hook, "a delivery worker panicked ({e}); starting it again");
+                let inner = Arc::clone(&self.inner);
+                hook_of.insert(
+                    workers.spawn(async move { inner.work(hook).await }).id(),
+                    hook,
+                );
             }
         }
     }

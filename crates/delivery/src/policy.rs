@@ -10,7 +10,8 @@ use linq_hooks_transport::{Error as TransportError, Response};
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// When to try a failed delivery again: the delays after the first attempt, each with ±20 %
-/// jitter, with a receiver's `Retry-After` taking the place of the delay when it sends one.
+/// jitter. A receiver's `Retry-After` is a minimum: the wait is the longer of it and the
+/// scheduled delay, so a `Retry-After: 0` cannot burn through a schedule meant for hours.
 ///
 /// A delivery gets one attempt plus one per delay; after the last it is given up.
 ///
@@ -23,6 +24,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// let delay = policy.delay_after(1, None).unwrap(); // after the first attempt: about 1 s
 /// assert!(delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1200));
 /// assert_eq!(policy.delay_after(2, Some(Duration::from_secs(60))), Some(Duration::from_secs(60)));
+/// assert!(policy.delay_after(2, Some(Duration::ZERO)).unwrap() >= Duration::from_secs(4));
 /// assert_eq!(policy.delay_after(4, None), None); // exhausted
 /// # Ok::<(), linq_hooks_delivery::ParsePolicyError>(())
 /// ```

@@ -100,6 +100,10 @@ pub(crate) struct DeliveryRecord {
     pub(crate) next_attempt_ms: Option<u64>,
     pub(crate) finished_ms: Option<u64>,
     pub(crate) failure: Option<String>,
+    /// The hook list it was made for (a counter that grows each time the list changes); a
+    /// delivery of another list can no longer be replayed, its hook index means another hook.
+    #[serde(default)]
+    pub(crate) generation: u64,
 }
 
 /// An attempt as stored.

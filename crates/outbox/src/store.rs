@@ -20,6 +20,8 @@ use crate::records::*;
 
 /// The most jobs one commit takes; more wait for the next.
 const MAX_BATCH: usize = 4096;
+/// About how many bytes one commit takes at most (one larger job still goes alone).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Attempt outcomes alone are committed without fsync, unless the last durable commit is older
 /// than this: losing them in a crash only means sending again, with the same `webhook-id`.
 const RECORD_SYNC_INTERVAL: Duration = Duration::from_millis(200);
@@ -75,6 +77,9 @@ pub enum Replay {
     NotFound,
     /// Only failed deliveries can be replayed; this one is in another state.
     NotFailed(DeliveryState),
+    /// It was made for a different hook list (the hook file changed since): its hook index
+    /// would now point at another hook.
+    OtherHookList,
 }
 
 /// A durable outbox in one redb file.
@@ -114,6 +119,9 @@ pub struct Store {
 
 struct Inner {
     db: Arc<Database>,
+    /// Set when a commit failed on I/O: redb refuses every later write until the file is
+    /// opened again, so the store is unusable until `serve` restarts.
+    broken: Arc<Mutex<Option<String>>>,
     /// `None` once closing.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -188,18 +196,37 @@ impl Store {
         let db = Arc::new(db);
         let (sender, receiver) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let broken: Arc<Mutex<Option<String>>> = Arc::default();
+        let writer_broken = Arc::clone(&broken);
         let writer = std::thread::Builder::new()
             .name("outbox-writer".into())
-            .spawn(move || write_loop(&writer_db, &receiver))
+            .spawn(move || {
+                write_loop(&writer_db, &receiver, &writer_broken);
+                // Whatever ended the loop, a store that cannot write is not healthy.
+                writer_broken
+                    .lock()
+                    .expect("not poisoned")
+                    .get_or_insert_with(|| "the store's writer stopped".into());
+            })
             .map_err(|e| StoreError::corrupt(format!("cannot start the store's writer: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                broken,
                 jobs: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
                 hooks,
             }),
         })
+    }
+
+    /// `Err` with the reason once the store cannot write any more (an I/O failure such as a
+    /// full disk: redb refuses writes until the file is opened again, so restart).
+    pub fn health(&self) -> Result<(), String> {
+        match &*self.inner.broken.lock().expect("not poisoned") {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Stores events and their deliveries; returns once they are durably committed.
@@ -466,6 +493,8 @@ fn check_format_and_hooks(txn: &WriteTransaction, fingerprint: &str) -> Result<(
             return Err(Opened::Refused(StoreError::hooks_changed(pending)));
         }
         settings.insert("hooks", fingerprint)?;
+        let generation = counters.get("generation")?.map_or(0, |v| v.value());
+        counters.insert("generation", generation + 1)?;
         // Hook states belong to the old list.
         txn.delete_table(HOOKS)?;
         txn.open_table(HOOKS)?;
@@ -473,17 +502,25 @@ fn check_format_and_hooks(txn: &WriteTransaction, fingerprint: &str) -> Result<(
     Ok(())
 }
 
-/// The writer: takes every job waiting, applies them in one transaction, commits once, then
-/// answers each. Ends when every `Store` is dropped.
-fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>) {
+/// The writer: takes the jobs waiting (up to a count and a byte budget), applies them in one
+/// transaction, commits once, then answers each. Ends when every `Store` is dropped.
+fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, broken: &Mutex<Option<String>>) {
     let mut last_durable = Instant::now();
-    while let Ok(first) = jobs.recv() {
+    let mut carried = None;
+    while let Some(first) = carried.take().or_else(|| jobs.recv().ok()) {
+        let mut bytes = first.bytes();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    bytes += job.bytes();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
+        }
+        if bytes > MAX_BATCH_BYTES && batch.len() > 1 {
+            carried = batch.pop();
         }
         let only_records = batch.iter().all(|job| matches!(job, Job::Record(..)));
         let durable = !only_records || last_durable.elapsed() >= RECORD_SYNC_INTERVAL;
@@ -496,18 +533,53 @@ fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>) {
                     answer(job, Ok(done));
                 }
             }
-            Err(e) => {
+            Err(e) if is_io(&e) => {
                 tracing::error!("the store could not commit {} job(s): {e}", batch.len());
-                let message = e.to_string();
+                let reason = format!("cannot write the store: {e}");
+                broken
+                    .lock()
+                    .expect("not poisoned")
+                    .get_or_insert_with(|| reason.clone());
                 for job in batch {
-                    answer(
-                        job,
-                        Err(StoreError::corrupt(format!(
-                            "cannot write the store: {message}"
-                        ))),
-                    );
+                    answer(job, Err(StoreError::corrupt(reason.clone())));
                 }
             }
+            Err(_) => {
+                // Not the disk: one job is at fault. Commit each on its own, so the others in
+                // the batch (other clients' events) are not refused for it.
+                for job in batch {
+                    let result = commit(db, std::slice::from_ref(&job), true);
+                    match result {
+                        Ok(mut done) => answer(job, Ok(done.remove(0))),
+                        Err(e) => {
+                            tracing::error!("the store could not commit a job: {e}");
+                            answer(
+                                job,
+                                Err(StoreError::corrupt(format!("cannot write the store: {e}"))),
+                            );
+                        }
+                    }
+                }
+                last_durable = Instant::now();
+            }
+        }
+    }
+}
+
+/// Whether a failure came from the disk (after which redb refuses writes until reopened).
+fn is_io(error: &redb::Error) -> bool {
+    matches!(error, redb::Error::Io(_) | redb::Error::PreviousIo)
+}
+
+impl Job {
+    /// The bytes a job brings into a transaction, for the batch budget.
+    fn bytes(&self) -> usize {
+        match self {
+            Job::Append(events, _) => events
+                .iter()
+                .map(|e| e.body.len() + 200 * e.deliveries.len())
+                .sum(),
+            _ => 200,
         }
     }
 }
@@ -578,6 +650,7 @@ fn append(
     let mut deliveries = txn.open_table(DELIVERIES)?;
     let mut pending = txn.open_table(PENDING)?;
     let mut by_state = txn.open_table(BY_STATE)?;
+    let generation = counters.get("generation")?.map_or(0, |v| v.value());
     let mut accepted = Vec::with_capacity(events.len());
     for event in events {
         if event.deliveries.is_empty() {
@@ -607,6 +680,7 @@ fn append(
                 next_attempt_ms: None,
                 finished_ms: None,
                 failure: None,
+                generation,
             };
             deliveries.insert(id, encode(&record).as_slice())?;
             pending.insert((hook, id), ())?;
@@ -756,6 +830,13 @@ fn replay(txn: &WriteTransaction, id: DeliveryId) -> Result<Replay, redb::Error>
     };
     if record.state != DeliveryState::Failed {
         return Ok(Replay::NotFailed(record.state));
+    }
+    let generation = txn
+        .open_table(COUNTERS)?
+        .get("generation")?
+        .map_or(0, |v| v.value());
+    if record.generation != generation {
+        return Ok(Replay::OtherHookList);
     }
     record.state = DeliveryState::Pending;
     record.round_attempts = 0;

@@ -205,6 +205,30 @@ async fn a_different_hook_list_is_refused_while_deliveries_wait() {
 }
 
 #[tokio::test]
+async fn a_failed_delivery_of_an_old_hook_list_is_not_replayed_to_a_new_one() {
+    let path = store_path("generation");
+    let failed = {
+        let store = Store::open(&path, 1, "v1").unwrap();
+        store.append(vec![event(&[0], "a")]).await.unwrap();
+        let a = head(&store, 0).await;
+        store
+            .record(
+                &a,
+                attempt(400),
+                Outcome::Failed {
+                    reason: "status 400".into(),
+                },
+            )
+            .await
+            .unwrap();
+        a.id
+    };
+    let store = Store::open(&path, 1, "v2").unwrap();
+    assert_eq!(store.replay(failed).await.unwrap(), Replay::OtherHookList);
+    assert!(matches!(store.head(0).await.unwrap(), Head::Empty));
+}
+
+#[tokio::test]
 async fn a_failed_delivery_replays_with_its_id() {
     let store = Store::open(store_path("replay"), 1, "v1").unwrap();
     store.append(vec![event(&[0], "a")]).await.unwrap();

@@ -68,7 +68,13 @@ pub(crate) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Ans
         return answer;
     }
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => json_answer(StatusCode::OK, &json!({ "status": "ok" })),
+        (&Method::GET, ["healthz"]) => match state.store.health() {
+            Ok(()) => json_answer(StatusCode::OK, &json!({ "status": "ok" })),
+            Err(reason) => json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "status": "failing", "reason": reason }),
+            ),
+        },
         (&Method::GET, ["metrics"]) => metrics(&state),
         (&Method::POST, ["v1", "events"]) => ingest(&state, request).await,
         (&Method::GET, ["v1", "deliveries"]) => list(&state, request.uri().query().unwrap_or("")),
@@ -123,7 +129,7 @@ fn metrics(state: &State) -> Answer {
 
 /// `POST /v1/events`: one event or an array. Acknowledged (202) only once stored durably; an
 /// invalid body is refused whole (400, every problem with its path) and nothing is stored.
-async fn ingest(state: &State, request: Request<Incoming>) -> Answer {
+async fn ingest(state: &Arc<State>, request: Request<Incoming>) -> Answer {
     // Refuse an announced oversize body before reading any of it.
     let announced = request
         .headers()
@@ -208,7 +214,20 @@ async fn ingest(state: &State, request: Request<Incoming>) -> Answer {
             NewEvent { body, deliveries }
         })
         .collect();
-    let accepted = match state.store.append(new).await {
+    // The client may hang up while the commit runs, and hyper then drops this future; the
+    // commit happens anyway, so committing and waking the hooks run as one task that cannot be
+    // cancelled half-way (a hook left asleep would hold an acknowledged event until restart).
+    let committed = tokio::spawn({
+        let state = Arc::clone(state);
+        async move {
+            let accepted = state.store.append(new).await?;
+            for delivery in accepted.iter().flat_map(|event| &event.deliveries) {
+                state.dispatcher.wake(delivery.hook as usize);
+            }
+            Ok::<_, linq_hooks_outbox::StoreError>(accepted)
+        }
+    });
+    let accepted = match committed.await.expect("appending does not panic") {
         Ok(accepted) => accepted,
         Err(e) => {
             tracing::error!("cannot store events: {e}");
@@ -223,7 +242,6 @@ async fn ingest(state: &State, request: Request<Incoming>) -> Answer {
     let mut deliveries = Vec::new();
     for (event_index, event) in accepted.iter().enumerate() {
         for delivery in &event.deliveries {
-            state.dispatcher.wake(delivery.hook as usize);
             deliveries.push(json!({ "event_index": event_index, "id": delivery.id, "hook": delivery.hook, "webhook_id": delivery.webhook_id }));
         }
     }
@@ -307,21 +325,33 @@ fn delivery(state: &State, id: &str) -> Answer {
 }
 
 /// `POST /v1/deliveries/{id}/retry`: replays a failed delivery, with the same `webhook-id`.
-async fn retry(state: &State, id: &str) -> Answer {
+async fn retry(state: &Arc<State>, id: &str) -> Answer {
     let Ok(id) = id.parse::<u64>() else {
         return no_delivery(id);
     };
-    match state.store.replay(id).await {
-        Ok(Replay::Replayed { hook }) => {
-            state.dispatcher.wake(hook as usize);
-            json_answer(
-                StatusCode::ACCEPTED,
-                &json!({ "id": id, "state": "pending" }),
-            )
+    let replayed = tokio::spawn({
+        let state = Arc::clone(state);
+        async move {
+            let replay = state.store.replay(id).await?;
+            if let Replay::Replayed { hook } = replay {
+                state.dispatcher.wake(hook as usize);
+            }
+            Ok::<_, linq_hooks_outbox::StoreError>(replay)
         }
+    });
+    match replayed.await.expect("replaying does not panic") {
+        Ok(Replay::Replayed { .. }) => json_answer(
+            StatusCode::ACCEPTED,
+            &json!({ "id": id, "state": "pending" }),
+        ),
         Ok(Replay::NotFound) => {
             error_answer(StatusCode::NOT_FOUND, None, format!("no delivery {id}"))
         }
+        Ok(Replay::OtherHookList) => error_answer(
+            StatusCode::CONFLICT,
+            None,
+            format!("delivery {id} was made for a different hook list; it cannot be replayed"),
+        ),
         Ok(Replay::NotFailed(current)) => error_answer(
             StatusCode::CONFLICT,
             None,
@@ -355,7 +385,7 @@ fn hooks(state: &State) -> Answer {
 }
 
 /// `POST /v1/hooks/{index}/enable`: enables a hook a 410 disabled; its deliveries resume.
-async fn enable(state: &State, index: &str) -> Answer {
+async fn enable(state: &Arc<State>, index: &str) -> Answer {
     let Some(index) = index
         .parse::<u32>()
         .ok()
@@ -363,14 +393,19 @@ async fn enable(state: &State, index: &str) -> Answer {
     else {
         return error_answer(StatusCode::NOT_FOUND, None, format!("no hook {index}"));
     };
-    match state.store.enable(index).await {
-        Ok(was_disabled) => {
+    let enabled = tokio::spawn({
+        let state = Arc::clone(state);
+        async move {
+            let was_disabled = state.store.enable(index).await?;
             state.dispatcher.wake(index as usize);
-            json_answer(
-                StatusCode::OK,
-                &json!({ "index": index, "enabled": true, "was_disabled": was_disabled }),
-            )
+            Ok::<_, linq_hooks_outbox::StoreError>(was_disabled)
         }
+    });
+    match enabled.await.expect("enabling does not panic") {
+        Ok(was_disabled) => json_answer(
+            StatusCode::OK,
+            &json!({ "index": index, "enabled": true, "was_disabled": was_disabled }),
+        ),
         Err(e) => error_answer(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string()),
     }
 }

@@ -130,14 +130,18 @@ pub struct StartError {
 #[derive(Debug)]
 enum StartErrorKind {
     Insecure(SocketAddr),
+    EmptyToken,
     Bind(SocketAddr, std::io::Error),
     Store(linq_hooks_outbox::StoreError),
 }
 
 impl StartError {
-    /// Asked to listen beyond loopback without a token.
+    /// Asked to listen beyond loopback without a token, or given an empty token.
     pub fn is_insecure(&self) -> bool {
-        matches!(self.kind, StartErrorKind::Insecure(_))
+        matches!(
+            self.kind,
+            StartErrorKind::Insecure(_) | StartErrorKind::EmptyToken
+        )
     }
 
     /// The address could not be bound (in use, not ours).
@@ -160,6 +164,9 @@ impl fmt::Display for StartError {
                 "refusing to listen on {addr} without a token: anyone who can reach it could post events; \
                  set --token (or LINQ_HOOKS_TOKEN), or listen on 127.0.0.1"
             ),
+            StartErrorKind::EmptyToken => {
+                f.write_str("the token is empty; give a real one, or none")
+            }
             StartErrorKind::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartErrorKind::Store(e) => write!(f, "{e}"),
         }
@@ -169,7 +176,7 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            StartErrorKind::Insecure(_) => None,
+            StartErrorKind::Insecure(_) | StartErrorKind::EmptyToken => None,
             StartErrorKind::Bind(_, e) => Some(e),
             StartErrorKind::Store(e) => Some(e),
         }
@@ -199,6 +206,11 @@ impl Service {
         config: ServiceConfig,
         transport: Arc<dyn Transport>,
     ) -> Result<Service, StartError> {
+        if config.token.as_deref().is_some_and(str::is_empty) {
+            return Err(StartError {
+                kind: StartErrorKind::EmptyToken,
+            });
+        }
         if !config.listen.ip().is_loopback() && config.token.is_none() {
             return Err(StartError {
                 kind: StartErrorKind::Insecure(config.listen),
@@ -264,7 +276,9 @@ impl Service {
                     let (stream, _) = match accepted {
                         Ok(accepted) => accepted,
                         Err(e) => {
+                            // Out of file descriptors, say: wait rather than spin.
                             tracing::warn!("cannot accept a connection: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
                             continue;
                         }
                     };

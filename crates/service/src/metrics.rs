@@ -76,9 +76,9 @@ impl Metrics {
         }
     }
 
-    fn observe(&self, attempt: &Attempt, outcome: &Outcome) {
+    fn observe(&self, latency: std::time::Duration, outcome: &Outcome) {
         self.attempts.inc();
-        self.attempt_seconds.observe(attempt.latency.as_secs_f64());
+        self.attempt_seconds.observe(latency.as_secs_f64());
         let outcome = match outcome {
             Outcome::Delivered => "delivered",
             Outcome::Retry { .. } => "retry",
@@ -120,7 +120,10 @@ impl Outbox for MeteredOutbox {
         attempt: Attempt,
         outcome: Outcome,
     ) -> Result<(), OutboxError> {
-        self.metrics.observe(&attempt, &outcome);
-        self.store.record(delivery, attempt, outcome).await
+        // Counted once recorded: the dispatcher repeats a record the store refused.
+        let (latency, observed) = (attempt.latency, outcome.clone());
+        self.store.record(delivery, attempt, outcome).await?;
+        self.metrics.observe(latency, &observed);
+        Ok(())
     }
 }
