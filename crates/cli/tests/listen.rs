@@ -2,6 +2,8 @@
 //! HTTP requests, and stopped with SIGTERM or SIGINT.
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
@@ -688,4 +690,92 @@ fn help_documents_the_line_format() {
     for flag in ["--listen", "--secret", "--json", "--status", "--fail-first"] {
         assert!(help.contains(flag), "{flag}: {help}");
     }
+}
+
+/// The first-run demo as three real processes: `listen` receives, `serve` delivers,
+/// `simulate --ingest` feeds `serve`. What `listen` prints must be what `simulate` sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_serve_and_simulate_together() {
+    let listen = Listen::start(&["--secret", SECRET]).await;
+    let hooks = hooks_for_every_event(&listen, "demo-hooks.json");
+    let store = common::store("demo");
+    let serve = common::Serve::start(&[
+        "--hooks",
+        &hooks,
+        "--store",
+        &store,
+        "--secret",
+        SECRET,
+        "--token",
+        "demo-token",
+    ])
+    .await;
+
+    let simulated = linq_hooks(&["simulate", "--seed", "5", "--runs", "2"], "").await;
+    let events: Vec<Event> = text(&simulated.stdout)
+        .lines()
+        .map(|l| parse_event(l).unwrap())
+        .collect();
+    let ingested = linq_hooks(
+        &[
+            "simulate",
+            "--seed",
+            "5",
+            "--runs",
+            "2",
+            "--ingest",
+            &serve.base,
+            "--token",
+            "demo-token",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        ingested.status.code(),
+        Some(0),
+        "{}",
+        text(&ingested.stderr)
+    );
+
+    // Every event fires exactly one hook here; wait until serve has delivered them all.
+    common::eventually("serve delivers everything", || async {
+        let url = format!("{}/v1/deliveries?state=delivered&limit=1000", serve.base);
+        let reply = linq_hooks_tests::request("GET", &url, None, Some("demo-token"))
+            .await
+            .unwrap();
+        reply.body["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.len() == events.len())
+    })
+    .await;
+
+    let stdout = listen.stop().await;
+    let lines = lines(&stdout);
+    assert_eq!(
+        lines.len(),
+        events.len(),
+        "one webhook per event, each once:\n{stdout}"
+    );
+    for line in &lines {
+        assert_eq!(
+            (line.status, line.signature.as_str(), line.attempt.as_str()),
+            (204, "✓ signed", "attempt=1"),
+            "{line:?}"
+        );
+    }
+    // Per hook (one per kind here), the key fields of the simulated events, in order.
+    let mut want: BTreeMap<&str, Vec<Vec<(String, String)>>> = BTreeMap::new();
+    for event in &events {
+        want.entry(event.kind().name())
+            .or_default()
+            .push(expected_fields(event));
+    }
+    let mut got: BTreeMap<&str, Vec<Vec<(String, String)>>> = BTreeMap::new();
+    for line in &lines {
+        got.entry(line.kind.as_str())
+            .or_default()
+            .push(line.event_fields());
+    }
+    assert_eq!(got, want);
 }
