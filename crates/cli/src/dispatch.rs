@@ -10,10 +10,10 @@ use linq_hooks_events::parse_event;
 use linq_hooks_filter::Matcher;
 use linq_hooks_http::HttpTransport;
 use linq_hooks_model::Hook;
-use linq_hooks_signature::Secret;
 
 use crate::Outcome;
 use crate::input::{Input, read_hooks};
+use crate::options::{Secrets, Sending};
 
 /// Deliver events to the hooks that fire for them, over HTTP, and report per hook.
 ///
@@ -33,35 +33,19 @@ pub(crate) struct Args {
     /// The hook file: one hook, an array of hooks, or a LINQ workflow document.
     #[arg(long, value_name = "FILE")]
     hooks: PathBuf,
-    /// A signing secret, `whsec_` followed by base64. Repeat it (or separate with commas) during
-    /// a rotation: each request then carries one signature per secret.
-    #[arg(
-        long = "secret",
-        value_name = "whsec_...",
-        env = "LINQ_HOOKS_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    secrets: Vec<String>,
+    #[command(flatten)]
+    secrets: Secrets,
     /// The delays between attempts, after the first.
     #[arg(long, value_name = "DELAYS", default_value = "1s,5s,30s")]
     retry_schedule: RetryPolicy,
-    /// The time one request may take, connection and response included.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// At most this many requests in flight, over all hooks.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    concurrency: u32,
-    /// Trust the certificate authorities in this PEM file too (for receivers behind an
-    /// internal CA), besides the platform's.
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    sending: Sending,
     /// The events, one JSON object per line; `-` or nothing reads standard input.
     events: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> Outcome {
-    let secrets = match parse_secrets(&args.secrets) {
+    let secrets = match args.secrets.parse() {
         Ok(secrets) => secrets,
         Err(outcome) => return outcome,
     };
@@ -69,7 +53,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(parsed) => parsed.hooks.into(),
         Err(outcome) => return outcome,
     };
-    let transport = match http_transport(args.timeout, args.concurrency, args.ca_file.as_deref()) {
+    let transport = match args.sending.transport() {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
@@ -82,7 +66,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         }
     };
     let config = Config::default()
-        .concurrency(args.concurrency as usize)
+        .concurrency(args.sending.concurrency as usize)
         .policy(args.retry_schedule)
         .secrets(secrets);
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
@@ -279,45 +263,4 @@ fn report_failures(hooks: &[Hook], reports: &[HookReport]) -> usize {
         failed += report.failed.len() + report.pending;
     }
     failed
-}
-
-/// Parses `--secret` values here rather than in clap, whose errors quote the value: a secret
-/// with a typo is still a secret, and must not land in a terminal's scrollback or a CI log.
-pub(crate) fn parse_secrets(values: &[String]) -> Result<Vec<Secret>, Outcome> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| {
-            value.parse::<Secret>().map_err(|e| {
-                eprintln!("error: --secret number {}: {e}", i + 1);
-                Outcome::UsageOrIo
-            })
-        })
-        .collect()
-}
-
-/// The HTTP transport with the request timeout and, optionally, an extra CA bundle; the
-/// problem is printed on stderr. It keeps as many idle connections per host as requests may be
-/// in flight, so that hooks sharing a receiver reuse connections instead of opening new ones.
-pub(crate) fn http_transport(
-    timeout: Duration,
-    concurrency: u32,
-    ca_file: Option<&std::path::Path>,
-) -> Result<HttpTransport, Outcome> {
-    let mut builder = HttpTransport::builder()
-        .timeout(timeout)
-        .pool_max_idle_per_host(concurrency as usize);
-    if let Some(path) = ca_file {
-        match std::fs::read(path) {
-            Ok(pem) => builder = builder.extra_root_pem(&pem),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", path.display());
-                return Err(Outcome::UsageOrIo);
-            }
-        }
-    }
-    builder.build().map_err(|e| {
-        eprintln!("error: cannot set up HTTP: {e}");
-        Outcome::UsageOrIo
-    })
 }

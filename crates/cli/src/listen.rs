@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::dispatch::parse_secrets;
+use crate::options::Secrets;
 use crate::{Outcome, error_chain};
 
 /// The largest body read; a larger one gets 413.
@@ -44,16 +44,8 @@ pub(crate) struct Args {
     /// The address to listen on. The default accepts connections from this machine only.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
-    /// Check signatures with this secret (`whsec_` followed by base64): a webhook that does
-    /// not verify gets 401. Repeat it (or separate with commas) to accept any of several.
-    #[arg(
-        long = "secret",
-        value_name = "whsec_...",
-        env = "LINQ_HOOKS_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    secrets: Vec<String>,
+    #[command(flatten)]
+    secrets: Secrets,
     /// Print one JSON object per request instead of a line (NDJSON, for scripts): received,
     /// method, path, status, attempt, webhook_id, verified (true, false, or null without
     /// --secret), event, error, headers, and body (as JSON; body_text when it is not JSON).
@@ -90,7 +82,7 @@ missing field), 503 to the first --fail-first attempts of a webhook-id, then --s
 Exit codes: 0 stopped by SIGINT or SIGTERM, 2 usage error or cannot listen on the address.";
 
 pub(crate) fn run(args: Args) -> Outcome {
-    let secrets = match parse_secrets(&args.secrets) {
+    let secrets = match args.secrets.parse() {
         Ok(secrets) => secrets,
         Err(outcome) => return outcome,
     };

@@ -7,6 +7,7 @@ mod dispatch;
 mod input;
 mod listen;
 mod matching;
+mod options;
 mod serve;
 mod simulate;
 mod validate;

@@ -9,8 +9,8 @@ use linq_hooks_delivery::{Config, RetryPolicy};
 use linq_hooks_service::{Service, ServiceConfig};
 
 use crate::Outcome;
-use crate::dispatch::{http_transport, parse_secrets};
 use crate::input::{Input, read_hooks};
+use crate::options::{Secrets, Sending};
 
 /// Run the dispatcher service: accept events over HTTP, store them durably, deliver them.
 ///
@@ -47,38 +47,23 @@ pub(crate) struct Args {
         hide_env_values = true
     )]
     token: Option<String>,
-    /// A signing secret, `whsec_` followed by base64; repeat it (or separate with commas)
-    /// during a rotation.
-    #[arg(
-        long = "secret",
-        value_name = "whsec_...",
-        env = "LINQ_HOOKS_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    secrets: Vec<String>,
+    #[command(flatten)]
+    secrets: Secrets,
     /// The delays between attempts, after the first (±20% jitter; Retry-After honoured).
     #[arg(long, value_name = "DELAYS", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     retry_schedule: RetryPolicy,
-    /// The time one request may take, connection and response included.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// At most this many requests in flight, over all hooks.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    concurrency: u32,
+    #[command(flatten)]
+    sending: Sending,
     /// At shutdown, how long requests and attempts in flight may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
     /// How long delivered records are kept before they are pruned (failed ones are kept).
     #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
     retention: Duration,
-    /// Trust the certificate authorities in this PEM file too, besides the platform's.
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> Outcome {
-    let secrets = match parse_secrets(&args.secrets) {
+    let secrets = match args.secrets.parse() {
         Ok(secrets) => secrets,
         Err(outcome) => return outcome,
     };
@@ -86,7 +71,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(parsed) => parsed.hooks,
         Err(outcome) => return outcome,
     };
-    let transport = match http_transport(args.timeout, args.concurrency, args.ca_file.as_deref()) {
+    let transport = match args.sending.transport() {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
@@ -95,7 +80,7 @@ pub(crate) fn run(args: Args) -> Outcome {
     config.listen = args.listen;
     config.token = args.token;
     config.delivery = Config::default()
-        .concurrency(args.concurrency as usize)
+        .concurrency(args.sending.concurrency as usize)
         .secrets(secrets);
     config.retry = args.retry_schedule;
     config.shutdown_grace = args.shutdown_grace;

@@ -258,7 +258,7 @@ impl Inner {
         let verdict = Verdict::of(&result);
         let result = match result {
             Ok(response) => AttemptResult::Status(response.status()),
-            Err(error) => AttemptResult::Error(error_chain(&error)),
+            Err(error) => AttemptResult::Error(format!("{error:#}")),
         };
         (
             Attempt {
@@ -319,19 +319,4 @@ impl Inner {
             () = self.shutdown.cancelled() => {}
         }
     }
-}
-
-/// An error with its sources, `outer: inner: innermost`, for the record.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -179,6 +179,8 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `{}` names the kind only, as hyper's errors do; `{:#}` adds the chain of causes
+/// (`could not connect: tcp connect error: Connection refused`), for logs and records.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
@@ -188,7 +190,21 @@ impl fmt::Display for Error {
             Kind::InvalidRequest => "invalid request",
             Kind::Body => "could not read the response body",
             Kind::Other => "request failed",
-        })
+        })?;
+        if f.alternate() {
+            let mut written = String::new();
+            let mut cause = std::error::Error::source(self);
+            while let Some(error) = cause {
+                let text = error.to_string();
+                // Wrappers often repeat their source's message: say each thing once.
+                if !written.contains(&text) {
+                    write!(f, ": {text}")?;
+                    written.push_str(&text);
+                }
+                cause = error.source();
+            }
+        }
+        Ok(())
     }
 }
 

@@ -118,3 +118,14 @@ async fn concurrent_sends_are_all_recorded() {
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 50);
     assert_eq!(memory.requests().len(), 100);
 }
+
+#[test]
+fn the_alternate_form_of_an_error_adds_its_causes_once() {
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+    let error = linq_hooks_transport::Error::connect(io);
+    assert_eq!(error.to_string(), "could not connect");
+    assert_eq!(
+        format!("{error:#}"),
+        "could not connect: Connection refused"
+    );
+}
