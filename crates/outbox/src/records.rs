@@ -21,6 +21,10 @@ pub(crate) const EVENT_REFS: TableDefinition<'_, u64, u32> = TableDefinition::ne
 pub(crate) const DELIVERIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("deliveries");
 /// (hook, delivery id) for every pending delivery: each hook's queue, in order.
 pub(crate) const PENDING: TableDefinition<'_, (u32, u64), ()> = TableDefinition::new("pending");
+/// Hook → how many of its deliveries are pending (kept with `PENDING`, so that showing the
+/// hooks does not walk a backlog).
+pub(crate) const PENDING_COUNTS: TableDefinition<'_, u32, u64> =
+    TableDefinition::new("pending_counts");
 /// (state, delivery id): deliveries by state, for listing.
 pub(crate) const BY_STATE: TableDefinition<'_, (u8, u64), ()> = TableDefinition::new("by_state");
 /// (delivered at, delivery id): for pruning after the retention.

@@ -313,14 +313,14 @@ impl Store {
     pub fn hooks(&self) -> Result<Vec<HookStatus>, StoreError> {
         self.read("read the hooks", |txn| {
             let hooks = txn.open_table(HOOKS)?;
-            let pending = txn.open_table(PENDING)?;
+            let counts = txn.open_table(PENDING_COUNTS)?;
             let mut out = Vec::with_capacity(self.inner.hooks);
             for index in 0..u32::try_from(self.inner.hooks).unwrap_or(u32::MAX) {
                 let record: HookRecord = match hooks.get(index)? {
                     Some(value) => decode(value.value())?,
                     None => HookRecord::default(),
                 };
-                let waiting = pending.range((index, 0)..=(index, u64::MAX))?.count() as u64;
+                let waiting = counts.get(index)?.map_or(0, |v| v.value());
                 out.push(HookStatus {
                     index,
                     enabled: record.disabled_ms.is_none(),
@@ -472,6 +472,7 @@ fn check_format_and_hooks(txn: &WriteTransaction, fingerprint: &str) -> Result<(
     txn.open_table(DELIVERED_AT)?;
     txn.open_table(ATTEMPTS)?;
     txn.open_table(HOOKS)?;
+    txn.open_table(PENDING_COUNTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
     let format = counters.get("format")?.map(|v| v.value());
     match format {
@@ -495,9 +496,11 @@ fn check_format_and_hooks(txn: &WriteTransaction, fingerprint: &str) -> Result<(
         settings.insert("hooks", fingerprint)?;
         let generation = counters.get("generation")?.map_or(0, |v| v.value());
         counters.insert("generation", generation + 1)?;
-        // Hook states belong to the old list.
+        // Hook states belong to the old list (which has nothing pending).
         txn.delete_table(HOOKS)?;
         txn.open_table(HOOKS)?;
+        txn.delete_table(PENDING_COUNTS)?;
+        txn.open_table(PENDING_COUNTS)?;
     }
     Ok(())
 }
@@ -651,6 +654,7 @@ fn append(
     let mut pending = txn.open_table(PENDING)?;
     let mut by_state = txn.open_table(BY_STATE)?;
     let generation = counters.get("generation")?.map_or(0, |v| v.value());
+    let mut added: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
     let mut accepted = Vec::with_capacity(events.len());
     for event in events {
         if event.deliveries.is_empty() {
@@ -684,6 +688,7 @@ fn append(
             };
             deliveries.insert(id, encode(&record).as_slice())?;
             pending.insert((hook, id), ())?;
+            *added.entry(hook).or_default() += 1;
             by_state.insert((DeliveryState::Pending.code(), id), ())?;
             made.push(AcceptedDelivery {
                 id,
@@ -693,7 +698,25 @@ fn append(
         }
         accepted.push(AcceptedEvent { deliveries: made });
     }
+    for (hook, n) in added {
+        count_pending(txn, hook, |count| count + n)?;
+    }
     Ok(accepted)
+}
+
+fn count_pending(
+    txn: &WriteTransaction,
+    hook: u32,
+    change: impl FnOnce(u64) -> u64,
+) -> Result<(), redb::Error> {
+    let mut counts = txn.open_table(PENDING_COUNTS)?;
+    let count = change(counts.get(hook)?.map_or(0, |v| v.value()));
+    if count == 0 {
+        counts.remove(hook)?;
+    } else {
+        counts.insert(hook, count)?;
+    }
+    Ok(())
 }
 
 fn load(
@@ -792,6 +815,7 @@ fn record(
             record.finished_ms = Some(now);
             record.next_attempt_ms = None;
             txn.open_table(PENDING)?.remove((hook, id))?;
+            count_pending(txn, hook, |count| count.saturating_sub(1))?;
             set_state(txn, id, DeliveryState::Pending, DeliveryState::Delivered)?;
             txn.open_table(DELIVERED_AT)?.insert((now, id), ())?;
             update_hook(txn, hook, |h| h.consecutive_failures = 0)?;
@@ -806,6 +830,7 @@ fn record(
             record.next_attempt_ms = None;
             record.failure = Some(reason.clone());
             txn.open_table(PENDING)?.remove((hook, id))?;
+            count_pending(txn, hook, |count| count.saturating_sub(1))?;
             set_state(txn, id, DeliveryState::Pending, DeliveryState::Failed)?;
             update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
         }
@@ -845,6 +870,7 @@ fn replay(txn: &WriteTransaction, id: DeliveryId) -> Result<Replay, redb::Error>
     record.failure = None;
     deliveries.insert(id, encode(&record).as_slice())?;
     txn.open_table(PENDING)?.insert((record.hook, id), ())?;
+    count_pending(txn, record.hook, |count| count + 1)?;
     set_state(txn, id, DeliveryState::Failed, DeliveryState::Pending)?;
     Ok(Replay::Replayed { hook: record.hook })
 }

@@ -80,6 +80,8 @@ async fn each_hook_is_a_queue_in_order() {
     assert_eq!(head(&store, 1).await.webhook_id, "msg_b_1");
     assert_eq!(head(&store, 0).await.webhook_id, "msg_a_0");
     assert_eq!(store.pending().unwrap(), 2);
+    let per_hook: Vec<u64> = store.hooks().unwrap().iter().map(|h| h.pending).collect();
+    assert_eq!(per_hook, [1, 1]);
 }
 
 #[tokio::test]
