@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Read from any RFC 3339 timestamp with an offset; always written as UTC with milliseconds and
 /// `Z`, so a timestamp already in that form passes through unchanged. Finer precision is
-/// truncated to the millisecond.
+/// truncated to the millisecond. A year before 0000 (`0000-01-01T00:00:00+01:00` is one) is
+/// written with a sign and six digits, as ISO 8601 extends RFC 3339, and reads back the same.
 ///
 /// ```
 /// use linq_hooks_events::Timestamp;
@@ -90,8 +91,11 @@ impl FromStr for Timestamp {
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with milliseconds; a year outside 0000–9999 (which RFC 3339 cannot write)
+    /// gets the signed six-digit form of ISO 8601 (`-000001-12-31T23:59:00.000Z`), which reads
+    /// back unchanged.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        write!(f, "{:.3}", self.0)
     }
 }
 
@@ -120,5 +124,31 @@ impl JsonSchema for Timestamp {
             "description": "When it happened: RFC 3339, written as UTC with milliseconds and `Z`.",
             "examples": ["2025-04-17T09:30:00.000Z"]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each input is read, written as expected, and the written form reads back the same.
+    #[test]
+    fn written_form_reads_back() {
+        let cases = [
+            ("2025-04-17T11:30:00.5+02:00", "2025-04-17T09:30:00.500Z"),
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00.000Z"),
+            ("0099-12-31T23:59:59.999Z", "0099-12-31T23:59:59.999Z"),
+            ("9999-12-30T21:59:59.999-00:00", "9999-12-30T21:59:59.999Z"),
+            // Found with the `parse_event` fuzz target: a year before 0000 was written as
+            // `-001-…`, which no reader (ours included) takes back.
+            ("0000-01-01T00:00:00+00:01", "-000001-12-31T23:59:00.000Z"),
+            ("-000001-01-01T00:00:00Z", "-000001-01-01T00:00:00.000Z"),
+            ("-009999-01-02T01:59:59Z", "-009999-01-02T01:59:59.000Z"),
+        ];
+        for (input, written) in cases {
+            let t: Timestamp = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(t.to_string(), written, "input: {input}");
+            assert_eq!(written.parse::<Timestamp>().unwrap(), t, "input: {input}");
+        }
     }
 }
