@@ -1,5 +1,6 @@
 //! `parse_event` on arbitrary text: it never panics; an accepted event serializes and reads back
-//! to the same event; its timestamp is written `YYYY-MM-DDTHH:MM:SS.mmmZ` for years 0000–9999.
+//! to the same event; its timestamp is written `YYYY-MM-DDTHH:MM:SS.mmmZ` for years 0000–9999,
+//! cut (never rounded) to the millisecond.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,6 +40,20 @@ fuzz_target!(|data: &[u8]| {
     if FOUR_DIGIT_YEARS.contains(&timestamp.unix_millis()) {
         assert!(is_utc_millis(&shown), "timestamp written as {shown:?}");
     }
+
+    // Finer precision is cut: the written instant is at most the one read, and less than a
+    // millisecond before it.
+    let input: serde_json::Value = serde_json::from_str(text).expect("parse_event read it");
+    let read: jiff::Timestamp = input["timestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("parse_event read the timestamp");
+    let cut = read.as_nanosecond() - i128::from(timestamp.unix_millis()) * 1_000_000;
+    assert!(
+        (0..1_000_000).contains(&cut),
+        "{:?} written as {shown}",
+        input["timestamp"]
+    );
 });
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, digits where digits belong.
