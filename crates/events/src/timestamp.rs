@@ -75,8 +75,11 @@ impl Timestamp {
         self.0.as_millisecond()
     }
 
+    /// Cuts the digits below the millisecond. `as_millisecond` rounds toward 1970, which before
+    /// 1970 is *up*: `1969-12-31T23:59:59.9999Z` would become `1970-01-01T00:00:00.000Z`.
     fn truncated(t: jiff::Timestamp) -> Timestamp {
-        Timestamp(jiff::Timestamp::from_millisecond(t.as_millisecond()).expect("same range"))
+        let millis = i64::try_from(t.as_nanosecond().div_euclid(1_000_000)).expect("same range");
+        Timestamp(jiff::Timestamp::from_millisecond(millis).expect("same range"))
     }
 }
 
@@ -138,6 +141,12 @@ mod tests {
             ("2025-04-17T11:30:00.5+02:00", "2025-04-17T09:30:00.500Z"),
             ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00.000Z"),
             ("0099-12-31T23:59:59.999Z", "0099-12-31T23:59:59.999Z"),
+            // Before 1970 too, finer precision is cut, not rounded up to the next millisecond
+            // (and here the next year). The first was found by the `parse_event` fuzz target.
+            ("1013-04-17T09:31:20.07777700Z", "1013-04-17T09:31:20.077Z"),
+            ("0099-12-31T23:59:59.999999Z", "0099-12-31T23:59:59.999Z"),
+            ("1969-12-31T23:59:59.9999Z", "1969-12-31T23:59:59.999Z"),
+            ("1969-12-31T23:59:59.0001Z", "1969-12-31T23:59:59.000Z"),
             ("9999-12-30T21:59:59.999-00:00", "9999-12-30T21:59:59.999Z"),
             // Found with the `parse_event` fuzz target: a year before 0000 was written as
             // `-001-…`, which no reader (ours included) takes back.
