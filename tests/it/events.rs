@@ -178,7 +178,10 @@ fn timestamps_are_written_in_utc_with_milliseconds() {
         ("2025-04-17T09:30:00Z", "2025-04-17T09:30:00.000Z"),
         ("2025-04-17T11:30:00.25+02:00", "2025-04-17T09:30:00.250Z"),
         ("2025-04-17T09:30:00.123456789Z", "2025-04-17T09:30:00.123Z"),
+        // Cut before 1970 too, not rounded up into the next second.
+        ("1969-12-31T23:59:59.9999Z", "1969-12-31T23:59:59.999Z"),
         ("2025-04-16T23:30:00-10:00", "2025-04-17T09:30:00.000Z"),
+        ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00.000Z"),
     ];
     for (input, written) in cases {
         check(
@@ -211,6 +214,11 @@ fn bad_input_is_refused_with_path_and_reason() {
     for (input, expected) in cases {
         check_refused(&input, expected);
     }
+    // RFC 3339 has no year before 0000 (found by the parse_event fuzz target).
+    check_refused(
+        r#"{"event": "new_plan", "plan_id": "p", "timestamp": "0000-01-01T00:00:00+00:01"}"#,
+        "timestamp: timestamp \"0000-01-01T00:00:00+00:01\" is outside the years 0000 to 9999 (UTC) that RFC 3339 can write",
+    );
     let err = parse_event("{\n\"event\": }").unwrap_err();
     assert!(err.is_syntax());
     assert_eq!(err.line_column(), Some((2, 10)));

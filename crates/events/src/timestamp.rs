@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Read from any RFC 3339 timestamp with an offset; always written as UTC with milliseconds and
 /// `Z`, so a timestamp already in that form passes through unchanged. Finer precision is
-/// truncated to the millisecond.
+/// truncated to the millisecond. A year before 0000 (`0000-01-01T00:00:00+01:00` is one) is
+/// written with a sign and six digits, as ISO 8601 extends RFC 3339, and reads back the same.
 ///
 /// ```
 /// use linq_hooks_events::Timestamp;
@@ -52,16 +53,16 @@ impl Timestamp {
         Timestamp::truncated(jiff::Timestamp::now())
     }
 
-    /// The timestamp `millis` milliseconds after the Unix epoch; `None` outside years -9999..=9999.
+    /// The timestamp `millis` milliseconds after the Unix epoch; `None` outside the years 0000 to
+    /// 9999 (UTC), which RFC 3339 cannot write.
     ///
     /// ```
     /// let t = linq_hooks_events::Timestamp::from_unix_millis(0).unwrap();
     /// assert_eq!(t.to_string(), "1970-01-01T00:00:00.000Z");
     /// ```
     pub fn from_unix_millis(millis: i64) -> Option<Timestamp> {
-        jiff::Timestamp::from_millisecond(millis)
-            .ok()
-            .map(Timestamp)
+        let t = jiff::Timestamp::from_millisecond(millis).ok()?;
+        in_rfc3339_years(t).then_some(Timestamp(t))
     }
 
     /// Milliseconds since the Unix epoch.
@@ -74,8 +75,11 @@ impl Timestamp {
         self.0.as_millisecond()
     }
 
+    /// Cuts the digits below the millisecond. `as_millisecond` rounds toward 1970, which before
+    /// 1970 is *up*: `1969-12-31T23:59:59.9999Z` would become `1970-01-01T00:00:00.000Z`.
     fn truncated(t: jiff::Timestamp) -> Timestamp {
-        Timestamp(jiff::Timestamp::from_millisecond(t.as_millisecond()).expect("same range"))
+        let millis = i64::try_from(t.as_nanosecond().div_euclid(1_000_000)).expect("same range");
+        Timestamp(jiff::Timestamp::from_millisecond(millis).expect("same range"))
     }
 }
 
@@ -83,15 +87,32 @@ impl FromStr for Timestamp {
     type Err = TimestampError;
 
     fn from_str(s: &str) -> Result<Timestamp, TimestampError> {
-        s.parse::<jiff::Timestamp>()
-            .map(Timestamp::truncated)
-            .map_err(|e| TimestampError(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+        let t = s
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| TimestampError(format!("invalid RFC 3339 timestamp {s:?}: {e}")))?;
+        if !in_rfc3339_years(t) {
+            return Err(TimestampError(format!(
+                "timestamp {s:?} is outside the years 0000 to 9999 (UTC) that RFC 3339 can write"
+            )));
+        }
+        Ok(Timestamp::truncated(t))
     }
 }
 
+/// Whether a time's UTC year is one RFC 3339 can write (0000 to 9999). Receivers in any
+/// language parse RFC 3339; ISO 8601's signed six-digit years they mostly do not.
+fn in_rfc3339_years(t: jiff::Timestamp) -> bool {
+    /// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z, in seconds since the epoch.
+    const FIRST: i128 = -62_167_219_200;
+    const END: i128 = 253_402_300_800;
+    (FIRST * 1_000_000_000..END * 1_000_000_000).contains(&t.as_nanosecond())
+}
+
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with milliseconds (jiff's printer, which writes the years 0000 to 9999
+    /// that a `Timestamp` can hold as four digits).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        write!(f, "{:.3}", self.0)
     }
 }
 
@@ -120,5 +141,57 @@ impl JsonSchema for Timestamp {
             "description": "When it happened: RFC 3339, written as UTC with milliseconds and `Z`.",
             "examples": ["2025-04-17T09:30:00.000Z"]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each input is read, written as expected, and the written form reads back the same.
+    #[test]
+    fn written_form_reads_back() {
+        let cases = [
+            ("2025-04-17T11:30:00.5+02:00", "2025-04-17T09:30:00.500Z"),
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00.000Z"),
+            ("0099-12-31T23:59:59.999Z", "0099-12-31T23:59:59.999Z"),
+            // Before 1970 too, finer precision is cut, not rounded up to the next millisecond
+            // (and here the next year). The first was found by the `parse_event` fuzz target.
+            ("1013-04-17T09:31:20.07777700Z", "1013-04-17T09:31:20.077Z"),
+            ("0099-12-31T23:59:59.999999Z", "0099-12-31T23:59:59.999Z"),
+            ("1969-12-31T23:59:59.9999Z", "1969-12-31T23:59:59.999Z"),
+            ("1969-12-31T23:59:59.0001Z", "1969-12-31T23:59:59.000Z"),
+            ("9999-12-30T21:59:59.999-00:00", "9999-12-30T21:59:59.999Z"),
+        ];
+        for (input, written) in cases {
+            let t: Timestamp = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(t.to_string(), written, "input: {input}");
+            assert_eq!(written.parse::<Timestamp>().unwrap(), t, "input: {input}");
+        }
+    }
+
+    /// Found with the `parse_event` fuzz target: a year before 0000 was written as `-001-…`,
+    /// which no reader (ours included) takes back. RFC 3339 has no such years: refused.
+    #[test]
+    fn years_rfc3339_cannot_write_are_refused() {
+        for input in [
+            "0000-01-01T00:00:00+00:01",
+            "-000001-01-01T00:00:00Z",
+            "-009999-01-02T01:59:59Z",
+        ] {
+            let err = input.parse::<Timestamp>().unwrap_err();
+            assert!(
+                err.to_string().contains("outside the years 0000 to 9999"),
+                "{input}: {err}"
+            );
+        }
+        assert!(
+            Timestamp::from_unix_millis(-62_167_219_200_001).is_none(),
+            "just before 0000"
+        );
+        assert!(
+            Timestamp::from_unix_millis(-62_167_219_200_000).is_some(),
+            "0000-01-01"
+        );
     }
 }
