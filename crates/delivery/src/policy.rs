@@ -81,18 +81,15 @@ impl RetryPolicy {
     }
 
     /// How long to wait after `attempts` failed attempts, or `None` when they are used up.
-    /// `retry_after` is the receiver's `Retry-After`, which replaces the scheduled delay.
+    /// `retry_after` is the receiver's `Retry-After`: the wait is at least that long.
     pub fn delay_after(&self, attempts: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        let scheduled = *self
-            .delays
-            .get(usize::try_from(attempts).ok()?.checked_sub(1)?)?;
-        if let Some(retry_after) = retry_after {
-            return Some(retry_after.min(MAX_RETRY_AFTER));
-        }
+        let index = usize::try_from(attempts).ok()?.checked_sub(1)?;
+        let scheduled = *self.delays.get(index)?;
         let jitter = u64::from(self.jitter_percent);
         let percent = fastrand::u64(100 - jitter..=100 + jitter);
         let millis = u64::try_from(scheduled.as_millis()).unwrap_or(u64::MAX);
-        Some(Duration::from_millis(millis.saturating_mul(percent) / 100))
+        let jittered = Duration::from_millis(millis.saturating_mul(percent) / 100);
+        Some(retry_after.map_or(jittered, |asked| asked.min(MAX_RETRY_AFTER).max(jittered)))
     }
 }
 

@@ -404,11 +404,16 @@ fn schedules_parse_and_refuse_nonsense() {
             "5 min ± 20 %: {delay:?}"
         );
     }
-    // Retry-After wins over the schedule, but only while attempts remain.
+    // Retry-After is a minimum, and only while attempts remain.
     let policy = RetryPolicy::dispatch_default();
     assert_eq!(
-        policy.delay_after(3, Some(Duration::from_secs(7))),
+        policy.delay_after(1, Some(Duration::from_secs(7))),
         Some(Duration::from_secs(7))
+    );
+    let longer = policy.delay_after(3, Some(Duration::from_secs(7))).unwrap();
+    assert!(
+        longer >= Duration::from_secs(24),
+        "the schedule's 30 s ± 20 % is longer: {longer:?}"
     );
     assert_eq!(policy.delay_after(4, Some(Duration::from_secs(7))), None);
 }
