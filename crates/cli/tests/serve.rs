@@ -522,6 +522,20 @@ async fn start_up_refuses_what_it_cannot_do_safely() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    let out = run(vec![
+        "--hooks".into(),
+        hooks.clone(),
+        "--store".into(),
+        store("refuse-3"),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--token".into(),
+        "".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the token is empty"));
+
     let bad_hooks = hooks_file(
         "refuse-bad",
         json!([{"filter": "on_new_plan", "parameters": {"url": "ftp://x.example"}}]),
