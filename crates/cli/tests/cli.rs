@@ -1,8 +1,11 @@
 //! The `linq-hooks` binary, run as a real process.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use common::{temp_file, text};
 use linq_hooks_tests::{sdk_hook_cases, workspace_root};
 
 /// Runs `linq-hooks ARGS` with `stdin` on standard input.
@@ -21,10 +24,6 @@ fn linq_hooks(args: &[&str], stdin: &str) -> Output {
         result => result.unwrap(),
     }
     child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
@@ -130,15 +129,6 @@ const HOOKS: &str = r#"{"hooks": [
     {"filter": "on_task_state_change", "parameters": {"url": "https://c.example"}, "task_ids": []},
     {"filter": "on_labware_movement", "parameters": {"url": "https://d.example"}, "labware_ids": ["plate-7"], "trigger_on": "start"}
 ]}"#;
-
-/// Writes `text` to a fresh file in the target directory and returns its path.
-fn temp_file(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 #[test]
 fn match_prints_the_indices_of_the_hooks_that_fire() {

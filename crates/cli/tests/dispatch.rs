@@ -1,43 +1,17 @@
 //! `linq-hooks dispatch` as a real process, delivering to real receivers on 127.0.0.1.
 
-use std::collections::BTreeMap;
-use std::process::{Output, Stdio};
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{linq_hooks, temp_file, text};
 use linq_hooks_events::Event;
 use linq_hooks_model::Hook;
 use linq_hooks_signature::{Secret, Verifier, WebhookHeaders};
 use linq_hooks_simulator::Simulation;
 use linq_hooks_tests::{Received, Receiver};
-use tokio::io::AsyncWriteExt;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// Runs `linq-hooks ARGS` with `stdin` as its input, without blocking the receivers' runtime.
-async fn linq_hooks(args: &[&str], stdin: &str) -> Output {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut input = child.stdin.take().unwrap();
-    let _ = input.write_all(stdin.as_bytes()).await; // it may exit before reading
-    drop(input);
-    child.wait_with_output().await.unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_file(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-dispatch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 /// Answers 401 unless the request carries a valid signature for SECRET.
 fn verifying(request: &Received) -> u16 {

@@ -4,18 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Serve, eventually, hooks_file, store};
+use common::{Serve, eventually, hooks_file, plan, plan_hook, store};
 use linq_hooks_tests::{Receiver, request};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn plan(n: usize) -> Value {
-    json!({"event": "new_plan", "plan_id": format!("p{n}"), "timestamp": "2025-04-17T09:30:00Z"})
-}
-
-fn plan_hook(url: String) -> Value {
-    json!({"filter": "on_new_plan", "parameters": {"url": url}})
-}
 
 fn millis(rfc3339: &Value) -> i64 {
     rfc3339

@@ -6,9 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::{linq_hooks, temp_file, text};
 use linq_hooks_events::{Event, Timestamp, parse_event};
 use linq_hooks_signature::{Secret, new_message_id, sign};
 use nix::sys::signal::{Signal, kill};
@@ -19,33 +20,6 @@ use tokio::process::{Child, Command};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `linq-hooks ARGS` to the end with `stdin` as its input.
-async fn linq_hooks(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_linq-hooks"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut input = child.stdin.take().unwrap();
-    let _ = input.write_all(stdin.as_bytes()).await; // it may exit before reading
-    drop(input);
-    child.wait_with_output().await.unwrap()
-}
-
-fn temp_file(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-listen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 /// A port of 127.0.0.1 that was free a moment ago.
 fn free_port() -> u16 {

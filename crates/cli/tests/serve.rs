@@ -4,21 +4,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Serve, eventually, hooks_file, store};
+use common::{Serve, eventually, hooks_file, plan, plan_hook, store, switchable};
 use linq_hooks_tests::{Received, Receiver, Reply, request};
 use serde_json::{Value, json};
-
-fn plan(n: usize) -> Value {
-    json!({"event": "new_plan", "plan_id": format!("p{n}"), "timestamp": "2025-04-17T09:30:00Z"})
-}
-
-fn plan_hook(url: String) -> Value {
-    json!({"filter": "on_new_plan", "parameters": {"url": url}})
-}
 
 /// The plan ids a receiver got for `path`, in the order each webhook first arrived.
 fn first_arrivals(received: &[Received], path: &str) -> Vec<String> {
@@ -126,18 +117,7 @@ async fn killed_again_and_again_nothing_acknowledged_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_in_flight_at_a_crash_is_sent_again_with_its_id() {
-    let answer = Arc::new(AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let answer = answer.clone();
-        move |_, _| {
-            if answer.load(Ordering::SeqCst) {
-                (200, vec![])
-            } else {
-                (0, vec![])
-            }
-        }
-    })
-    .await;
+    let (receiver, answer) = switchable(0).await;
     let hooks = hooks_file("inflight", json!([plan_hook(receiver.url("/"))]));
     let store = store("inflight");
     let args = ["--hooks", &hooks, "--store", &store, "--timeout", "60s"];
@@ -245,18 +225,7 @@ async fn a_hanging_receiver_delays_only_its_own_hook() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_disables_a_hook_and_enable_resumes_it() {
-    let back = Arc::new(AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let back = back.clone();
-        move |_, _| {
-            if back.load(Ordering::SeqCst) {
-                (200, vec![])
-            } else {
-                (410, vec![])
-            }
-        }
-    })
-    .await;
+    let (receiver, back) = switchable(410).await;
     let hooks = hooks_file("gone", json!([plan_hook(receiver.url("/"))]));
     let serve = Serve::start(&["--hooks", &hooks, "--store", &store("gone")]).await;
     for n in 0..5 {
@@ -376,18 +345,7 @@ async fn invalid_ingest_is_refused_whole_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_delivery_replays_with_the_same_id() {
-    let fixed = Arc::new(AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let fixed = fixed.clone();
-        move |_, _| {
-            if fixed.load(Ordering::SeqCst) {
-                (200, vec![])
-            } else {
-                (422, vec![])
-            }
-        }
-    })
-    .await;
+    let (receiver, fixed) = switchable(422).await;
     let hooks = hooks_file("replay", json!([plan_hook(receiver.url("/"))]));
     let serve = Serve::start(&["--hooks", &hooks, "--store", &store("replay")]).await;
     let reply = serve.post_events(plan(1)).await;

@@ -1,32 +1,18 @@
 //! `linq-hooks simulate` as a real process: its output, and posting to a server.
 
-use std::process::{Output, Stdio};
+mod common;
 
+use common::text;
 use linq_hooks_events::{Event, RunState, Timestamp, parse_event};
 use linq_hooks_simulator::Simulation;
 use linq_hooks_tests::{Received, Receiver};
 
-/// Runs `linq-hooks ARGS` to the end, with `env` set and `LINQ_HOOKS_TOKEN` unset otherwise.
-async fn linq_hooks_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"));
-    command
-        .args(args)
-        .env_remove("LINQ_HOOKS_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().await.expect("the binary runs")
+async fn linq_hooks(args: &[&str]) -> std::process::Output {
+    common::linq_hooks(args, "").await
 }
 
-async fn linq_hooks(args: &[&str]) -> Output {
-    linq_hooks_with(args, &[]).await
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+async fn linq_hooks_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    common::linq_hooks_with(args, "", env).await
 }
 
 /// The library's events for a seed and number of runs, as NDJSON.

@@ -1,13 +1,85 @@
 //! Shared helpers of the process-level tests: a running `serve`, bounded polling, temp files.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::process::Stdio;
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use linq_hooks_tests::{Reply, request};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use linq_hooks_tests::{Receiver, Reply, request};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Runs `linq-hooks ARGS` to the end with `stdin` as its input, without blocking the test's
+/// runtime (its receivers keep answering meanwhile).
+pub async fn linq_hooks(args: &[&str], stdin: &str) -> Output {
+    linq_hooks_with(args, stdin, &[]).await
+}
+
+/// Like [`linq_hooks`], with `env` set, and `LINQ_HOOKS_TOKEN` and `LINQ_HOOKS_SECRET` unset
+/// otherwise (a developer's environment must not change what a test sees).
+pub async fn linq_hooks_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"));
+    command
+        .args(args)
+        .env_remove("LINQ_HOOKS_TOKEN")
+        .env_remove("LINQ_HOOKS_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("the binary starts");
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin.as_bytes()).await; // it may exit before reading
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes `text` to a file of this test process's temporary directory; returns its path.
+pub fn temp_file(name: &str, text: &str) -> String {
+    let path = temp_dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("linq-hooks-cli-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `new_plan` event with plan id `p{n}`.
+pub fn plan(n: usize) -> Value {
+    json!({"event": "new_plan", "plan_id": format!("p{n}"), "timestamp": "2025-04-17T09:30:00Z"})
+}
+
+/// A hook that fires on every new plan, posting to `url`.
+pub fn plan_hook(url: String) -> Value {
+    json!({"filter": "on_new_plan", "parameters": {"url": url}})
+}
+
+/// A receiver that answers `status` until the returned switch is turned on, then 200.
+pub async fn switchable(status: u16) -> (Receiver, Arc<AtomicBool>) {
+    let on = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let on = on.clone();
+        move |_, _| {
+            if on.load(Ordering::SeqCst) {
+                (200, vec![])
+            } else {
+                (status, vec![])
+            }
+        }
+    })
+    .await;
+    (receiver, on)
+}
 
 /// A running `linq-hooks serve`.
 pub struct Serve {
@@ -111,17 +183,11 @@ pub async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl Fn
 }
 
 pub fn store(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-serve-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.redb"));
+    let path = temp_dir().join(format!("{name}.redb"));
     let _ = std::fs::remove_file(&path);
     path.to_str().unwrap().to_string()
 }
 
 pub fn hooks_file(name: &str, hooks: Value) -> String {
-    let dir = std::env::temp_dir().join(format!("linq-hooks-serve-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, hooks.to_string()).unwrap();
-    path.to_str().unwrap().to_string()
+    temp_file(&format!("{name}.json"), &hooks.to_string())
 }
