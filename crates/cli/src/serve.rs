@@ -81,8 +81,8 @@ pub(crate) fn run(args: Args) -> Outcome {
     config.token = args.token;
     config.delivery = Config::default()
         .concurrency(args.sending.concurrency as usize)
+        .policy(args.retry_schedule)
         .secrets(secrets);
-    config.retry = args.retry_schedule;
     config.shutdown_grace = args.shutdown_grace;
     config.retention = args.retention;
 

@@ -166,9 +166,7 @@ async fn a_receiver_down_then_up_gets_everything_in_order() {
         &["50ms"; 200].join(","),
     ])
     .await;
-    for n in 0..20 {
-        assert_eq!(serve.post_events(plan(n)).await.status, 202);
-    }
+    serve.post_plans(0..20).await;
     // Nobody listens yet: attempts fail to connect and are retried.
     eventually("attempts fail", || async {
         let pending = serve.get("/v1/deliveries?state=pending&limit=1").await;
@@ -203,9 +201,7 @@ async fn a_hanging_receiver_delays_only_its_own_hook() {
         "60s",
     ])
     .await;
-    for n in 0..30 {
-        assert_eq!(serve.post_events(plan(n)).await.status, 202);
-    }
+    serve.post_plans(0..30).await;
     eventually("the fast hook gets all 30", || async {
         fast.received().len() == 30
     })
@@ -228,9 +224,7 @@ async fn gone_disables_a_hook_and_enable_resumes_it() {
     let (receiver, back) = switchable(410).await;
     let hooks = hooks_file("gone", json!([plan_hook(receiver.url("/"))]));
     let serve = Serve::start(&["--hooks", &hooks, "--store", &store("gone")]).await;
-    for n in 0..5 {
-        assert_eq!(serve.post_events(plan(n)).await.status, 202);
-    }
+    serve.post_plans(0..5).await;
     eventually("the hook is disabled", || async {
         serve.get("/v1/hooks").await["hooks"][0]["enabled"] == false
     })
@@ -323,13 +317,7 @@ async fn invalid_ingest_is_refused_whole_and_stores_nothing() {
     .unwrap();
     assert_eq!(reply.status, 413);
 
-    for state in ["pending", "delivered", "failed"] {
-        let list = serve.get(&format!("/v1/deliveries?state={state}")).await;
-        assert!(
-            list["deliveries"].as_array().unwrap().is_empty(),
-            "{state}: nothing stored"
-        );
-    }
+    serve.assert_nothing_stored().await;
     let metrics = serve.call("GET", "/metrics", None).await.body;
     assert!(
         metrics
@@ -538,9 +526,7 @@ async fn sigterm_stops_cleanly_and_pending_deliveries_wait_for_the_next_start() 
         "1h",
     ];
     let serve = Serve::start(&args).await;
-    for n in 0..3 {
-        assert_eq!(serve.post_events(plan(n)).await.status, 202);
-    }
+    serve.post_plans(0..3).await;
     eventually("the first attempt is made", || async {
         !receiver.received().is_empty()
     })
@@ -586,9 +572,7 @@ async fn waiting_for_retries_costs_no_cpu() {
         "1h",
     ])
     .await;
-    for n in 0..10 {
-        assert_eq!(serve.post_events(plan(n)).await.status, 202);
-    }
+    serve.post_plans(0..10).await;
     eventually("every hook's first delivery was tried", || async {
         receiver.received().len() == 20
     })

@@ -41,6 +41,25 @@ async fn head(store: &Store, hook: usize) -> Delivery {
     }
 }
 
+/// Records a 200 for `delivery`: delivered.
+async fn deliver(store: &Store, delivery: &Delivery) {
+    store
+        .record(delivery, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+}
+
+/// Records `status` for `delivery` and gives it up.
+async fn fail(store: &Store, delivery: &Delivery, status: u16) {
+    let outcome = Outcome::Failed {
+        reason: format!("status {status}"),
+    };
+    store
+        .record(delivery, attempt(status), outcome)
+        .await
+        .unwrap();
+}
+
 fn attempt(status: u16) -> Attempt {
     Attempt {
         at: SystemTime::now(),
@@ -73,10 +92,7 @@ async fn each_hook_is_a_queue_in_order() {
         (first.webhook_id.as_str(), first.body.as_ref()),
         ("msg_a_1", br#"{"tag":"a"}"#.as_ref())
     );
-    store
-        .record(&first, attempt(200), Outcome::Delivered)
-        .await
-        .unwrap();
+    deliver(&store, &first).await;
     assert_eq!(head(&store, 1).await.webhook_id, "msg_b_1");
     assert_eq!(head(&store, 0).await.webhook_id, "msg_a_0");
     assert_eq!(store.pending().unwrap(), 2);
@@ -169,10 +185,7 @@ async fn what_is_committed_survives_reopening() {
             .await
             .unwrap();
         let a0 = head(&store, 0).await;
-        store
-            .record(&a0, attempt(200), Outcome::Delivered)
-            .await
-            .unwrap();
+        deliver(&store, &a0).await;
         accepted
     };
     let store = Store::open(&path, 2, "v1").unwrap();
@@ -197,10 +210,7 @@ async fn a_different_hook_list_is_refused_while_deliveries_wait() {
     {
         let store = Store::open(&path, 1, "v1").unwrap();
         let a = head(&store, 0).await;
-        store
-            .record(&a, attempt(200), Outcome::Delivered)
-            .await
-            .unwrap();
+        deliver(&store, &a).await;
     }
     // Drained: a new hook list is fine.
     Store::open(&path, 1, "v2").unwrap();
@@ -213,16 +223,7 @@ async fn a_failed_delivery_of_an_old_hook_list_is_not_replayed_to_a_new_one() {
         let store = Store::open(&path, 1, "v1").unwrap();
         store.append(vec![event(&[0], "a")]).await.unwrap();
         let a = head(&store, 0).await;
-        store
-            .record(
-                &a,
-                attempt(400),
-                Outcome::Failed {
-                    reason: "status 400".into(),
-                },
-            )
-            .await
-            .unwrap();
+        fail(&store, &a, 400).await;
         a.id
     };
     let store = Store::open(&path, 1, "v2").unwrap();
@@ -239,16 +240,7 @@ async fn a_failed_delivery_replays_with_its_id() {
         store.replay(a.id).await.unwrap(),
         Replay::NotFailed(DeliveryState::Pending)
     );
-    store
-        .record(
-            &a,
-            attempt(400),
-            Outcome::Failed {
-                reason: "status 400".into(),
-            },
-        )
-        .await
-        .unwrap();
+    fail(&store, &a, 400).await;
     assert!(matches!(store.head(0).await.unwrap(), Head::Empty));
 
     assert_eq!(
@@ -303,21 +295,9 @@ async fn pruning_removes_old_delivered_records_only() {
         .await
         .unwrap();
     let a0 = head(&store, 0).await;
-    store
-        .record(&a0, attempt(200), Outcome::Delivered)
-        .await
-        .unwrap();
+    deliver(&store, &a0).await;
     let b0 = head(&store, 0).await;
-    store
-        .record(
-            &b0,
-            attempt(404),
-            Outcome::Failed {
-                reason: "status 404".into(),
-            },
-        )
-        .await
-        .unwrap();
+    fail(&store, &b0, 404).await;
 
     assert_eq!(
         store

@@ -66,7 +66,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// ```
 /// let config = linq_hooks_service::ServiceConfig::new(Vec::new(), "store.redb");
 /// assert_eq!(config.listen.to_string(), "127.0.0.1:8625");
-/// assert_eq!(config.retry.to_string(), "5s,5m,30m,2h,5h,10h,10h");
+/// assert_eq!(config.delivery.policy.to_string(), "5s,5m,30m,2h,5h,10h,10h");
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -80,10 +80,9 @@ pub struct ServiceConfig {
     /// When set, every endpoint but `/healthz` requires `Authorization: Bearer <token>`.
     /// Required to listen on anything but a loopback address.
     pub token: Option<String>,
-    /// Signing secrets, rate of requests and retry schedule.
+    /// Signing secrets, requests in flight, and the retry schedule (default for the service:
+    /// 5s, 5m, 30m, 2h, 5h, 10h, 10h).
     pub delivery: Config,
-    /// The retry schedule (default: 5s, 5m, 30m, 2h, 5h, 10h, 10h).
-    pub retry: RetryPolicy,
     /// How long requests in flight may take to finish at shutdown (default 10 s).
     pub shutdown_grace: Duration,
     /// How long delivered records are kept (default 7 days).
@@ -98,8 +97,7 @@ impl ServiceConfig {
             store: store.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8625)),
             token: None,
-            delivery: Config::default(),
-            retry: RetryPolicy::service_default(),
+            delivery: Config::default().policy(RetryPolicy::service_default()),
             shutdown_grace: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 60 * 60),
         }
@@ -232,8 +230,7 @@ impl Service {
             store: store.clone(),
             metrics: metrics.clone(),
         });
-        let delivery = config.delivery.policy(config.retry);
-        let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox, delivery);
+        let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox, config.delivery);
         let dispatching = tokio::spawn({
             let dispatcher = dispatcher.clone();
             async move { dispatcher.run().await }

@@ -154,6 +154,25 @@ impl Serve {
         reply.body
     }
 
+    /// Posts `plan(n)` for each `n`, one request each, and checks every one is acknowledged.
+    pub async fn post_plans(&self, plans: std::ops::Range<usize>) {
+        for n in plans {
+            let reply = self.post_events(plan(n)).await;
+            assert_eq!(reply.status, 202, "p{n}: {:?}", reply.body);
+        }
+    }
+
+    /// Checks that the store holds no delivery in any state.
+    pub async fn assert_nothing_stored(&self) {
+        for state in ["pending", "delivered", "failed"] {
+            let list = self.get(&format!("/v1/deliveries?state={state}")).await;
+            assert!(
+                list["deliveries"].as_array().unwrap().is_empty(),
+                "{state}: nothing stored"
+            );
+        }
+    }
+
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }

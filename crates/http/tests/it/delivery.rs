@@ -5,7 +5,7 @@ use std::time::Duration;
 use linq_hooks_http::{HttpTransport, USER_AGENT};
 use linq_hooks_transport::{Request, Transport};
 
-use crate::util::{response, serve};
+use crate::util::{post, response, serve};
 
 #[tokio::test]
 async fn posts_json_with_the_request_headers_and_body() {
@@ -71,11 +71,7 @@ async fn any_status_comes_back_with_retry_after_and_body() {
             .unwrap()
     })
     .await;
-    let transport = HttpTransport::new().unwrap();
-    let answer = transport
-        .send(Request::new(server.url("/"), "{}"))
-        .await
-        .unwrap();
+    let answer = post(server.url("/")).await;
     assert_eq!(answer.status(), 503);
     assert!(!answer.is_success());
     assert_eq!(answer.retry_after_header(), Some("120"));

@@ -1,10 +1,9 @@
 //! Redirects are not followed; response bodies are read up to the limit only.
 
 use http_body_util::BodyExt;
-use linq_hooks_http::HttpTransport;
-use linq_hooks_transport::{MAX_RESPONSE_BODY, Request, Transport};
+use linq_hooks_transport::MAX_RESPONSE_BODY;
 
-use crate::util::{Chunks, response, serve};
+use crate::util::{Chunks, post, response, serve};
 
 #[tokio::test]
 async fn a_redirect_comes_back_and_is_not_followed() {
@@ -22,11 +21,7 @@ async fn a_redirect_comes_back_and_is_not_followed() {
     })
     .await;
 
-    let transport = HttpTransport::new().unwrap();
-    let answer = transport
-        .send(Request::new(redirector.url("/hook"), "{}"))
-        .await
-        .unwrap();
+    let answer = post(redirector.url("/hook")).await;
     assert_eq!(answer.status(), 302);
     assert!(answer.is_redirect() && !answer.is_success());
     assert_eq!(redirector.requests().len(), 1);
@@ -43,11 +38,7 @@ async fn only_the_first_20_kib_of_a_large_body_is_kept() {
         async move { response(200, body) }
     })
     .await;
-    let transport = HttpTransport::new().unwrap();
-    let answer = transport
-        .send(Request::new(server.url("/"), "{}"))
-        .await
-        .unwrap();
+    let answer = post(server.url("/")).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.body().len(), MAX_RESPONSE_BODY);
     assert_eq!(answer.body().as_ref(), &big[..MAX_RESPONSE_BODY]);
@@ -63,11 +54,7 @@ async fn reading_stops_at_the_limit_of_an_endless_body() {
         http::Response::builder().status(500).body(body).unwrap()
     })
     .await;
-    let transport = HttpTransport::new().unwrap();
-    let answer = transport
-        .send(Request::new(server.url("/"), "{}"))
-        .await
-        .unwrap();
+    let answer = post(server.url("/")).await;
     assert_eq!(answer.status(), 500);
     assert_eq!(answer.body().len(), MAX_RESPONSE_BODY);
     assert!(answer.body().iter().all(|&b| b == b'x'));
@@ -77,11 +64,7 @@ async fn reading_stops_at_the_limit_of_an_endless_body() {
 #[tokio::test]
 async fn a_body_of_exactly_the_limit_is_whole() {
     let server = serve(|_| async { response(200, vec![b'y'; MAX_RESPONSE_BODY]) }).await;
-    let transport = HttpTransport::new().unwrap();
-    let answer = transport
-        .send(Request::new(server.url("/"), "{}"))
-        .await
-        .unwrap();
+    let answer = post(server.url("/")).await;
     assert_eq!(answer.body().len(), MAX_RESPONSE_BODY);
     assert!(!answer.is_body_truncated());
 }

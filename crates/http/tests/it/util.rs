@@ -64,6 +64,16 @@ impl Server {
     }
 }
 
+/// POSTs `{}` to `url` with a default `HttpTransport` and returns the answer, which must come.
+pub async fn post(url: String) -> linq_hooks_transport::Response {
+    use linq_hooks_transport::Transport;
+    let transport = linq_hooks_http::HttpTransport::new().unwrap();
+    transport
+        .send(linq_hooks_transport::Request::new(url, "{}"))
+        .await
+        .unwrap()
+}
+
 pub fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).boxed()
 }
