@@ -6,33 +6,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linq_hooks_delivery::{Config, RetryPolicy};
-use linq_hooks_service::{Service, ServiceConfig};
+use linq_hooks_service::{DEFAULT_WORKFLOW, Registry, Service, ServiceConfig, log_change};
 
-use crate::Outcome;
 use crate::input::{Input, read_hooks};
 use crate::options::{Secrets, Sending};
+use crate::signal::{Hangups, stop_signal};
+use crate::{Outcome, error_chain};
 
-/// Run the dispatcher service: accept events over HTTP, store them durably, deliver them.
+/// Run the dispatcher service: workflows and their hooks registered over HTTP, events accepted
+/// and stored durably, webhooks delivered.
 ///
-/// The scheduler posts each event to `POST /v1/events`; the answer (202) comes once the event
-/// and its deliveries are committed to the store file, so nothing acknowledged is lost, even
-/// if `serve` is killed. Deliveries go out in order per hook, retried on the schedule for
-/// hours; a 410 Gone disables a hook until `POST /v1/hooks/{index}/enable`. Restarted on the
-/// same store, `serve` picks up where it stopped (what was in flight is sent again, with the
-/// same `webhook-id`).
+/// A scheduler registers each workflow's hooks with `PUT /v1/workflows/{id}` (any document
+/// `validate` reads; the answer of the PUT that creates it holds the workflow's signing secret),
+/// then posts each event of a run to `POST /v1/workflows/{id}/events`; the answer (202) comes
+/// once the event and its deliveries are committed to the store file, so nothing acknowledged
+/// is lost, even if `serve` is killed. Deliveries go out in order per hook, retried on the
+/// schedule for hours. A workflow can be replaced while deliveries wait: a hook that fires for
+/// the same events keeps its id and its queue, and its waiting deliveries go to its new URL.
 ///
-/// Other endpoints: `GET /v1/deliveries?state=pending|delivered|failed&limit=N&after=ID`,
-/// `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry`, `GET /v1/hooks`,
-/// `GET /healthz`, `GET /metrics` (Prometheus).
+/// With --hooks FILE, FILE is the workflow `default` (its events go to `POST /v1/events`),
+/// applied at start and again on SIGHUP. The whole API: `GET /v1/openapi.json`.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 invalid hook file, 2 usage error, \
-or the store or address cannot be used.\n\nLogs: RUST_LOG=info (or debug, for every attempt)."
+or the store or address cannot be used.\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
+Logs: RUST_LOG=info (or debug, for every attempt)."
 )]
 pub(crate) struct Args {
-    /// The hook file: one hook, an array of hooks, or a LINQ workflow document.
+    /// A hook file to serve as the workflow `default` (one hook, an array of hooks, or a LINQ
+    /// workflow document), re-read on SIGHUP. Without it, workflows come over the API.
     #[arg(long, value_name = "FILE")]
-    hooks: PathBuf,
+    hooks: Option<PathBuf>,
     /// The store file (created if missing).
     #[arg(long, value_name = "PATH", default_value = "linq-hooks.redb")]
     store: PathBuf,
@@ -67,16 +71,19 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(secrets) => secrets,
         Err(outcome) => return outcome,
     };
-    let hooks = match read_hooks(&Input::new(Some(args.hooks.clone()))) {
-        Ok(parsed) => parsed.hooks,
-        Err(outcome) => return outcome,
+    let default_hooks = match &args.hooks {
+        Some(path) => match read_hooks(&Input::new(Some(path.clone()))) {
+            Ok(parsed) => Some(parsed.hooks),
+            Err(outcome) => return outcome,
+        },
+        None => None,
     };
     let transport = match args.sending.transport() {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
-    let hook_count = hooks.len();
-    let mut config = ServiceConfig::new(hooks, &args.store);
+    let mut config = ServiceConfig::new(&args.store);
+    config.default_hooks = default_hooks;
     config.listen = args.listen;
     config.token = args.token;
     config.delivery = Config::default()
@@ -91,27 +98,62 @@ pub(crate) fn run(args: Args) -> Outcome {
         let service = match Service::start(config, Arc::new(transport)).await {
             Ok(service) => service,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", error_chain(&e));
                 return Outcome::UsageOrIo;
             }
         };
         eprintln!(
-            "linq-hooks serve: listening on http://{}, store {}, {hook_count} hook(s)",
+            "linq-hooks serve: listening on http://{}, store {}{}",
             service.local_addr(),
-            args.store.display()
+            args.store.display(),
+            match &args.hooks {
+                Some(path) => format!(", workflow `default` from {}", path.display()),
+                None => String::new(),
+            }
         );
+        if let Some(path) = args.hooks.clone() {
+            tokio::spawn(reload_on_hangup(path, service.registry()));
+        }
         service.run_until(stop_signal()).await;
         eprintln!("linq-hooks serve: stopped");
         Outcome::Success
     })
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn stop_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler installs");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// On each SIGHUP, reads the hook file again and applies it to the workflow `default` with the
+/// rules of a PUT. An invalid file changes nothing (its problems are printed).
+async fn reload_on_hangup(path: PathBuf, registry: Registry) {
+    let mut hangups = Hangups::new();
+    loop {
+        hangups.next().await;
+        let input = Input::new(Some(path.clone()));
+        let read = tokio::task::spawn_blocking(move || read_hooks(&input))
+            .await
+            .expect("reading does not panic");
+        let Ok(parsed) = read else {
+            eprintln!(
+                "linq-hooks serve: SIGHUP: {} is not applied; the workflow `{DEFAULT_WORKFLOW}` is unchanged",
+                path.display()
+            );
+            continue;
+        };
+        match registry.put(DEFAULT_WORKFLOW, parsed.hooks).await {
+            Ok(change) => {
+                log_change(&change);
+                eprintln!(
+                    "linq-hooks serve: SIGHUP: reloaded {}: {} hook(s) kept, {} added, {} removed ({} pending deliveries cancelled)",
+                    path.display(),
+                    change.kept.len(),
+                    change.added.len(),
+                    change.removed.len(),
+                    change.cancelled_deliveries
+                );
+            }
+            Err(e) => eprintln!(
+                "linq-hooks serve: SIGHUP: cannot apply {}: {}",
+                path.display(),
+                error_chain(&e)
+            ),
+        }
     }
 }

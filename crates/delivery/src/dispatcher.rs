@@ -1,17 +1,18 @@
 //! The dispatcher: one worker per hook, so a hook's deliveries go in order while hooks proceed
 //! side by side, sharing a bound on requests in flight.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use linq_hooks_model::Hook;
+use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_signature::{Secret, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, sign};
 use linq_hooks_transport::{Request, Transport};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Attempt, AttemptResult, Delivery, Head, Outbox, Outcome};
+use crate::outbox::{Attempt, AttemptResult, Delivery, Head, HookId, Outbox, Outcome};
 use crate::policy::{RetryPolicy, Verdict};
 
 /// How long a worker waits before asking a failing outbox again.
@@ -30,8 +31,9 @@ pub struct Config {
     pub concurrency: usize,
     /// When to retry.
     pub policy: RetryPolicy,
-    /// Signing secrets (several during a rotation: one signature each). With none, requests
-    /// carry `webhook-id` and `webhook-timestamp` but no `webhook-signature`.
+    /// Signing secrets for the hooks given to [`Dispatcher::new`] (several during a rotation:
+    /// one signature each). With none, requests carry `webhook-id` and `webhook-timestamp` but
+    /// no `webhook-signature`. Hooks given with [`Dispatcher::set`] bring their own.
     pub secrets: Vec<Secret>,
 }
 
@@ -65,6 +67,65 @@ impl Config {
     }
 }
 
+/// Where one hook's deliveries go, and how they are signed: the hook's URL and headers, and its
+/// signing secrets (each with the time it stops being used, for a rotation's grace period).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use linq_hooks_delivery::Destination;
+/// use linq_hooks_model::HookParameters;
+///
+/// let parameters = HookParameters::new("https://lims.example/hook", Default::default())?;
+/// let new: linq_hooks_signature::Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+/// let old: linq_hooks_signature::Secret = "whsec_c2VjcmV0LXR3ZW50eS1mb3VyLWJ5dGVz".parse().unwrap();
+/// let destination = Destination::new(parameters)
+///     .secret(new)
+///     .secret_until(old, SystemTime::now() + Duration::from_secs(24 * 3600));
+/// assert_eq!(destination.parameters().url(), "https://lims.example/hook");
+/// # Ok::<(), linq_hooks_model::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Destination {
+    parameters: HookParameters,
+    secrets: Vec<(Secret, Option<SystemTime>)>,
+}
+
+impl Destination {
+    /// Deliveries to these parameters, unsigned until a secret is added.
+    pub fn new(parameters: HookParameters) -> Destination {
+        Destination {
+            parameters,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Also signs with `secret` (one `v1,` signature per secret).
+    pub fn secret(mut self, secret: Secret) -> Destination {
+        self.secrets.push((secret, None));
+        self
+    }
+
+    /// Also signs with `secret` until `until` (a rotated-out secret's grace period).
+    pub fn secret_until(mut self, secret: Secret, until: SystemTime) -> Destination {
+        self.secrets.push((secret, Some(until)));
+        self
+    }
+
+    /// The URL and headers.
+    pub fn parameters(&self) -> &HookParameters {
+        &self.parameters
+    }
+
+    /// The secrets in force at `now`.
+    fn secrets_at(&self, now: SystemTime) -> Vec<Secret> {
+        self.secrets
+            .iter()
+            .filter(|(_, until)| until.is_none_or(|until| now < until))
+            .map(|(secret, _)| secret.clone())
+            .collect()
+    }
+}
+
 /// Delivers what an [`Outbox`] holds, over a [`Transport`].
 ///
 /// - Per hook, in order: a hook's next delivery waits until the one before it was delivered or
@@ -77,6 +138,9 @@ impl Config {
 ///   signature are made fresh for each.
 /// - A worker waiting for a retry sleeps (no polling); it wakes when the time comes, when
 ///   [`wake`](Dispatcher::wake) is called for its hook, or on shutdown.
+/// - Hooks are live data: [`set`](Dispatcher::set) adds a hook or changes where its deliveries
+///   go (from the next attempt on; the delivery in flight finishes as it started), and
+///   [`remove`](Dispatcher::remove) stops its worker, while the dispatcher runs.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -105,44 +169,126 @@ pub struct Dispatcher {
 }
 
 struct Inner {
-    hooks: Arc<[Hook]>,
     transport: Arc<dyn Transport>,
     outbox: Arc<dyn Outbox>,
     config: Config,
     permits: Semaphore,
-    wake: Vec<Notify>,
+    hooks: Mutex<HashMap<HookId, Arc<Slot>>>,
+    /// Told when a hook is added (or on close), so that `run` starts its worker.
+    added: Notify,
     closed: AtomicBool,
     shutdown: CancellationToken,
 }
 
+/// One hook's live state, shared by its worker and whoever edits it.
+struct Slot {
+    destination: Mutex<Arc<Destination>>,
+    wake: Notify,
+    removed: AtomicBool,
+}
+
 impl Dispatcher {
-    /// A dispatcher for `hooks` (the indices in the outbox's deliveries refer to this list).
+    /// A dispatcher for a fixed list of `hooks`: the deliveries in the outbox name a hook by its
+    /// index in the list. Requests are signed with [`Config::secrets`].
     pub fn new(
         hooks: Arc<[Hook]>,
         transport: Arc<dyn Transport>,
         outbox: Arc<dyn Outbox>,
         config: Config,
     ) -> Dispatcher {
-        let wake = hooks.iter().map(|_| Notify::new()).collect();
+        let secrets = config.secrets.clone();
+        let dispatcher = Dispatcher::without_hooks(transport, outbox, config);
+        for (index, hook) in hooks.iter().enumerate() {
+            let destination = secrets
+                .iter()
+                .fold(Destination::new(hook.parameters().clone()), |d, s| {
+                    d.secret(s.clone())
+                });
+            dispatcher.set(index as HookId, destination);
+        }
+        dispatcher
+    }
+
+    /// A dispatcher with no hooks yet: add them with [`set`](Dispatcher::set), before or while
+    /// it runs.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use linq_hooks_delivery::{Config, Destination, Dispatcher, MemoryOutbox, NewDelivery};
+    /// use linq_hooks_model::HookParameters;
+    /// use linq_hooks_transport::MemoryTransport;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let outbox = Arc::new(MemoryOutbox::new(1));
+    /// let transport = Arc::new(MemoryTransport::new());
+    /// let dispatcher = Dispatcher::without_hooks(transport.clone(), outbox.clone(), Config::default());
+    /// let parameters = HookParameters::new("https://lims.example/moved", Default::default()).unwrap();
+    /// dispatcher.set(0, Destination::new(parameters));
+    /// outbox.push(NewDelivery { hook: 0, webhook_id: "msg_1".into(), body: "{}".into() });
+    /// dispatcher.close();
+    /// dispatcher.run().await;
+    /// assert_eq!(transport.requests()[0].url(), "https://lims.example/moved");
+    /// # });
+    /// ```
+    pub fn without_hooks(
+        transport: Arc<dyn Transport>,
+        outbox: Arc<dyn Outbox>,
+        config: Config,
+    ) -> Dispatcher {
         Dispatcher {
             inner: Arc::new(Inner {
-                hooks,
                 transport,
                 outbox,
                 permits: Semaphore::new(config.concurrency.max(1)),
                 config,
-                wake,
+                hooks: Mutex::new(HashMap::new()),
+                added: Notify::new(),
                 closed: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
             }),
         }
     }
 
+    /// Adds `hook`, or changes where its deliveries go: the next attempt (a retry included) goes
+    /// to the new destination, with the delivery's own `webhook-id` and body. A new hook's
+    /// worker starts at once (in [`run`](Dispatcher::run)) and reads its queue.
+    pub fn set(&self, hook: HookId, destination: Destination) {
+        let mut hooks = self.inner.hooks.lock().expect("not poisoned");
+        match hooks.get(&hook) {
+            Some(slot) => {
+                *slot.destination.lock().expect("not poisoned") = Arc::new(destination);
+                slot.wake.notify_one();
+            }
+            None => {
+                hooks.insert(
+                    hook,
+                    Arc::new(Slot {
+                        destination: Mutex::new(Arc::new(destination)),
+                        wake: Notify::new(),
+                        removed: AtomicBool::new(false),
+                    }),
+                );
+                drop(hooks);
+                self.inner.added.notify_one();
+            }
+        }
+    }
+
+    /// Removes `hook`: its worker stops after the attempt in flight, if any. What is left in
+    /// its queue is the outbox's to settle (a durable outbox cancels it).
+    pub fn remove(&self, hook: HookId) {
+        let removed = self.inner.hooks.lock().expect("not poisoned").remove(&hook);
+        if let Some(slot) = removed {
+            slot.removed.store(true, Ordering::SeqCst);
+            slot.wake.notify_one();
+        }
+    }
+
     /// Tells the worker of `hook` that its queue changed (a delivery was added, replayed, or the
     /// hook was enabled). Cheap; a wake-up with nothing new is harmless.
-    pub fn wake(&self, hook: usize) {
-        if let Some(notify) = self.inner.wake.get(hook) {
-            notify.notify_one();
+    pub fn wake(&self, hook: HookId) {
+        if let Some(slot) = self.inner.slot(hook) {
+            slot.wake.notify_one();
         }
     }
 
@@ -150,7 +296,10 @@ impl Dispatcher {
     /// left to send (or is disabled), and [`run`](Dispatcher::run) returns when all have.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        (0..self.inner.wake.len()).for_each(|hook| self.wake(hook));
+        for slot in self.inner.hooks.lock().expect("not poisoned").values() {
+            slot.wake.notify_one();
+        }
+        self.inner.added.notify_one();
     }
 
     /// Stops: no new attempt starts; attempts in flight finish. [`run`](Dispatcher::run)
@@ -159,44 +308,67 @@ impl Dispatcher {
         self.inner.shutdown.cancel();
     }
 
-    /// Runs one worker per hook until [`close`](Dispatcher::close)d and drained, or
-    /// [`shutdown`](Dispatcher::shutdown).
+    /// Runs one worker per hook (starting workers for hooks added meanwhile) until
+    /// [`close`](Dispatcher::close)d and drained, or [`shutdown`](Dispatcher::shutdown).
     pub async fn run(&self) {
         let mut workers = tokio::task::JoinSet::new();
-        let mut hook_of = std::collections::HashMap::new();
-        for hook in 0..self.inner.hooks.len() {
-            let inner = Arc::clone(&self.inner);
-            hook_of.insert(
-                workers.spawn(async move { inner.work(hook).await }).id(),
-                hook,
-            );
-        }
-        while let Some(result) = workers.join_next_with_id().await {
-            if let Err(e) = result {
-                // A worker that panicked would leave its hook silent for good: start another.
-                let hook = hook_of[&e.id()];
-                tracing::error!(hook, "a delivery worker panicked ({e}); starting it again");
+        // Which hook each worker serves, and which hooks have one.
+        let mut hook_of = HashMap::new();
+        let mut running = std::collections::HashSet::new();
+        loop {
+            let waiting: Vec<(HookId, Arc<Slot>)> = {
+                let hooks = self.inner.hooks.lock().expect("not poisoned");
+                hooks
+                    .iter()
+                    .filter(|(hook, _)| !running.contains(*hook))
+                    .map(|(hook, slot)| (*hook, Arc::clone(slot)))
+                    .collect()
+            };
+            for (hook, slot) in waiting {
                 let inner = Arc::clone(&self.inner);
-                hook_of.insert(
-                    workers.spawn(async move { inner.work(hook).await }).id(),
-                    hook,
-                );
+                let id = workers.spawn(async move { inner.work(hook, &slot).await }).id();
+                hook_of.insert(id, hook);
+                running.insert(hook);
+            }
+            if workers.is_empty() && (self.inner.closed.load(Ordering::SeqCst) || self.inner.shutdown.is_cancelled()) {
+                return;
+            }
+            tokio::select! {
+                Some(result) = workers.join_next_with_id(), if !workers.is_empty() => {
+                    let id = match &result {
+                        Ok((id, ())) => *id,
+                        Err(e) => e.id(),
+                    };
+                    let hook = hook_of.remove(&id).expect("every worker is known");
+                    running.remove(&hook);
+                    if let Err(e) = result {
+                        // A worker that panicked would leave its hook silent for good: the next
+                        // turn of the loop starts another, if the hook is still there.
+                        tracing::error!(hook, "a delivery worker panicked ({e}); starting it again");
+                    }
+                }
+                () = self.inner.added.notified() => {}
+                () = self.inner.shutdown.cancelled(), if workers.is_empty() => return,
             }
         }
     }
 }
 
 impl Inner {
-    async fn work(&self, hook: usize) {
+    fn slot(&self, hook: HookId) -> Option<Arc<Slot>> {
+        self.hooks.lock().expect("not poisoned").get(&hook).cloned()
+    }
+
+    async fn work(&self, hook: HookId, slot: &Slot) {
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.shutdown.is_cancelled() || slot.removed.load(Ordering::SeqCst) {
                 return;
             }
             let head = match self.outbox.head(hook).await {
                 Ok(head) => head,
                 Err(e) => {
                     tracing::error!(hook, "cannot read the outbox: {e}; trying again");
-                    self.sleep_or_wake(hook, OUTBOX_RETRY).await;
+                    self.sleep_or_wake(slot, OUTBOX_RETRY).await;
                     continue;
                 }
             };
@@ -207,7 +379,7 @@ impl Inner {
                         return;
                     }
                     tokio::select! {
-                        () = self.wake[hook].notified() => {}
+                        () = slot.wake.notified() => {}
                         () = self.shutdown.cancelled() => return,
                     }
                     continue;
@@ -218,14 +390,15 @@ impl Inner {
                 .and_then(|at| at.duration_since(SystemTime::now()).ok())
             {
                 // Not due yet: sleep until it is, unless something changes first.
-                self.sleep_or_wake(hook, wait).await;
+                self.sleep_or_wake(slot, wait).await;
                 continue;
             }
             let permit = tokio::select! {
                 permit = self.permits.acquire() => permit.expect("the semaphore is never closed"),
                 () = self.shutdown.cancelled() => return,
             };
-            let (attempt, verdict) = self.attempt(&self.hooks[hook], &delivery).await;
+            let destination = Arc::clone(&slot.destination.lock().expect("not poisoned"));
+            let (attempt, verdict) = self.attempt(&destination, &delivery).await;
             drop(permit);
             let outcome = self.decide(&delivery, verdict, &attempt);
             tracing::debug!(hook, delivery = delivery.id, webhook_id = %delivery.webhook_id, result = %attempt.result, ?outcome, "attempt");
@@ -234,22 +407,18 @@ impl Inner {
     }
 
     /// Makes one attempt: a fresh timestamp and signature over the fixed id and body.
-    async fn attempt(&self, hook: &Hook, delivery: &Delivery) -> (Attempt, Verdict) {
+    async fn attempt(&self, destination: &Destination, delivery: &Delivery) -> (Attempt, Verdict) {
         let at = SystemTime::now();
         let timestamp = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let parameters = hook.parameters();
+        let parameters = destination.parameters();
         let mut request = Request::new(parameters.url(), delivery.body.clone())
             .with_headers(parameters.headers())
             .with_header(WEBHOOK_ID, delivery.webhook_id.as_str())
             .with_header(WEBHOOK_TIMESTAMP, timestamp.to_string());
-        if !self.config.secrets.is_empty() {
+        let secrets = destination.secrets_at(at);
+        if !secrets.is_empty() {
             let timestamp = i64::try_from(timestamp).unwrap_or(i64::MAX);
-            let signature = sign(
-                &self.config.secrets,
-                &delivery.webhook_id,
-                timestamp,
-                &delivery.body,
-            );
+            let signature = sign(&secrets, &delivery.webhook_id, timestamp, &delivery.body);
             request = request.with_header(WEBHOOK_SIGNATURE, signature);
         }
         let started = Instant::now();
@@ -312,10 +481,10 @@ impl Inner {
         }
     }
 
-    async fn sleep_or_wake(&self, hook: usize, wait: Duration) {
+    async fn sleep_or_wake(&self, slot: &Slot, wait: Duration) {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = self.wake[hook].notified() => {}
+            () = slot.wake.notified() => {}
             () = self.shutdown.cancelled() => {}
         }
     }

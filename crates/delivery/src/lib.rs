@@ -49,9 +49,9 @@ mod outbox;
 mod policy;
 
 pub use async_trait::async_trait;
-pub use dispatcher::{Config, Dispatcher};
+pub use dispatcher::{Config, Destination, Dispatcher};
 pub use memory::{FailedDelivery, HookReport, MemoryOutbox};
 pub use outbox::{
-    Attempt, AttemptResult, Delivery, DeliveryId, Head, NewDelivery, Outbox, OutboxError, Outcome,
+    Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError, Outcome,
 };
 pub use policy::{ParsePolicyError, RetryPolicy, Verdict};

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::outbox::{
-    Attempt, Delivery, DeliveryId, Head, NewDelivery, Outbox, OutboxError, Outcome,
+    Attempt, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError, Outcome,
 };
 
 /// Keeps deliveries in memory, queued per hook, and counts what became of them.
@@ -84,7 +84,7 @@ impl MemoryOutbox {
         let mut state = self.state.lock().expect("not poisoned");
         let id = state.next_id;
         state.next_id += 1;
-        state.queues[new.hook].push_back(Delivery {
+        state.queues[new.hook as usize].push_back(Delivery {
             id,
             hook: new.hook,
             webhook_id: new.webhook_id,
@@ -124,8 +124,9 @@ impl MemoryOutbox {
 
 #[async_trait::async_trait]
 impl Outbox for MemoryOutbox {
-    async fn head(&self, hook: usize) -> Result<Head, OutboxError> {
+    async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
         let state = self.state.lock().expect("not poisoned");
+        let hook = hook as usize;
         if state.reports[hook].gone {
             return Ok(Head::Disabled);
         }
@@ -142,7 +143,7 @@ impl Outbox for MemoryOutbox {
         outcome: Outcome,
     ) -> Result<(), OutboxError> {
         let mut state = self.state.lock().expect("not poisoned");
-        let hook = delivery.hook;
+        let hook = delivery.hook as usize;
         let front = state.queues[hook]
             .front_mut()
             .filter(|front| front.id == delivery.id);

@@ -10,6 +10,14 @@ use linq_hooks_transport::Bytes;
 /// An outbox-assigned delivery number; later deliveries have larger ones.
 pub type DeliveryId = u64;
 
+/// A hook's number: its index in a fixed hook list ([`Dispatcher::new`]), or the id a store
+/// gave it ([`Dispatcher::without_hooks`]). A hook keeps its number for life; numbers are never
+/// reused for another hook.
+///
+/// [`Dispatcher::new`]: crate::Dispatcher::new
+/// [`Dispatcher::without_hooks`]: crate::Dispatcher::without_hooks
+pub type HookId = u64;
+
 /// One event body on its way to one hook.
 ///
 /// ```
@@ -28,8 +36,8 @@ pub type DeliveryId = u64;
 pub struct Delivery {
     /// Its number in the outbox.
     pub id: DeliveryId,
-    /// The index of its hook in the hook list.
-    pub hook: usize,
+    /// Its hook.
+    pub hook: HookId,
     /// The `webhook-id` header: the same on every attempt, so receivers can drop duplicates.
     pub webhook_id: String,
     /// The request body: the event's JSON, fixed before the first attempt.
@@ -63,8 +71,8 @@ impl Delivery {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewDelivery {
-    /// The index of its hook.
-    pub hook: usize,
+    /// Its hook.
+    pub hook: HookId,
     /// Its `webhook-id`, made once here and kept for every attempt.
     pub webhook_id: String,
     /// The body to post.
@@ -75,13 +83,27 @@ impl NewDelivery {
     /// One delivery per hook that fires for `event`, in hook order, all sharing the event's
     /// JSON body, each with a fresh `webhook-id`.
     pub fn for_event(matcher: &Matcher, event: &Event) -> Vec<NewDelivery> {
-        let hooks = matcher.matching(event);
-        if hooks.is_empty() {
+        NewDelivery::for_hooks(event, matcher.matching(event).into_iter().map(|i| i as HookId))
+    }
+
+    /// One delivery for each of `hooks` (the hooks that fire for `event`, found by the caller),
+    /// all sharing the event's JSON body, each with a fresh `webhook-id`.
+    ///
+    /// ```
+    /// use linq_hooks_delivery::NewDelivery;
+    /// let event = linq_hooks_events::parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
+    /// let new = NewDelivery::for_hooks(&event, [7, 9]);
+    /// assert_eq!((new[0].hook, new[1].hook), (7, 9));
+    /// assert_eq!(new[0].body, new[1].body);
+    /// # Ok::<(), linq_hooks_events::Error>(())
+    /// ```
+    pub fn for_hooks(event: &Event, hooks: impl IntoIterator<Item = HookId>) -> Vec<NewDelivery> {
+        let mut hooks = hooks.into_iter().peekable();
+        if hooks.peek().is_none() {
             return Vec::new();
         }
         let body = Bytes::from(event.to_json_bytes());
         hooks
-            .into_iter()
             .map(|hook| NewDelivery {
                 hook,
                 webhook_id: linq_hooks_signature::new_message_id(),
@@ -196,14 +218,14 @@ impl std::error::Error for OutboxError {
 /// behind this trait without touching the delivery logic.
 ///
 /// ```
-/// use linq_hooks_delivery::{Attempt, Delivery, Head, Outbox, OutboxError, Outcome, async_trait};
+/// use linq_hooks_delivery::{Attempt, Delivery, Head, HookId, Outbox, OutboxError, Outcome, async_trait};
 ///
 /// /// An outbox that never has anything.
 /// struct Nothing;
 ///
 /// #[async_trait]
 /// impl Outbox for Nothing {
-///     async fn head(&self, _hook: usize) -> Result<Head, OutboxError> {
+///     async fn head(&self, _hook: HookId) -> Result<Head, OutboxError> {
 ///         Ok(Head::Empty)
 ///     }
 ///     async fn record(&self, _: &Delivery, _: Attempt, _: Outcome) -> Result<(), OutboxError> {
@@ -214,7 +236,7 @@ impl std::error::Error for OutboxError {
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync {
     /// The state of `hook`'s queue: its oldest delivery not yet delivered or given up, if any.
-    async fn head(&self, hook: usize) -> Result<Head, OutboxError>;
+    async fn head(&self, hook: HookId) -> Result<Head, OutboxError>;
 
     /// Records an attempt at `delivery` (the value `head` returned) and its outcome.
     async fn record(

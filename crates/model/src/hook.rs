@@ -263,6 +263,57 @@ impl Hook {
     }
 }
 
+impl Hook {
+    /// The same hook sending elsewhere: `parameters` replaced, everything else kept.
+    ///
+    /// ```
+    /// use linq_hooks_model::{Hook, HookParameters};
+    /// let hook: Hook = serde_json::from_str(r#"{"filter": "on_new_plan", "parameters": {"url": "http://old.example"}}"#)?;
+    /// let moved = hook.with_parameters(HookParameters::new("http://new.example", Default::default()).unwrap());
+    /// assert_eq!(moved.parameters().url(), "http://new.example");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn with_parameters(mut self, parameters: HookParameters) -> Hook {
+        *match &mut self {
+            Hook::TaskStateChange(h) => &mut h.parameters,
+            Hook::RunStateChange(h) => &mut h.parameters,
+            Hook::LabwareMovement(h) => &mut h.parameters,
+            Hook::SafetyStateChange(h) => &mut h.parameters,
+            Hook::NewPlan(h) => &mut h.parameters,
+        } = parameters;
+        self
+    }
+
+    /// Whether `other` fires for exactly the same events: the same `filter`, the same
+    /// `task_ids` or `labware_ids` (as sets: order and repeats do not matter) and the same
+    /// `trigger_on`. Only `parameters` (where it posts) may differ. This is what makes an edited
+    /// hook "the same hook" that keeps its id and its queue.
+    ///
+    /// ```
+    /// use linq_hooks_model::Hook;
+    /// let a: Hook = serde_json::from_str(r#"{"filter": "on_task_state_change", "task_ids": ["t1", "t2"], "parameters": {"url": "http://a.example"}}"#)?;
+    /// let b: Hook = serde_json::from_str(r#"{"filter": "on_task_state_change", "task_ids": ["t2", "t1", "t1"], "parameters": {"url": "http://b.example"}}"#)?;
+    /// let c: Hook = serde_json::from_str(r#"{"filter": "on_task_state_change", "task_ids": ["t1"], "parameters": {"url": "http://a.example"}}"#)?;
+    /// assert!(a.fires_like(&b));
+    /// assert!(!a.fires_like(&c));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn fires_like(&self, other: &Hook) -> bool {
+        fn set(ids: &[String]) -> std::collections::BTreeSet<&str> {
+            ids.iter().map(String::as_str).collect()
+        }
+        match (self, other) {
+            (Hook::TaskStateChange(a), Hook::TaskStateChange(b)) => {
+                set(&a.task_ids) == set(&b.task_ids)
+            }
+            (Hook::LabwareMovement(a), Hook::LabwareMovement(b)) => {
+                a.trigger_on == b.trigger_on && set(&a.labware_ids) == set(&b.labware_ids)
+            }
+            (a, b) => a.kind() == b.kind(),
+        }
+    }
+}
+
 /// The five kinds of hook, named by their `filter` value.
 ///
 /// ```

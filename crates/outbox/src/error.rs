@@ -9,7 +9,7 @@ use std::fmt;
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("outbox-doc-error-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir).unwrap();
-/// let err = linq_hooks_outbox::Store::open(dir.join("no/such/dir/store.redb"), 1, "fingerprint").unwrap_err();
+/// let err = linq_hooks_outbox::Store::open(dir.join("no/such/dir/store.redb")).unwrap_err();
 /// assert!(err.is_storage());
 /// assert!(err.to_string().starts_with("cannot open the store"));
 /// ```
@@ -23,8 +23,6 @@ pub struct StoreError {
 enum Kind {
     /// Reading or writing the store failed (disk full, unwritable, corrupt).
     Storage(String),
-    /// The store holds pending deliveries made for a different hook list.
-    HooksChanged { pending: u64 },
     /// The store's writer has stopped.
     Closed,
 }
@@ -37,13 +35,6 @@ impl StoreError {
         StoreError {
             kind: Kind::Storage(context.into()),
             source: Some(Box::new(source.into())),
-        }
-    }
-
-    pub(crate) fn hooks_changed(pending: u64) -> StoreError {
-        StoreError {
-            kind: Kind::HooksChanged { pending },
-            source: None,
         }
     }
 
@@ -66,12 +57,6 @@ impl StoreError {
         matches!(self.kind, Kind::Storage(_))
     }
 
-    /// The store holds pending deliveries made for a different hook list (indices would point
-    /// at other hooks).
-    pub fn is_hooks_changed(&self) -> bool {
-        matches!(self.kind, Kind::HooksChanged { .. })
-    }
-
     /// The store is shutting down.
     pub fn is_closed(&self) -> bool {
         matches!(self.kind, Kind::Closed)
@@ -81,15 +66,8 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Storage(context) => match &self.source {
-                Some(source) => write!(f, "{context}: {source}"),
-                None => f.write_str(context),
-            },
-            Kind::HooksChanged { pending } => write!(
-                f,
-                "the store holds {pending} pending deliveries made for a different hook list; \
-                 start with the hook file they were made for (and let them drain), or use another store"
-            ),
+            // Only this level: the cause is the source (ARCHITECTURE.md, "one error rule").
+            Kind::Storage(context) => f.write_str(context),
             Kind::Closed => f.write_str("the store is closed"),
         }
     }

@@ -30,10 +30,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod edits;
 mod error;
 mod records;
+mod registry;
 mod store;
+mod writer;
 
 pub use error::StoreError;
-pub use records::{AttemptInfo, DeliveryInfo, DeliveryState, HookStatus};
+pub use records::{
+    AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
+    WorkflowChange, WorkflowRemoval, WorkflowSecrets,
+};
 pub use store::{AcceptedDelivery, AcceptedEvent, NewEvent, Replay, Store};

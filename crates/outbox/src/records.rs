@@ -5,13 +5,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use linq_hooks_delivery::DeliveryId;
-use linq_hooks_events::Timestamp;
+use linq_hooks_delivery::{DeliveryId, HookId};
+use linq_hooks_model::Hook;
+use linq_hooks_signature::Secret;
 
-/// Counters (`next_event`, `next_delivery`, `format`).
+/// Counters (`next_event`, `next_delivery`, `next_hook`, `format`).
 pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
-/// Settings (`hooks`: the fingerprint of the hook list the deliveries were made for).
-pub(crate) const SETTINGS: TableDefinition<'_, &str, &str> = TableDefinition::new("settings");
+/// Workflow id → its record (JSON): secrets and hook ids in document order.
+pub(crate) const WORKFLOWS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("workflows");
+/// Hook id → its definition (JSON): workflow, the hook in API form, when removed. Kept after
+/// removal (a tombstone), so a delivery's history still names its hook and workflow.
+pub(crate) const HOOK_DEFS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("hook_defs");
 /// Event id → the JSON body every delivery of the event posts.
 pub(crate) const EVENT_BODIES: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("event_bodies");
@@ -20,10 +24,10 @@ pub(crate) const EVENT_REFS: TableDefinition<'_, u64, u32> = TableDefinition::ne
 /// Delivery id → its record (JSON).
 pub(crate) const DELIVERIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("deliveries");
 /// (hook, delivery id) for every pending delivery: each hook's queue, in order.
-pub(crate) const PENDING: TableDefinition<'_, (u32, u64), ()> = TableDefinition::new("pending");
+pub(crate) const PENDING: TableDefinition<'_, (u64, u64), ()> = TableDefinition::new("pending");
 /// Hook → how many of its deliveries are pending (kept with `PENDING`, so that showing the
 /// hooks does not walk a backlog).
-pub(crate) const PENDING_COUNTS: TableDefinition<'_, u32, u64> =
+pub(crate) const PENDING_COUNTS: TableDefinition<'_, u64, u64> =
     TableDefinition::new("pending_counts");
 /// (state, delivery id): deliveries by state, for listing.
 pub(crate) const BY_STATE: TableDefinition<'_, (u8, u64), ()> = TableDefinition::new("by_state");
@@ -33,8 +37,8 @@ pub(crate) const DELIVERED_AT: TableDefinition<'_, (u64, u64), ()> =
 /// (delivery id, attempt number) → the attempt (JSON).
 pub(crate) const ATTEMPTS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("attempts");
-/// Hook index → its state (JSON); absent means enabled with no failures.
-pub(crate) const HOOKS: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("hooks");
+/// Hook id → its delivery state (JSON); absent means enabled with no failures.
+pub(crate) const HOOKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("hooks");
 
 /// Where a delivery stands.
 ///
@@ -52,15 +56,27 @@ pub enum DeliveryState {
     Delivered,
     /// Given up; it can be replayed.
     Failed,
+    /// Its hook was removed from its workflow before it was delivered; kept on record with the
+    /// reason, never sent again.
+    Cancelled,
 }
 
 impl DeliveryState {
-    /// The name used in the API: `pending`, `delivered` or `failed`.
+    /// Every state, in the order of their codes.
+    pub const ALL: [DeliveryState; 4] = [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Failed,
+        DeliveryState::Cancelled,
+    ];
+
+    /// The name used in the API: `pending`, `delivered`, `failed` or `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
+            DeliveryState::Cancelled => "cancelled",
         }
     }
 
@@ -69,6 +85,7 @@ impl DeliveryState {
             DeliveryState::Pending => 0,
             DeliveryState::Delivered => 1,
             DeliveryState::Failed => 2,
+            DeliveryState::Cancelled => 3,
         }
     }
 }
@@ -77,21 +94,19 @@ impl std::str::FromStr for DeliveryState {
     type Err = String;
 
     fn from_str(s: &str) -> Result<DeliveryState, String> {
-        match s {
-            "pending" => Ok(DeliveryState::Pending),
-            "delivered" => Ok(DeliveryState::Delivered),
-            "failed" => Ok(DeliveryState::Failed),
-            other => Err(format!(
-                "unknown state `{other}`; expected pending, delivered or failed"
-            )),
-        }
+        DeliveryState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown state `{s}`; expected pending, delivered, failed or cancelled")
+            })
     }
 }
 
 /// A delivery as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct DeliveryRecord {
-    pub(crate) hook: u32,
+    pub(crate) hook: u64,
     pub(crate) event: u64,
     pub(crate) webhook_id: String,
     pub(crate) state: DeliveryState,
@@ -103,11 +118,8 @@ pub(crate) struct DeliveryRecord {
     pub(crate) created_ms: u64,
     pub(crate) next_attempt_ms: Option<u64>,
     pub(crate) finished_ms: Option<u64>,
+    /// Why it was given up or cancelled.
     pub(crate) failure: Option<String>,
-    /// The hook list it was made for (a counter that grows each time the list changes); a
-    /// delivery of another list can no longer be replayed, its hook index means another hook.
-    #[serde(default)]
-    pub(crate) generation: u64,
 }
 
 /// An attempt as stored.
@@ -126,14 +138,14 @@ pub(crate) struct HookRecord {
     pub(crate) consecutive_failures: u32,
 }
 
-/// A delivery, as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A delivery, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeliveryInfo {
     /// Its number.
     pub id: DeliveryId,
-    /// Its hook's index in the hook file.
-    pub hook: u32,
+    /// Its hook.
+    pub hook: HookId,
     /// The event's number.
     pub event: u64,
     /// The `webhook-id` every attempt carries.
@@ -142,13 +154,13 @@ pub struct DeliveryInfo {
     pub state: DeliveryState,
     /// Attempts made.
     pub attempts: u32,
-    /// When it was accepted (RFC 3339).
-    pub created_at: String,
+    /// When it was accepted.
+    pub created_at: SystemTime,
     /// When the next attempt is due, if one is planned.
-    pub next_attempt_at: Option<String>,
-    /// When it was delivered or given up.
-    pub finished_at: Option<String>,
-    /// Why it was given up.
+    pub next_attempt_at: Option<SystemTime>,
+    /// When it was delivered, given up or cancelled.
+    pub finished_at: Option<SystemTime>,
+    /// Why it was given up or cancelled.
     pub failure: Option<String>,
 }
 
@@ -161,22 +173,22 @@ impl DeliveryInfo {
             webhook_id: record.webhook_id.clone(),
             state: record.state,
             attempts: record.attempts,
-            created_at: rfc3339(record.created_ms),
-            next_attempt_at: record.next_attempt_ms.map(rfc3339),
-            finished_at: record.finished_ms.map(rfc3339),
+            created_at: from_millis(record.created_ms),
+            next_attempt_at: record.next_attempt_ms.map(from_millis),
+            finished_at: record.finished_ms.map(from_millis),
             failure: record.failure.clone(),
         }
     }
 }
 
-/// One attempt, as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One attempt, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AttemptInfo {
-    /// When it started (RFC 3339).
-    pub at: String,
-    /// How long it took, in milliseconds.
-    pub latency_ms: f64,
+    /// When it started.
+    pub at: SystemTime,
+    /// How long it took (to the microsecond).
+    pub latency: Duration,
     /// The HTTP status, when an answer came.
     pub status: Option<u16>,
     /// The error, when none did.
@@ -186,28 +198,133 @@ pub struct AttemptInfo {
 impl From<&AttemptRecord> for AttemptInfo {
     fn from(record: &AttemptRecord) -> AttemptInfo {
         AttemptInfo {
-            at: rfc3339(record.at_ms),
-            latency_ms: record.latency_us as f64 / 1000.0,
+            at: from_millis(record.at_ms),
+            latency: Duration::from_micros(record.latency_us),
             status: record.status,
             error: record.error.clone(),
         }
     }
 }
 
-/// A hook's state, as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A hook's delivery state.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HookStatus {
-    /// Its index in the hook file.
-    pub index: u32,
     /// False after a 410 Gone, until enabled again.
     pub enabled: bool,
     /// When it was disabled.
-    pub disabled_at: Option<String>,
+    pub disabled_at: Option<SystemTime>,
     /// Failed attempts since the last success.
     pub consecutive_failures: u32,
     /// Deliveries waiting.
     pub pending: u64,
+}
+
+/// A workflow's definition: its hook ids in document order and its signing secrets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct WorkflowRecord {
+    pub(crate) created_ms: u64,
+    pub(crate) updated_ms: u64,
+    /// `whsec_…`.
+    pub(crate) secret: String,
+    /// The secret before the last rotation, and until when it still signs.
+    pub(crate) previous_secret: Option<(String, u64)>,
+    pub(crate) hooks: Vec<u64>,
+}
+
+/// A hook's definition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct HookDef {
+    pub(crate) workflow: String,
+    pub(crate) hook: Hook,
+    /// Set once the hook was removed from its workflow.
+    pub(crate) removed_ms: Option<u64>,
+}
+
+/// A hook of a workflow: its id, its definition and its delivery state.
+///
+/// ```
+/// # fn show(hook: &linq_hooks_outbox::StoredHook) {
+/// println!("hook_{} posts to {}", hook.id, hook.hook.parameters().url());
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredHook {
+    /// Its id, kept across edits of its workflow for as long as it is the same hook.
+    pub id: HookId,
+    /// The workflow it belongs to.
+    pub workflow: String,
+    /// The hook, in the LINQ API's form.
+    pub hook: Hook,
+    /// Its delivery state (enabled, failures, pending count).
+    pub status: HookStatus,
+}
+
+/// A workflow's signing secrets: the current one, and during a rotation's grace period the one
+/// before, which still signs until the time given.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WorkflowSecrets {
+    /// The secret every webhook of the workflow is signed with.
+    pub current: Secret,
+    /// The rotated-out secret and the end of its grace period.
+    pub previous: Option<(Secret, SystemTime)>,
+}
+
+/// A workflow and its hooks.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StoredWorkflow {
+    /// Its id: a LINQ workflow UUID or a name.
+    pub id: String,
+    /// When it was registered.
+    pub created_at: SystemTime,
+    /// When it was last changed.
+    pub updated_at: SystemTime,
+    /// Its hooks, in document order.
+    pub hooks: Vec<StoredHook>,
+    /// Its signing secrets.
+    pub secrets: WorkflowSecrets,
+}
+
+/// What a [`Store::put_workflow`](crate::Store::put_workflow) did.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WorkflowChange {
+    /// The workflow as it now stands.
+    pub workflow: StoredWorkflow,
+    /// Whether it was created (it did not exist before).
+    pub created: bool,
+    /// Hooks that kept their id (the same hook; their parameters may have changed).
+    pub kept: Vec<HookId>,
+    /// Hooks that are new.
+    pub added: Vec<HookId>,
+    /// Hooks no longer in the workflow.
+    pub removed: Vec<HookId>,
+    /// Pending deliveries of the removed hooks, now cancelled.
+    pub cancelled_deliveries: u64,
+}
+
+/// What a [`Store::delete_workflow`](crate::Store::delete_workflow) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkflowRemoval {
+    /// The workflow's hooks, all removed.
+    pub removed: Vec<HookId>,
+    /// Their pending deliveries, now cancelled.
+    pub cancelled_deliveries: u64,
+}
+
+impl HookStatus {
+    pub(crate) fn new(record: &HookRecord, pending: u64) -> HookStatus {
+        HookStatus {
+            enabled: record.disabled_ms.is_none(),
+            disabled_at: record.disabled_ms.map(from_millis),
+            consecutive_failures: record.consecutive_failures,
+            pending,
+        }
+    }
 }
 
 pub(crate) fn millis(time: SystemTime) -> u64 {
@@ -219,10 +336,3 @@ pub(crate) fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds, as event timestamps are.
-pub(crate) fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(Timestamp::from_unix_millis)
-        .map_or_else(|| format!("{ms}ms after the epoch"), |t| t.to_string())
-}

@@ -1,35 +1,28 @@
-//! The store: a redb file, one writer thread that commits in groups, readers anywhere.
+//! The store's handle: opening, the jobs it sends to the writer, and its reads (redb's MVCC read
+//! transactions, from any thread).
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use linq_hooks_delivery::{
-    Attempt, AttemptResult, Delivery, DeliveryId, Head, NewDelivery, Outbox, OutboxError, Outcome,
+    Attempt, Delivery, DeliveryId, Head, HookId, Outbox, OutboxError, Outcome,
 };
+use linq_hooks_model::{Hook, HookParameters};
+use linq_hooks_signature::Secret;
 use linq_hooks_transport::Bytes;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
-};
-use serde::Serialize;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
+use crate::edits::check_format;
 use crate::error::StoreError;
 use crate::records::*;
+use crate::writer::{Job, write_loop};
 
-/// The most jobs one commit takes; more wait for the next.
-const MAX_BATCH: usize = 4096;
-/// About how many bytes one commit takes at most (one larger job still goes alone).
-const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-/// Attempt outcomes alone are committed without fsync, unless the last durable commit is older
-/// than this: losing them in a crash only means sending again, with the same `webhook-id`.
-const RECORD_SYNC_INTERVAL: Duration = Duration::from_millis(200);
 /// Memory for redb's page cache. A backlog lives on disk: the cache only has to hold each hook's
 /// queue head and the pages being written, not the backlog.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// The on-disk format; a store of another format is refused.
-const FORMAT: u64 = 1;
 
 /// An event to store with its deliveries (those of the hooks that fire for it).
 ///
@@ -42,72 +35,86 @@ pub struct NewEvent {
     /// The event's JSON, exactly as every delivery will post it.
     pub body: Bytes,
     /// One per hook that fires.
-    pub deliveries: Vec<NewDelivery>,
+    pub deliveries: Vec<linq_hooks_delivery::NewDelivery>,
 }
 
 /// What [`Store::append`] stored for one event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AcceptedEvent {
+    /// The event's number (`None` when no hook fires: nothing is stored).
+    pub id: Option<u64>,
     /// The deliveries made for it, in hook order (none when no hook fires).
     pub deliveries: Vec<AcceptedDelivery>,
 }
 
 /// One delivery [`Store::append`] stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AcceptedDelivery {
     /// Its number.
     pub id: DeliveryId,
-    /// Its hook's index.
-    pub hook: u32,
+    /// Its hook.
+    pub hook: HookId,
     /// Its `webhook-id`.
     pub webhook_id: String,
 }
 
 /// What became of a replay request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Replay {
     /// The failed delivery is pending again, first in its hook's queue; wake that hook.
     Replayed {
-        /// Its hook's index.
-        hook: u32,
+        /// Its hook.
+        hook: HookId,
     },
     /// No such delivery (or it was pruned).
     NotFound,
     /// Only failed deliveries can be replayed; this one is in another state.
     NotFailed(DeliveryState),
-    /// It was made for a different hook list (the hook file changed since): its hook index
-    /// would now point at another hook.
-    OtherHookList,
+    /// Its hook was removed from its workflow: there is nowhere to send it.
+    HookRemoved {
+        /// The removed hook.
+        hook: HookId,
+    },
 }
 
-/// A durable outbox in one redb file.
+/// A durable outbox in one redb file: events, their deliveries and attempts, and the registry
+/// of workflows and their hooks.
 ///
 /// - [`append`](Store::append) returns only after the events and their deliveries are durably
 ///   committed (fsync). Appends arriving together share one commit (group commit), so
-///   throughput is not one fsync per event.
+///   throughput is not one fsync per event. Registry changes ([`put_workflow`](Store::put_workflow)
+///   and the rest) are committed durably the same way.
 /// - It implements [`Outbox`] for the [`Dispatcher`](linq_hooks_delivery::Dispatcher): each
 ///   hook's oldest pending delivery, and the record of every attempt. A delivery in flight at a
 ///   crash is still pending on restart, and is sent again with the same `webhook-id`.
-/// - Delivered records are removed by [`prune`](Store::prune); failed ones stay, replayable.
+/// - Delivered records are removed by [`prune`](Store::prune); failed and cancelled ones stay.
 ///
 /// Clones share the store.
 ///
 /// ```
 /// use linq_hooks_delivery::{Head, NewDelivery, Outbox};
 /// use linq_hooks_outbox::{NewEvent, Store};
+/// use linq_hooks_signature::Secret;
 ///
 /// # let dir = std::env::temp_dir().join(format!("outbox-doc-store-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// # let _ = std::fs::remove_file(dir.join("store.redb"));
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let store = Store::open(dir.join("store.redb"), 1, "hooks-v1")?;
-/// let delivery = NewDelivery { hook: 0, webhook_id: "msg_1".into(), body: "{}".into() };
+/// let store = Store::open(dir.join("store.redb"))?;
+/// let hooks = linq_hooks_model::parse_hooks(
+///     r#"[{"filter": "on_new_plan", "parameters": {"url": "https://lims.example/plans"}}]"#,
+/// ).unwrap().hooks;
+/// let change = store.put_workflow("lab-a", hooks, Secret::generate().unwrap()).await?;
+/// let hook = change.workflow.hooks[0].id;
+///
+/// let delivery = NewDelivery { hook, webhook_id: "msg_1".into(), body: "{}".into() };
 /// let accepted = store.append(vec![NewEvent { body: "{}".into(), deliveries: vec![delivery] }]).await?;
 /// let id = accepted[0].deliveries[0].id;
 ///
-/// let Head::Ready(head) = store.head(0).await.unwrap() else { panic!() };
+/// let Head::Ready(head) = store.head(hook).await.unwrap() else { panic!() };
 /// assert_eq!((head.id, head.webhook_id.as_str()), (id, "msg_1"));
 /// # Ok::<(), linq_hooks_outbox::StoreError>(())
 /// # }).unwrap();
@@ -125,14 +132,11 @@ struct Inner {
     /// `None` once closing.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    hooks: usize,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("hooks", &self.inner.hooks)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").finish_non_exhaustive()
     }
 }
 
@@ -147,36 +151,16 @@ impl Drop for Inner {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-enum Job {
-    Append(Vec<NewEvent>, Reply<Vec<AcceptedEvent>>),
-    Record(Box<(Delivery, Attempt, Outcome)>, Reply<()>),
-    Replay(DeliveryId, Reply<Replay>),
-    Enable(u32, Reply<bool>),
-    Prune(u64, Reply<usize>),
-}
-
-/// A job's result, kept until its commit is done.
-enum Done {
-    Append(Vec<AcceptedEvent>),
-    Record,
-    Replay(Replay),
-    Enable(bool),
-    Prune(usize),
-}
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 impl Store {
-    /// Opens (or creates) the store at `path` for a list of `hooks` hooks whose identity is
-    /// `fingerprint` (say, a hash of the hook file's canonical form).
+    /// Opens (or creates) the store at `path`.
     ///
-    /// Refused when the store holds pending deliveries made for a different fingerprint:
-    /// their hook indices would point at other hooks.
-    pub fn open(
-        path: impl AsRef<Path>,
-        hooks: usize,
-        fingerprint: &str,
-    ) -> Result<Store, StoreError> {
+    /// # Errors
+    ///
+    /// The file cannot be created or read, another process has it open, or it was written in
+    /// another format (an older linq-hooks).
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref();
         let context = || format!("cannot open the store {}", path.display());
         let db = Database::builder()
@@ -186,9 +170,9 @@ impl Store {
         let txn = db
             .begin_write()
             .map_err(|e| StoreError::storage(context(), e))?;
-        check_format_and_hooks(&txn, fingerprint).map_err(|e| match e {
-            Opened::Storage(e) => StoreError::storage(context(), e),
-            Opened::Refused(e) => e,
+        check_format(&txn).map_err(|e| match e {
+            crate::edits::Opened::Storage(e) => StoreError::storage(context(), e),
+            crate::edits::Opened::Refused(e) => e,
         })?;
         txn.commit()
             .map_err(|e| StoreError::storage(context(), e))?;
@@ -215,7 +199,6 @@ impl Store {
                 broken,
                 jobs: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
-                hooks,
             }),
         })
     }
@@ -229,19 +212,22 @@ impl Store {
         }
     }
 
-    /// Stores events and their deliveries; returns once they are durably committed.
+    /// Stores events and their deliveries; returns once they are durably committed. Every
+    /// delivery's hook must be a hook of the registry (the caller matched the event against
+    /// it); a delivery for a hook that was removed meanwhile is stored as cancelled.
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AcceptedEvent>, StoreError> {
         self.submit(|reply| Job::Append(events, reply)).await
     }
 
-    /// Makes a failed delivery pending again (same `webhook-id`, a fresh retry schedule).
+    /// Makes a failed delivery pending again (same `webhook-id`, a fresh retry schedule). It goes
+    /// to its hook's current URL and headers.
     pub async fn replay(&self, id: DeliveryId) -> Result<Replay, StoreError> {
         self.submit(|reply| Job::Replay(id, reply)).await
     }
 
-    /// Enables a hook disabled by a 410; `false` if it was not disabled. Its pending
-    /// deliveries resume: wake the hook.
-    pub async fn enable(&self, hook: u32) -> Result<bool, StoreError> {
+    /// Enables a hook disabled by a 410; `Some(false)` if it was not disabled, `None` if there is
+    /// no such hook. Its pending deliveries resume: wake the hook.
+    pub async fn enable(&self, hook: HookId) -> Result<Option<bool>, StoreError> {
         self.submit(|reply| Job::Enable(hook, reply)).await
     }
 
@@ -250,6 +236,59 @@ impl Store {
     pub async fn prune(&self, before: SystemTime) -> Result<usize, StoreError> {
         let cutoff = millis(before);
         self.submit(|reply| Job::Prune(cutoff, reply)).await
+    }
+
+    /// Creates or replaces workflow `id` with `hooks`, durably, in one transaction.
+    ///
+    /// A hook of the new list that [fires like](Hook::fires_like) a hook of the old one (among
+    /// several alike, in order) *is* that hook: it keeps its id, its queue, its state and its
+    /// history, and takes the new parameters, so its pending deliveries go to the new URL and
+    /// headers from their next attempt on. Hooks of the old list left unpaired are removed:
+    /// their pending deliveries become [`Cancelled`](DeliveryState::Cancelled), with the reason.
+    /// `secret` becomes the workflow's secret when it is created, and is unused otherwise.
+    pub async fn put_workflow(
+        &self,
+        id: impl Into<String>,
+        hooks: Vec<Hook>,
+        secret: Secret,
+    ) -> Result<WorkflowChange, StoreError> {
+        let id = id.into();
+        self.submit(|reply| Job::PutWorkflow(id, hooks, secret, reply))
+            .await
+    }
+
+    /// Removes workflow `id` and all its hooks (their pending deliveries are cancelled); `None`
+    /// if there is no such workflow.
+    pub async fn delete_workflow(
+        &self,
+        id: impl Into<String>,
+    ) -> Result<Option<WorkflowRemoval>, StoreError> {
+        let id = id.into();
+        self.submit(|reply| Job::DeleteWorkflow(id, reply)).await
+    }
+
+    /// Changes where a hook posts: its pending deliveries go to the new URL and headers from
+    /// their next attempt on. `None` if there is no such hook (or it was removed).
+    pub async fn set_parameters(
+        &self,
+        hook: HookId,
+        parameters: HookParameters,
+    ) -> Result<Option<StoredHook>, StoreError> {
+        self.submit(|reply| Job::SetParameters(hook, parameters, reply))
+            .await
+    }
+
+    /// Makes `secret` the workflow's secret; the one before keeps signing for `grace`, so that
+    /// receivers can switch over. `None` if there is no such workflow.
+    pub async fn rotate_secret(
+        &self,
+        workflow: impl Into<String>,
+        secret: Secret,
+        grace: Duration,
+    ) -> Result<Option<StoredWorkflow>, StoreError> {
+        let workflow = workflow.into();
+        self.submit(|reply| Job::RotateSecret(workflow, secret, grace, reply))
+            .await
     }
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
@@ -262,6 +301,70 @@ impl Store {
             return Err(StoreError::closed());
         }
         answer.await.map_err(|_| StoreError::closed())?
+    }
+
+    /// Every workflow with its hooks, ordered by id (what a service loads at start).
+    pub fn workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
+        self.list_workflows(None, usize::MAX)
+    }
+
+    /// Workflows ordered by id, after `after` (for paging), at most `limit`.
+    pub fn list_workflows(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredWorkflow>, StoreError> {
+        self.read("list workflows", |txn| {
+            let workflows = txn.open_table(WORKFLOWS)?;
+            let range = match after {
+                Some(after) => workflows.range::<&str>((
+                    std::ops::Bound::Excluded(after),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => workflows.range::<&str>(..)?,
+            };
+            let mut out = Vec::new();
+            for entry in range.take(limit) {
+                let (id, record) = entry?;
+                out.push(read_workflow(txn, id.value(), &decode(record.value())?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// One workflow with its hooks.
+    pub fn workflow(&self, id: &str) -> Result<Option<StoredWorkflow>, StoreError> {
+        self.read("read a workflow", |txn| {
+            let Some(record) = txn.open_table(WORKFLOWS)?.get(id)? else {
+                return Ok(None);
+            };
+            Ok(Some(read_workflow(txn, id, &decode(record.value())?)?))
+        })
+    }
+
+    /// One hook of the registry (`None` if unknown or removed).
+    pub fn hook(&self, id: HookId) -> Result<Option<StoredHook>, StoreError> {
+        self.read("read a hook", |txn| {
+            let Some(def) = txn.open_table(HOOK_DEFS)?.get(id)? else {
+                return Ok(None);
+            };
+            let def: HookDef = decode(def.value())?;
+            if def.removed_ms.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(read_hook(txn, id, def)?))
+        })
+    }
+
+    /// The workflow a hook belongs (or belonged) to; kept after the hook is removed, so old
+    /// deliveries still name theirs.
+    pub fn workflow_of(&self, hook: HookId) -> Result<Option<String>, StoreError> {
+        self.read("read a hook", |txn| {
+            Ok(match txn.open_table(HOOK_DEFS)?.get(hook)? {
+                Some(def) => Some(decode::<HookDef>(def.value())?.workflow),
+                None => None,
+            })
+        })
     }
 
     /// Deliveries in a state, oldest first, after the delivery `after` (for paging).
@@ -309,30 +412,6 @@ impl Store {
         })
     }
 
-    /// Every hook's state, in hook order.
-    pub fn hooks(&self) -> Result<Vec<HookStatus>, StoreError> {
-        self.read("read the hooks", |txn| {
-            let hooks = txn.open_table(HOOKS)?;
-            let counts = txn.open_table(PENDING_COUNTS)?;
-            let mut out = Vec::with_capacity(self.inner.hooks);
-            for index in 0..u32::try_from(self.inner.hooks).unwrap_or(u32::MAX) {
-                let record: HookRecord = match hooks.get(index)? {
-                    Some(value) => decode(value.value())?,
-                    None => HookRecord::default(),
-                };
-                let waiting = counts.get(index)?.map_or(0, |v| v.value());
-                out.push(HookStatus {
-                    index,
-                    enabled: record.disabled_ms.is_none(),
-                    disabled_at: record.disabled_ms.map(rfc3339),
-                    consecutive_failures: record.consecutive_failures,
-                    pending: waiting,
-                });
-            }
-            Ok(out)
-        })
-    }
-
     /// How many hooks a 410 Gone disabled.
     pub fn disabled_hooks(&self) -> Result<usize, StoreError> {
         self.read("read the hooks", |txn| {
@@ -368,9 +447,7 @@ impl Store {
         })
     }
 
-    fn head_now(&self, hook: usize) -> Result<Head, StoreError> {
-        let hook =
-            u32::try_from(hook).map_err(|_| StoreError::corrupt(format!("no hook {hook}")))?;
+    fn head_now(&self, hook: HookId) -> Result<Head, StoreError> {
         self.read("read a hook's queue", |txn| {
             if let Some(value) = txn.open_table(HOOKS)?.get(hook)? {
                 let record: HookRecord = decode(value.value())?;
@@ -401,7 +478,7 @@ impl Store {
             };
             Ok(Head::Ready(Delivery {
                 id,
-                hook: hook as usize,
+                hook,
                 webhook_id: record.webhook_id,
                 body,
                 attempts: record.round_attempts,
@@ -409,11 +486,74 @@ impl Store {
             }))
         })
     }
+
+    /// The stored body of event `id` (`None` once pruned, or if no hook fired for it).
+    pub fn event_body(&self, id: u64) -> Result<Option<Bytes>, StoreError> {
+        self.read("read an event", |txn| {
+            Ok(txn
+                .open_table(EVENT_BODIES)?
+                .get(id)?
+                .map(|v| Bytes::copy_from_slice(v.value())))
+        })
+    }
+}
+
+/// A workflow's record with its hooks read in.
+fn read_workflow(
+    txn: &redb::ReadTransaction,
+    id: &str,
+    record: &WorkflowRecord,
+) -> Result<StoredWorkflow, ReadError> {
+    let defs = txn.open_table(HOOK_DEFS)?;
+    let mut hooks = Vec::with_capacity(record.hooks.len());
+    for &hook in &record.hooks {
+        let Some(def) = defs.get(hook)? else {
+            return Err(ReadError::Corrupt(format!(
+                "workflow {id} names hook {hook}, which has no definition"
+            )));
+        };
+        hooks.push(read_hook(txn, hook, decode(def.value())?)?);
+    }
+    Ok(StoredWorkflow {
+        id: id.to_string(),
+        created_at: from_millis(record.created_ms),
+        updated_at: from_millis(record.updated_ms),
+        hooks,
+        secrets: secrets_of(record).map_err(ReadError::Corrupt)?,
+    })
+}
+
+pub(crate) fn secrets_of(record: &WorkflowRecord) -> Result<WorkflowSecrets, String> {
+    let parse = |text: &str| {
+        text.parse::<Secret>()
+            .map_err(|e| format!("a stored secret does not read: {e}"))
+    };
+    Ok(WorkflowSecrets {
+        current: parse(&record.secret)?,
+        previous: match &record.previous_secret {
+            Some((secret, until)) => Some((parse(secret)?, from_millis(*until))),
+            None => None,
+        },
+    })
+}
+
+fn read_hook(txn: &redb::ReadTransaction, id: HookId, def: HookDef) -> Result<StoredHook, ReadError> {
+    let state: HookRecord = match txn.open_table(HOOKS)?.get(id)? {
+        Some(value) => decode(value.value())?,
+        None => HookRecord::default(),
+    };
+    let pending = txn.open_table(PENDING_COUNTS)?.get(id)?.map_or(0, |v| v.value());
+    Ok(StoredHook {
+        id,
+        workflow: def.workflow,
+        hook: def.hook,
+        status: HookStatus::new(&state, pending),
+    })
 }
 
 #[async_trait::async_trait]
 impl Outbox for Store {
-    async fn head(&self, hook: usize) -> Result<Head, OutboxError> {
+    async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
         self.head_now(hook).map_err(OutboxError::new)
     }
 
@@ -431,7 +571,7 @@ impl Outbox for Store {
 }
 
 /// A read's failure: redb's, or a record that does not decode.
-enum ReadError {
+pub(crate) enum ReadError {
     Storage(redb::Error),
     Corrupt(String),
 }
@@ -442,477 +582,11 @@ impl<E: Into<redb::Error>> From<E> for ReadError {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ReadError::Corrupt(format!("a record does not decode: {e}")))
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
-}
-
-enum Opened {
-    Storage(redb::Error),
-    Refused(StoreError),
-}
-
-impl<E: Into<redb::Error>> From<E> for Opened {
-    fn from(e: E) -> Opened {
-        Opened::Storage(e.into())
-    }
-}
-
-/// Creates the tables, checks the format, and checks (then records) the hook fingerprint.
-fn check_format_and_hooks(txn: &WriteTransaction, fingerprint: &str) -> Result<(), Opened> {
-    for table in [DELIVERIES, EVENT_BODIES] {
-        txn.open_table(table)?;
-    }
-    txn.open_table(EVENT_REFS)?;
-    txn.open_table(BY_STATE)?;
-    txn.open_table(DELIVERED_AT)?;
-    txn.open_table(ATTEMPTS)?;
-    txn.open_table(HOOKS)?;
-    txn.open_table(PENDING_COUNTS)?;
-    let mut counters = txn.open_table(COUNTERS)?;
-    let format = counters.get("format")?.map(|v| v.value());
-    match format {
-        None => {
-            counters.insert("format", FORMAT)?;
-        }
-        Some(FORMAT) => {}
-        Some(other) => {
-            return Err(Opened::Refused(StoreError::corrupt(format!(
-                "the store has format {other}; this version reads format {FORMAT}"
-            ))));
-        }
-    }
-    let mut settings = txn.open_table(SETTINGS)?;
-    let known = settings.get("hooks")?.map(|v| v.value().to_string());
-    if known.as_deref() != Some(fingerprint) {
-        let pending = txn.open_table(PENDING)?.len()?;
-        if known.is_some() && pending > 0 {
-            return Err(Opened::Refused(StoreError::hooks_changed(pending)));
-        }
-        settings.insert("hooks", fingerprint)?;
-        let generation = counters.get("generation")?.map_or(0, |v| v.value());
-        counters.insert("generation", generation + 1)?;
-        // Hook states belong to the old list (which has nothing pending).
-        txn.delete_table(HOOKS)?;
-        txn.open_table(HOOKS)?;
-        txn.delete_table(PENDING_COUNTS)?;
-        txn.open_table(PENDING_COUNTS)?;
-    }
-    Ok(())
-}
-
-/// The writer: takes the jobs waiting (up to a count and a byte budget), applies them in one
-/// transaction, commits once, then answers each. Ends when every `Store` is dropped.
-fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, broken: &Mutex<Option<String>>) {
-    let mut last_durable = Instant::now();
-    let mut carried = None;
-    while let Some(first) = carried.take().or_else(|| jobs.recv().ok()) {
-        let mut bytes = first.bytes();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    bytes += job.bytes();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        if bytes > MAX_BATCH_BYTES && batch.len() > 1 {
-            carried = batch.pop();
-        }
-        let only_records = batch.iter().all(|job| matches!(job, Job::Record(..)));
-        let durable = !only_records || last_durable.elapsed() >= RECORD_SYNC_INTERVAL;
-        match commit(db, &batch, durable) {
-            Ok(done) => {
-                if durable {
-                    last_durable = Instant::now();
-                }
-                for (job, done) in batch.into_iter().zip(done) {
-                    answer(job, Ok(done));
-                }
-            }
-            Err(e) if is_io(&e) => {
-                tracing::error!("the store could not commit {} job(s): {e}", batch.len());
-                let reason = format!("cannot write the store: {e}");
-                broken
-                    .lock()
-                    .expect("not poisoned")
-                    .get_or_insert_with(|| reason.clone());
-                for job in batch {
-                    answer(job, Err(StoreError::corrupt(reason.clone())));
-                }
-            }
-            Err(_) => {
-                // Not the disk: one job is at fault. Commit each on its own, so the others in
-                // the batch (other clients' events) are not refused for it.
-                for job in batch {
-                    let result = commit(db, std::slice::from_ref(&job), true);
-                    match result {
-                        Ok(mut done) => answer(job, Ok(done.remove(0))),
-                        Err(e) => {
-                            tracing::error!("the store could not commit a job: {e}");
-                            answer(
-                                job,
-                                Err(StoreError::corrupt(format!("cannot write the store: {e}"))),
-                            );
-                        }
-                    }
-                }
-                last_durable = Instant::now();
-            }
-        }
-    }
-}
-
-/// Whether a failure came from the disk (after which redb refuses writes until reopened).
-fn is_io(error: &redb::Error) -> bool {
-    matches!(error, redb::Error::Io(_) | redb::Error::PreviousIo)
-}
-
-impl Job {
-    /// The bytes a job brings into a transaction, for the batch budget.
-    fn bytes(&self) -> usize {
-        match self {
-            Job::Append(events, _) => events
-                .iter()
-                .map(|e| e.body.len() + 200 * e.deliveries.len())
-                .sum(),
-            _ => 200,
-        }
-    }
-}
-
-fn commit(db: &Database, batch: &[Job], durable: bool) -> Result<Vec<Done>, redb::Error> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })?;
-    let now = millis(SystemTime::now());
-    let mut done = Vec::with_capacity(batch.len());
-    for job in batch {
-        done.push(apply(&txn, job, now)?);
-    }
-    txn.commit()?;
-    Ok(done)
-}
-
-fn answer(job: Job, result: Result<Done, StoreError>) {
-    // A caller that stopped waiting is no error of the store's.
-    macro_rules! reply {
-        ($reply:expr, $pattern:pat => $value:expr) => {{
-            let _ = $reply.send(result.map(|done| match done {
-                $pattern => $value,
-                _ => unreachable!("each job gets its own kind of result"),
-            }));
-        }};
-    }
-    match job {
-        Job::Append(_, reply) => reply!(reply, Done::Append(accepted) => accepted),
-        Job::Record(_, reply) => reply!(reply, Done::Record => ()),
-        Job::Replay(_, reply) => reply!(reply, Done::Replay(replay) => replay),
-        Job::Enable(_, reply) => reply!(reply, Done::Enable(was) => was),
-        Job::Prune(_, reply) => reply!(reply, Done::Prune(n) => n),
-    }
-}
-
-fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Error> {
-    Ok(match job {
-        Job::Append(events, _) => Done::Append(append(txn, events, now)?),
-        Job::Record(record, _) => {
-            let (delivery, attempt, outcome) = &**record;
-            self::record(txn, delivery, attempt, outcome, now)?;
-            Done::Record
-        }
-        Job::Replay(id, _) => Done::Replay(replay(txn, *id)?),
-        Job::Enable(hook, _) => Done::Enable(enable(txn, *hook)?),
-        Job::Prune(cutoff, _) => Done::Prune(prune(txn, *cutoff)?),
-    })
-}
-
-fn next_id(counters: &mut redb::Table<'_, &str, u64>, name: &str) -> Result<u64, redb::Error> {
-    let id = counters.get(name)?.map_or(1, |v| v.value());
-    counters.insert(name, id + 1)?;
-    Ok(id)
-}
-
-fn append(
-    txn: &WriteTransaction,
-    events: &[NewEvent],
-    now: u64,
-) -> Result<Vec<AcceptedEvent>, redb::Error> {
-    let mut counters = txn.open_table(COUNTERS)?;
-    let mut bodies = txn.open_table(EVENT_BODIES)?;
-    let mut refs = txn.open_table(EVENT_REFS)?;
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let mut pending = txn.open_table(PENDING)?;
-    let mut by_state = txn.open_table(BY_STATE)?;
-    let generation = counters.get("generation")?.map_or(0, |v| v.value());
-    let mut added: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
-    let mut accepted = Vec::with_capacity(events.len());
-    for event in events {
-        if event.deliveries.is_empty() {
-            accepted.push(AcceptedEvent {
-                deliveries: Vec::new(),
-            });
-            continue;
-        }
-        let event_id = next_id(&mut counters, "next_event")?;
-        bodies.insert(event_id, event.body.as_ref())?;
-        refs.insert(
-            event_id,
-            u32::try_from(event.deliveries.len()).unwrap_or(u32::MAX),
-        )?;
-        let mut made = Vec::with_capacity(event.deliveries.len());
-        for new in &event.deliveries {
-            let id = next_id(&mut counters, "next_delivery")?;
-            let hook = u32::try_from(new.hook).unwrap_or(u32::MAX);
-            let record = DeliveryRecord {
-                hook,
-                event: event_id,
-                webhook_id: new.webhook_id.clone(),
-                state: DeliveryState::Pending,
-                round_attempts: 0,
-                attempts: 0,
-                created_ms: now,
-                next_attempt_ms: None,
-                finished_ms: None,
-                failure: None,
-                generation,
-            };
-            deliveries.insert(id, encode(&record).as_slice())?;
-            pending.insert((hook, id), ())?;
-            *added.entry(hook).or_default() += 1;
-            by_state.insert((DeliveryState::Pending.code(), id), ())?;
-            made.push(AcceptedDelivery {
-                id,
-                hook,
-                webhook_id: new.webhook_id.clone(),
-            });
-        }
-        accepted.push(AcceptedEvent { deliveries: made });
-    }
-    for (hook, n) in added {
-        count_pending(txn, hook, |count| count + n)?;
-    }
-    Ok(accepted)
-}
-
-fn count_pending(
-    txn: &WriteTransaction,
-    hook: u32,
-    change: impl FnOnce(u64) -> u64,
-) -> Result<(), redb::Error> {
-    let mut counts = txn.open_table(PENDING_COUNTS)?;
-    let count = change(counts.get(hook)?.map_or(0, |v| v.value()));
-    if count == 0 {
-        counts.remove(hook)?;
-    } else {
-        counts.insert(hook, count)?;
-    }
-    Ok(())
-}
-
-fn load(
-    deliveries: &redb::Table<'_, u64, &[u8]>,
-    id: u64,
-) -> Result<Option<DeliveryRecord>, redb::Error> {
-    let Some(value) = deliveries.get(id)? else {
-        return Ok(None);
-    };
-    match serde_json::from_slice(value.value()) {
-        Ok(record) => Ok(Some(record)),
-        Err(e) => {
-            tracing::error!(
-                delivery = id,
-                "a delivery record does not decode ({e}); leaving it alone"
-            );
-            Ok(None)
-        }
-    }
-}
-
-fn set_state(
-    txn: &WriteTransaction,
-    id: u64,
-    from: DeliveryState,
-    to: DeliveryState,
-) -> Result<(), redb::Error> {
-    let mut by_state = txn.open_table(BY_STATE)?;
-    by_state.remove((from.code(), id))?;
-    by_state.insert((to.code(), id), ())?;
-    Ok(())
-}
-
-fn update_hook(
-    txn: &WriteTransaction,
-    hook: u32,
-    change: impl FnOnce(&mut HookRecord),
-) -> Result<HookRecord, redb::Error> {
-    let mut hooks = txn.open_table(HOOKS)?;
-    let mut record: HookRecord = hooks
-        .get(hook)?
-        .and_then(|v| serde_json::from_slice(v.value()).ok())
-        .unwrap_or_default();
-    let before = record.clone();
-    change(&mut record);
-    if record.disabled_ms != before.disabled_ms
-        || record.consecutive_failures != before.consecutive_failures
-    {
-        hooks.insert(hook, encode(&record).as_slice())?;
-    }
-    Ok(before)
-}
-
-fn record(
-    txn: &WriteTransaction,
-    delivery: &Delivery,
-    attempt: &Attempt,
-    outcome: &Outcome,
-    now: u64,
-) -> Result<(), redb::Error> {
-    let id = delivery.id;
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let Some(mut record) = load(&deliveries, id)? else {
-        tracing::warn!(
-            delivery = id,
-            "an attempt was recorded for a delivery that is gone"
-        );
-        return Ok(());
-    };
-    if record.state != DeliveryState::Pending {
-        tracing::warn!(
-            delivery = id,
-            state = record.state.as_str(),
-            "an attempt was recorded for a settled delivery"
-        );
-        return Ok(());
-    }
-    record.attempts += 1;
-    record.round_attempts += 1;
-    let (status, error) = match &attempt.result {
-        AttemptResult::Status(status) => (Some(*status), None),
-        AttemptResult::Error(error) => (None, Some(error.clone())),
-    };
-    let stored = AttemptRecord {
-        at_ms: millis(attempt.at),
-        latency_us: u64::try_from(attempt.latency.as_micros()).unwrap_or(u64::MAX),
-        status,
-        error,
-    };
-    txn.open_table(ATTEMPTS)?
-        .insert((id, record.attempts), encode(&stored).as_slice())?;
-    let hook = record.hook;
-    match outcome {
-        Outcome::Delivered => {
-            record.state = DeliveryState::Delivered;
-            record.finished_ms = Some(now);
-            record.next_attempt_ms = None;
-            txn.open_table(PENDING)?.remove((hook, id))?;
-            count_pending(txn, hook, |count| count.saturating_sub(1))?;
-            set_state(txn, id, DeliveryState::Pending, DeliveryState::Delivered)?;
-            txn.open_table(DELIVERED_AT)?.insert((now, id), ())?;
-            update_hook(txn, hook, |h| h.consecutive_failures = 0)?;
-        }
-        Outcome::Retry { at } => {
-            record.next_attempt_ms = Some(millis(*at));
-            update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
-        }
-        Outcome::Failed { reason } => {
-            record.state = DeliveryState::Failed;
-            record.finished_ms = Some(now);
-            record.next_attempt_ms = None;
-            record.failure = Some(reason.clone());
-            txn.open_table(PENDING)?.remove((hook, id))?;
-            count_pending(txn, hook, |count| count.saturating_sub(1))?;
-            set_state(txn, id, DeliveryState::Pending, DeliveryState::Failed)?;
-            update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
-        }
-        Outcome::HookGone => {
-            // The delivery waits with the hook; enabling starts it on a fresh schedule.
-            record.round_attempts = 0;
-            record.next_attempt_ms = None;
-            update_hook(txn, hook, |h| {
-                h.consecutive_failures += 1;
-                h.disabled_ms = Some(now);
-            })?;
-        }
-    }
-    deliveries.insert(id, encode(&record).as_slice())?;
-    Ok(())
-}
-
-fn replay(txn: &WriteTransaction, id: DeliveryId) -> Result<Replay, redb::Error> {
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let Some(mut record) = load(&deliveries, id)? else {
-        return Ok(Replay::NotFound);
-    };
-    if record.state != DeliveryState::Failed {
-        return Ok(Replay::NotFailed(record.state));
-    }
-    let generation = txn
-        .open_table(COUNTERS)?
-        .get("generation")?
-        .map_or(0, |v| v.value());
-    if record.generation != generation {
-        return Ok(Replay::OtherHookList);
-    }
-    record.state = DeliveryState::Pending;
-    record.round_attempts = 0;
-    record.next_attempt_ms = None;
-    record.finished_ms = None;
-    record.failure = None;
-    deliveries.insert(id, encode(&record).as_slice())?;
-    txn.open_table(PENDING)?.insert((record.hook, id), ())?;
-    count_pending(txn, record.hook, |count| count + 1)?;
-    set_state(txn, id, DeliveryState::Failed, DeliveryState::Pending)?;
-    Ok(Replay::Replayed { hook: record.hook })
-}
-
-fn enable(txn: &WriteTransaction, hook: u32) -> Result<bool, redb::Error> {
-    let before = update_hook(txn, hook, |h| {
-        h.disabled_ms = None;
-        h.consecutive_failures = 0;
-    })?;
-    Ok(before.disabled_ms.is_some())
-}
-
-/// Prunes at most this many deliveries per job, so one job never holds the writer long.
-const PRUNE_BATCH: usize = 10_000;
-
-fn prune(txn: &WriteTransaction, cutoff: u64) -> Result<usize, redb::Error> {
-    let mut delivered_at = txn.open_table(DELIVERED_AT)?;
-    let old: Vec<(u64, u64)> = delivered_at
-        .range((0, 0)..(cutoff, 0))?
-        .take(PRUNE_BATCH)
-        .map(|entry| entry.map(|(key, _)| key.value()))
-        .collect::<Result<_, _>>()?;
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let mut attempts = txn.open_table(ATTEMPTS)?;
-    let mut by_state = txn.open_table(BY_STATE)?;
-    let mut refs = txn.open_table(EVENT_REFS)?;
-    let mut bodies = txn.open_table(EVENT_BODIES)?;
-    for &(at, id) in &old {
-        delivered_at.remove((at, id))?;
-        by_state.remove((DeliveryState::Delivered.code(), id))?;
-        let event = load(&deliveries, id)?.map(|r| r.event);
-        deliveries.remove(id)?;
-        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-        if let Some(event) = event {
-            let left = refs.get(event)?.map_or(0, |v| v.value()).saturating_sub(1);
-            if left == 0 {
-                refs.remove(event)?;
-                bodies.remove(event)?;
-            } else {
-                refs.insert(event, left)?;
-            }
-        }
-    }
-    Ok(old.len())
 }

@@ -1,31 +1,33 @@
 //! The dispatcher service behind `linq-hooks serve`.
 //!
-//! The scheduler hands each event to the service over HTTP; the service stores it with one
-//! delivery per hook that fires in a durable outbox ([`linq_hooks_outbox::Store`]), answers
-//! 202 once that is committed, and delivers in the background with the
+//! A scheduler registers workflows and their hooks over HTTP (`PUT /v1/workflows/{id}`), then
+//! hands the service each event of a workflow's runs; the service stores it with one delivery
+//! per hook that fires in a durable outbox ([`linq_hooks_outbox::Store`]), answers 202 once that
+//! is committed, and delivers in the background with the
 //! [`Dispatcher`](linq_hooks_delivery::Dispatcher): in order per hook, retrying for hours,
-//! surviving restarts.
+//! signed with the workflow's own secret, surviving restarts. Hooks are live data: a workflow
+//! can be replaced while deliveries wait, and a hook that stays keeps its id and its queue.
 //!
 //! | endpoint | what it does |
 //! | --- | --- |
-//! | `POST /v1/events` | one event or an array; 202 after a durable commit, 400 (nothing stored) for an invalid body, 413 over 1 MiB |
-//! | `GET /v1/deliveries?state=pending\|delivered\|failed&limit=N&after=ID` | deliveries by state, paged |
-//! | `GET /v1/deliveries/{id}` | a delivery with its attempts |
-//! | `POST /v1/deliveries/{id}/retry` | replays a failed delivery (same `webhook-id`) |
-//! | `GET /v1/hooks` | each hook and its state |
-//! | `POST /v1/hooks/{index}/enable` | enables a hook a 410 disabled |
-//! | `GET /healthz` | 200 when ready (never needs the token) |
-//! | `GET /metrics` | Prometheus text |
+//! | `PUT /v1/workflows/{workflow_id}` | creates (201, with the secret) or replaces (200) a workflow's hooks |
+//! | `GET /v1/workflows`, `GET`/`DELETE /v1/workflows/{workflow_id}` | the registry |
+//! | `GET /v1/workflows/{workflow_id}/secret`, `POST …/secret/rotate` | the workflow's signing secret |
+//! | `POST /v1/workflows/{workflow_id}/events` | events of that workflow: 202 after a durable commit |
+//! | `POST /v1/events` | events of the workflow `default` |
+//! | `GET /v1/hooks`, `GET`/`PATCH /v1/hooks/{hook_id}`, `POST /v1/hooks/{hook_id}/enable` | hooks by id |
+//! | `GET /v1/deliveries?state=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries |
+//! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
+//!
+//! The whole API is described by [`openapi`] (also `schemas/openapi.json`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use linq_hooks_service::{Service, ServiceConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let hooks = linq_hooks_model::parse_hooks(&std::fs::read_to_string("hooks.json")?)?.hooks;
 //! let transport = Arc::new(linq_hooks_http::HttpTransport::new()?);
-//! let config = ServiceConfig::new(hooks, "linq-hooks.redb");
-//! let service = Service::start(config, transport).await?;
+//! let service = Service::start(ServiceConfig::new("linq-hooks.redb"), transport).await?;
 //! println!("listening on {}", service.local_addr());
 //! service.run_until(async { tokio::signal::ctrl_c().await.unwrap() }).await;
 //! # Ok(())
@@ -34,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod live;
 mod metrics;
 
 use std::fmt;
@@ -43,19 +46,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use linq_hooks_delivery::{Config, Dispatcher, RetryPolicy};
-use linq_hooks_filter::Matcher;
 use linq_hooks_model::Hook;
-use linq_hooks_outbox::Store;
+use linq_hooks_outbox::{Store, WorkflowChange};
 use linq_hooks_transport::Transport;
-use sha2::Digest;
 use tokio::net::TcpListener;
 
-use crate::api::State;
+pub use crate::api::openapi;
+use crate::api::AppState;
+pub use crate::live::DEFAULT_WORKFLOW;
+use crate::live::{ChangeError, Live};
 use crate::metrics::{MeteredOutbox, Metrics};
 
 /// How often delivered records older than the retention are pruned.
@@ -64,15 +64,17 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// How the service runs. Every field has the documented default of `linq-hooks serve`.
 ///
 /// ```
-/// let config = linq_hooks_service::ServiceConfig::new(Vec::new(), "store.redb");
+/// let config = linq_hooks_service::ServiceConfig::new("store.redb");
 /// assert_eq!(config.listen.to_string(), "127.0.0.1:8625");
 /// assert_eq!(config.delivery.policy.to_string(), "5s,5m,30m,2h,5h,10h,10h");
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServiceConfig {
-    /// The hooks; deliveries refer to them by index.
-    pub hooks: Vec<Hook>,
+    /// Hooks to make the workflow [`DEFAULT_WORKFLOW`] at start (`serve --hooks FILE`), applied
+    /// with the same rules as a `PUT`: hooks that stay keep their ids and queues. `None` leaves
+    /// the registry as stored.
+    pub default_hooks: Option<Vec<Hook>>,
     /// The store file.
     pub store: PathBuf,
     /// Where the API listens (default `127.0.0.1:8625`).
@@ -80,8 +82,9 @@ pub struct ServiceConfig {
     /// When set, every endpoint but `/healthz` requires `Authorization: Bearer <token>`.
     /// Required to listen on anything but a loopback address.
     pub token: Option<String>,
-    /// Signing secrets, requests in flight, and the retry schedule (default for the service:
-    /// 5s, 5m, 30m, 2h, 5h, 10h, 10h).
+    /// Requests in flight and the retry schedule (default for the service: 5s, 5m, 30m, 2h, 5h,
+    /// 10h, 10h). Its secrets, when given (`--secret`), are the `default` workflow's; every
+    /// other workflow has its own, made when it is created.
     pub delivery: Config,
     /// How long requests in flight may take to finish at shutdown (default 10 s).
     pub shutdown_grace: Duration,
@@ -90,10 +93,10 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// The defaults, for these hooks and this store file.
-    pub fn new(hooks: Vec<Hook>, store: impl Into<PathBuf>) -> ServiceConfig {
+    /// The defaults, for this store file.
+    pub fn new(store: impl Into<PathBuf>) -> ServiceConfig {
         ServiceConfig {
-            hooks,
+            default_hooks: None,
             store: store.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8625)),
             token: None,
@@ -108,7 +111,7 @@ impl ServiceConfig {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let mut config = linq_hooks_service::ServiceConfig::new(Vec::new(), "unused.redb");
+/// let mut config = linq_hooks_service::ServiceConfig::new("unused.redb");
 /// config.listen = "0.0.0.0:0".parse().unwrap();
 /// let transport = std::sync::Arc::new(NoTransport);
 /// let err = linq_hooks_service::Service::start(config, transport).await.unwrap_err();
@@ -131,6 +134,7 @@ enum StartErrorKind {
     EmptyToken,
     Bind(SocketAddr, std::io::Error),
     Store(linq_hooks_outbox::StoreError),
+    Default(RegistryError),
 }
 
 impl StartError {
@@ -147,10 +151,13 @@ impl StartError {
         matches!(self.kind, StartErrorKind::Bind(..))
     }
 
-    /// The store could not be opened (unwritable, locked by another `serve`, or holding
-    /// deliveries for a different hook list).
+    /// The store could not be opened (unwritable, locked by another `serve`, another format),
+    /// or the `default` workflow could not be stored in it.
     pub fn is_store(&self) -> bool {
-        matches!(self.kind, StartErrorKind::Store(_))
+        matches!(
+            self.kind,
+            StartErrorKind::Store(_) | StartErrorKind::Default(_)
+        )
     }
 }
 
@@ -165,8 +172,9 @@ impl fmt::Display for StartError {
             StartErrorKind::EmptyToken => {
                 f.write_str("the token is empty; give a real one, or none")
             }
-            StartErrorKind::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
-            StartErrorKind::Store(e) => write!(f, "{e}"),
+            StartErrorKind::Bind(addr, _) => write!(f, "cannot listen on {addr}"),
+            StartErrorKind::Store(_) => f.write_str("cannot use the store"),
+            StartErrorKind::Default(_) => f.write_str("cannot register the hook file as the workflow `default`"),
         }
     }
 }
@@ -177,6 +185,7 @@ impl std::error::Error for StartError {
             StartErrorKind::Insecure(_) | StartErrorKind::EmptyToken => None,
             StartErrorKind::Bind(_, e) => Some(e),
             StartErrorKind::Store(e) => Some(e),
+            StartErrorKind::Default(e) => Some(e),
         }
     }
 }
@@ -184,7 +193,7 @@ impl std::error::Error for StartError {
 /// A started service: the store is open, the port bound, the dispatcher running.
 pub struct Service {
     listener: TcpListener,
-    state: Arc<State>,
+    state: Arc<AppState>,
     dispatching: tokio::task::JoinHandle<()>,
     pruning: tokio::task::JoinHandle<()>,
     shutdown_grace: Duration,
@@ -198,8 +207,62 @@ impl fmt::Debug for Service {
     }
 }
 
+/// A handle on a running service's registry, for changes from outside the API (`serve`
+/// re-reading its `--hooks` file on SIGHUP). Clones share the service.
+#[derive(Clone)]
+pub struct Registry {
+    live: Arc<Live>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// Why a registry change failed.
+///
+/// ```
+/// fn explain(e: &linq_hooks_service::RegistryError) -> String {
+///     format!("not applied: {e}")
+/// }
+/// ```
+#[derive(Debug)]
+pub struct RegistryError(ChangeError);
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ChangeError::NotFound => f.write_str("no such workflow or hook"),
+            ChangeError::Store(_) => f.write_str("the store failed"),
+            ChangeError::Random(_) => f.write_str("no random source for a secret"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            ChangeError::NotFound => None,
+            ChangeError::Store(e) => Some(e),
+            ChangeError::Random(e) => Some(e),
+        }
+    }
+}
+
+impl Registry {
+    /// Creates or replaces workflow `id` with `hooks`, as `PUT /v1/workflows/{id}` does.
+    pub async fn put(&self, id: &str, hooks: Vec<Hook>) -> Result<WorkflowChange, RegistryError> {
+        self.live
+            .put(id.to_string(), hooks)
+            .await
+            .map_err(RegistryError)
+    }
+}
+
 impl Service {
-    /// Opens the store, binds the address and starts delivering what the store holds.
+    /// Opens the store, applies [`ServiceConfig::default_hooks`], binds the address and starts
+    /// delivering what the store holds.
     pub async fn start(
         config: ServiceConfig,
         transport: Arc<dyn Transport>,
@@ -214,12 +277,10 @@ impl Service {
                 kind: StartErrorKind::Insecure(config.listen),
             });
         }
-        let hooks: Arc<[Hook]> = config.hooks.into();
-        let store = Store::open(&config.store, hooks.len(), &fingerprint(&hooks)).map_err(|e| {
-            StartError {
-                kind: StartErrorKind::Store(e),
-            }
-        })?;
+        let store_error = |e| StartError {
+            kind: StartErrorKind::Store(e),
+        };
+        let store = Store::open(&config.store).map_err(store_error)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError {
@@ -230,17 +291,26 @@ impl Service {
             store: store.clone(),
             metrics: metrics.clone(),
         });
-        let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox, config.delivery);
+        let default_secrets =
+            (!config.delivery.secrets.is_empty()).then(|| config.delivery.secrets.clone());
+        let dispatcher = Dispatcher::without_hooks(transport, outbox, config.delivery);
+        let live = Arc::new(Live::load(store.clone(), dispatcher.clone(), default_secrets).map_err(store_error)?);
+        if let Some(hooks) = config.default_hooks {
+            let change = live
+                .put(DEFAULT_WORKFLOW.to_string(), hooks)
+                .await
+                .map_err(|e| StartError {
+                    kind: StartErrorKind::Default(RegistryError(e)),
+                })?;
+            log_change(&change);
+        }
         let dispatching = tokio::spawn({
             let dispatcher = dispatcher.clone();
             async move { dispatcher.run().await }
         });
         let pruning = tokio::spawn(prune_forever(store.clone(), config.retention));
-        let state = Arc::new(State {
-            matcher: Matcher::new(&*hooks),
-            hooks,
-            store,
-            dispatcher,
+        let state = Arc::new(AppState {
+            live,
             metrics,
             token: config.token,
         });
@@ -260,52 +330,45 @@ impl Service {
             .expect("a bound listener has an address")
     }
 
+    /// A handle for registry changes while the service runs.
+    pub fn registry(&self) -> Registry {
+        Registry {
+            live: Arc::clone(&self.state.live),
+        }
+    }
+
     /// Serves until `shutdown` completes; then stops accepting, lets requests and attempts in
     /// flight finish for up to the shutdown grace, and returns. Nothing pending is lost: it
     /// stays in the store for the next start.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
-        let builder = hyper::server::conn::http1::Builder::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors, say: wait rather than spin.
-                            tracing::warn!("cannot accept a connection: {e}");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    };
-                    let state = self.state.clone();
-                    let service = service_fn(move |request: hyper::Request<Incoming>| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(api::handle(state, request).await) }
-                    });
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!("connection ended: {e}");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = api::router(Arc::clone(&self.state));
+        let mut serving = tokio::spawn(
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        tokio::select! {
+            result = &mut serving => {
+                tracing::error!("the API stopped serving: {result:?}");
             }
+            () = shutdown => {}
         }
-        drop(self.listener);
         tracing::info!("shutting down: finishing requests and attempts in flight");
-        self.state.dispatcher.shutdown();
+        let _ = stop.send(());
+        self.state.live.dispatcher.shutdown();
         self.pruning.abort();
         let finish = async {
-            graceful.shutdown().await;
+            let _ = (&mut serving).await;
             let _ = self.dispatching.await;
         };
         if tokio::time::timeout(self.shutdown_grace, finish)
             .await
             .is_err()
         {
+            serving.abort();
             tracing::warn!(
                 "the shutdown grace ran out; what was in flight stays pending in the store"
             );
@@ -313,12 +376,29 @@ impl Service {
     }
 }
 
-/// Identifies a hook list, so that a store's deliveries are never sent to a different list's
-/// hooks: the SHA-256 of the hooks' canonical JSON.
-fn fingerprint(hooks: &[Hook]) -> String {
-    let canonical = serde_json::to_vec(hooks).expect("hooks serialize");
-    let digest = sha2::Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// One line for a registry change, at `info`.
+pub fn log_change(change: &WorkflowChange) {
+    tracing::info!(
+        workflow = %change.workflow.id,
+        created = change.created,
+        kept = change.kept.len(),
+        added = change.added.len(),
+        removed = change.removed.len(),
+        cancelled_deliveries = change.cancelled_deliveries,
+        "workflow registered"
+    );
+}
+
+/// An error and its causes, `a: b: c`, for logs (ARCHITECTURE.md, "one error rule").
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn prune_forever(store: Store, retention: Duration) {
@@ -331,7 +411,7 @@ async fn prune_forever(store: Store, retention: Duration) {
                 Ok(0) => break,
                 Ok(n) => tracing::info!("pruned {n} delivered records older than the retention"),
                 Err(e) => {
-                    tracing::warn!("cannot prune the store: {e}");
+                    tracing::warn!("cannot prune the store: {}", chain(&e));
                     break;
                 }
             }

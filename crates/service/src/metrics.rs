@@ -110,7 +110,7 @@ pub(crate) struct MeteredOutbox {
 
 #[async_trait::async_trait]
 impl Outbox for MeteredOutbox {
-    async fn head(&self, hook: usize) -> Result<Head, OutboxError> {
+    async fn head(&self, hook: linq_hooks_delivery::HookId) -> Result<Head, OutboxError> {
         self.store.head(hook).await
     }
 

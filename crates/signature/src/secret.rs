@@ -52,6 +52,43 @@ impl Secret {
         Ok(Secret { key: key.into() })
     }
 
+    /// A new secret of 32 bytes from the operating system's random source (`getrandom`), as
+    /// Standard Webhooks recommends (24 to 64 bytes).
+    ///
+    /// # Errors
+    ///
+    /// When the operating system has no random source to give.
+    ///
+    /// ```
+    /// use linq_hooks_signature::Secret;
+    ///
+    /// let a = Secret::generate()?;
+    /// let b = Secret::generate()?;
+    /// assert!(a.expose_whsec().starts_with("whsec_"));
+    /// assert_ne!(a.expose_whsec(), b.expose_whsec());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn generate() -> Result<Secret, std::io::Error> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+        Ok(Secret { key: key.into() })
+    }
+
+    /// The secret's text form, `whsec_` and the key in standard base64: what a receiver is
+    /// given to verify with. It exposes the key on purpose (to store it, or to hand it to the
+    /// receiver's owner); everything else about a `Secret` keeps it hidden.
+    ///
+    /// ```
+    /// use linq_hooks_signature::Secret;
+    ///
+    /// let secret: Secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse()?;
+    /// assert_eq!(secret.expose_whsec(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    /// # Ok::<(), linq_hooks_signature::ParseSecretError>(())
+    /// ```
+    pub fn expose_whsec(&self) -> String {
+        format!("{PREFIX}{}", STANDARD.encode(&self.key))
+    }
+
     /// HMAC-SHA256 of `{msg_id}.{timestamp}.{body}` under this key.
     pub(crate) fn tag(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
         let mut mac =

@@ -1,0 +1,414 @@
+//! The writer's edits of the delivery tables, one function per job, and the format check at
+//! opening. Each runs inside the writer's transaction.
+
+use std::collections::BTreeMap;
+
+use linq_hooks_delivery::{Attempt, AttemptResult, Delivery, DeliveryId, HookId, Outcome};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use crate::error::StoreError;
+use crate::records::*;
+use crate::store::{AcceptedDelivery, AcceptedEvent, NewEvent, Replay, encode};
+
+/// The on-disk format; a store of another format is refused. Format 1 (before hook ids) named
+/// hooks by their index in a hook file.
+const FORMAT: u64 = 2;
+
+pub(crate) enum Opened {
+    Storage(redb::Error),
+    Refused(StoreError),
+}
+
+impl<E: Into<redb::Error>> From<E> for Opened {
+    fn from(e: E) -> Opened {
+        Opened::Storage(e.into())
+    }
+}
+
+/// Creates the tables and checks the format.
+pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
+    txn.open_table(DELIVERIES)?;
+    txn.open_table(EVENT_BODIES)?;
+    txn.open_table(EVENT_REFS)?;
+    txn.open_table(PENDING)?;
+    txn.open_table(BY_STATE)?;
+    txn.open_table(DELIVERED_AT)?;
+    txn.open_table(ATTEMPTS)?;
+    txn.open_table(HOOKS)?;
+    txn.open_table(PENDING_COUNTS)?;
+    txn.open_table(WORKFLOWS)?;
+    txn.open_table(HOOK_DEFS)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let format = counters.get("format")?.map(|v| v.value());
+    match format {
+        None if counters.len()? == 0 => {
+            counters.insert("format", FORMAT)?;
+        }
+        Some(FORMAT) => {}
+        found => {
+            let found = found.unwrap_or(1);
+            return Err(Opened::Refused(StoreError::corrupt(format!(
+                "the store has format {found}; this version reads format {FORMAT} \
+                 (format 1 named hooks by their place in a hook file: drain it with the version \
+                 that wrote it, or start a new store)"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+fn next_id(counters: &mut redb::Table<'_, &str, u64>, name: &str) -> Result<u64, redb::Error> {
+    let id = counters.get(name)?.map_or(1, |v| v.value());
+    counters.insert(name, id + 1)?;
+    Ok(id)
+}
+
+pub(crate) fn next_counter(txn: &WriteTransaction, name: &str) -> Result<u64, redb::Error> {
+    next_id(&mut txn.open_table(COUNTERS)?, name)
+}
+
+/// Whether a hook is in the registry (not removed).
+fn is_live(txn: &WriteTransaction, hook: HookId) -> Result<bool, redb::Error> {
+    Ok(match txn.open_table(HOOK_DEFS)?.get(hook)? {
+        Some(def) => decode_w::<HookDef>(def.value())?.removed_ms.is_none(),
+        None => false,
+    })
+}
+
+pub(crate) fn append(
+    txn: &WriteTransaction,
+    events: &[NewEvent],
+    now: u64,
+) -> Result<Vec<AcceptedEvent>, redb::Error> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let mut bodies = txn.open_table(EVENT_BODIES)?;
+    let mut refs = txn.open_table(EVENT_REFS)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut pending = txn.open_table(PENDING)?;
+    let mut by_state = txn.open_table(BY_STATE)?;
+    let defs = txn.open_table(HOOK_DEFS)?;
+    let mut live: BTreeMap<HookId, bool> = BTreeMap::new();
+    let mut accepted = Vec::with_capacity(events.len());
+    let mut added: BTreeMap<u64, u64> = BTreeMap::new();
+    for event in events {
+        if event.deliveries.is_empty() {
+            accepted.push(AcceptedEvent {
+                id: None,
+                deliveries: Vec::new(),
+            });
+            continue;
+        }
+        let event_id = next_id(&mut counters, "next_event")?;
+        bodies.insert(event_id, event.body.as_ref())?;
+        refs.insert(
+            event_id,
+            u32::try_from(event.deliveries.len()).unwrap_or(u32::MAX),
+        )?;
+        let mut made = Vec::with_capacity(event.deliveries.len());
+        for new in &event.deliveries {
+            let id = next_id(&mut counters, "next_delivery")?;
+            let hook = new.hook;
+            let is_live = match live.get(&hook) {
+                Some(&known) => known,
+                None => {
+                    let known = match defs.get(hook)? {
+                        Some(def) => decode_w::<HookDef>(def.value())?.removed_ms.is_none(),
+                        None => false,
+                    };
+                    live.insert(hook, known);
+                    known
+                }
+            };
+            let (state, finished_ms, failure) = if is_live {
+                (DeliveryState::Pending, None, None)
+            } else {
+                // Matched against a hook removed meanwhile: on record, never sent.
+                (
+                    DeliveryState::Cancelled,
+                    Some(now),
+                    Some(format!("hook_{hook} was removed before the event was stored")),
+                )
+            };
+            let record = DeliveryRecord {
+                hook,
+                event: event_id,
+                webhook_id: new.webhook_id.clone(),
+                state,
+                round_attempts: 0,
+                attempts: 0,
+                created_ms: now,
+                next_attempt_ms: None,
+                finished_ms,
+                failure,
+            };
+            deliveries.insert(id, encode(&record).as_slice())?;
+            if is_live {
+                pending.insert((hook, id), ())?;
+                *added.entry(hook).or_default() += 1;
+            }
+            by_state.insert((state.code(), id), ())?;
+            made.push(AcceptedDelivery {
+                id,
+                hook,
+                webhook_id: new.webhook_id.clone(),
+            });
+        }
+        accepted.push(AcceptedEvent {
+            id: Some(event_id),
+            deliveries: made,
+        });
+    }
+    drop((counters, bodies, refs, deliveries, pending, by_state, defs));
+    for (hook, n) in added {
+        count_pending(txn, hook, |count| count + n)?;
+    }
+    Ok(accepted)
+}
+
+pub(crate) fn count_pending(
+    txn: &WriteTransaction,
+    hook: HookId,
+    change: impl FnOnce(u64) -> u64,
+) -> Result<(), redb::Error> {
+    let mut counts = txn.open_table(PENDING_COUNTS)?;
+    let count = change(counts.get(hook)?.map_or(0, |v| v.value()));
+    if count == 0 {
+        counts.remove(hook)?;
+    } else {
+        counts.insert(hook, count)?;
+    }
+    Ok(())
+}
+
+/// A record that does not decode, in the writer: a corrupt store.
+pub(crate) fn decode_w<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| redb::Error::Corrupted(format!("a record does not decode: {e}")))
+}
+
+fn load(
+    deliveries: &redb::Table<'_, u64, &[u8]>,
+    id: u64,
+) -> Result<Option<DeliveryRecord>, redb::Error> {
+    let Some(value) = deliveries.get(id)? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(value.value()) {
+        Ok(record) => Ok(Some(record)),
+        Err(e) => {
+            tracing::error!(
+                delivery = id,
+                "a delivery record does not decode ({e}); leaving it alone"
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn set_state(
+    txn: &WriteTransaction,
+    id: u64,
+    from: DeliveryState,
+    to: DeliveryState,
+) -> Result<(), redb::Error> {
+    let mut by_state = txn.open_table(BY_STATE)?;
+    by_state.remove((from.code(), id))?;
+    by_state.insert((to.code(), id), ())?;
+    Ok(())
+}
+
+fn update_hook(
+    txn: &WriteTransaction,
+    hook: HookId,
+    change: impl FnOnce(&mut HookRecord),
+) -> Result<HookRecord, redb::Error> {
+    let mut hooks = txn.open_table(HOOKS)?;
+    let mut record: HookRecord = hooks
+        .get(hook)?
+        .and_then(|v| serde_json::from_slice(v.value()).ok())
+        .unwrap_or_default();
+    let before = record.clone();
+    change(&mut record);
+    if record.disabled_ms != before.disabled_ms
+        || record.consecutive_failures != before.consecutive_failures
+    {
+        hooks.insert(hook, encode(&record).as_slice())?;
+    }
+    Ok(before)
+}
+
+pub(crate) fn record(
+    txn: &WriteTransaction,
+    delivery: &Delivery,
+    attempt: &Attempt,
+    outcome: &Outcome,
+    now: u64,
+) -> Result<(), redb::Error> {
+    let id = delivery.id;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let Some(mut record) = load(&deliveries, id)? else {
+        tracing::warn!(
+            delivery = id,
+            "an attempt was recorded for a delivery that is gone"
+        );
+        return Ok(());
+    };
+    let (status, error) = match &attempt.result {
+        AttemptResult::Status(status) => (Some(*status), None),
+        AttemptResult::Error(error) => (None, Some(error.clone())),
+    };
+    let stored = AttemptRecord {
+        at_ms: millis(attempt.at),
+        latency_us: u64::try_from(attempt.latency.as_micros()).unwrap_or(u64::MAX),
+        status,
+        error,
+    };
+    if record.state != DeliveryState::Pending {
+        // Cancelled while the attempt was in flight (its hook was removed): the attempt goes on
+        // record, the state stays.
+        record.attempts += 1;
+        txn.open_table(ATTEMPTS)?
+            .insert((id, record.attempts), encode(&stored).as_slice())?;
+        deliveries.insert(id, encode(&record).as_slice())?;
+        return Ok(());
+    }
+    record.attempts += 1;
+    record.round_attempts += 1;
+    txn.open_table(ATTEMPTS)?
+        .insert((id, record.attempts), encode(&stored).as_slice())?;
+    let hook = record.hook;
+    match outcome {
+        Outcome::Delivered => {
+            record.state = DeliveryState::Delivered;
+            record.finished_ms = Some(now);
+            record.next_attempt_ms = None;
+            txn.open_table(PENDING)?.remove((hook, id))?;
+            count_pending(txn, hook, |count| count.saturating_sub(1))?;
+            set_state(txn, id, DeliveryState::Pending, DeliveryState::Delivered)?;
+            txn.open_table(DELIVERED_AT)?.insert((now, id), ())?;
+            update_hook(txn, hook, |h| h.consecutive_failures = 0)?;
+        }
+        Outcome::Retry { at } => {
+            record.next_attempt_ms = Some(millis(*at));
+            update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
+        }
+        Outcome::Failed { reason } => {
+            record.state = DeliveryState::Failed;
+            record.finished_ms = Some(now);
+            record.next_attempt_ms = None;
+            record.failure = Some(reason.clone());
+            txn.open_table(PENDING)?.remove((hook, id))?;
+            count_pending(txn, hook, |count| count.saturating_sub(1))?;
+            set_state(txn, id, DeliveryState::Pending, DeliveryState::Failed)?;
+            update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
+        }
+        Outcome::HookGone => {
+            // The delivery waits with the hook; enabling starts it on a fresh schedule.
+            record.round_attempts = 0;
+            record.next_attempt_ms = None;
+            update_hook(txn, hook, |h| {
+                h.consecutive_failures += 1;
+                h.disabled_ms = Some(now);
+            })?;
+        }
+    }
+    deliveries.insert(id, encode(&record).as_slice())?;
+    Ok(())
+}
+
+pub(crate) fn replay(txn: &WriteTransaction, id: DeliveryId) -> Result<Replay, redb::Error> {
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let Some(mut record) = load(&deliveries, id)? else {
+        return Ok(Replay::NotFound);
+    };
+    if record.state != DeliveryState::Failed {
+        return Ok(Replay::NotFailed(record.state));
+    }
+    if !is_live(txn, record.hook)? {
+        return Ok(Replay::HookRemoved { hook: record.hook });
+    }
+    record.state = DeliveryState::Pending;
+    record.round_attempts = 0;
+    record.next_attempt_ms = None;
+    record.finished_ms = None;
+    record.failure = None;
+    deliveries.insert(id, encode(&record).as_slice())?;
+    txn.open_table(PENDING)?.insert((record.hook, id), ())?;
+    count_pending(txn, record.hook, |count| count + 1)?;
+    set_state(txn, id, DeliveryState::Failed, DeliveryState::Pending)?;
+    Ok(Replay::Replayed { hook: record.hook })
+}
+
+pub(crate) fn enable(txn: &WriteTransaction, hook: HookId) -> Result<Option<bool>, redb::Error> {
+    if !is_live(txn, hook)? {
+        return Ok(None);
+    }
+    let before = update_hook(txn, hook, |h| {
+        h.disabled_ms = None;
+        h.consecutive_failures = 0;
+    })?;
+    Ok(Some(before.disabled_ms.is_some()))
+}
+
+/// Cancels every pending delivery of `hook` (being removed), with `reason`; returns how many.
+pub(crate) fn cancel_pending(
+    txn: &WriteTransaction,
+    hook: HookId,
+    reason: &str,
+    now: u64,
+) -> Result<u64, redb::Error> {
+    let mut pending = txn.open_table(PENDING)?;
+    let ids: Vec<u64> = pending
+        .range((hook, 0)..=(hook, u64::MAX))?
+        .map(|entry| entry.map(|(key, _)| key.value().1))
+        .collect::<Result<_, _>>()?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    for &id in &ids {
+        pending.remove((hook, id))?;
+        if let Some(mut record) = load(&deliveries, id)? {
+            record.state = DeliveryState::Cancelled;
+            record.finished_ms = Some(now);
+            record.next_attempt_ms = None;
+            record.failure = Some(reason.to_string());
+            deliveries.insert(id, encode(&record).as_slice())?;
+        }
+        set_state(txn, id, DeliveryState::Pending, DeliveryState::Cancelled)?;
+    }
+    txn.open_table(PENDING_COUNTS)?.remove(hook)?;
+    txn.open_table(HOOKS)?.remove(hook)?;
+    Ok(ids.len() as u64)
+}
+
+/// Prunes at most this many deliveries per job, so one job never holds the writer long.
+const PRUNE_BATCH: usize = 10_000;
+
+pub(crate) fn prune(txn: &WriteTransaction, cutoff: u64) -> Result<usize, redb::Error> {
+    let mut delivered_at = txn.open_table(DELIVERED_AT)?;
+    let old: Vec<(u64, u64)> = delivered_at
+        .range((0, 0)..(cutoff, 0))?
+        .take(PRUNE_BATCH)
+        .map(|entry| entry.map(|(key, _)| key.value()))
+        .collect::<Result<_, _>>()?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut attempts = txn.open_table(ATTEMPTS)?;
+    let mut by_state = txn.open_table(BY_STATE)?;
+    let mut refs = txn.open_table(EVENT_REFS)?;
+    let mut bodies = txn.open_table(EVENT_BODIES)?;
+    for &(at, id) in &old {
+        delivered_at.remove((at, id))?;
+        by_state.remove((DeliveryState::Delivered.code(), id))?;
+        let event = load(&deliveries, id)?.map(|r| r.event);
+        deliveries.remove(id)?;
+        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+        if let Some(event) = event {
+            let left = refs.get(event)?.map_or(0, |v| v.value()).saturating_sub(1);
+            if left == 0 {
+                refs.remove(event)?;
+                bodies.remove(event)?;
+            } else {
+                refs.insert(event, left)?;
+            }
+        }
+    }
+    Ok(old.len())
+}

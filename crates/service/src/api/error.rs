@@ -1,0 +1,127 @@
+//! The one error type of the API: every error answer is `{"errors": [{"path", "message"}]}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use linq_hooks_outbox::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::live::ChangeError;
+
+/// Every error answer's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// One entry per problem; a request body with several problems lists each.
+    pub(crate) errors: Vec<Problem>,
+}
+
+/// One problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Problem {
+    /// Where: a JSON path in the body (`workflow.hooks[2].parameters.url`, `[3].timestamp`), or a
+    /// parameter name (`limit`); absent when the problem is the request as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<String>,
+    /// Why.
+    pub(crate) message: String,
+}
+
+impl Problem {
+    pub(crate) fn at(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            path: Some(path.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a request failed, and so which status it gets.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// 400: the request is wrong; every problem is listed.
+    Invalid(Vec<Problem>),
+    /// 401: no or a wrong bearer token.
+    Unauthorized,
+    /// 404.
+    NotFound(String),
+    /// 409: the request conflicts with the resource's state.
+    Conflict(String),
+    /// 413.
+    TooLarge(usize),
+    /// 503: the store failed. Logged in full; the client gets a short message.
+    Store(&'static str, StoreError),
+    /// 503: no randomness for a secret.
+    Random(std::io::Error),
+}
+
+impl ApiError {
+    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid(vec![Problem::at(path, message)])
+    }
+
+    pub(crate) fn store(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+        move |e| ApiError::Store(what, e)
+    }
+
+    pub(crate) fn change(what: &'static str, not_found: String) -> impl FnOnce(ChangeError) -> ApiError {
+        move |e| match e {
+            ChangeError::NotFound => ApiError::NotFound(not_found),
+            ChangeError::Store(e) => ApiError::Store(what, e),
+            ChangeError::Random(e) => ApiError::Random(e),
+        }
+    }
+}
+
+/// `Result` of a handler.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn error_response(status: StatusCode, errors: Vec<Problem>) -> Response {
+    (status, Json(ErrorBody { errors })).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let whole = |message: String| {
+            vec![Problem {
+                path: None,
+                message,
+            }]
+        };
+        match self {
+            ApiError::Invalid(problems) => error_response(StatusCode::BAD_REQUEST, problems),
+            ApiError::Unauthorized => {
+                let mut response = error_response(
+                    StatusCode::UNAUTHORIZED,
+                    whole("missing or wrong bearer token".into()),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            ApiError::NotFound(message) => error_response(StatusCode::NOT_FOUND, whole(message)),
+            ApiError::Conflict(message) => error_response(StatusCode::CONFLICT, whole(message)),
+            ApiError::TooLarge(limit) => error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                whole(format!("the body is over {limit} bytes")),
+            ),
+            ApiError::Store(what, e) => {
+                tracing::error!("cannot {what}: {}", crate::chain(&e));
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    whole(format!(
+                        "cannot {what}: the store failed (the service's log says why); nothing was changed"
+                    )),
+                )
+            }
+            ApiError::Random(e) => {
+                tracing::error!("cannot make a secret: {e}");
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    whole("cannot make a secret: no random source".into()),
+                )
+            }
+        }
+    }
+}

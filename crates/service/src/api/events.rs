@@ -1,0 +1,133 @@
+//! Ingest: `POST /v1/events` (the `default` workflow) and `POST /v1/workflows/{id}/events`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::http::StatusCode;
+use axum::routing::post;
+use linq_hooks_events::{Event, parse_event_value};
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::types::{AcceptedDeliveryOut, IngestOut, hook_id};
+use super::workflows::workflow_path;
+use super::{AppState, Shared};
+use crate::live::DEFAULT_WORKFLOW;
+
+pub(super) fn router() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/v1/events", post(ingest_default))
+        .route("/v1/workflows/{workflow_id}/events", post(ingest))
+}
+
+/// Events of the `default` workflow's runs (the workflow `serve --hooks FILE` defines): one
+/// event or an array. 202 once stored durably, with one delivery per hook that fires; 400 with
+/// every problem, nothing stored, for an invalid body.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = Object, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
+    responses(
+        (status = 202, body = IngestOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn ingest_default(
+    state: Shared,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    accept(state, DEFAULT_WORKFLOW.to_string(), body).await
+}
+
+/// Events of one workflow's runs, matched against that workflow's hooks only: one event or an
+/// array. 202 once stored durably; 400 with every problem, nothing stored; 404 for an unknown
+/// workflow.
+#[utoipa::path(post, path = "/v1/workflows/{workflow_id}/events", tag = "events",
+    params(("workflow_id" = String, Path, description = "The workflow")),
+    request_body(content = Object, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
+    responses(
+        (status = 202, body = IngestOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn ingest(
+    state: Shared,
+    workflow: Result<Path<String>, PathRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    let workflow = workflow_path(workflow)?;
+    accept(state, workflow, body).await
+}
+
+async fn accept(
+    axum::extract::State(state): Shared,
+    workflow: String,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    let body = super::body(body)?;
+    let events = parse_events(&body)?;
+    let accepted = state
+        .live
+        .ingest(workflow.clone(), events)
+        .await
+        .map_err(ApiError::store("store the events (not stored, so not accepted)"))?
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {workflow}")))?;
+    state.metrics.events_accepted.inc_by(accepted.len() as u64);
+    let deliveries = accepted
+        .iter()
+        .enumerate()
+        .flat_map(|(event_index, event)| {
+            event.deliveries.iter().map(move |d| AcceptedDeliveryOut {
+                event_index,
+                id: d.id,
+                hook: hook_id(d.hook),
+                webhook_id: d.webhook_id.clone(),
+            })
+        })
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestOut {
+            accepted: accepted.len(),
+            deliveries,
+        }),
+    ))
+}
+
+/// One event or a non-empty array; every invalid event is reported with its path.
+fn parse_events(body: &[u8]) -> ApiResult<Vec<Event>> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("$", format!("invalid JSON: {e}")))?;
+    let (items, batch) = match &value {
+        Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
+        single => (vec![single], false),
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid(
+            "$",
+            "expected an event or a non-empty array of events",
+        ));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut problems = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_event_value(item) {
+            Ok(event) => events.push(event),
+            Err(e) => {
+                let inner = e.path().unwrap_or("$");
+                let path = match (batch, inner) {
+                    (false, inner) => inner.to_string(),
+                    (true, "$") => format!("[{i}]"),
+                    (true, inner) => format!("[{i}].{inner}"),
+                };
+                let message = e.to_string();
+                let message = message
+                    .strip_prefix(&format!("{inner}: "))
+                    .unwrap_or(&message)
+                    .to_string();
+                problems.push(Problem::at(path, message));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(events)
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
+}

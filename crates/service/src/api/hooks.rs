@@ -1,0 +1,151 @@
+//! Hooks by id: `/v1/hooks`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use linq_hooks_delivery::HookId;
+use linq_hooks_model::HookParameters;
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::types::{EnableOut, HookOut, HooksOut, hook_id};
+use super::{AppState, Shared};
+
+pub(super) fn router() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/v1/hooks", get(list))
+        .route("/v1/hooks/{hook_id}", get(get_one).patch(patch))
+        .route("/v1/hooks/{hook_id}/enable", post(enable))
+}
+
+/// A hook id from the path: `hook_` and a number.
+fn hook_path(path: Result<Path<String>, PathRejection>) -> ApiResult<HookId> {
+    let Path(id) = path.map_err(|e| ApiError::invalid("hook_id", e.body_text()))?;
+    id.strip_prefix("hook_")
+        .and_then(|n| n.parse::<HookId>().ok())
+        .ok_or_else(|| ApiError::NotFound(format!("no hook {id} (hook ids look like hook_12)")))
+}
+
+/// Every hook of every workflow, with its state.
+#[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
+    responses((status = 200, body = HooksOut), (status = 503, body = ErrorBody)))]
+pub(super) async fn list(State(state): Shared) -> ApiResult<Json<HooksOut>> {
+    let workflows = state
+        .live
+        .store
+        .workflows()
+        .map_err(ApiError::store("read the hooks"))?;
+    Ok(Json(HooksOut {
+        hooks: workflows
+            .iter()
+            .flat_map(|w| &w.hooks)
+            .map(HookOut::from)
+            .collect(),
+    }))
+}
+
+/// One hook with its state.
+#[utoipa::path(get, path = "/v1/hooks/{hook_id}", tag = "hooks",
+    params(("hook_id" = String, Path, description = "`hook_` and a number")),
+    responses((status = 200, body = HookOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn get_one(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<HookOut>> {
+    let id = hook_path(id)?;
+    let hook = state
+        .live
+        .store
+        .hook(id)
+        .map_err(ApiError::store("read a hook"))?
+        .ok_or_else(|| ApiError::NotFound(format!("no hook {}", hook_id(id))))?;
+    Ok(Json(HookOut::from(&hook)))
+}
+
+/// Changes where a hook posts: `{"parameters": {"url", "headers"}}`, validated as in a
+/// workflow. Its pending deliveries go to the new URL and headers from their next attempt,
+/// keeping their `webhook-id`.
+#[utoipa::path(patch, path = "/v1/hooks/{hook_id}", tag = "hooks",
+    params(("hook_id" = String, Path, description = "`hook_` and a number")),
+    request_body(content = Object, description = "{\"parameters\": {\"url\": \"https://…\", \"headers\": {…}}}"),
+    responses((status = 200, body = HookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn patch(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<Json<HookOut>> {
+    let id = hook_path(id)?;
+    let body = super::body(body)?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("$", format!("invalid JSON: {e}")))?;
+    let Value::Object(map) = &value else {
+        return Err(ApiError::invalid(
+            "$",
+            "expected an object with `parameters`",
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| *k != "parameters") {
+        return Err(ApiError::invalid(
+            unknown.as_str(),
+            "only `parameters` can be changed (a hook's filter and ids make it the hook it is: PUT the workflow to change them)",
+        ));
+    }
+    let parameters = map
+        .get("parameters")
+        .ok_or_else(|| ApiError::invalid("parameters", "missing required field `parameters`"))?;
+    // Read as a hook's parameters are read in a workflow, so problems get the same paths
+    // (`parameters.url`) and messages.
+    let as_hook = serde_json::json!({"filter": "on_new_plan", "parameters": parameters});
+    let parameters: HookParameters = match linq_hooks_model::parse_hooks_value(&as_hook) {
+        Ok(parsed) => parsed.hooks[0].parameters().clone(),
+        Err(e) => {
+            return Err(ApiError::Invalid(
+                e.problems()
+                    .iter()
+                    .map(|p| Problem::at(p.path(), p.message()))
+                    .collect(),
+            ));
+        }
+    };
+    let hook = state
+        .live
+        .patch(id, parameters)
+        .await
+        .map_err(ApiError::change("change a hook", format!("no hook {}", hook_id(id))))?;
+    tracing::info!(hook = %hook_id(id), workflow = %hook.workflow, url = hook.hook.parameters().url(), "hook parameters changed");
+    Ok(Json(HookOut::from(&hook)))
+}
+
+/// Enables a hook a 410 Gone disabled; its deliveries resume, in order.
+#[utoipa::path(post, path = "/v1/hooks/{hook_id}/enable", tag = "hooks",
+    params(("hook_id" = String, Path, description = "`hook_` and a number")),
+    responses((status = 200, body = EnableOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn enable(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<EnableOut>> {
+    let id = hook_path(id)?;
+    let live = Arc::clone(&state.live);
+    let enabled = tokio::spawn(async move {
+        let was = live.store.enable(id).await?;
+        live.dispatcher.wake(id);
+        Ok::<_, linq_hooks_outbox::StoreError>(was)
+    })
+    .await
+    .expect("enabling does not panic")
+    .map_err(ApiError::store("enable a hook"))?;
+    let was_disabled =
+        enabled.ok_or_else(|| ApiError::NotFound(format!("no hook {}", hook_id(id))))?;
+    if was_disabled {
+        tracing::info!(hook = %hook_id(id), "hook enabled");
+    }
+    Ok(Json(EnableOut {
+        id: hook_id(id),
+        enabled: true,
+        was_disabled,
+    }))
+}

@@ -1,0 +1,252 @@
+//! The HTTP API: an axum `Router`, one module per resource, one error type.
+//!
+//! Every error answer has the shape `{"errors": [{"path", "message"}]}` ([`error::ErrorBody`]),
+//! extractor rejections, 404 and 405 included. The OpenAPI document ([`openapi`]) is generated
+//! from the handlers and types here.
+
+mod deliveries;
+pub(crate) mod error;
+mod events;
+mod hooks;
+pub(crate) mod types;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use subtle::ConstantTimeEq;
+use utoipa::OpenApi;
+
+use crate::live::Live;
+use crate::metrics::Metrics;
+use error::{ApiError, Problem, error_response};
+use types::HealthOut;
+
+/// The largest request body; larger ones get 413.
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) live: Arc<Live>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) token: Option<String>,
+}
+
+pub(crate) type Shared = State<Arc<AppState>>;
+
+/// The whole API.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi_json))
+        .merge(events::router())
+        .merge(workflows::router())
+        .merge(hooks::router())
+        .merge(deliveries::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn(json_method_not_allowed))
+        .with_state(state)
+}
+
+/// Every endpoint but `/healthz` requires the bearer token, when there is one. The scheme is
+/// case-insensitive (RFC 9110 §11.1); the token is compared exactly, in constant time.
+async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, credentials) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credentials.trim_start_matches(' '))
+        });
+    if given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// axum answers a method a route does not have with an empty 405 and `Allow`; this gives it
+/// the error shape, keeping `Allow`.
+async fn json_method_not_allowed(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        vec![Problem {
+            path: None,
+            message: format!("{method} is not allowed on {path}"),
+        }],
+    );
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {}", request.uri().path()))
+}
+
+/// 200 while the store can write; 503 with the reason once it cannot.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
+async fn healthz(State(state): Shared) -> Response {
+    match state.live.store.health() {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(HealthOut {
+                status: "ok".into(),
+                reason: None,
+            }),
+        )
+            .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(HealthOut {
+                status: "failing".into(),
+                reason: Some(reason),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String), (status = 503, body = error::ErrorBody)))]
+async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
+    let text = state
+        .metrics
+        .render(&state.live.store)
+        .map_err(ApiError::store("read the metrics"))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    let mut response = openapi().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "linq-hooks serve",
+        description = "The dispatcher service of linq-hooks: workflows and their hooks as live data, events in, signed webhooks out (Standard Webhooks), durably, in order per hook. Every error answer is {\"errors\": [{\"path\", \"message\"}]}.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        healthz, metrics, openapi_json,
+        events::ingest_default, events::ingest,
+        workflows::list, workflows::get_one, workflows::put, workflows::delete, workflows::secret, workflows::rotate,
+        hooks::list, hooks::get_one, hooks::patch, hooks::enable,
+        deliveries::list, deliveries::get_one, deliveries::retry,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+/// Declares the bearer token.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI 3.1 document of the API, as pretty JSON (what `cargo xtask schema` writes to
+/// `schemas/openapi.json` and `GET /v1/openapi.json` serves).
+pub fn openapi() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().expect("the document serializes") + "\n"
+}
+
+/// Reads `name=value&…` query parameters, refusing unknown names.
+pub(crate) fn query_pairs<'q>(
+    query: Option<&'q str>,
+    known: &[&str],
+) -> Result<Vec<(&'q str, &'q str)>, ApiError> {
+    let mut pairs = Vec::new();
+    let mut problems = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if known.contains(&key) {
+            pairs.push((key, value));
+        } else {
+            problems.push(Problem::at(
+                key,
+                format!("unknown parameter; expected {}", known.join(", ")),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(pairs)
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
+}
+
+/// `limit`: 1 to `max`.
+pub(crate) fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(
+            "limit",
+            format!("expected a number from 1 to {max}"),
+        )),
+    }
+}
+
+/// Reads a request body, turning axum's rejection into the error shape.
+pub(crate) fn body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(MAX_BODY)
+        } else {
+            ApiError::invalid("$", format!("cannot read the body: {}", e.body_text()))
+        }
+    })
+}

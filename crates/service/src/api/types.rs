@@ -1,0 +1,309 @@
+//! The API's JSON types: what the service answers, built from the store's typed records.
+
+use std::time::SystemTime;
+
+use linq_hooks_delivery::HookId;
+use linq_hooks_events::Timestamp;
+use linq_hooks_outbox::{
+    AttemptInfo, DeliveryInfo, StoredHook, StoredWorkflow, WorkflowChange,
+};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// RFC 3339 UTC with milliseconds, as event timestamps are.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let ms = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_millis(ms).map_or_else(|| format!("{ms}ms after the epoch"), |t| t.to_string())
+}
+
+/// A hook id as the API shows it: `hook_` and its number.
+pub(crate) fn hook_id(id: HookId) -> String {
+    format!("hook_{id}")
+}
+
+/// A hook's delivery state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HookStateOut {
+    /// False after a 410 Gone, until `POST /v1/hooks/{hook_id}/enable`.
+    enabled: bool,
+    /// When a 410 disabled it (RFC 3339).
+    disabled_at: Option<String>,
+    /// Failed attempts since the last success.
+    consecutive_failures: u32,
+    /// Deliveries waiting.
+    pending: u64,
+}
+
+/// A hook: its id, its workflow, the hook in the LINQ API's form, and its state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HookOut {
+    /// `hook_` and a number; kept across edits of the workflow while it is the same hook.
+    #[schema(example = "hook_3")]
+    id: String,
+    /// The workflow it belongs to.
+    workflow_id: String,
+    /// The hook in the LINQ API's form (`filter`, `parameters`, `task_ids`, `labware_ids`,
+    /// `trigger_on`): see `schemas/hook.schema.json`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    hook: Value,
+    /// Its delivery state.
+    state: HookStateOut,
+}
+
+impl From<&StoredHook> for HookOut {
+    fn from(hook: &StoredHook) -> HookOut {
+        HookOut {
+            id: hook_id(hook.id),
+            workflow_id: hook.workflow.clone(),
+            hook: serde_json::to_value(&hook.hook).expect("a hook serializes"),
+            state: HookStateOut {
+                enabled: hook.status.enabled,
+                disabled_at: hook.status.disabled_at.map(rfc3339),
+                consecutive_failures: hook.status.consecutive_failures,
+                pending: hook.status.pending,
+            },
+        }
+    }
+}
+
+/// A workflow and its hooks.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkflowOut {
+    /// Its id: a LINQ workflow UUID or a name of 1–128 characters from `[A-Za-z0-9._-]`.
+    workflow_id: String,
+    /// When it was registered (RFC 3339).
+    created_at: String,
+    /// When it was last changed (RFC 3339).
+    updated_at: String,
+    /// Its hooks, in document order.
+    hooks: Vec<HookOut>,
+}
+
+impl From<&StoredWorkflow> for WorkflowOut {
+    fn from(workflow: &StoredWorkflow) -> WorkflowOut {
+        WorkflowOut {
+            workflow_id: workflow.id.clone(),
+            created_at: rfc3339(workflow.created_at),
+            updated_at: rfc3339(workflow.updated_at),
+            hooks: workflow.hooks.iter().map(HookOut::from).collect(),
+        }
+    }
+}
+
+/// A page of workflows.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkflowsOut {
+    pub(crate) workflows: Vec<WorkflowOut>,
+    /// Pass as `after` for the next page; null on the last.
+    pub(crate) next_after: Option<String>,
+}
+
+/// What a `PUT` changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChangesOut {
+    /// Hooks that kept their id, queue and history (their URL and headers may have changed).
+    kept: Vec<String>,
+    /// New hooks.
+    added: Vec<String>,
+    /// Hooks no longer in the workflow.
+    removed: Vec<String>,
+    /// Pending deliveries of the removed hooks, now `cancelled`.
+    cancelled_deliveries: u64,
+}
+
+/// The answer to `PUT /v1/workflows/{workflow_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PutWorkflowOut {
+    workflow_id: String,
+    /// The hooks with their ids, in document order.
+    hooks: Vec<HookOut>,
+    changes: ChangesOut,
+    /// The workflow's signing secret (`whsec_…`); only when the PUT created the workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl PutWorkflowOut {
+    pub(crate) fn new(change: &WorkflowChange, secret: Option<String>) -> PutWorkflowOut {
+        let ids = |ids: &[HookId]| ids.iter().copied().map(hook_id).collect();
+        PutWorkflowOut {
+            workflow_id: change.workflow.id.clone(),
+            hooks: change.workflow.hooks.iter().map(HookOut::from).collect(),
+            changes: ChangesOut {
+                kept: ids(&change.kept),
+                added: ids(&change.added),
+                removed: ids(&change.removed),
+                cancelled_deliveries: change.cancelled_deliveries,
+            },
+            secret,
+        }
+    }
+}
+
+/// The answer to `DELETE /v1/workflows/{workflow_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeletedOut {
+    pub(crate) workflow_id: String,
+    /// Its hooks, all removed.
+    pub(crate) removed: Vec<String>,
+    /// Their pending deliveries, now `cancelled`.
+    pub(crate) cancelled_deliveries: u64,
+}
+
+/// A workflow's signing secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SecretOut {
+    pub(crate) workflow_id: String,
+    /// The secret (`whsec_…`) webhooks are signed with.
+    pub(crate) secret: String,
+    /// After a rotation, the secret before, which also signs until `expires_at`.
+    pub(crate) previous: Option<PreviousSecretOut>,
+}
+
+/// A rotated-out secret in its grace period.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PreviousSecretOut {
+    pub(crate) secret: String,
+    /// RFC 3339.
+    pub(crate) expires_at: String,
+}
+
+/// A delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryOut {
+    id: u64,
+    /// Its hook (`hook_…`).
+    hook: String,
+    /// Its hook's workflow.
+    workflow_id: Option<String>,
+    /// The event's number.
+    event: u64,
+    /// The `webhook-id` every attempt carries.
+    webhook_id: String,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    state: String,
+    /// Attempts made.
+    attempts: u32,
+    /// RFC 3339.
+    created_at: String,
+    next_attempt_at: Option<String>,
+    /// When it was delivered, given up or cancelled.
+    finished_at: Option<String>,
+    /// Why it was given up or cancelled.
+    failure: Option<String>,
+}
+
+impl DeliveryOut {
+    pub(crate) fn new(info: &DeliveryInfo, workflow: Option<String>) -> DeliveryOut {
+        DeliveryOut {
+            id: info.id,
+            hook: hook_id(info.hook),
+            workflow_id: workflow,
+            event: info.event,
+            webhook_id: info.webhook_id.clone(),
+            state: info.state.as_str().to_string(),
+            attempts: info.attempts,
+            created_at: rfc3339(info.created_at),
+            next_attempt_at: info.next_attempt_at.map(rfc3339),
+            finished_at: info.finished_at.map(rfc3339),
+            failure: info.failure.clone(),
+        }
+    }
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveriesOut {
+    pub(crate) deliveries: Vec<DeliveryOut>,
+    /// Pass as `after` for the next page; null on the last.
+    pub(crate) next_after: Option<u64>,
+}
+
+/// One attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AttemptOut {
+    /// When it started (RFC 3339).
+    at: String,
+    /// How long it took, in milliseconds.
+    latency_ms: f64,
+    /// The HTTP status, when an answer came.
+    status: Option<u16>,
+    /// The error, when none did.
+    error: Option<String>,
+}
+
+impl From<&AttemptInfo> for AttemptOut {
+    fn from(attempt: &AttemptInfo) -> AttemptOut {
+        AttemptOut {
+            at: rfc3339(attempt.at),
+            latency_ms: attempt.latency.as_secs_f64() * 1000.0,
+            status: attempt.status,
+            error: attempt.error.clone(),
+        }
+    }
+}
+
+/// A delivery with its attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryDetailOut {
+    #[serde(flatten)]
+    pub(crate) delivery: DeliveryOut,
+    /// Every attempt, oldest first.
+    pub(crate) attempt_log: Vec<AttemptOut>,
+}
+
+/// One stored delivery, in an ingest answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AcceptedDeliveryOut {
+    /// The index of its event in the request (0 for a single event).
+    pub(crate) event_index: usize,
+    pub(crate) id: u64,
+    /// `hook_…`.
+    pub(crate) hook: String,
+    pub(crate) webhook_id: String,
+}
+
+/// The answer to an ingest: how many events were stored, and their deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestOut {
+    pub(crate) accepted: usize,
+    pub(crate) deliveries: Vec<AcceptedDeliveryOut>,
+}
+
+/// The answer to a replay.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReplayOut {
+    pub(crate) id: u64,
+    /// `pending`.
+    pub(crate) state: String,
+}
+
+/// The answer to an enable.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EnableOut {
+    /// `hook_…`.
+    pub(crate) id: String,
+    pub(crate) enabled: bool,
+    /// Whether a 410 had disabled it.
+    pub(crate) was_disabled: bool,
+}
+
+/// Every hook.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HooksOut {
+    pub(crate) hooks: Vec<HookOut>,
+}
+
+/// `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthOut {
+    /// `ok` or `failing`.
+    pub(crate) status: String,
+    /// Why it is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+}

@@ -1,0 +1,225 @@
+//! The registry: `/v1/workflows`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use linq_hooks_model::parse_hooks;
+
+use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::types::{
+    DeletedOut, PreviousSecretOut, PutWorkflowOut, SecretOut, WorkflowOut, WorkflowsOut, hook_id,
+    rfc3339,
+};
+use super::{AppState, Shared, parse_limit, query_pairs};
+
+/// How long a rotated-out secret keeps signing.
+const ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most workflows one page holds.
+const MAX_LIMIT: usize = 1000;
+
+pub(super) fn router() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/v1/workflows", get(list))
+        .route(
+            "/v1/workflows/{workflow_id}",
+            get(get_one).put(put).delete(delete),
+        )
+        .route("/v1/workflows/{workflow_id}/secret", get(secret))
+        .route("/v1/workflows/{workflow_id}/secret/rotate", post(rotate))
+}
+
+/// A workflow id from the path: a LINQ workflow UUID or a name of 1–128 characters from
+/// `[A-Za-z0-9._-]`.
+pub(super) fn workflow_path(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    let Path(id) = path.map_err(|e| ApiError::invalid("workflow_id", e.body_text()))?;
+    let valid = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::invalid(
+            "workflow_id",
+            "expected a workflow UUID or a name of 1 to 128 characters from A-Z, a-z, 0-9, `.`, `_` and `-`",
+        ))
+    }
+}
+
+/// Workflows ordered by id, paged: `?limit=N&after=ID`.
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
+    params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
+           ("after" = Option<String>, Query, description = "The `next_after` of the page before")),
+    responses((status = 200, body = WorkflowsOut), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> ApiResult<Json<WorkflowsOut>> {
+    let (mut limit, mut after) = (100, None);
+    for (key, value) in query_pairs(query.as_deref(), &["limit", "after"])? {
+        match key {
+            "limit" => limit = parse_limit(value, MAX_LIMIT)?,
+            _ => after = Some(value.to_string()),
+        }
+    }
+    let workflows = state
+        .live
+        .store
+        .list_workflows(after.as_deref(), limit)
+        .map_err(ApiError::store("list workflows"))?;
+    let next_after = (workflows.len() == limit)
+        .then(|| workflows.last().map(|w| w.id.clone()))
+        .flatten();
+    Ok(Json(WorkflowsOut {
+        workflows: workflows.iter().map(WorkflowOut::from).collect(),
+        next_after,
+    }))
+}
+
+/// A workflow with its hooks, their ids and states.
+#[utoipa::path(get, path = "/v1/workflows/{workflow_id}", tag = "workflows",
+    params(("workflow_id" = String, Path)),
+    responses((status = 200, body = WorkflowOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn get_one(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<WorkflowOut>> {
+    let id = workflow_path(id)?;
+    let workflow = state
+        .live
+        .store
+        .workflow(&id)
+        .map_err(ApiError::store("read a workflow"))?
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))?;
+    Ok(Json(WorkflowOut::from(&workflow)))
+}
+
+/// Creates (201) or replaces (200) a workflow's hooks. The body is any document `linq-hooks
+/// validate` reads: one hook, an array of hooks, `{"hooks": [...]}`, or the LINQ API's workflow
+/// document (`{"workflow": {"hooks": [...]}, ...}`). A hook that fires like one already there
+/// keeps its id, queue and history, and takes the new URL and headers; hooks no longer in the
+/// document are removed and their pending deliveries cancelled. Invalid: 400 with every
+/// problem, nothing changed. Answered once committed durably.
+#[utoipa::path(put, path = "/v1/workflows/{workflow_id}", tag = "workflows",
+    params(("workflow_id" = String, Path)),
+    request_body(content = Object, description = "A hook document (see `schemas/hooks.schema.json`) or a LINQ workflow document"),
+    responses((status = 200, body = PutWorkflowOut, description = "Replaced"),
+              (status = 201, body = PutWorkflowOut, description = "Created; the answer holds the workflow's secret"),
+              (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn put(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<PutWorkflowOut>)> {
+    let id = workflow_path(id)?;
+    let body = super::body(body)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::invalid("$", format!("the body is not UTF-8: {e}")))?;
+    let parsed = parse_hooks(text).map_err(|e| match e.line_column() {
+        Some((line, column)) => ApiError::invalid(
+            "$",
+            format!("invalid JSON at line {line}, column {column}: {e}"),
+        ),
+        None => ApiError::Invalid(
+            e.problems()
+                .iter()
+                .map(|p| Problem::at(p.path(), p.message()))
+                .collect(),
+        ),
+    })?;
+    let change = state
+        .live
+        .put(id.clone(), parsed.hooks)
+        .await
+        .map_err(ApiError::change("change a workflow", format!("no workflow {id}")))?;
+    tracing::info!(
+        workflow = %id,
+        created = change.created,
+        kept = change.kept.len(),
+        added = change.added.len(),
+        removed = change.removed.len(),
+        cancelled_deliveries = change.cancelled_deliveries,
+        "workflow registered"
+    );
+    let (status, secret) = if change.created {
+        let secret = state.live.secrets_of(&change.workflow).0;
+        (StatusCode::CREATED, Some(secret))
+    } else {
+        (StatusCode::OK, None)
+    };
+    Ok((status, Json(PutWorkflowOut::new(&change, secret))))
+}
+
+/// Removes a workflow and its hooks; their pending deliveries are cancelled (kept on record).
+#[utoipa::path(delete, path = "/v1/workflows/{workflow_id}", tag = "workflows",
+    params(("workflow_id" = String, Path)),
+    responses((status = 200, body = DeletedOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn delete(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<DeletedOut>> {
+    let id = workflow_path(id)?;
+    let removal = state
+        .live
+        .delete(id.clone())
+        .await
+        .map_err(ApiError::change("delete a workflow", format!("no workflow {id}")))?;
+    tracing::info!(workflow = %id, removed = removal.removed.len(), cancelled_deliveries = removal.cancelled_deliveries, "workflow deleted");
+    Ok(Json(DeletedOut {
+        workflow_id: id,
+        removed: removal.removed.iter().copied().map(hook_id).collect(),
+        cancelled_deliveries: removal.cancelled_deliveries,
+    }))
+}
+
+/// The workflow's Standard Webhooks signing secret (and, after a rotation, the one before with
+/// the end of its grace period).
+#[utoipa::path(get, path = "/v1/workflows/{workflow_id}/secret", tag = "workflows",
+    params(("workflow_id" = String, Path)),
+    responses((status = 200, body = SecretOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn secret(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<SecretOut>> {
+    let id = workflow_path(id)?;
+    let workflow = state
+        .live
+        .store
+        .workflow(&id)
+        .map_err(ApiError::store("read a workflow"))?
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))?;
+    Ok(Json(secret_out(&state, &workflow)))
+}
+
+/// Makes a new secret; the one before keeps signing for 24 hours, so each webhook carries two
+/// `v1,` signatures meanwhile.
+#[utoipa::path(post, path = "/v1/workflows/{workflow_id}/secret/rotate", tag = "workflows",
+    params(("workflow_id" = String, Path)),
+    responses((status = 200, body = SecretOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn rotate(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<SecretOut>> {
+    let id = workflow_path(id)?;
+    let workflow = state
+        .live
+        .rotate(id.clone(), ROTATION_GRACE)
+        .await
+        .map_err(ApiError::change("rotate a secret", format!("no workflow {id}")))?;
+    tracing::info!(workflow = %id, "secret rotated");
+    Ok(Json(secret_out(&state, &workflow)))
+}
+
+fn secret_out(state: &AppState, workflow: &linq_hooks_outbox::StoredWorkflow) -> SecretOut {
+    let (secret, previous) = state.live.secrets_of(workflow);
+    SecretOut {
+        workflow_id: workflow.id.clone(),
+        secret,
+        previous: previous.map(|(secret, until)| PreviousSecretOut {
+            secret,
+            expires_at: rfc3339(until),
+        }),
+    }
+}

@@ -1,0 +1,264 @@
+//! The registry as live data: each workflow's matcher and hook ids in memory, kept in step with
+//! the store and the dispatcher.
+//!
+//! One lock orders everything: a registry change holds it for writing from its commit until the
+//! dispatcher and the matchers show it; an ingest holds it for reading from matching until its
+//! commit. So an event ingested after a change's answer is matched against the new hooks, and a
+//! delivery is never stored for a hook removed before it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use linq_hooks_delivery::{Destination, Dispatcher, HookId, NewDelivery};
+use linq_hooks_events::Event;
+use linq_hooks_filter::Matcher;
+use linq_hooks_model::{Hook, HookParameters};
+use linq_hooks_outbox::{
+    AcceptedEvent, NewEvent, Store, StoreError, StoredHook, StoredWorkflow, WorkflowChange,
+    WorkflowRemoval,
+};
+use linq_hooks_signature::Secret;
+use tokio::sync::RwLock;
+
+/// The workflow `POST /v1/events` and `serve --hooks` use.
+pub const DEFAULT_WORKFLOW: &str = "default";
+
+/// What a workflow needs in memory to take events.
+struct LiveWorkflow {
+    matcher: Matcher,
+    /// Hook ids, in the matcher's order.
+    hooks: Vec<HookId>,
+}
+
+/// The live registry. Every change goes through here.
+pub(crate) struct Live {
+    pub(crate) store: Store,
+    pub(crate) dispatcher: Dispatcher,
+    workflows: RwLock<HashMap<String, LiveWorkflow>>,
+    /// `--secret`: the `default` workflow signs with exactly these, whatever is stored.
+    default_secrets: Option<Vec<Secret>>,
+}
+
+/// Why a registry change could not be made.
+#[derive(Debug)]
+pub(crate) enum ChangeError {
+    /// No such workflow or hook.
+    NotFound,
+    /// The store failed.
+    Store(StoreError),
+    /// No random source for a new secret.
+    Random(std::io::Error),
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> ChangeError {
+        ChangeError::Store(e)
+    }
+}
+
+impl Live {
+    /// Loads every workflow from the store and gives its hooks to the dispatcher.
+    pub(crate) fn load(
+        store: Store,
+        dispatcher: Dispatcher,
+        default_secrets: Option<Vec<Secret>>,
+    ) -> Result<Live, StoreError> {
+        let live = Live {
+            store,
+            dispatcher,
+            workflows: RwLock::new(HashMap::new()),
+            default_secrets,
+        };
+        let mut workflows = HashMap::new();
+        for workflow in live.store.workflows()? {
+            live.show(&workflow, &mut workflows);
+        }
+        *live.workflows.try_write().expect("nobody else has it yet") = workflows;
+        Ok(live)
+    }
+
+    /// Makes the dispatcher and the matchers show `workflow` as stored.
+    fn show(&self, workflow: &StoredWorkflow, workflows: &mut HashMap<String, LiveWorkflow>) {
+        for hook in &workflow.hooks {
+            self.dispatcher
+                .set(hook.id, self.destination(workflow, hook));
+        }
+        let hooks: Vec<Hook> = workflow.hooks.iter().map(|h| h.hook.clone()).collect();
+        workflows.insert(
+            workflow.id.clone(),
+            LiveWorkflow {
+                matcher: Matcher::new(&hooks),
+                hooks: workflow.hooks.iter().map(|h| h.id).collect(),
+            },
+        );
+    }
+
+    fn destination(&self, workflow: &StoredWorkflow, hook: &StoredHook) -> Destination {
+        let destination = Destination::new(hook.hook.parameters().clone());
+        if workflow.id == DEFAULT_WORKFLOW
+            && let Some(secrets) = &self.default_secrets
+        {
+            return secrets.iter().cloned().fold(destination, Destination::secret);
+        }
+        let secrets = &workflow.secrets;
+        let destination = destination.secret(secrets.current.clone());
+        match &secrets.previous {
+            Some((previous, until)) if *until > SystemTime::now() => {
+                destination.secret_until(previous.clone(), *until)
+            }
+            _ => destination,
+        }
+    }
+
+    /// The secrets a workflow signs with, as text: the current one, and a rotated-out one
+    /// still in its grace period. `--secret` decides for the `default` workflow.
+    pub(crate) fn secrets_of(
+        &self,
+        workflow: &StoredWorkflow,
+    ) -> (String, Option<(String, SystemTime)>) {
+        if workflow.id == DEFAULT_WORKFLOW
+            && let Some(first) = self.default_secrets.as_ref().and_then(|s| s.first())
+        {
+            return (first.expose_whsec(), None);
+        }
+        let secrets = &workflow.secrets;
+        let previous = secrets
+            .previous
+            .as_ref()
+            .filter(|(_, until)| *until > SystemTime::now())
+            .map(|(secret, until)| (secret.expose_whsec(), *until));
+        (secrets.current.expose_whsec(), previous)
+    }
+
+    /// Creates or replaces a workflow's hooks (see [`Store::put_workflow`]).
+    pub(crate) async fn put(
+        self: &Arc<Self>,
+        id: String,
+        hooks: Vec<Hook>,
+    ) -> Result<WorkflowChange, ChangeError> {
+        let secret = match self.default_secrets.as_ref().and_then(|s| s.first()) {
+            Some(secret) if id == DEFAULT_WORKFLOW => secret.clone(),
+            _ => Secret::generate().map_err(ChangeError::Random)?,
+        };
+        self.change(move |live| async move {
+            let mut workflows = live.workflows.write().await;
+            let change = live.store.put_workflow(id, hooks, secret).await?;
+            for removed in &change.removed {
+                live.dispatcher.remove(*removed);
+            }
+            live.show(&change.workflow, &mut workflows);
+            Ok(change)
+        })
+        .await
+    }
+
+    /// Deletes a workflow and its hooks.
+    pub(crate) async fn delete(self: &Arc<Self>, id: String) -> Result<WorkflowRemoval, ChangeError> {
+        self.change(move |live| async move {
+            let mut workflows = live.workflows.write().await;
+            let removal = live
+                .store
+                .delete_workflow(id.as_str())
+                .await?
+                .ok_or(ChangeError::NotFound)?;
+            for removed in &removal.removed {
+                live.dispatcher.remove(*removed);
+            }
+            workflows.remove(&id);
+            Ok(removal)
+        })
+        .await
+    }
+
+    /// Changes where one hook posts.
+    pub(crate) async fn patch(
+        self: &Arc<Self>,
+        hook: HookId,
+        parameters: HookParameters,
+    ) -> Result<StoredHook, ChangeError> {
+        self.change(move |live| async move {
+            let mut workflows = live.workflows.write().await;
+            let stored = live
+                .store
+                .set_parameters(hook, parameters)
+                .await?
+                .ok_or(ChangeError::NotFound)?;
+            if let Some(workflow) = live.store.workflow(&stored.workflow)? {
+                live.show(&workflow, &mut workflows);
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// Gives a workflow a new secret; the old one signs too for `grace`.
+    pub(crate) async fn rotate(
+        self: &Arc<Self>,
+        id: String,
+        grace: Duration,
+    ) -> Result<StoredWorkflow, ChangeError> {
+        let secret = Secret::generate().map_err(ChangeError::Random)?;
+        self.change(move |live| async move {
+            let mut workflows = live.workflows.write().await;
+            let workflow = live
+                .store
+                .rotate_secret(id, secret, grace)
+                .await?
+                .ok_or(ChangeError::NotFound)?;
+            live.show(&workflow, &mut workflows);
+            Ok(workflow)
+        })
+        .await
+    }
+
+    /// Stores `events` of `workflow`'s runs with one delivery per hook of the workflow that
+    /// fires, then wakes those hooks. `None` for an unknown workflow.
+    pub(crate) async fn ingest(
+        self: &Arc<Self>,
+        workflow: String,
+        events: Vec<Event>,
+    ) -> Result<Option<Vec<AcceptedEvent>>, StoreError> {
+        let committed = tokio::spawn({
+            let live = Arc::clone(self);
+            async move {
+                let workflows = live.workflows.read().await;
+                let Some(live_workflow) = workflows.get(&workflow) else {
+                    return Ok(None);
+                };
+                let new: Vec<NewEvent> = events
+                    .iter()
+                    .map(|event| {
+                        let fired = live_workflow.matcher.matching(event);
+                        let deliveries = NewDelivery::for_hooks(
+                            event,
+                            fired.into_iter().map(|i| live_workflow.hooks[i]),
+                        );
+                        let body = deliveries.first().map_or_else(Default::default, |d| d.body.clone());
+                        NewEvent { body, deliveries }
+                    })
+                    .collect();
+                let accepted = live.store.append(new).await?;
+                for delivery in accepted.iter().flat_map(|event| &event.deliveries) {
+                    live.dispatcher.wake(delivery.hook);
+                }
+                Ok(Some(accepted))
+            }
+        });
+        committed.await.expect("ingesting does not panic")
+    }
+
+    /// Runs a change as a task of its own: the client may hang up while the commit runs, and the
+    /// commit happens anyway, so the commit and what follows it (the dispatcher and the matchers
+    /// updated) must not be cancelled half-way.
+    async fn change<T, F, Fut>(self: &Arc<Self>, f: F) -> Result<T, ChangeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Live>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ChangeError>> + Send + 'static,
+    {
+        tokio::spawn(f(Arc::clone(self)))
+            .await
+            .expect("registry changes do not panic")
+    }
+}
