@@ -10,9 +10,12 @@
 //!
 //! # Reading hooks
 //!
-//! [`parse_hooks`] reads any of the three shapes users have at hand: one hook object, an array of
-//! hooks, or a LINQ workflow document whose `hooks` field is the array. Every problem in the
-//! document is reported, each with its JSON path.
+//! [`parse_hooks`] reads any of the four shapes users have at hand: one hook object, an array of
+//! hooks, an object whose `hooks` field is the array, or the LINQ API's own workflow document
+//! (`{"name": ..., "workflow": {"hooks": [...], "tasks": {...}, ...}, ...}`, as the SDK's
+//! `Workflow.to_api_input()` writes it). Every problem in the document is reported, each with its
+//! JSON path; in the workflow document, task and labware ids that name nothing the workflow lists
+//! are warned about.
 //!
 //! ```
 //! use linq_hooks_model::{parse_hooks, Hook};
