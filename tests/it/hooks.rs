@@ -111,7 +111,9 @@ fn workflow_document_errors_name_the_full_path() {
     // Two places for the hooks: which one was meant is anyone's guess.
     check_invalid(
         r#"{"hooks": [], "workflow": {"hooks": []}}"#,
-        &["$: found both `hooks` and `workflow`; a document has its hooks in one place: `hooks`, or `workflow.hooks` in the LINQ API's workflow document"],
+        &[
+            "$: found both `hooks` and `workflow`; a document has its hooks in one place: `hooks`, or `workflow.hooks` in the LINQ API's workflow document",
+        ],
     );
     // A hook with a stray `workflow` field is still a hook, as before.
     assert_eq!(
