@@ -6,7 +6,7 @@
 //! refused when it is written.
 //!
 //! It knows nothing of HTTP clients, IO or async: it turns JSON text into [`Hook`] values and
-//! back, and describes them with a JSON Schema (see [`schema`]).
+//! back, and (with the `schema` feature) describes them with a JSON Schema.
 //!
 //! # Reading hooks
 //!
@@ -47,12 +47,30 @@
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `schema` (off by default): the `schema` module, which generates the JSON Schemas of the
+//!   hooks (`schemas/hook.schema.json`, `schemas/hooks.schema.json`), and `schemars::JsonSchema`
+//!   for every public type. It adds `schemars`; reading and writing hooks does not need it.
+//!
+//! ```toml
+//! linq-hooks-model = { version = "0.1", features = ["schema"] }
+//! ```
+//!
+//! ```
+//! # #[cfg(feature = "schema")] {
+//! let schema = linq_hooks_model::schema::hooks();
+//! assert_eq!(schema.get("title").unwrap(), "Hooks");
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod check;
 mod error;
 mod hook;
 mod parse;
+#[cfg(feature = "schema")]
 pub mod schema;
 
 pub use error::{Diagnostic, Error};
