@@ -62,7 +62,10 @@ impl Timestamp {
     /// assert_eq!(t.to_string(), "1970-01-01T00:00:00.000Z");
     /// ```
     pub fn from_unix_millis(millis: i64) -> Option<Timestamp> {
-        let t = jiff::Timestamp::from_millisecond(millis).ok()?;
+        // Through nanoseconds: jiff's `from_millisecond` stops at its last whole second
+        // (9999-12-30T22:00:00Z), short of the 999 milliseconds after it that a `Timestamp`
+        // holds and `unix_millis` gives.
+        let t = jiff::Timestamp::from_nanosecond(i128::from(millis) * 1_000_000).ok()?;
         in_rfc3339_years(t).then_some(Timestamp(t))
     }
 
@@ -78,9 +81,12 @@ impl Timestamp {
 
     /// Cuts the digits below the millisecond. `as_millisecond` rounds toward 1970, which before
     /// 1970 is *up*: `1969-12-31T23:59:59.9999Z` would become `1970-01-01T00:00:00.000Z`.
+    /// Through nanoseconds, not `from_millisecond`, whose range ends at jiff's last whole second:
+    /// `9999-12-30T22:00:00.5Z` does not fit it (and panicked here when it was used).
     fn truncated(t: jiff::Timestamp) -> Timestamp {
-        let millis = i64::try_from(t.as_nanosecond().div_euclid(1_000_000)).expect("same range");
-        Timestamp(jiff::Timestamp::from_millisecond(millis).expect("same range"))
+        let nanos = t.as_nanosecond().div_euclid(1_000_000) * 1_000_000;
+        // Cutting toward the past stays in range: jiff's first instant is a whole second.
+        Timestamp(jiff::Timestamp::from_nanosecond(nanos).expect("in jiff's range"))
     }
 }
 
@@ -195,5 +201,37 @@ mod tests {
             Timestamp::from_unix_millis(-62_167_219_200_000).is_some(),
             "0000-01-01"
         );
+    }
+
+    /// jiff's range ends at 9999-12-30T22:00:00.999999999Z, a day short of the end of 9999. The
+    /// milliseconds of its last second used to panic (`from_millisecond` stops at the second).
+    #[test]
+    fn the_last_instants_read_write_and_round_trip_without_panicking() {
+        let last = "9999-12-30T22:00:00.999Z";
+        for input in [
+            "9999-12-30T22:00:00.5Z",
+            "9999-12-30T22:00:00.999999999Z",
+            "9999-12-31T00:00:00.999+02:00",
+        ] {
+            let t: Timestamp = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert!(
+                t.to_string().starts_with("9999-12-30T22:00:00."),
+                "{input}: {t}"
+            );
+            assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t, "{input}");
+            assert_eq!(
+                Timestamp::from_unix_millis(t.unix_millis()),
+                Some(t),
+                "{input}"
+            );
+        }
+        let t: Timestamp = last.parse().unwrap();
+        assert_eq!(t.unix_millis(), 253_402_207_200_999);
+        assert_eq!(Timestamp::from_unix_millis(253_402_207_200_999), Some(t));
+        assert_eq!(Timestamp::from_unix_millis(253_402_207_201_000), None);
+        for input in ["9999-12-30T22:00:01Z", "9999-12-31T23:59:59Z"] {
+            let err = input.parse::<Timestamp>().unwrap_err();
+            assert!(err.to_string().contains("overflowed"), "{input}: {err}");
+        }
     }
 }
