@@ -187,6 +187,8 @@ impl Reader {
         match value {
             Value::Array(items) => self.list(items, &root),
             Value::Object(map) => {
+                // `hooks` wins over `filter` / `parameters`, as it always has; they win over
+                // `workflow`, so a hook with a stray `workflow` field stays a hook (warned about).
                 let is_hook = map.contains_key("filter") || map.contains_key("parameters");
                 match (map.get("hooks"), map.get("workflow")) {
                     (Some(_), Some(_)) if !is_hook => {
@@ -205,7 +207,6 @@ impl Reader {
                         );
                         Vec::new()
                     }
-                    // A hook with an unknown `workflow` field stays a hook (with a warning).
                     (None, Some(workflow)) if !is_hook => {
                         self.workflow(workflow, &root.key("workflow"))
                     }
