@@ -54,9 +54,40 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// One case of the LINQ SDK's judged workflow documents (`fixtures/linq-sdk/workflow-cases.jsonl`):
+/// a whole workflow document in the API's form (`{"workflow": {"hooks": [...], ...}, ...}`) and how
+/// the SDK's `WorkflowConfigInput` model judged it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SdkWorkflowCase {
+    /// The case name.
+    pub id: String,
+    /// The whole workflow document as text.
+    pub input: String,
+    /// Whether the SDK accepts the document.
+    pub valid: bool,
+    /// When valid: the SDK's dump of `workflow.hooks` in API form.
+    pub normalized: Option<serde_json::Value>,
+}
+
 /// All 400 LINQ SDK conformance cases, in file order.
 pub fn sdk_hook_cases() -> Vec<SdkHookCase> {
-    let path = fixtures_dir().join("linq-sdk/hook-cases.jsonl");
+    read_jsonl("linq-sdk/hook-cases.jsonl")
+}
+
+/// All 80 LINQ SDK workflow documents, in file order.
+///
+/// ```
+/// let cases = linq_hooks_tests::sdk_workflow_cases();
+/// assert_eq!(cases.len(), 80);
+/// assert!(cases.iter().any(|case| !case.valid));
+/// ```
+pub fn sdk_workflow_cases() -> Vec<SdkWorkflowCase> {
+    read_jsonl("linq-sdk/workflow-cases.jsonl")
+}
+
+/// Reads a JSON Lines fixture, one value per line, naming the file and line of any problem.
+fn read_jsonl<T: serde::de::DeserializeOwned>(relative: &str) -> Vec<T> {
+    let path = fixtures_dir().join(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .enumerate()

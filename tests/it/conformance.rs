@@ -1,7 +1,8 @@
-//! The LINQ SDK's 400 judged hook documents, through the library and the JSON Schema.
+//! The LINQ SDK's 400 judged hook documents, through the library and the JSON Schema, and its
+//! 80 judged workflow documents (the API's form, hooks at `workflow.hooks`), through the library.
 
 use linq_hooks_model::parse_hooks;
-use linq_hooks_tests::{read_json, sdk_hook_cases};
+use linq_hooks_tests::{fixtures_dir, read_json, sdk_hook_cases, sdk_workflow_cases};
 use serde_json::Value;
 
 #[test]
@@ -44,6 +45,96 @@ fn every_sdk_case_agrees_with_the_sdk() {
         "{} disagreements:\n{}",
         disagreements.len(),
         disagreements.join("\n")
+    );
+}
+
+#[test]
+fn every_sdk_workflow_document_agrees_with_the_sdk() {
+    let cases = sdk_workflow_cases();
+    assert_eq!(cases.len(), 80);
+    // Both verdicts are exercised, and invalid hooks inside otherwise valid documents among them.
+    assert!(cases.iter().filter(|case| case.valid).count() >= 10);
+    assert!(cases.iter().filter(|case| !case.valid).count() >= 10);
+    let mut disagreements = Vec::new();
+    for case in &cases {
+        match (parse_hooks(&case.input), case.valid) {
+            (Ok(parsed), true) => {
+                let ours = serde_json::to_value(&parsed.hooks).unwrap();
+                if Some(&ours) != case.normalized.as_ref() {
+                    disagreements.push(format!(
+                        "{}: normalized differs:\n ours {ours}\n sdk  {}",
+                        case.id,
+                        case.normalized.as_ref().unwrap()
+                    ));
+                }
+                // Warnings there may be (unknown fields of a hook; ids, as the documents list no
+                // tasks), but none about the workflow's own fields.
+                for warning in &parsed.warnings {
+                    assert!(
+                        warning.to_string().starts_with("workflow.hooks["),
+                        "{}: {warning}",
+                        case.id
+                    );
+                }
+            }
+            (Err(err), false) => {
+                assert!(
+                    err.is_invalid(),
+                    "{}: the inputs are all JSON, got {err}",
+                    case.id
+                );
+                assert!(!err.problems().is_empty());
+                for problem in err.problems() {
+                    assert!(
+                        problem.to_string().starts_with("workflow.hooks["),
+                        "{}: a problem without its full path: {problem}",
+                        case.id
+                    );
+                }
+            }
+            (Ok(_), false) => {
+                disagreements.push(format!("{}: accepted, but the SDK refuses it", case.id))
+            }
+            (Err(err), true) => disagreements.push(format!(
+                "{}: refused, but the SDK accepts it: {err}",
+                case.id
+            )),
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+}
+
+#[test]
+fn the_sdk_example_workflow_document_gives_five_hooks() {
+    let path = fixtures_dir().join("linq-sdk/workflow-api-input.example.json");
+    let parsed = parse_hooks(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let filters: Vec<&str> = parsed
+        .hooks
+        .iter()
+        .map(|hook| hook.kind().filter())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            "on_run_state_change",
+            "on_task_state_change",
+            "on_labware_movement",
+            "on_safety_state_change",
+            "on_new_plan"
+        ]
+    );
+    // `workflow.tasks` is `{}`: the document says there are no tasks, so `t1` names nothing.
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"workflow.hooks[1].task_ids[0]: no task "t1" in workflow.tasks; this hook can never fire for it"#
+        ]
     );
 }
 

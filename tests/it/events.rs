@@ -219,6 +219,17 @@ fn bad_input_is_refused_with_path_and_reason() {
         r#"{"event": "new_plan", "plan_id": "p", "timestamp": "0000-01-01T00:00:00+00:01"}"#,
         "timestamp: timestamp \"0000-01-01T00:00:00+00:01\" is outside the years 0000 to 9999 (UTC) that RFC 3339 can write",
     );
+    // The last second of jiff's range reads (it once panicked); the next one is refused.
+    let last = parse_event(
+        r#"{"event": "new_plan", "plan_id": "p", "timestamp": "9999-12-30T22:00:00.5Z"}"#,
+    )
+    .unwrap();
+    assert_eq!(last.timestamp().to_string(), "9999-12-30T22:00:00.500Z");
+    let err = parse_event(
+        r#"{"event": "new_plan", "plan_id": "p", "timestamp": "9999-12-30T22:00:01Z"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.path(), Some("timestamp"));
     let err = parse_event("{\n\"event\": }").unwrap_err();
     assert!(err.is_syntax());
     assert_eq!(err.line_column(), Some((2, 10)));

@@ -27,8 +27,10 @@ fn task_hook(parameters: &str) -> String {
     format!(r#"{{"filter": "on_task_state_change", "parameters": {parameters}, "task_ids": []}}"#)
 }
 
+const NEITHER: &str = "$: expected a hook object, an array of hooks, an object with a `hooks` array, or a LINQ API workflow document with a `workflow.hooks` array, found an object without `hooks`, `workflow`, `filter` or `parameters`";
+
 #[test]
-fn the_three_document_shapes() {
+fn the_four_document_shapes() {
     let one = task_hook(GOOD);
     assert_eq!(check_valid(&one, &[]).len(), 1);
     assert_eq!(check_valid(&format!("[{one}, {one}]"), &[]).len(), 2);
@@ -40,24 +42,146 @@ fn the_three_document_shapes() {
         .len(),
         1
     );
+    // The LINQ API's workflow document: the hooks at `workflow.hooks`, every other field (of the
+    // document and of `workflow`) ignored without a warning.
+    assert_eq!(
+        check_valid(
+            &format!(
+                r#"{{"name": "wf", "metadata": {{"x": 1}}, "workflow": {{"batches": 1, "hooks": [{one}, {one}]}}, "workcell": null}}"#
+            ),
+            &[]
+        )
+        .len(),
+        2
+    );
     assert_eq!(check_valid("[]", &[]).len(), 0);
+    assert_eq!(check_valid(r#"{"workflow": {"hooks": []}}"#, &[]).len(), 0);
     check_invalid(
         "5",
         &[
-            "$: expected a hook object, an array of hooks, or a workflow document with a `hooks` array, found number 5",
+            "$: expected a hook object, an array of hooks, an object with a `hooks` array, or a LINQ API workflow document with a `workflow.hooks` array, found number 5",
         ],
     );
-    check_invalid(
-        r#"{"name": "wf"}"#,
-        &[
-            "$: expected a hook object, an array of hooks, or a workflow document with a `hooks` array, found an object without `hooks`, `filter` or `parameters`",
-        ],
-    );
+    check_invalid(r#"{"name": "wf"}"#, &[NEITHER]);
     check_invalid(
         r#"{"hooks": {"filter": "on_new_plan"}}"#,
         &["hooks: expected an array of hooks, found an object"],
     );
     check_invalid(r#"[null]"#, &["[0]: expected a hook object, found null"]);
+}
+
+#[test]
+fn workflow_document_errors_name_the_full_path() {
+    let input = format!(
+        r#"{{"name": "wf", "workflow": {{"tasks": {{}}, "hooks": [
+            {one},
+            {{"filter": "on_new_plan", "parameters": {{"url": "https://ok.example"}}}},
+            {{"filter": "on_new_plan", "parameters": {{"url": "/relative"}}}},
+            {{"filter": "on_labware_movement", "parameters": {{"url": "https://ok.example"}}, "labware_ids": [3]}}
+        ]}}}}"#,
+        one = task_hook(GOOD)
+    );
+    check_invalid(
+        &input,
+        &[
+            "workflow.hooks[2].parameters.url: relative URL without a scheme",
+            "workflow.hooks[3].labware_ids[0]: expected a string, found number 3",
+        ],
+    );
+    check_invalid(
+        r#"{"workflow": "wf"}"#,
+        &[r#"workflow: expected a workflow object with a `hooks` array, found string "wf""#],
+    );
+    check_invalid(
+        r#"{"workflow": null}"#,
+        &["workflow: expected a workflow object with a `hooks` array, found null"],
+    );
+    check_invalid(
+        r#"{"name": "wf", "workflow": {"tasks": {}}}"#,
+        &["workflow.hooks: missing required field `hooks` (use [] for a workflow without hooks)"],
+    );
+    check_invalid(
+        r#"{"workflow": {"hooks": {"filter": "on_new_plan"}}}"#,
+        &["workflow.hooks: expected an array of hooks, found an object"],
+    );
+    check_invalid(
+        r#"{"workflow": {"hooks": null}}"#,
+        &["workflow.hooks: expected an array of hooks, found null"],
+    );
+    // Two places for the hooks: which one was meant is anyone's guess.
+    check_invalid(
+        r#"{"hooks": [], "workflow": {"hooks": []}}"#,
+        &[
+            "$: found both `hooks` and `workflow`; a document has its hooks in one place: `hooks`, or `workflow.hooks` in the LINQ API's workflow document",
+        ],
+    );
+    // A hook with a stray `workflow` field is still a hook, as before.
+    assert_eq!(
+        check_valid(
+            r#"{"filter": "on_new_plan", "parameters": {"url": "https://ok.example"}, "workflow": 1}"#,
+            &["workflow: unknown field, ignored"]
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn ids_that_name_nothing_in_the_workflow_are_warned_about() {
+    let input = r#"{"name": "wf", "workflow": {
+        "tasks": {"t1": {"name": "dispense"}, "t2": {}},
+        "labware": [{"id": "plate-1", "labware_type": "plate"}, "plate-2"],
+        "hooks": [
+            {"filter": "on_task_state_change", "parameters": {"url": "https://ok.example"}, "task_ids": ["t1", "t2"]},
+            {"filter": "on_task_state_change", "parameters": {"url": "https://ok.example"}, "task_ids": ["t9", "t1", "plate-1"]},
+            {"filter": "on_task_state_change", "parameters": {"url": "https://ok.example"}, "task_ids": []},
+            {"filter": "on_labware_movement", "parameters": {"url": "https://ok.example"}, "labware_ids": ["plate-1", "plate-2", "t1"]},
+            {"filter": "on_run_state_change", "parameters": {"url": "https://ok.example"}, "task_ids": ["t9"]}
+        ]
+    }}"#;
+    let hooks = check_valid(
+        input,
+        &[
+            r#"workflow.hooks[1].task_ids[0]: no task "t9" in workflow.tasks; this hook can never fire for it"#,
+            r#"workflow.hooks[1].task_ids[2]: no task "plate-1" in workflow.tasks; this hook can never fire for it"#,
+            r#"workflow.hooks[3].labware_ids[2]: no labware "t1" in workflow.labware; this hook can never fire for it"#,
+            // Not a field of this kind: ignored as any unknown field, and not checked.
+            "workflow.hooks[4].task_ids: unknown field, ignored",
+        ],
+    );
+    assert_eq!(hooks.len(), 5);
+}
+
+#[test]
+fn an_empty_list_declares_nothing_and_an_absent_one_says_nothing() {
+    let hooks = r#"[
+        {"filter": "on_task_state_change", "parameters": {"url": "https://ok.example"}, "task_ids": ["t1"]},
+        {"filter": "on_labware_movement", "parameters": {"url": "https://ok.example"}, "labware_ids": ["p1"]}
+    ]"#;
+    // Present but empty: the document says there are no tasks and no labware.
+    check_valid(
+        &format!(r#"{{"workflow": {{"tasks": {{}}, "labware": [], "hooks": {hooks}}}}}"#),
+        &[
+            r#"workflow.hooks[0].task_ids[0]: no task "t1" in workflow.tasks; this hook can never fire for it"#,
+            r#"workflow.hooks[1].labware_ids[0]: no labware "p1" in workflow.labware; this hook can never fire for it"#,
+        ],
+    );
+    // Absent, null, or in a shape whose ids cannot be read: nothing to check against.
+    for lists in [
+        "",
+        r#""tasks": null, "labware": null,"#,
+        r#""tasks": 5, "labware": [{"name": "no id"}],"#,
+    ] {
+        check_valid(
+            &format!(r#"{{"workflow": {{{lists} "hooks": {hooks}}}}}"#),
+            &[],
+        );
+    }
+    // The `{"hooks": [...]}` shape is not checked against its neighbours, as before.
+    check_valid(
+        &format!(r#"{{"tasks": {{}}, "labware": [], "hooks": {hooks}}}"#),
+        &[],
+    );
 }
 
 #[test]

@@ -30,7 +30,8 @@ their line number and nothing is sent for them; the rest are delivered), 2 usage
 3 some webhooks failed for good (each is listed).\n\nLogs: RUST_LOG=debug shows every attempt."
 )]
 pub(crate) struct Args {
-    /// The hook file: one hook, an array of hooks, or a LINQ workflow document.
+    /// The hook file: one hook, an array of hooks, `{"hooks": [...]}`, or the LINQ API's
+    /// workflow document (hooks at `workflow.hooks`).
     #[arg(long, value_name = "FILE")]
     hooks: PathBuf,
     #[command(flatten)]

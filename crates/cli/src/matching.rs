@@ -15,7 +15,8 @@ use crate::input::{Input, read_event, read_hooks};
     after_help = "Exit codes: 0 matched (even if no hook fires), 1 invalid hook file or event, 2 usage or I/O error."
 )]
 pub(crate) struct Args {
-    /// The hook file: one hook, an array of hooks, or a LINQ workflow document.
+    /// The hook file: one hook, an array of hooks, `{"hooks": [...]}`, or the LINQ API's
+    /// workflow document (hooks at `workflow.hooks`).
     #[arg(long, value_name = "FILE")]
     hooks: PathBuf,
     /// The event (one JSON object); `-` or nothing reads standard input.

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use crate::Outcome;
 use crate::input::{Input, read_hooks};
 
-/// Check hooks: one hook object, an array of hooks, or a LINQ workflow document.
+/// Check hooks: one hook object, an array of hooks, `{"hooks": [...]}`, or the LINQ API's
+/// workflow document (`{"workflow": {"hooks": [...], ...}, ...}`, as the SDK writes it).
 ///
 /// Every problem is reported on stderr with its JSON path (for example
-/// `hooks[2].parameters.url: relative URL without a scheme`); unknown fields are warned about
-/// and ignored, as the LINQ API ignores them.
+/// `workflow.hooks[2].parameters.url: relative URL without a scheme`); unknown fields of a hook
+/// are warned about and ignored, as the LINQ API ignores them. In the workflow document, a task
+/// or labware id that names nothing in `workflow.tasks` / `workflow.labware` gets a warning.
+/// Warnings never make a file invalid.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 valid, 1 invalid (problems on stderr), 2 usage or I/O error."

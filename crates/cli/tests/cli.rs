@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use common::{temp_file, text};
-use linq_hooks_tests::{sdk_hook_cases, workspace_root};
+use linq_hooks_tests::{fixtures_dir, sdk_hook_cases, sdk_workflow_cases, workspace_root};
 
 /// Runs `linq-hooks ARGS` with `stdin` on standard input.
 fn linq_hooks(args: &[&str], stdin: &str) -> Output {
@@ -44,6 +44,168 @@ fn every_sdk_case_agrees_with_the_sdk_through_the_cli() {
                 case.id
             );
         }
+    }
+}
+
+#[test]
+fn every_sdk_workflow_document_agrees_with_the_sdk_through_the_cli() {
+    let cases = sdk_workflow_cases();
+    assert_eq!(cases.len(), 80);
+    for case in cases {
+        let out = linq_hooks(&["validate", "--normalized", "-"], &case.input);
+        let stderr = text(&out.stderr);
+        if case.valid {
+            assert_eq!(out.status.code(), Some(0), "{}: {stderr}", case.id);
+            let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(Some(&printed), case.normalized.as_ref(), "{}", case.id);
+            // Warnings (unknown hook fields, ids the workflow does not list) name their path.
+            for line in stderr.lines() {
+                assert!(
+                    line.starts_with("warning: <stdin>: workflow.hooks["),
+                    "{}: {line}",
+                    case.id
+                );
+            }
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{}: {stderr}", case.id);
+            assert!(out.stdout.is_empty(), "{}: nothing on stdout", case.id);
+            let lines: Vec<&str> = stderr.lines().collect();
+            let (summary, problems) = lines.split_last().expect("something on stderr");
+            assert!(
+                summary.starts_with("<stdin>: invalid, "),
+                "{}: {stderr}",
+                case.id
+            );
+            let errors: Vec<&&str> = problems
+                .iter()
+                .filter(|line| line.starts_with("error: "))
+                .collect();
+            assert!(!errors.is_empty(), "{}: {stderr}", case.id);
+            for line in errors {
+                assert!(
+                    line.starts_with("error: <stdin>: workflow.hooks["),
+                    "{}: {line}",
+                    case.id
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn validate_reads_the_sdk_example_workflow_document_and_warns_about_its_task_id() {
+    let path = fixtures_dir().join("linq-sdk/workflow-api-input.example.json");
+    let path = path.to_str().unwrap();
+    let out = linq_hooks(&["validate", path], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{path}: valid, 5 hooks\n"));
+    // Its `workflow.tasks` is `{}`, and a hook names task `t1`.
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "warning: {path}: workflow.hooks[1].task_ids[0]: no task \"t1\" in workflow.tasks; this hook can never fire for it\n"
+        )
+    );
+}
+
+/// A workflow document in the API's form with two tasks and one labware, whose hooks name a
+/// task and a labware that do not exist.
+const WORKFLOW: &str = r#"{"name": "demo", "workflow": {
+    "tasks": {"read-plate": {}, "dispense": {}},
+    "labware": [{"id": "plate-7"}],
+    "hooks": [
+        {"filter": "on_task_state_change", "parameters": {"url": "https://a.example"}, "task_ids": ["read-plate", "t9"]},
+        {"filter": "on_run_state_change", "parameters": {"url": "https://b.example"}},
+        {"filter": "on_labware_movement", "parameters": {"url": "https://d.example"}, "labware_ids": ["plate-9", "plate-7"], "trigger_on": "start"}
+    ]
+}, "workcell": {"instruments": []}}"#;
+
+#[test]
+fn validate_warns_about_ids_the_workflow_does_not_list_and_succeeds() {
+    let out = linq_hooks(&["validate", "-"], WORKFLOW);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "<stdin>: valid, 3 hooks\n");
+    assert_eq!(
+        text(&out.stderr),
+        "warning: <stdin>: workflow.hooks[0].task_ids[1]: no task \"t9\" in workflow.tasks; this hook can never fire for it\n\
+         warning: <stdin>: workflow.hooks[2].labware_ids[0]: no labware \"plate-9\" in workflow.labware; this hook can never fire for it\n"
+    );
+}
+
+#[test]
+fn validate_names_the_full_path_in_a_workflow_document() {
+    let out = linq_hooks(
+        &["validate", "-"],
+        r#"{"name": "demo", "workflow": {"tasks": {}, "hooks": [
+            {"filter": "on_new_plan", "parameters": {"url": "https://ok.example"}},
+            {"filter": "on_new_plan", "parameters": {"url": "https://ok.example"}},
+            {"filter": "on_new_plan", "parameters": {"url": "hooks/relative"}}
+        ]}}"#,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: <stdin>: workflow.hooks[2].parameters.url: relative URL without a scheme\n\
+         <stdin>: invalid, 1 problem\n"
+    );
+    let out = linq_hooks(
+        &["validate", "-"],
+        r#"{"name": "demo", "workflow": {"tasks": {}}}"#,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: <stdin>: workflow.hooks: missing required field `hooks` (use [] for a workflow without hooks)\n\
+         <stdin>: invalid, 1 problem\n"
+    );
+}
+
+#[test]
+fn match_reads_a_workflow_document() {
+    let hooks = temp_file("match-workflow.json", WORKFLOW);
+    let cases = [
+        (
+            r#"{"event": "task_state_change", "run_id": "r", "task_id": "read-plate", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[0]",
+        ),
+        (
+            r#"{"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[1]",
+        ),
+        (
+            r#"{"event": "labware_movement", "run_id": "r", "labware_id": "plate-7", "phase": "start", "source": {"instrument": "a", "slot": 1}, "destination": {"instrument": "b", "slot": 2}, "timestamp": "2025-04-17T09:30:00Z"}"#,
+            "[2]",
+        ),
+    ];
+    for (event, expected) in cases {
+        let out = linq_hooks(&["match", "--hooks", &hooks, "-"], event);
+        assert_eq!(out.status.code(), Some(0), "{event}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{expected}\n"), "{event}");
+        // The warnings come with every reader of the file, not only `validate`.
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            2,
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).starts_with(&format!(
+                "warning: {hooks}: workflow.hooks[0].task_ids[1]: no task \"t9\""
+            )),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_workflow_document() {
+    for command in ["validate", "match", "dispatch"] {
+        let out = linq_hooks(&[command, "--help"], "");
+        assert_eq!(out.status.code(), Some(0));
+        let help = text(&out.stdout);
+        assert!(help.contains("workflow"), "{command}: {help}");
+        assert!(help.contains(r#"{"hooks": [...]}"#), "{command}: {help}");
     }
 }
 

@@ -4,6 +4,7 @@
 //! use it. `message` may be absent (or empty) on input; the body then carries a short sentence
 //! made from the state.
 
+#[cfg(feature = "schema")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -21,7 +22,8 @@ use crate::{Phase, RunState, SafetyState, TaskState, Timestamp};
 /// assert_eq!(event.timestamp.to_string(), "2025-04-17T09:30:00.000Z");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(remote = "Self")]
 pub struct RunStateChange {
     /// The run.
@@ -44,7 +46,8 @@ pub struct RunStateChange {
 /// assert_eq!(event.message, "Task read-plate failed: lid stuck");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(remote = "Self")]
 pub struct TaskStateChange {
     /// The run the task belongs to.
@@ -72,7 +75,8 @@ pub struct TaskStateChange {
 /// assert_eq!(event.run_id, None);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(remote = "Self")]
 pub struct SafetyStateChange {
     /// The new safety state.
@@ -97,7 +101,8 @@ pub struct SafetyStateChange {
 /// assert_eq!(at.slot, 3);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Location {
     /// The instrument's id.
     pub instrument: String,
@@ -115,7 +120,8 @@ pub struct Location {
 /// assert_eq!(event.message, "Labware plate-7 was picked up from hotel slot 3.");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(remote = "Self")]
 pub struct LabwareMovement {
     /// The run moving the labware.
@@ -143,7 +149,8 @@ pub struct LabwareMovement {
 /// assert_eq!(event.message, "The scheduler made a new plan, p2.");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(remote = "Self")]
 pub struct NewPlan {
     /// The plan.

@@ -1,9 +1,9 @@
 //! The webhook bodies linq-hooks sends: typed events of the LINQ scheduler.
 //!
 //! These bodies are the public contract receivers code against, in any language; their JSON
-//! Schemas are generated from these types (see [`schema`]). Every body is flat, in the style of
-//! LINQ's documented run-state body, and carries `event`, naming its kind (the hook's `filter`
-//! without `on_`).
+//! Schemas are generated from these types (the `schema` module, with the `schema` feature).
+//! Every body is flat, in the style of LINQ's documented run-state body, and carries `event`,
+//! naming its kind (the hook's `filter` without `on_`).
 //!
 //! | `event` | body type | fired for hooks with `filter` |
 //! | --- | --- | --- |
@@ -35,14 +35,34 @@
 //! assert_eq!(err.to_string(), "run_id: invalid type: integer `7`, expected a string");
 //! # Ok::<(), linq_hooks_events::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `schema` (off by default): the `schema` module, which generates the JSON Schemas of the
+//!   bodies (`schemas/event.schema.json`, `schemas/events/*.schema.json`), and
+//!   `schemars::JsonSchema` for every public type. It adds `schemars`; sending and receiving
+//!   events does not need it.
+//!
+//! ```toml
+//! linq-hooks-events = { version = "0.1", features = ["schema"] }
+//! ```
+//!
+//! ```
+//! # #[cfg(feature = "schema")] {
+//! let schema = linq_hooks_events::schema::event();
+//! assert_eq!(schema.get("$schema").unwrap(), "https://json-schema.org/draft/2020-12/schema");
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod error;
 mod kinds;
+#[cfg(feature = "schema")]
 pub mod schema;
 mod state;
 mod timestamp;
 
+#[cfg(feature = "schema")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -64,7 +84,8 @@ pub use timestamp::{Timestamp, TimestampError};
 /// assert_eq!(event.kind(), EventKind::NewPlan);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// `run_state_change`

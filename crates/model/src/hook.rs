@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "schema")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -35,13 +36,17 @@ pub type Headers = BTreeMap<String, String>;
 /// assert_eq!(err.problems()[0].path(), "headers.Host");
 /// # Ok::<(), linq_hooks_model::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
-#[schemars(rename = "HookParameters")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "HookParameters"))]
 pub struct HookParameters {
     /// The absolute `http` or `https` URL the hook posts to.
     url: String,
     /// HTTP headers to include in the request.
-    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<BTreeMap<String, String>>")
+    )]
     #[serde(default)]
     headers: Headers,
 }
@@ -86,7 +91,8 @@ impl HookParameters {
 /// assert_eq!(TriggerOn::default(), TriggerOn::Both);
 /// assert_eq!(serde_json::to_string(&TriggerOn::Start).unwrap(), r#""start""#);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TriggerOn {
     /// When the labware is picked up.
@@ -124,7 +130,8 @@ impl TriggerOn {
 /// assert!(hook.task_ids.is_empty()); // empty: every task
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct TaskStateChangeHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -141,7 +148,8 @@ pub struct TaskStateChangeHook {
 /// assert_eq!(hook.parameters.url(), "https://example.com");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct RunStateChangeHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -156,7 +164,8 @@ pub struct RunStateChangeHook {
 /// assert_eq!(hook.trigger_on, TriggerOn::Both);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct LabwareMovementHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -176,7 +185,8 @@ pub struct LabwareMovementHook {
 ///     serde_json::from_str(r#"{"parameters": {"url": "https://example.com"}}"#)?;
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct SafetyStateChangeHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -189,7 +199,8 @@ pub struct SafetyStateChangeHook {
 ///     serde_json::from_str(r#"{"parameters": {"url": "https://example.com"}}"#)?;
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct NewPlanHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -209,7 +220,8 @@ pub struct NewPlanHook {
 /// assert!(serde_json::from_str::<Hook>(r#"{"parameters": {"url": "https://example.com"}}"#).is_err());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(tag = "filter")]
 pub enum Hook {
     /// `on_task_state_change`

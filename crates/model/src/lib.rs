@@ -6,13 +6,16 @@
 //! refused when it is written.
 //!
 //! It knows nothing of HTTP clients, IO or async: it turns JSON text into [`Hook`] values and
-//! back, and describes them with a JSON Schema (see [`schema`]).
+//! back, and (with the `schema` feature) describes them with a JSON Schema.
 //!
 //! # Reading hooks
 //!
-//! [`parse_hooks`] reads any of the three shapes users have at hand: one hook object, an array of
-//! hooks, or a LINQ workflow document whose `hooks` field is the array. Every problem in the
-//! document is reported, each with its JSON path.
+//! [`parse_hooks`] reads any of the four shapes users have at hand: one hook object, an array of
+//! hooks, an object whose `hooks` field is the array, or the LINQ API's own workflow document
+//! (`{"name": ..., "workflow": {"hooks": [...], "tasks": {...}, ...}, ...}`, as the SDK's
+//! `Workflow.to_api_input()` writes it). Every problem in the document is reported, each with its
+//! JSON path; in the workflow document, task and labware ids that name nothing the workflow lists
+//! are warned about.
 //!
 //! ```
 //! use linq_hooks_model::{parse_hooks, Hook};
@@ -44,12 +47,30 @@
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `schema` (off by default): the `schema` module, which generates the JSON Schemas of the
+//!   hooks (`schemas/hook.schema.json`, `schemas/hooks.schema.json`), and `schemars::JsonSchema`
+//!   for every public type. It adds `schemars`; reading and writing hooks does not need it.
+//!
+//! ```toml
+//! linq-hooks-model = { version = "0.1", features = ["schema"] }
+//! ```
+//!
+//! ```
+//! # #[cfg(feature = "schema")] {
+//! let schema = linq_hooks_model::schema::hooks();
+//! assert_eq!(schema.get("title").unwrap(), "Hooks");
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod check;
 mod error;
 mod hook;
 mod parse;
+#[cfg(feature = "schema")]
 pub mod schema;
 
 pub use error::{Diagnostic, Error};

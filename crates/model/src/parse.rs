@@ -4,6 +4,7 @@
 //! problem at once, each with its path, so hooks are read by walking a `serde_json::Value` here;
 //! the `Deserialize` impls of the hook types call into this same reader.
 
+use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 
 use serde_json::{Map, Value};
@@ -35,10 +36,21 @@ pub struct ParsedHooks {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Reads hooks from JSON text: one hook object, an array of hooks, or a LINQ workflow document
-/// (an object whose `hooks` field is the array; its other fields are ignored).
+/// Reads hooks from JSON text in any of four shapes:
+///
+/// - one hook object (`{"filter": ..., "parameters": ...}`);
+/// - an array of hooks;
+/// - an object whose `hooks` field is the array, such as a workflow's own object (its other
+///   fields are ignored);
+/// - the LINQ API's workflow document, as the SDK's `Workflow.to_api_input()` writes it and the
+///   API returns it: `{"name": ..., "workflow": {"hooks": [...], "tasks": {...}, ...}, ...}`.
+///   Its other fields are the workflow's and are ignored without a warning. When the document
+///   lists `workflow.tasks` (keyed by task id) or `workflow.labware` (ids, or objects with an
+///   `id`), each `task_ids` / `labware_ids` entry that names none of them gets a warning: such a
+///   hook can never fire for it.
 ///
 /// Every problem is reported, each with its JSON path; a syntax error gives a line and column.
+/// Warnings never make a document invalid.
 ///
 /// ```
 /// let err = linq_hooks_model::parse_hooks(r#"{"hooks": [
@@ -50,6 +62,23 @@ pub struct ParsedHooks {
 ///     "hooks[0].parameters.url: URL has no host",
 ///     "hooks[1].labware_ids[0]: expected a string, found number 1",
 /// ]);
+/// ```
+///
+/// The workflow document, with a task id that names no task:
+///
+/// ```
+/// let parsed = linq_hooks_model::parse_hooks(r#"{"name": "demo", "workflow": {
+///     "tasks": {"t1": {}},
+///     "labware": [],
+///     "hooks": [{"filter": "on_task_state_change", "parameters": {"url": "https://x.example"},
+///                "task_ids": ["t1", "t9"]}]
+/// }}"#)?;
+/// assert_eq!(parsed.hooks.len(), 1);
+/// let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+/// assert_eq!(warnings, [
+///     r#"workflow.hooks[0].task_ids[1]: no task "t9" in workflow.tasks; this hook can never fire for it"#,
+/// ]);
+/// # Ok::<(), linq_hooks_model::Error>(())
 /// ```
 pub fn parse_hooks(text: &str) -> Result<ParsedHooks, Error> {
     let value: Value = serde_json::from_str(text).map_err(Error::syntax)?;
@@ -157,27 +186,142 @@ impl Reader {
         let root = Path::root();
         match value {
             Value::Array(items) => self.list(items, &root),
-            Value::Object(map) => match map.get("hooks") {
-                Some(Value::Array(items)) => self.list(items, &root.key("hooks")),
-                Some(other) => {
-                    self.problem(
-                        &root.key("hooks"),
-                        format!("expected an array of hooks, found {}", describe(other)),
-                    );
-                    Vec::new()
+            Value::Object(map) => {
+                // `hooks` wins over `filter` / `parameters`, as it always has; they win over
+                // `workflow`, so a hook with a stray `workflow` field stays a hook (warned about).
+                let is_hook = map.contains_key("filter") || map.contains_key("parameters");
+                match (map.get("hooks"), map.get("workflow")) {
+                    (Some(_), Some(_)) if !is_hook => {
+                        self.problem(
+                            &root,
+                            "found both `hooks` and `workflow`; a document has its hooks in one \
+                             place: `hooks`, or `workflow.hooks` in the LINQ API's workflow document",
+                        );
+                        Vec::new()
+                    }
+                    (Some(Value::Array(items)), _) => self.list(items, &root.key("hooks")),
+                    (Some(other), _) => {
+                        self.problem(
+                            &root.key("hooks"),
+                            format!("expected an array of hooks, found {}", describe(other)),
+                        );
+                        Vec::new()
+                    }
+                    (None, Some(workflow)) if !is_hook => {
+                        self.workflow(workflow, &root.key("workflow"))
+                    }
+                    (None, _) if !is_hook => {
+                        self.problem(
+                            &root,
+                            format!(
+                                "expected {DOCUMENT_SHAPES}, found an object without `hooks`, \
+                                 `workflow`, `filter` or `parameters`"
+                            ),
+                        );
+                        Vec::new()
+                    }
+                    (None, _) => self.hook(value, &root, None).into_iter().collect(),
                 }
-                None if !map.contains_key("filter") && !map.contains_key("parameters") => {
-                    self.problem(&root, format!("expected {DOCUMENT_SHAPES}, found an object without `hooks`, `filter` or `parameters`"));
-                    Vec::new()
-                }
-                None => self.hook(value, &root, None).into_iter().collect(),
-            },
+            }
             other => {
                 self.problem(
                     &root,
                     format!("expected {DOCUMENT_SHAPES}, found {}", describe(other)),
                 );
                 Vec::new()
+            }
+        }
+    }
+
+    /// The `workflow` object of the LINQ API's workflow document: its `hooks` are read, its
+    /// `tasks` and `labware` (when listed) checked against the ids the hooks name, the rest
+    /// ignored without a warning (those fields are the workflow's, not the hooks').
+    fn workflow(&mut self, value: &Value, path: &Path) -> Vec<Hook> {
+        let Value::Object(map) = value else {
+            self.problem(
+                path,
+                format!(
+                    "expected a workflow object with a `hooks` array, found {}",
+                    describe(value)
+                ),
+            );
+            return Vec::new();
+        };
+        let hooks_path = path.key("hooks");
+        let items = match map.get("hooks") {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.problem(
+                    &hooks_path,
+                    format!("expected an array of hooks, found {}", describe(other)),
+                );
+                return Vec::new();
+            }
+            None => {
+                self.problem(
+                    &hooks_path,
+                    "missing required field `hooks` (use [] for a workflow without hooks)",
+                );
+                return Vec::new();
+            }
+        };
+        let tasks = declared_ids(map.get("tasks"));
+        let labware = declared_ids(map.get("labware"));
+        let mut hooks = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path_i = hooks_path.index(i);
+            let Some(hook) = self.hook(item, &path_i, None) else {
+                continue;
+            };
+            // Right after the hook's own warnings, so that warnings come in document order.
+            match &hook {
+                Hook::TaskStateChange(h) => {
+                    let list = path.key("tasks");
+                    self.warn_undeclared(
+                        &h.task_ids,
+                        tasks.as_ref(),
+                        &path_i.key("task_ids"),
+                        "task",
+                        &list,
+                    );
+                }
+                Hook::LabwareMovement(h) => {
+                    let list = path.key("labware");
+                    self.warn_undeclared(
+                        &h.labware_ids,
+                        labware.as_ref(),
+                        &path_i.key("labware_ids"),
+                        "labware",
+                        &list,
+                    );
+                }
+                _ => {}
+            }
+            hooks.push(hook);
+        }
+        hooks
+    }
+
+    /// Warns about each of `ids` (at `path`) that is not in `declared` (the ids of the `what`
+    /// the workflow lists at `list`); nothing when the workflow does not list them.
+    fn warn_undeclared(
+        &mut self,
+        ids: &[String],
+        declared: Option<&BTreeSet<&str>>,
+        path: &Path,
+        what: &str,
+        list: &Path,
+    ) {
+        let Some(declared) = declared else { return };
+        for (i, id) in ids.iter().enumerate() {
+            if !declared.contains(id.as_str()) {
+                self.warnings.push(Diagnostic::new(
+                    path.index(i).to_string(),
+                    format!(
+                        "no {what} {} in {list}; this hook can never fire for it",
+                        Value::from(id.as_str())
+                    ),
+                ));
             }
         }
     }
@@ -437,8 +581,26 @@ impl Reader {
     }
 }
 
-const DOCUMENT_SHAPES: &str =
-    "a hook object, an array of hooks, or a workflow document with a `hooks` array";
+const DOCUMENT_SHAPES: &str = "a hook object, an array of hooks, an object with a `hooks` array, \
+     or a LINQ API workflow document with a `workflow.hooks` array";
+
+/// The ids a workflow declares in its `tasks` (an object keyed by task id) or `labware` (an
+/// array of labware, each an id or an object with an `id`); `None` when the document does not
+/// list them, or lists them in a shape we cannot read ids from (then nothing can be said).
+fn declared_ids(value: Option<&Value>) -> Option<BTreeSet<&str>> {
+    match value? {
+        Value::Object(map) => Some(map.keys().map(String::as_str).collect()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(id) => Some(id.as_str()),
+                Value::Object(item) => item.get("id").and_then(Value::as_str),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
 
 fn filters() -> String {
     HookKind::ALL.map(HookKind::filter).join(", ")
