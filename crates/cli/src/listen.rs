@@ -446,7 +446,7 @@ impl Record {
             None => "attempt=-".to_string(),
         };
         let kind = self.kind.as_deref().map_or_else(|| "-".to_string(), quoted);
-        let mut fields = self.event.as_ref().map(key_fields).unwrap_or_default();
+        let mut fields = self.event.as_ref().map(Event::key_fields).unwrap_or_default();
         fields.push(("path", self.path.clone()));
         if let Some(id) = &self.webhook_id {
             fields.push(("id", id.clone()));
@@ -512,55 +512,6 @@ impl Record {
         }
         Value::Object(record)
     }
-}
-
-/// The fields that tell events apart, in a fixed order per kind.
-fn key_fields(event: &Event) -> Vec<(&'static str, String)> {
-    let mut fields = Vec::new();
-    let mut push = |key, value: &str| fields.push((key, value.to_string()));
-    match event {
-        Event::RunStateChange(e) => {
-            push("run", &e.run_id);
-            push("state", e.state.as_str());
-        }
-        Event::TaskStateChange(e) => {
-            push("run", &e.run_id);
-            push("task", &e.task_id);
-            push("state", e.state.as_str());
-        }
-        Event::SafetyStateChange(e) => {
-            if let Some(run) = &e.run_id {
-                push("run", run);
-            }
-            if let Some(workcell) = &e.workcell_id {
-                push("workcell", workcell);
-            }
-            push("state", e.state.as_str());
-        }
-        Event::LabwareMovement(e) => {
-            push("run", &e.run_id);
-            push("labware", &e.labware_id);
-            push("phase", e.phase.as_str());
-            push(
-                "from",
-                &format!("{}/{}", e.source.instrument, e.source.slot),
-            );
-            push(
-                "to",
-                &format!("{}/{}", e.destination.instrument, e.destination.slot),
-            );
-        }
-        Event::NewPlan(e) => {
-            if let Some(run) = &e.run_id {
-                push("run", run);
-            }
-            push("plan", &e.plan_id);
-            if let Some(workflow) = &e.workflow_id {
-                push("workflow", workflow);
-            }
-        }
-    }
-    fields
 }
 
 /// A value as it is, or as a JSON string when it is empty or holds spaces, quotes, `=` or
