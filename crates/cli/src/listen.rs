@@ -48,7 +48,8 @@ pub(crate) struct Args {
     secrets: Secrets,
     /// Print one JSON object per request instead of a line (NDJSON, for scripts): received,
     /// method, path, status, attempt, webhook_id, verified (true, false, or null without
-    /// --secret), event, error, headers, and body (as JSON; body_text when it is not JSON).
+    /// --secret), event, error, ignored, headers, and body (as JSON; body_text when it is not
+    /// JSON).
     #[arg(long)]
     json: bool,
     /// The status to answer a webhook that passes.
@@ -72,12 +73,13 @@ Output: one line per request on standard output, flushed at once, in columns:
   4. which attempt of its webhook-id this is (attempt=- without a webhook-id)
   5. the event kind (`-` when the body is not an event)
   6. key=value fields: run, task, labware (with phase, from, to), plan, workflow, workcell,
-     state; path; id (the webhook-id); error=\"...\" when refused. A value with spaces or
-     quotes is written as a JSON string.
+     state; path; id (the webhook-id); error=\"...\" when refused; ignored=\"...\" when
+     acknowledged unread. A value with spaces or quotes is written as a JSON string.
 
 Answers: 405 to methods other than POST, 413 to bodies over 1 MiB, 401 when the signature does
-not verify (with --secret), 400 when the body is not an event (not JSON, an unknown kind, a
-missing field), 503 to the first --fail-first attempts of a webhook-id, then --status.
+not verify (with --secret), 400 when the body is not an event (not JSON, a missing field), 204
+to an event of a kind this version does not know (a newer sender's: acknowledged and ignored,
+so it is not retried), 503 to the first --fail-first attempts of a webhook-id, then --status.
 
 Exit codes: 0 stopped by SIGINT or SIGTERM, 2 usage error or cannot listen on the address.";
 
@@ -224,21 +226,30 @@ impl State {
                 record.kind = Some(event.kind().name().to_string());
                 record.event = Some(event);
             }
-            Err(err) if err.is_unverified() => {
-                record.signature = Signature::refused(&err);
-                // Shown for what it says, though nobody vouches for it.
-                match parse_body(&body) {
-                    Ok(event) => {
-                        record.kind = Some(event.kind().name().to_string());
-                        record.event = Some(event);
-                    }
-                    Err(body_err) => record.kind = body_err.unknown_event().map(str::to_owned),
-                }
-                record.refuse(StatusCode::UNAUTHORIZED, error_chain(&err));
-            }
             Err(err) => {
-                record.kind = err.unknown_event().map(str::to_owned);
-                record.refuse(StatusCode::BAD_REQUEST, error_chain(&err));
+                if err.is_unverified() {
+                    record.signature = Signature::refused(&err);
+                    // Shown for what it says, though nobody vouches for it.
+                    match parse_body(&body) {
+                        Ok(event) => {
+                            record.kind = Some(event.kind().name().to_string());
+                            record.event = Some(event);
+                        }
+                        Err(body_err) => {
+                            record.kind = body_err.unknown_event().map(str::to_owned);
+                        }
+                    }
+                } else {
+                    record.kind = err.unknown_event().map(str::to_owned);
+                }
+                let status = StatusCode::from_u16(err.status()).expect("a valid HTTP status");
+                if status.is_success() {
+                    // An unknown kind of event: acknowledged and ignored, as receivers should.
+                    record.status = Some(status);
+                    record.ignored = Some(error_chain(&err));
+                } else {
+                    record.refuse(status, error_chain(&err));
+                }
             }
         }
         record.body = Some(body);
@@ -379,6 +390,8 @@ struct Record {
     /// `None` until decided.
     status: Option<StatusCode>,
     error: Option<String>,
+    /// Why a request that was acknowledged was not read (an unknown kind of event).
+    ignored: Option<String>,
 }
 
 impl Record {
@@ -411,6 +424,7 @@ impl Record {
             body: None,
             status: None,
             error: None,
+            ignored: None,
         }
     }
 
@@ -446,7 +460,11 @@ impl Record {
             None => "attempt=-".to_string(),
         };
         let kind = self.kind.as_deref().map_or_else(|| "-".to_string(), quoted);
-        let mut fields = self.event.as_ref().map(Event::key_fields).unwrap_or_default();
+        let mut fields = self
+            .event
+            .as_ref()
+            .map(Event::key_fields)
+            .unwrap_or_default();
         fields.push(("path", self.path.clone()));
         if let Some(id) = &self.webhook_id {
             fields.push(("id", id.clone()));
@@ -466,6 +484,10 @@ impl Record {
         if let Some(error) = &self.error {
             line.push_str(" error=");
             line.push_str(&serde_json::Value::from(error.as_str()).to_string());
+        }
+        if let Some(ignored) = &self.ignored {
+            line.push_str(" ignored=");
+            line.push_str(&serde_json::Value::from(ignored.as_str()).to_string());
         }
         line
     }
@@ -500,6 +522,7 @@ impl Record {
         record.insert("verified".into(), verified);
         record.insert("event".into(), self.kind.clone().into());
         record.insert("error".into(), self.error.clone().into());
+        record.insert("ignored".into(), self.ignored.clone().into());
         record.insert("headers".into(), Value::Object(headers));
         if let Some(body) = &self.body {
             match serde_json::from_slice::<Value>(body) {
