@@ -1,21 +1,19 @@
 //! `linq-hooks listen`: a webhook receiver for trying hooks out, one line per request.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
-use hyper::http::request::Parts;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use linq_hooks_events::{Event, Timestamp};
 use linq_hooks_receiver::{Verifier, WebhookHeaders, parse_body, receive};
 use serde_json::{Map, Value};
@@ -23,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::options::Secrets;
-use crate::{Outcome, error_chain};
+use crate::{Outcome, error_chain, signal};
 
 /// The largest body read; a larger one gets 413.
 const MAX_BODY: usize = 1 << 20;
@@ -89,7 +87,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Err(outcome) => return outcome,
     };
     let secret_count = secrets.len();
-    let state = Arc::new(State {
+    let shared = Arc::new(Shared {
         verifier: (!secrets.is_empty()).then(|| Verifier::new(secrets)),
         json: args.json,
         status: StatusCode::from_u16(args.status).expect("clap checked the range"),
@@ -99,22 +97,22 @@ pub(crate) fn run(args: Args) -> Outcome {
         exit: Mutex::new(None),
     });
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
-    runtime.block_on(serve(args.listen, state, secret_count))
+    runtime.block_on(serve(args.listen, shared, secret_count))
 }
 
-async fn serve(addr: SocketAddr, state: Arc<State>, secret_count: usize) -> Outcome {
+async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Outcome {
     // Signal handlers first: once the port accepts connections, SIGTERM is a clean stop.
-    let mut signals = match Signals::install() {
-        Ok(signals) => signals,
+    let stop_signal = match signal::stop_signal() {
+        Ok(stop_signal) => stop_signal,
         Err(e) => {
-            eprintln!("error: cannot handle signals: {e}");
+            eprintln!("error: cannot handle signals: {}", error_chain(&e));
             return Outcome::UsageOrIo;
         }
     };
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
+            eprintln!("error: cannot listen on {addr}: {}", error_chain(&e));
             return Outcome::UsageOrIo;
         }
     };
@@ -126,79 +124,40 @@ async fn serve(addr: SocketAddr, state: Arc<State>, secret_count: usize) -> Outc
     };
     eprintln!("listening on http://{local}; {checking}; Ctrl-C stops");
 
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let state = state.clone();
-                    let service = service_fn(move |request| handle(state.clone(), request));
-                    let connection = graceful.watch(
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!("connection ended: {e}");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: wait a little rather than spin.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = signals.recv() => break,
-            () = state.stop.notified() => break,
+    // Any method, any path: one handler answers everything.
+    let router = Router::new().fallback(handle).with_state(shared.clone());
+    let stopping = Arc::new(Notify::new());
+    let shutdown = {
+        let (shared, stopping) = (shared.clone(), stopping.clone());
+        async move {
+            tokio::select! {
+                () = stop_signal => {}
+                () = shared.stop.notified() => {}
+            }
+            stopping.notify_one();
         }
-    }
-    drop(listener);
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    // Once stopping, requests in flight get DRAIN to finish; a stalled client does not hold
+    // the exit.
+    let drained = async {
+        stopping.notified().await;
+        tokio::time::sleep(DRAIN).await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => {}
-    }
-    state.exit.lock().unwrap().unwrap_or(Outcome::Success)
-}
-
-/// SIGINT and SIGTERM (Ctrl-C only, off Unix).
-struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    #[cfg(unix)]
-    fn install() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals {})
-    }
-
-    #[cfg(unix)]
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+        served = server => {
+            if let Err(e) = served {
+                eprintln!("error: cannot serve on {local}: {}", error_chain(&e));
+                return Outcome::UsageOrIo;
+            }
         }
+        () = drained => {}
     }
-
-    #[cfg(not(unix))]
-    async fn recv(&mut self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    shared.exit.lock().unwrap().unwrap_or(Outcome::Success)
 }
 
 /// What every request handler shares.
-struct State {
+struct Shared {
     verifier: Option<Verifier>,
     json: bool,
     status: StatusCode,
@@ -209,7 +168,7 @@ struct State {
     exit: Mutex<Option<Outcome>>,
 }
 
-impl State {
+impl Shared {
     /// Checks a webhook's signature (with secrets) and its body, and decides the answer.
     fn judge(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) {
         let webhook_headers = WebhookHeaders::from_fn(|name| headers.get(name)?.to_str().ok());
@@ -287,10 +246,7 @@ impl State {
     }
 }
 
-async fn handle(
-    state: Arc<State>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut record = Record::new(&parts);
     if parts.method != Method::POST {
@@ -298,10 +254,10 @@ async fn handle(
         record.refuse(StatusCode::METHOD_NOT_ALLOWED, why);
     } else {
         if let Some(id) = &record.webhook_id {
-            record.attempt = Some(state.attempts.lock().unwrap().count(id));
+            record.attempt = Some(shared.attempts.lock().unwrap().count(id));
         }
         match Limited::new(body, MAX_BODY).collect().await {
-            Ok(body) => state.judge(&mut record, &parts.headers, body.to_bytes()),
+            Ok(body) => shared.judge(&mut record, &parts.headers, body.to_bytes()),
             Err(e) if e.is::<LengthLimitError>() => {
                 record.refuse(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB".into());
             }
@@ -311,8 +267,8 @@ async fn handle(
             }
         }
     }
-    state.print(&record);
-    Ok(record.response())
+    shared.print(&record);
+    record.response()
 }
 
 /// How many times each webhook id came, for the most recent ids.
@@ -438,12 +394,12 @@ impl Record {
     }
 
     /// The answer: the status, and for a refusal `{"error": "..."}`.
-    fn response(&self) -> Response<Full<Bytes>> {
+    fn response(&self) -> Response {
         let body = match &self.error {
             Some(error) => Bytes::from(serde_json::json!({ "error": error }).to_string()),
             None => Bytes::new(),
         };
-        let mut response = Response::new(Full::new(body));
+        let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status();
         if self.error.is_some() {
             response

@@ -9,6 +9,7 @@ mod listen;
 mod matching;
 mod options;
 mod serve;
+mod signal;
 mod simulate;
 mod validate;
 
