@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::options::Secrets;
-use crate::{Outcome, error_chain, signal};
+use crate::{Outcome, report, signal};
 
 /// The largest body read; a larger one gets 413.
 const MAX_BODY: usize = 1 << 20;
@@ -105,14 +105,14 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
     let stop_signal = match signal::stop_signal() {
         Ok(stop_signal) => stop_signal,
         Err(e) => {
-            eprintln!("error: cannot handle signals: {}", error_chain(&e));
+            eprintln!("error: cannot handle signals: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {}", error_chain(&e));
+            eprintln!("error: cannot listen on {addr}: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
@@ -147,7 +147,7 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
     tokio::select! {
         served = server => {
             if let Err(e) = served {
-                eprintln!("error: cannot serve on {local}: {}", error_chain(&e));
+                eprintln!("error: cannot serve on {local}: {}", report::chain(&e));
                 return Outcome::UsageOrIo;
             }
         }
@@ -205,9 +205,9 @@ impl Shared {
                 if status.is_success() {
                     // An unknown kind of event: acknowledged and ignored, as receivers should.
                     record.status = Some(status);
-                    record.ignored = Some(error_chain(&err));
+                    record.ignored = Some(report::chain(&err));
                 } else {
-                    record.refuse(status, error_chain(&err));
+                    record.refuse(status, report::chain(&err));
                 }
             }
         }
@@ -237,7 +237,10 @@ impl Shared {
                 *exit = Some(if e.kind() == std::io::ErrorKind::BrokenPipe {
                     Outcome::Success
                 } else {
-                    eprintln!("error: cannot write to standard output: {e}");
+                    eprintln!(
+                        "error: cannot write to standard output: {}",
+                        report::chain(&e)
+                    );
                     Outcome::UsageOrIo
                 });
                 self.stop.notify_one();
@@ -262,7 +265,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 record.refuse(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB".into());
             }
             Err(e) => {
-                let why = format!("cannot read the body: {}", error_chain(&*e));
+                let why = format!("cannot read the body: {}", report::chain(&*e));
                 record.refuse(StatusCode::BAD_REQUEST, why);
             }
         }

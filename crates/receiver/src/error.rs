@@ -1,7 +1,5 @@
 //! Why a webhook was refused.
 
-use std::fmt;
-
 /// Why a webhook was refused: it could not be verified, its event is of a kind this version
 /// does not know, or its body is not an event.
 ///
@@ -20,20 +18,25 @@ use std::fmt;
 /// let cause = std::error::Error::source(&err).unwrap();
 /// assert_eq!(cause.to_string(), "missing header `webhook-id`");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
 pub struct Error {
     kind: Kind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Kind {
-    Unverified(linq_hooks_signature::Error),
+    #[error("webhook not verified")]
+    Unverified(#[source] linq_hooks_signature::Error),
+    #[error("unknown event kind")]
     UnknownEvent {
         name: String,
         source: linq_hooks_events::Error,
     },
-    NotJson(serde_json::Error),
-    NotAnEvent(linq_hooks_events::Error),
+    #[error("malformed webhook body: not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("malformed webhook body: not an event")]
+    NotAnEvent(#[source] linq_hooks_events::Error),
 }
 
 impl Error {
@@ -226,27 +229,5 @@ impl Error {
             Kind::UnknownEvent { .. } => 204,
             Kind::NotJson(_) | Kind::NotAnEvent(_) => 400,
         }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
-            Kind::Unverified(_) => "webhook not verified",
-            Kind::UnknownEvent { .. } => "unknown event kind",
-            Kind::NotJson(_) => "malformed webhook body: not JSON",
-            Kind::NotAnEvent(_) => "malformed webhook body: not an event",
-        })
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(match &self.kind {
-            Kind::Unverified(e) => e,
-            Kind::UnknownEvent { source, .. } => source,
-            Kind::NotJson(e) => e,
-            Kind::NotAnEvent(e) => e,
-        })
     }
 }
