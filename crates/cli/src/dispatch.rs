@@ -11,9 +11,9 @@ use linq_hooks_filter::Matcher;
 use linq_hooks_http::HttpTransport;
 use linq_hooks_model::Hook;
 
-use crate::Outcome;
 use crate::input::{Input, read_hooks};
 use crate::options::{Secrets, Sending};
+use crate::{Outcome, report};
 
 /// Deliver events to the hooks that fire for them, over HTTP, and report per hook.
 ///
@@ -150,14 +150,14 @@ fn read_events(
     let matcher = Matcher::new(hooks);
     let mut read = Read::default();
     for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read {name}: {e}"))?;
+        let line = line.map_err(|e| format!("cannot read {name}: {}", report::chain(&e)))?;
         if line.trim().is_empty() {
             continue;
         }
         let event = match parse_event(&line) {
             Ok(event) => event,
             Err(err) => {
-                progress.suspend(|| eprintln!("error: {name}:{}: {err}", i + 1));
+                progress.suspend(|| eprintln!("error: {name}:{}: {}", i + 1, report::chain(&err)));
                 read.invalid_lines += 1;
                 continue;
             }

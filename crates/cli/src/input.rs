@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use linq_hooks_events::{Event, parse_event};
 use linq_hooks_model::{ParsedHooks, parse_hooks};
 
-use crate::Outcome;
+use crate::{Outcome, report};
 
 /// A named input: a file, or standard input when the path is `-` or absent.
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ impl Input {
                 .map(|file| {
                     Box::new(std::io::BufReader::new(file)) as Box<dyn std::io::BufRead + Send>
                 })
-                .map_err(|e| format!("cannot read {}: {e}", self.name())),
+                .map_err(|e| format!("cannot read {}: {}", self.name(), report::chain(&e))),
             None => Ok(Box::new(std::io::BufReader::new(std::io::stdin()))),
         }
     }
@@ -55,7 +55,7 @@ impl Input {
                 std::io::stdin().read_to_string(&mut text).map(|_| text)
             }
         };
-        result.map_err(|e| format!("cannot read {}: {e}", self.name()))
+        result.map_err(|e| format!("cannot read {}: {}", self.name(), report::chain(&e)))
     }
 }
 
@@ -75,7 +75,7 @@ pub(crate) fn read_hooks(input: &Input) -> Result<ParsedHooks, Outcome> {
             Ok(parsed)
         }
         Err(err) if err.is_syntax() => {
-            eprintln!("error: {name}: {err}");
+            eprintln!("error: {name}: {}", report::chain(&err));
             Err(Outcome::Invalid)
         }
         Err(err) => {
@@ -100,7 +100,7 @@ pub(crate) fn read_event(input: &Input) -> Result<Event, Outcome> {
         Outcome::UsageOrIo
     })?;
     parse_event(&text).map_err(|err| {
-        eprintln!("error: {}: {err}", input.name());
+        eprintln!("error: {}: {}", input.name(), report::chain(&err));
         Outcome::Invalid
     })
 }

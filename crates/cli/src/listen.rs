@@ -1,21 +1,19 @@
 //! `linq-hooks listen`: a webhook receiver for trying hooks out, one line per request.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
-use hyper::http::request::Parts;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use linq_hooks_events::{Event, Timestamp};
 use linq_hooks_receiver::{Verifier, WebhookHeaders, parse_body, receive};
 use serde_json::{Map, Value};
@@ -23,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::options::Secrets;
-use crate::{Outcome, error_chain};
+use crate::{Outcome, report, signal};
 
 /// The largest body read; a larger one gets 413.
 const MAX_BODY: usize = 1 << 20;
@@ -48,7 +46,8 @@ pub(crate) struct Args {
     secrets: Secrets,
     /// Print one JSON object per request instead of a line (NDJSON, for scripts): received,
     /// method, path, status, attempt, webhook_id, verified (true, false, or null without
-    /// --secret), event, error, headers, and body (as JSON; body_text when it is not JSON).
+    /// --secret), event, error, ignored, headers, and body (as JSON; body_text when it is not
+    /// JSON).
     #[arg(long)]
     json: bool,
     /// The status to answer a webhook that passes.
@@ -72,12 +71,13 @@ Output: one line per request on standard output, flushed at once, in columns:
   4. which attempt of its webhook-id this is (attempt=- without a webhook-id)
   5. the event kind (`-` when the body is not an event)
   6. key=value fields: run, task, labware (with phase, from, to), plan, workflow, workcell,
-     state; path; id (the webhook-id); error=\"...\" when refused. A value with spaces or
-     quotes is written as a JSON string.
+     state; path; id (the webhook-id); error=\"...\" when refused; ignored=\"...\" when
+     acknowledged unread. A value with spaces or quotes is written as a JSON string.
 
 Answers: 405 to methods other than POST, 413 to bodies over 1 MiB, 401 when the signature does
-not verify (with --secret), 400 when the body is not an event (not JSON, an unknown kind, a
-missing field), 503 to the first --fail-first attempts of a webhook-id, then --status.
+not verify (with --secret), 400 when the body is not an event (not JSON, a missing field), 204
+to an event of a kind this version does not know (a newer sender's: acknowledged and ignored,
+so it is not retried), 503 to the first --fail-first attempts of a webhook-id, then --status.
 
 Exit codes: 0 stopped by SIGINT or SIGTERM, 2 usage error or cannot listen on the address.";
 
@@ -87,7 +87,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Err(outcome) => return outcome,
     };
     let secret_count = secrets.len();
-    let state = Arc::new(State {
+    let shared = Arc::new(Shared {
         verifier: (!secrets.is_empty()).then(|| Verifier::new(secrets)),
         json: args.json,
         status: StatusCode::from_u16(args.status).expect("clap checked the range"),
@@ -97,22 +97,22 @@ pub(crate) fn run(args: Args) -> Outcome {
         exit: Mutex::new(None),
     });
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
-    runtime.block_on(serve(args.listen, state, secret_count))
+    runtime.block_on(serve(args.listen, shared, secret_count))
 }
 
-async fn serve(addr: SocketAddr, state: Arc<State>, secret_count: usize) -> Outcome {
+async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Outcome {
     // Signal handlers first: once the port accepts connections, SIGTERM is a clean stop.
-    let mut signals = match Signals::install() {
-        Ok(signals) => signals,
+    let stop_signal = match signal::stop_signal() {
+        Ok(stop_signal) => stop_signal,
         Err(e) => {
-            eprintln!("error: cannot handle signals: {e}");
+            eprintln!("error: cannot handle signals: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
+            eprintln!("error: cannot listen on {addr}: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
@@ -124,79 +124,40 @@ async fn serve(addr: SocketAddr, state: Arc<State>, secret_count: usize) -> Outc
     };
     eprintln!("listening on http://{local}; {checking}; Ctrl-C stops");
 
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let state = state.clone();
-                    let service = service_fn(move |request| handle(state.clone(), request));
-                    let connection = graceful.watch(
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!("connection ended: {e}");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: wait a little rather than spin.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = signals.recv() => break,
-            () = state.stop.notified() => break,
+    // Any method, any path: one handler answers everything.
+    let router = Router::new().fallback(handle).with_state(shared.clone());
+    let stopping = Arc::new(Notify::new());
+    let shutdown = {
+        let (shared, stopping) = (shared.clone(), stopping.clone());
+        async move {
+            tokio::select! {
+                () = stop_signal => {}
+                () = shared.stop.notified() => {}
+            }
+            stopping.notify_one();
         }
-    }
-    drop(listener);
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    // Once stopping, requests in flight get DRAIN to finish; a stalled client does not hold
+    // the exit.
+    let drained = async {
+        stopping.notified().await;
+        tokio::time::sleep(DRAIN).await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => {}
-    }
-    state.exit.lock().unwrap().unwrap_or(Outcome::Success)
-}
-
-/// SIGINT and SIGTERM (Ctrl-C only, off Unix).
-struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    #[cfg(unix)]
-    fn install() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals {})
-    }
-
-    #[cfg(unix)]
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+        served = server => {
+            if let Err(e) = served {
+                eprintln!("error: cannot serve on {local}: {}", report::chain(&e));
+                return Outcome::UsageOrIo;
+            }
         }
+        () = drained => {}
     }
-
-    #[cfg(not(unix))]
-    async fn recv(&mut self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    shared.exit.lock().unwrap().unwrap_or(Outcome::Success)
 }
 
 /// What every request handler shares.
-struct State {
+struct Shared {
     verifier: Option<Verifier>,
     json: bool,
     status: StatusCode,
@@ -207,7 +168,7 @@ struct State {
     exit: Mutex<Option<Outcome>>,
 }
 
-impl State {
+impl Shared {
     /// Checks a webhook's signature (with secrets) and its body, and decides the answer.
     fn judge(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) {
         let webhook_headers = WebhookHeaders::from_fn(|name| headers.get(name)?.to_str().ok());
@@ -224,21 +185,30 @@ impl State {
                 record.kind = Some(event.kind().name().to_string());
                 record.event = Some(event);
             }
-            Err(err) if err.is_unverified() => {
-                record.signature = Signature::refused(&err);
-                // Shown for what it says, though nobody vouches for it.
-                match parse_body(&body) {
-                    Ok(event) => {
-                        record.kind = Some(event.kind().name().to_string());
-                        record.event = Some(event);
-                    }
-                    Err(body_err) => record.kind = body_err.unknown_event().map(str::to_owned),
-                }
-                record.refuse(StatusCode::UNAUTHORIZED, error_chain(&err));
-            }
             Err(err) => {
-                record.kind = err.unknown_event().map(str::to_owned);
-                record.refuse(StatusCode::BAD_REQUEST, error_chain(&err));
+                if err.is_unverified() {
+                    record.signature = Signature::refused(&err);
+                    // Shown for what it says, though nobody vouches for it.
+                    match parse_body(&body) {
+                        Ok(event) => {
+                            record.kind = Some(event.kind().name().to_string());
+                            record.event = Some(event);
+                        }
+                        Err(body_err) => {
+                            record.kind = body_err.unknown_event().map(str::to_owned);
+                        }
+                    }
+                } else {
+                    record.kind = err.unknown_event().map(str::to_owned);
+                }
+                let status = StatusCode::from_u16(err.status()).expect("a valid HTTP status");
+                if status.is_success() {
+                    // An unknown kind of event: acknowledged and ignored, as receivers should.
+                    record.status = Some(status);
+                    record.ignored = Some(report::chain(&err));
+                } else {
+                    record.refuse(status, report::chain(&err));
+                }
             }
         }
         record.body = Some(body);
@@ -267,7 +237,10 @@ impl State {
                 *exit = Some(if e.kind() == std::io::ErrorKind::BrokenPipe {
                     Outcome::Success
                 } else {
-                    eprintln!("error: cannot write to standard output: {e}");
+                    eprintln!(
+                        "error: cannot write to standard output: {}",
+                        report::chain(&e)
+                    );
                     Outcome::UsageOrIo
                 });
                 self.stop.notify_one();
@@ -276,10 +249,7 @@ impl State {
     }
 }
 
-async fn handle(
-    state: Arc<State>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut record = Record::new(&parts);
     if parts.method != Method::POST {
@@ -287,21 +257,21 @@ async fn handle(
         record.refuse(StatusCode::METHOD_NOT_ALLOWED, why);
     } else {
         if let Some(id) = &record.webhook_id {
-            record.attempt = Some(state.attempts.lock().unwrap().count(id));
+            record.attempt = Some(shared.attempts.lock().unwrap().count(id));
         }
         match Limited::new(body, MAX_BODY).collect().await {
-            Ok(body) => state.judge(&mut record, &parts.headers, body.to_bytes()),
+            Ok(body) => shared.judge(&mut record, &parts.headers, body.to_bytes()),
             Err(e) if e.is::<LengthLimitError>() => {
                 record.refuse(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB".into());
             }
             Err(e) => {
-                let why = format!("cannot read the body: {}", error_chain(&*e));
+                let why = format!("cannot read the body: {}", report::chain(&*e));
                 record.refuse(StatusCode::BAD_REQUEST, why);
             }
         }
     }
-    state.print(&record);
-    Ok(record.response())
+    shared.print(&record);
+    record.response()
 }
 
 /// How many times each webhook id came, for the most recent ids.
@@ -379,6 +349,8 @@ struct Record {
     /// `None` until decided.
     status: Option<StatusCode>,
     error: Option<String>,
+    /// Why a request that was acknowledged was not read (an unknown kind of event).
+    ignored: Option<String>,
 }
 
 impl Record {
@@ -411,6 +383,7 @@ impl Record {
             body: None,
             status: None,
             error: None,
+            ignored: None,
         }
     }
 
@@ -424,12 +397,12 @@ impl Record {
     }
 
     /// The answer: the status, and for a refusal `{"error": "..."}`.
-    fn response(&self) -> Response<Full<Bytes>> {
+    fn response(&self) -> Response {
         let body = match &self.error {
             Some(error) => Bytes::from(serde_json::json!({ "error": error }).to_string()),
             None => Bytes::new(),
         };
-        let mut response = Response::new(Full::new(body));
+        let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status();
         if self.error.is_some() {
             response
@@ -446,7 +419,11 @@ impl Record {
             None => "attempt=-".to_string(),
         };
         let kind = self.kind.as_deref().map_or_else(|| "-".to_string(), quoted);
-        let mut fields = self.event.as_ref().map(key_fields).unwrap_or_default();
+        let mut fields = self
+            .event
+            .as_ref()
+            .map(Event::key_fields)
+            .unwrap_or_default();
         fields.push(("path", self.path.clone()));
         if let Some(id) = &self.webhook_id {
             fields.push(("id", id.clone()));
@@ -466,6 +443,10 @@ impl Record {
         if let Some(error) = &self.error {
             line.push_str(" error=");
             line.push_str(&serde_json::Value::from(error.as_str()).to_string());
+        }
+        if let Some(ignored) = &self.ignored {
+            line.push_str(" ignored=");
+            line.push_str(&serde_json::Value::from(ignored.as_str()).to_string());
         }
         line
     }
@@ -500,6 +481,7 @@ impl Record {
         record.insert("verified".into(), verified);
         record.insert("event".into(), self.kind.clone().into());
         record.insert("error".into(), self.error.clone().into());
+        record.insert("ignored".into(), self.ignored.clone().into());
         record.insert("headers".into(), Value::Object(headers));
         if let Some(body) = &self.body {
             match serde_json::from_slice::<Value>(body) {
@@ -512,55 +494,6 @@ impl Record {
         }
         Value::Object(record)
     }
-}
-
-/// The fields that tell events apart, in a fixed order per kind.
-fn key_fields(event: &Event) -> Vec<(&'static str, String)> {
-    let mut fields = Vec::new();
-    let mut push = |key, value: &str| fields.push((key, value.to_string()));
-    match event {
-        Event::RunStateChange(e) => {
-            push("run", &e.run_id);
-            push("state", e.state.as_str());
-        }
-        Event::TaskStateChange(e) => {
-            push("run", &e.run_id);
-            push("task", &e.task_id);
-            push("state", e.state.as_str());
-        }
-        Event::SafetyStateChange(e) => {
-            if let Some(run) = &e.run_id {
-                push("run", run);
-            }
-            if let Some(workcell) = &e.workcell_id {
-                push("workcell", workcell);
-            }
-            push("state", e.state.as_str());
-        }
-        Event::LabwareMovement(e) => {
-            push("run", &e.run_id);
-            push("labware", &e.labware_id);
-            push("phase", e.phase.as_str());
-            push(
-                "from",
-                &format!("{}/{}", e.source.instrument, e.source.slot),
-            );
-            push(
-                "to",
-                &format!("{}/{}", e.destination.instrument, e.destination.slot),
-            );
-        }
-        Event::NewPlan(e) => {
-            if let Some(run) = &e.run_id {
-                push("run", run);
-            }
-            push("plan", &e.plan_id);
-            if let Some(workflow) = &e.workflow_id {
-                push("workflow", workflow);
-            }
-        }
-    }
-    fields
 }
 
 /// A value as it is, or as a JSON string when it is empty or holds spaces, quotes, `=` or

@@ -8,6 +8,7 @@ mod input;
 mod listen;
 mod matching;
 mod options;
+mod report;
 mod serve;
 mod signal;
 mod simulate;
@@ -88,20 +89,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-/// An error with its sources, `outer: inner: innermost`, skipping a cause whose message the
-/// text already holds. Library errors here name their kind and keep the cause as the source.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

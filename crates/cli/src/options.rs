@@ -6,7 +6,7 @@ use std::time::Duration;
 use linq_hooks_http::HttpTransport;
 use linq_hooks_signature::Secret;
 
-use crate::Outcome;
+use crate::{Outcome, report};
 
 /// `--secret` (or `LINQ_HOOKS_SECRET`): what `dispatch` and `serve` sign with and `listen`
 /// checks against.
@@ -33,7 +33,7 @@ impl Secrets {
             .enumerate()
             .map(|(i, value)| {
                 value.parse::<Secret>().map_err(|e| {
-                    eprintln!("error: --secret number {}: {e}", i + 1);
+                    eprintln!("error: --secret number {}: {}", i + 1, report::chain(&e));
                     Outcome::UsageOrIo
                 })
             })
@@ -68,13 +68,17 @@ impl Sending {
             match std::fs::read(path) {
                 Ok(pem) => builder = builder.extra_root_pem(&pem),
                 Err(e) => {
-                    eprintln!("error: cannot read {}: {e}", path.display());
+                    eprintln!(
+                        "error: cannot read {}: {}",
+                        path.display(),
+                        report::chain(&e)
+                    );
                     return Err(Outcome::UsageOrIo);
                 }
             }
         }
         builder.build().map_err(|e| {
-            eprintln!("error: cannot set up HTTP: {e}");
+            eprintln!("error: cannot set up HTTP: {}", report::chain(&e));
             Outcome::UsageOrIo
         })
     }

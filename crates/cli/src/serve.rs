@@ -10,8 +10,9 @@ use linq_hooks_service::{DEFAULT_WORKFLOW, Registry, Service, ServiceConfig, log
 
 use crate::input::{Input, read_hooks};
 use crate::options::{Secrets, Sending};
-use crate::signal::{Hangups, stop_signal};
-use crate::{Outcome, error_chain};
+use crate::signal::{self, Hangups};
+use crate::Outcome;
+use crate::report::chain;
 
 /// Run the dispatcher service: workflows and their hooks registered over HTTP, events accepted
 /// and stored durably, webhooks delivered.
@@ -95,10 +96,19 @@ pub(crate) fn run(args: Args) -> Outcome {
 
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
     runtime.block_on(async {
+        // Handlers first: from here on SIGTERM stops cleanly and SIGHUP reloads.
+        let signals = signal::stop_signal().and_then(|stop| Ok((stop, Hangups::new()?)));
+        let (stop, hangups) = match signals {
+            Ok(signals) => signals,
+            Err(e) => {
+                eprintln!("error: cannot install signal handlers: {e}");
+                return Outcome::UsageOrIo;
+            }
+        };
         let service = match Service::start(config, Arc::new(transport)).await {
             Ok(service) => service,
             Err(e) => {
-                eprintln!("error: {}", error_chain(&e));
+                eprintln!("error: {}", chain(&e));
                 return Outcome::UsageOrIo;
             }
         };
@@ -112,9 +122,9 @@ pub(crate) fn run(args: Args) -> Outcome {
             }
         );
         if let Some(path) = args.hooks.clone() {
-            tokio::spawn(reload_on_hangup(path, service.registry()));
+            tokio::spawn(reload_on_hangup(path, service.registry(), hangups));
         }
-        service.run_until(stop_signal()).await;
+        service.run_until(stop).await;
         eprintln!("linq-hooks serve: stopped");
         Outcome::Success
     })
@@ -122,8 +132,7 @@ pub(crate) fn run(args: Args) -> Outcome {
 
 /// On each SIGHUP, reads the hook file again and applies it to the workflow `default` with the
 /// rules of a PUT. An invalid file changes nothing (its problems are printed).
-async fn reload_on_hangup(path: PathBuf, registry: Registry) {
-    let mut hangups = Hangups::new();
+async fn reload_on_hangup(path: PathBuf, registry: Registry, mut hangups: Hangups) {
     loop {
         hangups.next().await;
         let input = Input::new(Some(path.clone()));
@@ -152,7 +161,7 @@ async fn reload_on_hangup(path: PathBuf, registry: Registry) {
             Err(e) => eprintln!(
                 "linq-hooks serve: SIGHUP: cannot apply {}: {}",
                 path.display(),
-                error_chain(&e)
+                chain(&e)
             ),
         }
     }

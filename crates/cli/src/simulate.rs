@@ -9,7 +9,7 @@ use linq_hooks_http::HttpTransport;
 use linq_hooks_simulator::Simulation;
 use linq_hooks_transport::{Bytes, Request, Transport};
 
-use crate::{Outcome, error_chain};
+use crate::{Outcome, report};
 
 /// The most events in one request to `serve` when not pacing.
 const BATCH: usize = 100;
@@ -88,7 +88,7 @@ pub(crate) fn run(args: Args) -> Outcome {
             let transport = match HttpTransport::new() {
                 Ok(transport) => transport,
                 Err(e) => {
-                    eprintln!("error: cannot set up HTTP: {e}");
+                    eprintln!("error: cannot set up HTTP: {}", report::chain(&e));
                     return Outcome::UsageOrIo;
                 }
             };
@@ -152,7 +152,7 @@ fn print(events: impl Iterator<Item = Event>, mut pacer: Option<Pacer>) -> Outco
         // The reader stopped (`simulate | head`): that is its choice, not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Success,
         Err(e) => {
-            eprintln!("error: cannot write the events: {e}");
+            eprintln!("error: cannot write the events: {}", report::chain(&e));
             Outcome::UsageOrIo
         }
     }
@@ -226,7 +226,7 @@ impl Ingest {
                 (_, Verdict::Retry { retry_after }) => {
                     let why = match &result {
                         Ok(response) => format!("status {}", response.status()),
-                        Err(e) => error_chain(e),
+                        Err(e) => report::chain(e),
                     };
                     if let Some(delay) = self.policy.delay_after(attempts, retry_after) {
                         tracing::warn!("{}: {events}: {why}; retrying in {delay:?}", self.url);
@@ -249,7 +249,7 @@ impl Ingest {
                     return Err(Outcome::Invalid);
                 }
                 (Err(e), _) => {
-                    eprintln!("error: {}: {}", self.url, error_chain(e));
+                    eprintln!("error: {}: {}", self.url, report::chain(e));
                     return Err(Outcome::UsageOrIo);
                 }
             };

@@ -208,11 +208,11 @@ impl Line {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The fields that describe the event (not path, id or error).
+    /// The fields that describe the event (not path, id, error or ignored).
     fn event_fields(&self) -> Vec<(String, String)> {
         self.fields
             .iter()
-            .filter(|(k, _)| !["path", "id", "error"].contains(&k.as_str()))
+            .filter(|(k, _)| !["path", "id", "error", "ignored"].contains(&k.as_str()))
             .cloned()
             .collect()
     }
@@ -416,13 +416,21 @@ async fn json_records_carry_headers_verification_and_body() {
     assert!(answer.contains("no webhook signature matches"), "{answer}");
     let (status, _) = listen.request("POST", "/raw", &[], b"not json").await;
     assert_eq!(status, 401, "unsigned, with --secret");
+    let (status, answer) = listen
+        .post_signed(SECRET, br#"{"event": "run_exploded"}"#, &[])
+        .await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (204, ""),
+        "an unknown kind is acknowledged with 204, whatever --status says"
+    );
 
     let stdout = listen.stop().await;
     let records: Vec<serde_json::Value> = stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
         .collect();
-    assert_eq!(records.len(), 3, "{stdout}");
+    assert_eq!(records.len(), 4, "{stdout}");
 
     let ok = &records[0];
     assert_eq!(ok["method"], "POST");
@@ -432,6 +440,7 @@ async fn json_records_carry_headers_verification_and_body() {
     assert_eq!(ok["verified"], true);
     assert_eq!(ok["event"], "task_state_change");
     assert_eq!(ok["error"], serde_json::Value::Null);
+    assert_eq!(ok["ignored"], serde_json::Value::Null);
     assert_eq!(ok["headers"]["x-lab"], "bench-3");
     assert_eq!(ok["headers"]["content-type"], "application/json");
     assert_eq!(ok["headers"]["webhook-id"], ok["webhook_id"]);
@@ -476,16 +485,30 @@ async fn json_records_carry_headers_verification_and_body() {
             .unwrap()
             .contains("missing header `webhook-id`")
     );
+
+    let unknown = &records[3];
+    assert_eq!(unknown["status"], 204);
+    assert_eq!(unknown["verified"], true);
+    assert_eq!(unknown["event"], "run_exploded");
+    assert_eq!(unknown["error"], serde_json::Value::Null);
+    assert!(
+        unknown["ignored"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown event kind"),
+        "{unknown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_4xx_with_the_reason_and_listen_keeps_going() {
+async fn bad_requests_get_4xx_with_the_reason_unknown_kinds_2xx_and_listen_keeps_going() {
     let listen = Listen::start(&["--secret", SECRET]).await;
     let event = br#"{"event": "run_state_change", "run_id": "r1", "state": "paused", "timestamp": "2025-04-17T09:30:00Z"}"#;
     let cases: Vec<(u16, (u16, String))> = vec![
         (400, listen.post_signed(SECRET, b"{\"event\": ", &[]).await),
+        // An unknown kind is a newer sender's event: acknowledged, not refused.
         (
-            400,
+            204,
             listen
                 .post_signed(SECRET, br#"{"event": "foo"}"#, &[])
                 .await,
@@ -520,7 +543,7 @@ async fn bad_requests_get_4xx_with_the_reason_and_listen_keeps_going() {
     let statuses: Vec<u16> = lines.iter().map(|l| l.status).collect();
     assert_eq!(
         statuses,
-        [400, 400, 400, 401, 401, 405, 413, 204],
+        [400, 204, 400, 401, 401, 405, 413, 204],
         "{stdout}"
     );
     let signatures: Vec<&str> = lines.iter().map(|l| l.signature.as_str()).collect();
@@ -560,10 +583,18 @@ async fn bad_requests_get_4xx_with_the_reason_and_listen_keeps_going() {
         "{}",
         errors[0]
     );
+    assert_eq!(errors[1], "");
+    let ignored = lines[1].field("ignored").unwrap_or("");
     assert!(
-        errors[1].starts_with(r#"unknown event kind: event: unknown event "foo""#),
-        "{}",
-        errors[1]
+        ignored.starts_with(r#"unknown event kind: event: unknown event "foo""#),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| (i == 1) == l.field("ignored").is_some()),
+        "only the unknown kind is ignored: {stdout}"
     );
     assert_eq!(
         errors[2],

@@ -1,7 +1,5 @@
 //! Why an event was refused.
 
-use std::fmt;
-
 /// Why an event was refused: not JSON, or not a valid event (with the JSON path and reason).
 ///
 /// Opaque so that kinds can be added without breaking users.
@@ -16,15 +14,25 @@ use std::fmt;
 /// assert!(err.is_invalid());
 /// assert_eq!(err.path(), Some("timestamp"));
 /// assert_eq!(err.to_string(), "timestamp: missing required field `timestamp`");
+///
+/// // The message names the problem; for text that is not JSON, the parser's error is the
+/// // source.
+/// let err = parse_event("{").unwrap_err();
+/// assert_eq!(err.to_string(), "invalid JSON");
+/// let cause = std::error::Error::source(&err).unwrap();
+/// assert_eq!(cause.to_string(), "EOF while parsing an object at line 1 column 1");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
 pub struct Error {
     kind: Kind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Kind {
-    Syntax(serde_json::Error),
+    #[error("invalid JSON")]
+    Syntax(#[source] serde_json::Error),
+    #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
 
@@ -88,24 +96,6 @@ impl Error {
     pub fn line_column(&self) -> Option<(usize, usize)> {
         match &self.kind {
             Kind::Syntax(e) => Some((e.line(), e.column())),
-            Kind::Invalid { .. } => None,
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Syntax(e) => write!(f, "invalid JSON: {e}"),
-            Kind::Invalid { path, message } => write!(f, "{path}: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            Kind::Syntax(e) => Some(e),
             Kind::Invalid { .. } => None,
         }
     }

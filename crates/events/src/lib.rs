@@ -213,6 +213,74 @@ impl Event {
         }
     }
 
+    /// The fields that identify the event, as `(name, value)` pairs in a fixed order per kind:
+    /// what a person scanning a stream of events needs to tell them apart.
+    ///
+    /// | kind | fields |
+    /// | --- | --- |
+    /// | `run_state_change` | `run`, `state` |
+    /// | `task_state_change` | `run`, `task`, `state` |
+    /// | `safety_state_change` | `run` (if any), `workcell` (if any), `state` |
+    /// | `labware_movement` | `run`, `labware`, `phase`, `from`, `to` (`instrument/slot`) |
+    /// | `new_plan` | `run` (if any), `plan`, `workflow` (if any) |
+    ///
+    /// The message and the timestamp are not among them: they say what happened and when,
+    /// not which thing it happened to.
+    ///
+    /// ```
+    /// let event = linq_hooks_events::parse_event(r#"{"event": "labware_movement",
+    ///     "run_id": "r1", "labware_id": "plate-1", "phase": "end",
+    ///     "source": {"instrument": "hotel", "slot": 3},
+    ///     "destination": {"instrument": "reader", "slot": 1},
+    ///     "timestamp": "2025-04-17T09:30:00Z"}"#)?;
+    /// let fields: Vec<String> = event.key_fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    /// assert_eq!(fields, ["run=r1", "labware=plate-1", "phase=end", "from=hotel/3", "to=reader/1"]);
+    /// # Ok::<(), linq_hooks_events::Error>(())
+    /// ```
+    pub fn key_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = Vec::new();
+        let mut push = |key, value: &str| fields.push((key, value.to_string()));
+        match self {
+            Event::RunStateChange(e) => {
+                push("run", &e.run_id);
+                push("state", e.state.as_str());
+            }
+            Event::TaskStateChange(e) => {
+                push("run", &e.run_id);
+                push("task", &e.task_id);
+                push("state", e.state.as_str());
+            }
+            Event::SafetyStateChange(e) => {
+                if let Some(run) = &e.run_id {
+                    push("run", run);
+                }
+                if let Some(workcell) = &e.workcell_id {
+                    push("workcell", workcell);
+                }
+                push("state", e.state.as_str());
+            }
+            Event::LabwareMovement(e) => {
+                push("run", &e.run_id);
+                push("labware", &e.labware_id);
+                push("phase", e.phase.as_str());
+                let from = format!("{}/{}", e.source.instrument, e.source.slot);
+                push("from", &from);
+                let to = format!("{}/{}", e.destination.instrument, e.destination.slot);
+                push("to", &to);
+            }
+            Event::NewPlan(e) => {
+                if let Some(run) = &e.run_id {
+                    push("run", run);
+                }
+                push("plan", &e.plan_id);
+                if let Some(workflow) = &e.workflow_id {
+                    push("workflow", workflow);
+                }
+            }
+        }
+        fields
+    }
+
     /// The body as JSON bytes: exactly what a webhook for this event posts.
     ///
     /// ```
@@ -310,5 +378,56 @@ fn describe(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check(body, expected)`: the key fields of the event `body`, written `k=v` and joined.
+    fn check(body: &str, expected: &str) {
+        let event = parse_event(body).unwrap();
+        let fields: Vec<String> = event
+            .key_fields()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        assert_eq!(fields.join(" "), expected, "{body}");
+    }
+
+    #[test]
+    fn key_fields_of_each_kind() {
+        const T: &str = r#""timestamp": "2025-04-17T09:30:00Z""#;
+        check(
+            &format!(r#"{{"event": "run_state_change", "run_id": "r1", "state": "paused", {T}}}"#),
+            "run=r1 state=paused",
+        );
+        check(
+            &format!(
+                r#"{{"event": "task_state_change", "run_id": "r1", "task_id": "t1", "state": "failed", {T}}}"#
+            ),
+            "run=r1 task=t1 state=failed",
+        );
+        check(
+            &format!(r#"{{"event": "safety_state_change", "state": "emergency_stop", {T}}}"#),
+            "state=emergency_stop",
+        );
+        check(
+            &format!(
+                r#"{{"event": "safety_state_change", "run_id": "r1", "workcell_id": "w", "state": "emergency_stop", {T}}}"#
+            ),
+            "run=r1 workcell=w state=emergency_stop",
+        );
+        check(
+            &format!(r#"{{"event": "new_plan", "plan_id": "p1", {T}}}"#),
+            "plan=p1",
+        );
+        check(
+            &format!(
+                r#"{{"event": "new_plan", "run_id": "r1", "plan_id": "p1", "workflow_id": "wf", {T}}}"#
+            ),
+            "run=r1 plan=p1 workflow=wf",
+        );
     }
 }

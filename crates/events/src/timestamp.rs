@@ -56,16 +56,9 @@ pub struct Timestamp(jiff::Timestamp);
 /// let err = "yesterday".parse::<linq_hooks_events::Timestamp>().unwrap_err();
 /// assert!(err.to_string().starts_with("invalid RFC 3339 timestamp"));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct TimestampError(String);
-
-impl fmt::Display for TimestampError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TimestampError {}
 
 impl Timestamp {
     /// The current time, from the system clock.

@@ -216,17 +216,30 @@ impl fmt::Debug for Builder {
 /// assert!(err.is_invalid_pem());
 /// assert!(err.to_string().starts_with("extra CA bundle #1: certificate 1 is not a usable CA"));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
 pub struct BuildError(Kind);
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Kind {
     /// Bundle number (from 1, in the order given) and what is wrong with it.
+    #[error("extra CA bundle #{0}: {1}")]
     Pem(usize, String),
-    NoRoots {
-        platform_errors: Vec<String>,
-    },
-    Tls(rustls::Error),
+    #[error(
+        "no trusted root certificate: the platform store has none and no extra CA was given{}",
+        platform_note(platform_errors)
+    )]
+    NoRoots { platform_errors: Vec<String> },
+    #[error("invalid TLS configuration")]
+    Tls(#[source] rustls::Error),
+}
+
+/// The first problem met loading the platform's store, if any, as a note to the message.
+fn platform_note(platform_errors: &[String]) -> String {
+    platform_errors
+        .first()
+        .map(|first| format!(" (loading the platform store: {first})"))
+        .unwrap_or_default()
 }
 
 impl BuildError {
@@ -243,34 +256,5 @@ impl BuildError {
     /// ```
     pub fn is_invalid_pem(&self) -> bool {
         matches!(self.0, Kind::Pem(..))
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Kind::Pem(bundle, message) => write!(f, "extra CA bundle #{bundle}: {message}"),
-            Kind::NoRoots { platform_errors } => {
-                write!(
-                    f,
-                    "no trusted root certificate: the platform store has none and no extra CA \
-                     was given"
-                )?;
-                if let Some(first) = platform_errors.first() {
-                    write!(f, " (loading the platform store: {first})")?;
-                }
-                Ok(())
-            }
-            Kind::Tls(e) => write!(f, "TLS configuration: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.0 {
-            Kind::Tls(e) => Some(e),
-            Kind::Pem(..) | Kind::NoRoots { .. } => None,
-        }
     }
 }

@@ -1,7 +1,5 @@
 //! Why a webhook was refused.
 
-use std::fmt;
-
 /// Why a webhook was refused: it could not be verified, its event is of a kind this version
 /// does not know, or its body is not an event.
 ///
@@ -20,20 +18,25 @@ use std::fmt;
 /// let cause = std::error::Error::source(&err).unwrap();
 /// assert_eq!(cause.to_string(), "missing header `webhook-id`");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
 pub struct Error {
     kind: Kind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Kind {
-    Unverified(linq_hooks_signature::Error),
+    #[error("webhook not verified")]
+    Unverified(#[source] linq_hooks_signature::Error),
+    #[error("unknown event kind")]
     UnknownEvent {
         name: String,
         source: linq_hooks_events::Error,
     },
-    NotJson(serde_json::Error),
-    NotAnEvent(linq_hooks_events::Error),
+    #[error("malformed webhook body: not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("malformed webhook body: not an event")]
+    NotAnEvent(#[source] linq_hooks_events::Error),
 }
 
 impl Error {
@@ -158,8 +161,8 @@ impl Error {
     }
 
     /// True when the body is an event of a kind this version does not know (`event` is a
-    /// string, but not one of the five): most likely a newer sender. Receivers usually answer
-    /// 2xx and ignore it; see [`unknown_event`](Error::unknown_event) for its name.
+    /// string, but not one of the five): most likely a newer sender. Answer 2xx and ignore it
+    /// (see [`status`](Error::status)); [`unknown_event`](Error::unknown_event) gives its name.
     ///
     /// ```
     /// let err = linq_hooks_receiver::parse_body(br#"{"event": "foo"}"#).unwrap_err();
@@ -199,26 +202,32 @@ impl Error {
     pub fn is_malformed_body(&self) -> bool {
         matches!(self.kind, Kind::NotJson(_) | Kind::NotAnEvent(_))
     }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
-            Kind::Unverified(_) => "webhook not verified",
-            Kind::UnknownEvent { .. } => "unknown event kind",
-            Kind::NotJson(_) => "malformed webhook body: not JSON",
-            Kind::NotAnEvent(_) => "malformed webhook body: not an event",
-        })
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(match &self.kind {
-            Kind::Unverified(e) => e,
-            Kind::UnknownEvent { source, .. } => source,
-            Kind::NotJson(e) => e,
-            Kind::NotAnEvent(e) => e,
-        })
+    /// The HTTP status a receiver answers for this error.
+    ///
+    /// | kind | status |
+    /// | --- | --- |
+    /// | [`is_unverified`](Error::is_unverified) | 401 Unauthorized: not from the sender, or replayed too late |
+    /// | [`is_malformed_body`](Error::is_malformed_body) | 400 Bad Request |
+    /// | [`is_unknown_event`](Error::is_unknown_event) | 204 No Content: acknowledged and ignored |
+    ///
+    /// An unknown kind of event is most likely a newer sender's: the request is fine, this
+    /// receiver just has nothing to do with it. An error status would make the sender retry it
+    /// for hours and then record it as failed, so it is acknowledged instead. A receiver that
+    /// answers its events with another 2xx may answer unknown ones the same way.
+    ///
+    /// ```
+    /// use linq_hooks_receiver::{Verifier, WebhookHeaders, parse_body, receive_at};
+    ///
+    /// let unverified = receive_at(&Verifier::new([]), WebhookHeaders::default(), b"", 0);
+    /// assert_eq!(unverified.unwrap_err().status(), 401);
+    /// assert_eq!(parse_body(b"{").unwrap_err().status(), 400);
+    /// assert_eq!(parse_body(br#"{"event": "run_exploded"}"#).unwrap_err().status(), 204);
+    /// ```
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            Kind::Unverified(_) => 401,
+            Kind::UnknownEvent { .. } => 204,
+            Kind::NotJson(_) | Kind::NotAnEvent(_) => 400,
+        }
     }
 }

@@ -47,6 +47,8 @@
 //! | [`is_unknown_event`](Error::is_unknown_event) | 2xx and ignore it: a newer sender's kind of event |
 //! | [`is_malformed_body`](Error::is_malformed_body) | 400 |
 //!
+//! [`Error::status`] gives that answer for each error kind (204 for an unknown event).
+//!
 //! The example `examples/receiver.rs` of this crate is a complete receiver on hyper:
 //! `LINQ_HOOKS_SECRET=whsec_... cargo run -p linq-hooks-receiver --example receiver`.
 #![forbid(unsafe_code)]

@@ -241,6 +241,53 @@ fn bodies_that_are_not_events() {
     );
 }
 
+/// The answer for each kind: 401 unverified, 400 malformed, 2xx (acknowledge and ignore) for
+/// an unknown kind, so that a newer sender's event is not retried for hours.
+#[test]
+fn status_of_each_kind() {
+    let event = Simulation::new(4).events().next().unwrap();
+    let mut stale = Signed::of(&event);
+    stale.headers[2].1 = (NOW - 3600).to_string();
+    let cases: [(Error, u16); 8] = [
+        (
+            Signed::of(&event)
+                .receive_with(&[OTHER_SECRET], NOW)
+                .unwrap_err(),
+            401,
+        ),
+        (stale.receive().unwrap_err(), 401),
+        (
+            Signed::of(&event)
+                .without("webhook-id")
+                .receive()
+                .unwrap_err(),
+            401,
+        ),
+        (
+            Signed::new(&[SECRET], NOW, br#"{"event": "foo"}"#)
+                .receive()
+                .unwrap_err(),
+            204,
+        ),
+        (parse_body(br#"{"event": "foo"}"#).unwrap_err(), 204),
+        (
+            Signed::new(&[SECRET], NOW, "not json")
+                .receive()
+                .unwrap_err(),
+            400,
+        ),
+        (parse_body(br#"{"event": "new_plan"}"#).unwrap_err(), 400),
+        (parse_body(b"[]").unwrap_err(), 400),
+    ];
+    for (i, (err, status)) in cases.iter().enumerate() {
+        assert_eq!(err.status(), *status, "case {i}: {} {err:?}", kind(err));
+    }
+    let mut odd_timestamp = Signed::of(&event);
+    odd_timestamp.headers[2].1 = "yesterday".into();
+    let err = odd_timestamp.receive().unwrap_err();
+    assert_eq!((kind(&err), err.status()), ("invalid header", 401));
+}
+
 #[test]
 fn an_unverified_body_is_not_read() {
     // A bad signature over a body that is not even JSON: the signature is the error.

@@ -180,7 +180,9 @@ impl fmt::Debug for Error {
 }
 
 /// `{}` names the kind only, as hyper's errors do; `{:#}` adds the chain of causes
-/// (`could not connect: tcp connect error: Connection refused`), for logs and records.
+/// (`could not connect: tcp connect error: Connection refused`), for code that keeps an
+/// attempt's error as text, such as an attempt record. Each cause prints its own level only
+/// (ARCHITECTURE.md, "Choices"), so each is written as it comes.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
@@ -192,15 +194,9 @@ impl fmt::Display for Error {
             Kind::Other => "request failed",
         })?;
         if f.alternate() {
-            let mut written = String::new();
             let mut cause = std::error::Error::source(self);
             while let Some(error) = cause {
-                let text = error.to_string();
-                // Wrappers often repeat their source's message: say each thing once.
-                if !written.contains(&text) {
-                    write!(f, ": {text}")?;
-                    written.push_str(&text);
-                }
+                write!(f, ": {error}")?;
                 cause = error.source();
             }
         }

@@ -120,7 +120,7 @@ async fn concurrent_sends_are_all_recorded() {
 }
 
 #[test]
-fn the_alternate_form_of_an_error_adds_its_causes_once() {
+fn the_alternate_form_of_an_error_adds_its_causes() {
     let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
     let error = linq_hooks_transport::Error::connect(io);
     assert_eq!(error.to_string(), "could not connect");
@@ -128,4 +128,28 @@ fn the_alternate_form_of_an_error_adds_its_causes_once() {
         format!("{error:#}"),
         "could not connect: Connection refused"
     );
+    let nested = std::io::Error::other(linq_hooks_transport::Error::timeout());
+    let error = linq_hooks_transport::Error::other(nested);
+    assert_eq!(format!("{error:#}"), "request failed: timed out");
+    let chained = linq_hooks_transport::Error::body(Outer(std::io::Error::other("reset")));
+    assert_eq!(
+        format!("{chained:#}"),
+        "could not read the response body: outer: reset"
+    );
+}
+
+/// An error that follows the rule: its own level in `Display`, the rest in `source()`.
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outer")
+    }
+}
+
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
