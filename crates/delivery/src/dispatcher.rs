@@ -185,6 +185,8 @@ struct Slot {
     destination: Mutex<Arc<Destination>>,
     wake: Notify,
     removed: AtomicBool,
+    /// Whether `run` has started its worker (again false after the worker panicked).
+    started: AtomicBool,
 }
 
 impl Dispatcher {
@@ -266,6 +268,7 @@ impl Dispatcher {
                         destination: Mutex::new(Arc::new(destination)),
                         wake: Notify::new(),
                         removed: AtomicBool::new(false),
+                        started: AtomicBool::new(false),
                     }),
                 );
                 drop(hooks);
@@ -312,25 +315,30 @@ impl Dispatcher {
     /// [`close`](Dispatcher::close)d and drained, or [`shutdown`](Dispatcher::shutdown).
     pub async fn run(&self) {
         let mut workers = tokio::task::JoinSet::new();
-        // Which hook each worker serves, and which hooks have one.
-        let mut hook_of = HashMap::new();
-        let mut running = std::collections::HashSet::new();
+        // Which hook (and slot) each worker serves.
+        let mut serving = HashMap::new();
         loop {
-            let waiting: Vec<(HookId, Arc<Slot>)> = {
-                let hooks = self.inner.hooks.lock().expect("not poisoned");
-                hooks
-                    .iter()
-                    .filter(|(hook, _)| !running.contains(*hook))
-                    .map(|(hook, slot)| (*hook, Arc::clone(slot)))
-                    .collect()
-            };
-            for (hook, slot) in waiting {
-                let inner = Arc::clone(&self.inner);
-                let id = workers.spawn(async move { inner.work(hook, &slot).await }).id();
-                hook_of.insert(id, hook);
-                running.insert(hook);
+            if !self.inner.shutdown.is_cancelled() {
+                let waiting: Vec<(HookId, Arc<Slot>)> = {
+                    let hooks = self.inner.hooks.lock().expect("not poisoned");
+                    hooks
+                        .iter()
+                        .filter(|(_, slot)| !slot.started.swap(true, Ordering::SeqCst))
+                        .map(|(hook, slot)| (*hook, Arc::clone(slot)))
+                        .collect()
+                };
+                for (hook, slot) in waiting {
+                    let inner = Arc::clone(&self.inner);
+                    let worker_slot = Arc::clone(&slot);
+                    let id = workers
+                        .spawn(async move { inner.work(hook, &worker_slot).await })
+                        .id();
+                    serving.insert(id, (hook, slot));
+                }
             }
-            if workers.is_empty() && (self.inner.closed.load(Ordering::SeqCst) || self.inner.shutdown.is_cancelled()) {
+            if workers.is_empty()
+                && (self.inner.closed.load(Ordering::SeqCst) || self.inner.shutdown.is_cancelled())
+            {
                 return;
             }
             tokio::select! {
@@ -339,12 +347,12 @@ impl Dispatcher {
                         Ok((id, ())) => *id,
                         Err(e) => e.id(),
                     };
-                    let hook = hook_of.remove(&id).expect("every worker is known");
-                    running.remove(&hook);
+                    let (hook, slot) = serving.remove(&id).expect("every worker is known");
                     if let Err(e) = result {
                         // A worker that panicked would leave its hook silent for good: the next
                         // turn of the loop starts another, if the hook is still there.
                         tracing::error!(hook, "a delivery worker panicked ({e}); starting it again");
+                        slot.started.store(false, Ordering::SeqCst);
                     }
                 }
                 () = self.inner.added.notified() => {}

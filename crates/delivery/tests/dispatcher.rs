@@ -21,7 +21,7 @@ fn hooks(urls: &[&str]) -> Arc<[Hook]> {
 }
 
 /// Queues `n` deliveries for `hook`, with bodies `{"n":0}`, `{"n":1}`, ...
-fn push(outbox: &MemoryOutbox, hook: usize, n: usize) {
+fn push(outbox: &MemoryOutbox, hook: u64, n: usize) {
     for i in 0..n {
         outbox.push(NewDelivery {
             hook,
@@ -416,4 +416,102 @@ fn schedules_parse_and_refuse_nonsense() {
         "the schedule's 30 s ± 20 % is longer: {longer:?}"
     );
     assert_eq!(policy.delay_after(4, Some(Duration::from_secs(7))), None);
+}
+
+/// Hooks are live data: a destination changed while a delivery waits for its retry takes the
+/// retry (same `webhook-id`), a hook added while the dispatcher runs gets a worker, and a
+/// removed hook's worker stops.
+#[tokio::test]
+async fn hooks_change_while_the_dispatcher_runs() {
+    use linq_hooks_delivery::Destination;
+    use linq_hooks_model::HookParameters;
+    let (old, new, late) = (
+        "https://old.example/",
+        "https://new.example/",
+        "https://late.example/",
+    );
+    let destination = |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
+    let outbox = Arc::new(MemoryOutbox::new(3));
+    let transport = MemoryTransport::new();
+    transport.reply_to(old, Err(Error::connect("refused")));
+    // A long first delay: the retry waits until the destination changes and wakes it.
+    let config = Config::default().policy(RetryPolicy::new(vec![Duration::from_secs(3600); 3]));
+    let dispatcher = Dispatcher::without_hooks(Arc::new(transport.clone()), outbox.clone(), config);
+    dispatcher.set(0, destination(old));
+    push(&outbox, 0, 3);
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    while transport.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The retry is an hour away; the destination changes; the delivery waits for its time.
+    dispatcher.set(0, destination(new));
+    dispatcher.set(1, destination(late));
+    push(&outbox, 1, 2);
+    dispatcher.wake(1);
+    while outbox.reports()[1].delivered < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(bodies_to(&transport.requests(), new).is_empty(), "the retry is not due yet");
+    dispatcher.remove(1);
+    push(&outbox, 1, 1);
+    dispatcher.wake(1);
+    dispatcher.close();
+    // Hook 0 still waits for its retry: stop, then check what went where.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    dispatcher.shutdown();
+    running.await.unwrap();
+    let sent = transport.requests();
+    assert_eq!(bodies_to(&sent, old), [r#"{"n":0}"#]);
+    assert_eq!(bodies_to(&sent, late), [r#"{"n":0}"#, r#"{"n":1}"#]);
+    assert_eq!(outbox.reports()[1].pending, 1, "a removed hook's worker sends nothing more");
+}
+
+#[tokio::test]
+async fn a_changed_destination_takes_the_next_attempt_with_the_same_id() {
+    use linq_hooks_delivery::Destination;
+    use linq_hooks_model::HookParameters;
+    let (old, new) = ("https://old.example/", "https://new.example/");
+    let destination = |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 3);
+    let transport = MemoryTransport::new();
+    transport.reply_to(old, Err(Error::connect("refused")));
+    let config = Config::default().policy(RetryPolicy::new(vec![Duration::from_secs(3600); 3]));
+    let dispatcher = Dispatcher::without_hooks(Arc::new(transport.clone()), outbox.clone(), config);
+    dispatcher.set(0, destination(old));
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    while transport.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Make the retry due now (as a replay or a retry-now would), at the new destination.
+    let head = match outbox.head(0).await.unwrap() {
+        linq_hooks_delivery::Head::Ready(d) => d,
+        other => panic!("{other:?}"),
+    };
+    outbox
+        .record(
+            &head,
+            linq_hooks_delivery::Attempt {
+                at: std::time::SystemTime::now(),
+                latency: Duration::ZERO,
+                result: linq_hooks_delivery::AttemptResult::Status(503),
+            },
+            linq_hooks_delivery::Outcome::Retry { at: std::time::SystemTime::now() },
+        )
+        .await
+        .unwrap();
+    dispatcher.set(0, destination(new));
+    dispatcher.close();
+    running.await.unwrap();
+    let sent = transport.requests();
+    let ids: Vec<_> = sent.iter().map(|r| (r.url().to_string(), r.header("webhook-id").unwrap().to_string())).collect();
+    assert_eq!(ids[0], (old.to_string(), "msg_0_0".to_string()));
+    assert_eq!(bodies_to(&sent, new), [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+    assert_eq!(ids[1], (new.to_string(), "msg_0_0".to_string()));
 }
