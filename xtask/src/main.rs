@@ -1,6 +1,7 @@
 //! Project chores, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
 //!
-//! - `cargo xtask schema` writes the JSON Schemas in `schemas/` from the Rust types.
+//! - `cargo xtask schema` writes the JSON Schemas in `schemas/` from the Rust types, and
+//!   `schemas/openapi.json` from the service's API.
 //! - `cargo xtask schema --check` fails when the committed schemas are stale.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ const USAGE: &str =
     "usage: cargo xtask schema [--check] | cargo xtask bench [--events N] [--backlog N]
 
 tasks:
-  schema          write the JSON Schemas in schemas/ from the Rust types
+  schema          write the JSON Schemas in schemas/ from the Rust types, and schemas/openapi.json
+                  from the service's API
   schema --check  fail when the committed schemas differ from what the types generate
   bench           build in release mode, run the benchmark harness (bench/), write BENCHMARKS.md
                   (defaults: --events 100000 --backlog 1000000; takes several minutes)";
@@ -33,28 +35,41 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every generated schema: its path under `schemas/` and its content.
-fn schemas() -> Vec<(String, serde_json::Value)> {
+/// Every generated schema: its path under `schemas/` and its text.
+fn schemas() -> Vec<(String, String)> {
     use linq_hooks_events::{EventKind, schema as events};
     use linq_hooks_model::schema as hooks;
+    let pretty = |schema: serde_json::Value| {
+        serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+    };
     let mut all = vec![
-        ("hook.schema.json".to_string(), hooks::hook().to_value()),
-        ("hooks.schema.json".to_string(), hooks::hooks().to_value()),
-        ("event.schema.json".to_string(), events::event().to_value()),
+        (
+            "hook.schema.json".to_string(),
+            pretty(hooks::hook().to_value()),
+        ),
+        (
+            "hooks.schema.json".to_string(),
+            pretty(hooks::hooks().to_value()),
+        ),
+        (
+            "event.schema.json".to_string(),
+            pretty(events::event().to_value()),
+        ),
     ];
     for kind in EventKind::ALL {
         let path = format!("events/{}.schema.json", kind.name());
-        all.push((path, events::body(kind).to_value()));
+        all.push((path, pretty(events::body(kind).to_value())));
     }
+    // Already pretty JSON with a final newline: what `GET /v1/openapi.json` serves.
+    all.push(("openapi.json".to_string(), linq_hooks_service::openapi()));
     all
 }
 
 fn schema(check: bool) -> ExitCode {
     let dir = workspace_root().join("schemas");
     let mut stale = Vec::new();
-    for (name, schema) in schemas() {
+    for (name, text) in schemas() {
         let path = dir.join(&name);
-        let text = serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n";
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current == text {
             continue;

@@ -34,7 +34,7 @@ fn delivery_path(path: Result<Path<String>, PathRejection>) -> ApiResult<u64> {
     params(("state" = Option<String>, Query, description = "pending (default), delivered, failed or cancelled"),
            ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
            ("after" = Option<u64>, Query, description = "The `next_after` of the page before")),
-    responses((status = 200, body = DeliveriesOut), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = DeliveriesOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> ApiResult<Json<DeliveriesOut>> {
     let (mut wanted, mut limit, mut after) = (DeliveryState::Pending, 100, None);
     for (key, value) in query_pairs(query.as_deref(), &["state", "limit", "after"])? {
@@ -73,7 +73,7 @@ pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> Api
 /// A delivery with its attempts.
 #[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries",
     params(("id" = u64, Path)),
-    responses((status = 200, body = DeliveryDetailOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = DeliveryDetailOut), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn get_one(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -97,7 +97,7 @@ pub(super) async fn get_one(
 /// `webhook-id`, to the hook's current URL and headers.
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = u64, Path)),
-    responses((status = 202, body = ReplayOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 202, body = ReplayOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn retry(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,

@@ -26,10 +26,10 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
 /// event or an array. 202 once stored durably, with one delivery per hook that fires; 400 with
 /// every problem, nothing stored, for an invalid body.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = Object, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
+    request_body(content = serde_json::Value, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
     responses(
         (status = 202, body = IngestOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn ingest_default(
     state: Shared,
     body: Result<axum::body::Bytes, BytesRejection>,
@@ -42,10 +42,10 @@ pub(super) async fn ingest_default(
 /// workflow.
 #[utoipa::path(post, path = "/v1/workflows/{workflow_id}/events", tag = "events",
     params(("workflow_id" = String, Path, description = "The workflow")),
-    request_body(content = Object, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
+    request_body(content = serde_json::Value, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
     responses(
         (status = 202, body = IngestOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn ingest(
     state: Shared,
     workflow: Result<Path<String>, PathRejection>,

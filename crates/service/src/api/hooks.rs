@@ -31,7 +31,7 @@ fn hook_path(path: Result<Path<String>, PathRejection>) -> ApiResult<HookId> {
 
 /// Every hook of every workflow, with its state.
 #[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
-    responses((status = 200, body = HooksOut), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = HooksOut), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(State(state): Shared) -> ApiResult<Json<HooksOut>> {
     let workflows = state
         .live
@@ -50,7 +50,7 @@ pub(super) async fn list(State(state): Shared) -> ApiResult<Json<HooksOut>> {
 /// One hook with its state.
 #[utoipa::path(get, path = "/v1/hooks/{hook_id}", tag = "hooks",
     params(("hook_id" = String, Path, description = "`hook_` and a number")),
-    responses((status = 200, body = HookOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = HookOut), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn get_one(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -72,7 +72,7 @@ pub(super) async fn get_one(
     params(("hook_id" = String, Path, description = "`hook_` and a number")),
     request_body(content = Object, description = "{\"parameters\": {\"url\": \"https://…\", \"headers\": {…}}}"),
     responses((status = 200, body = HookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -123,7 +123,7 @@ pub(super) async fn patch(
 /// Enables a hook a 410 Gone disabled; its deliveries resume, in order.
 #[utoipa::path(post, path = "/v1/hooks/{hook_id}/enable", tag = "hooks",
     params(("hook_id" = String, Path, description = "`hook_` and a number")),
-    responses((status = 200, body = EnableOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = EnableOut), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn enable(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,

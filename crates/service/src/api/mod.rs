@@ -136,7 +136,7 @@ async fn healthz(State(state): Shared) -> Response {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", body = String), (status = 503, body = error::ErrorBody)))]
+    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = error::ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = error::ErrorBody)))]
 async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
     let text = state
         .metrics
@@ -152,7 +152,8 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
 
 /// This API's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object),
+              (status = 401, body = error::ErrorBody, description = "No or a wrong bearer token (when serve has --token)")))]
 async fn openapi_json() -> Response {
     let mut response = openapi().into_response();
     response.headers_mut().insert(

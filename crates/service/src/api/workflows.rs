@@ -55,7 +55,7 @@ pub(super) fn workflow_path(path: Result<Path<String>, PathRejection>) -> ApiRes
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
     params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
            ("after" = Option<String>, Query, description = "The `next_after` of the page before")),
-    responses((status = 200, body = WorkflowsOut), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = WorkflowsOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> ApiResult<Json<WorkflowsOut>> {
     let (mut limit, mut after) = (100, None);
     for (key, value) in query_pairs(query.as_deref(), &["limit", "after"])? {
@@ -81,7 +81,7 @@ pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> Api
 /// A workflow with its hooks, their ids and states.
 #[utoipa::path(get, path = "/v1/workflows/{workflow_id}", tag = "workflows",
     params(("workflow_id" = String, Path)),
-    responses((status = 200, body = WorkflowOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = WorkflowOut), (status = 400, body = ErrorBody, description = "Not a workflow id"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn get_one(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -104,10 +104,10 @@ pub(super) async fn get_one(
 /// problem, nothing changed. Answered once committed durably.
 #[utoipa::path(put, path = "/v1/workflows/{workflow_id}", tag = "workflows",
     params(("workflow_id" = String, Path)),
-    request_body(content = Object, description = "A hook document (see `schemas/hooks.schema.json`) or a LINQ workflow document"),
+    request_body(content = serde_json::Value, description = "A hook document (see `schemas/hooks.schema.json`) or a LINQ workflow document"),
     responses((status = 200, body = PutWorkflowOut, description = "Replaced"),
               (status = 201, body = PutWorkflowOut, description = "Created; the answer holds the workflow's secret"),
-              (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn put(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -155,7 +155,7 @@ pub(super) async fn put(
 /// Removes a workflow and its hooks; their pending deliveries are cancelled (kept on record).
 #[utoipa::path(delete, path = "/v1/workflows/{workflow_id}", tag = "workflows",
     params(("workflow_id" = String, Path)),
-    responses((status = 200, body = DeletedOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = DeletedOut), (status = 400, body = ErrorBody, description = "Not a workflow id"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn delete(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -178,7 +178,7 @@ pub(super) async fn delete(
 /// the end of its grace period).
 #[utoipa::path(get, path = "/v1/workflows/{workflow_id}/secret", tag = "workflows",
     params(("workflow_id" = String, Path)),
-    responses((status = 200, body = SecretOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = SecretOut), (status = 400, body = ErrorBody, description = "Not a workflow id"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn secret(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
@@ -197,7 +197,7 @@ pub(super) async fn secret(
 /// `v1,` signatures meanwhile.
 #[utoipa::path(post, path = "/v1/workflows/{workflow_id}/secret/rotate", tag = "workflows",
     params(("workflow_id" = String, Path)),
-    responses((status = 200, body = SecretOut), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = SecretOut), (status = 400, body = ErrorBody, description = "Not a workflow id"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn rotate(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
