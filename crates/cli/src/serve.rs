@@ -8,11 +8,11 @@ use std::time::Duration;
 use linq_hooks_delivery::{Config, RetryPolicy};
 use linq_hooks_service::{DEFAULT_WORKFLOW, Registry, Service, ServiceConfig, log_change};
 
+use crate::Outcome;
 use crate::input::{Input, read_hooks};
 use crate::options::{Secrets, Sending};
-use crate::signal::{self, Hangups};
-use crate::Outcome;
 use crate::report::chain;
+use crate::signal::{self, Hangups};
 
 /// Run the dispatcher service: workflows and their hooks registered over HTTP, events accepted
 /// and stored durably, webhooks delivered.

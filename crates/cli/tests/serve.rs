@@ -25,14 +25,14 @@ fn first_arrivals(received: &[Received], path: &str) -> Vec<String> {
     out
 }
 
-fn ids_for(reply: &Reply) -> Vec<(u64, String)> {
+fn ids_for(reply: &Reply) -> Vec<(String, String)> {
     reply.body["deliveries"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| {
             (
-                d["hook"].as_u64().unwrap(),
+                d["hook"].as_str().unwrap().to_string(),
                 d["webhook_id"].as_str().unwrap().to_string(),
             )
         })
@@ -67,7 +67,7 @@ async fn killed_again_and_again_nothing_acknowledged_is_lost() {
     ];
 
     let mut serve = Serve::start(&args).await;
-    let mut acked: Vec<(usize, Vec<(u64, String)>)> = Vec::new();
+    let mut acked: Vec<(usize, Vec<(String, String)>)> = Vec::new();
     for n in 0..240 {
         let reply = serve.post_events(plan(n)).await;
         assert_eq!(reply.status, 202, "{:?}", reply.body);
@@ -213,10 +213,13 @@ async fn a_hanging_receiver_delays_only_its_own_hook() {
     );
     // Received is not yet recorded: wait for the record of the fast hook's last delivery.
     eventually("the fast hook's queue is empty", || async {
-        serve.get("/v1/hooks").await["hooks"][1]["pending"] == 0
+        serve.get("/v1/hooks").await["hooks"][1]["state"]["pending"] == 0
     })
     .await;
-    assert_eq!(serve.get("/v1/hooks").await["hooks"][0]["pending"], 30);
+    assert_eq!(
+        serve.get("/v1/hooks").await["hooks"][0]["state"]["pending"],
+        30
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,12 +229,12 @@ async fn gone_disables_a_hook_and_enable_resumes_it() {
     let serve = Serve::start(&["--hooks", &hooks, "--store", &store("gone")]).await;
     serve.post_plans(0..5).await;
     eventually("the hook is disabled", || async {
-        serve.get("/v1/hooks").await["hooks"][0]["enabled"] == false
+        serve.get("/v1/hooks").await["hooks"][0]["state"]["enabled"] == false
     })
     .await;
     let hook = &serve.get("/v1/hooks").await["hooks"][0];
-    assert_eq!(hook["pending"], 5, "nothing dropped");
-    assert!(hook["disabled_at"].is_string());
+    assert_eq!(hook["state"]["pending"], 5, "nothing dropped");
+    assert!(hook["state"]["disabled_at"].is_string());
     assert_eq!(receiver.received().len(), 1);
     let metrics = serve.call("GET", "/metrics", None).await.body;
     assert!(
@@ -243,7 +246,10 @@ async fn gone_disables_a_hook_and_enable_resumes_it() {
     );
 
     back.store(true, Ordering::SeqCst);
-    let reply = serve.call("POST", "/v1/hooks/0/enable", None).await;
+    let id = hook["id"].as_str().unwrap().to_string();
+    let reply = serve
+        .call("POST", &format!("/v1/hooks/{id}/enable"), None)
+        .await;
     assert_eq!(
         (reply.status, reply.body["was_disabled"].clone()),
         (200, json!(true))
@@ -257,7 +263,10 @@ async fn gone_disables_a_hook_and_enable_resumes_it() {
         (0..5).map(|n| format!("p{n}")).collect::<Vec<_>>()
     );
     assert_eq!(
-        serve.call("POST", "/v1/hooks/9/enable", None).await.status,
+        serve
+            .call("POST", "/v1/hooks/hook_999/enable", None)
+            .await
+            .status,
         404
     );
 }

@@ -52,6 +52,7 @@ pub use async_trait::async_trait;
 pub use dispatcher::{Config, Destination, Dispatcher};
 pub use memory::{FailedDelivery, HookReport, MemoryOutbox};
 pub use outbox::{
-    Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError, Outcome,
+    Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError,
+    Outcome,
 };
 pub use policy::{ParsePolicyError, RetryPolicy, Verdict};

@@ -83,7 +83,10 @@ impl NewDelivery {
     /// One delivery per hook that fires for `event`, in hook order, all sharing the event's
     /// JSON body, each with a fresh `webhook-id`.
     pub fn for_event(matcher: &Matcher, event: &Event) -> Vec<NewDelivery> {
-        NewDelivery::for_hooks(event, matcher.matching(event).into_iter().map(|i| i as HookId))
+        NewDelivery::for_hooks(
+            event,
+            matcher.matching(event).into_iter().map(|i| i as HookId),
+        )
     }
 
     /// One delivery for each of `hooks` (the hooks that fire for `event`, found by the caller),

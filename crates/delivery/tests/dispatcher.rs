@@ -430,7 +430,8 @@ async fn hooks_change_while_the_dispatcher_runs() {
         "https://new.example/",
         "https://late.example/",
     );
-    let destination = |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
+    let destination =
+        |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
     let outbox = Arc::new(MemoryOutbox::new(3));
     let transport = MemoryTransport::new();
     transport.reply_to(old, Err(Error::connect("refused")));
@@ -454,7 +455,10 @@ async fn hooks_change_while_the_dispatcher_runs() {
     while outbox.reports()[1].delivered < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(bodies_to(&transport.requests(), new).is_empty(), "the retry is not due yet");
+    assert!(
+        bodies_to(&transport.requests(), new).is_empty(),
+        "the retry is not due yet"
+    );
     dispatcher.remove(1);
     push(&outbox, 1, 1);
     dispatcher.wake(1);
@@ -466,7 +470,11 @@ async fn hooks_change_while_the_dispatcher_runs() {
     let sent = transport.requests();
     assert_eq!(bodies_to(&sent, old), [r#"{"n":0}"#]);
     assert_eq!(bodies_to(&sent, late), [r#"{"n":0}"#, r#"{"n":1}"#]);
-    assert_eq!(outbox.reports()[1].pending, 1, "a removed hook's worker sends nothing more");
+    assert_eq!(
+        outbox.reports()[1].pending,
+        1,
+        "a removed hook's worker sends nothing more"
+    );
 }
 
 #[tokio::test]
@@ -474,7 +482,8 @@ async fn a_changed_destination_takes_the_next_attempt_with_the_same_id() {
     use linq_hooks_delivery::Destination;
     use linq_hooks_model::HookParameters;
     let (old, new) = ("https://old.example/", "https://new.example/");
-    let destination = |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
+    let destination =
+        |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
     let outbox = Arc::new(MemoryOutbox::new(1));
     push(&outbox, 0, 3);
     let transport = MemoryTransport::new();
@@ -502,7 +511,9 @@ async fn a_changed_destination_takes_the_next_attempt_with_the_same_id() {
                 latency: Duration::ZERO,
                 result: linq_hooks_delivery::AttemptResult::Status(503),
             },
-            linq_hooks_delivery::Outcome::Retry { at: std::time::SystemTime::now() },
+            linq_hooks_delivery::Outcome::Retry {
+                at: std::time::SystemTime::now(),
+            },
         )
         .await
         .unwrap();
@@ -510,8 +521,19 @@ async fn a_changed_destination_takes_the_next_attempt_with_the_same_id() {
     dispatcher.close();
     running.await.unwrap();
     let sent = transport.requests();
-    let ids: Vec<_> = sent.iter().map(|r| (r.url().to_string(), r.header("webhook-id").unwrap().to_string())).collect();
+    let ids: Vec<_> = sent
+        .iter()
+        .map(|r| {
+            (
+                r.url().to_string(),
+                r.header("webhook-id").unwrap().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(ids[0], (old.to_string(), "msg_0_0".to_string()));
-    assert_eq!(bodies_to(&sent, new), [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+    assert_eq!(
+        bodies_to(&sent, new),
+        [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]
+    );
     assert_eq!(ids[1], (new.to_string(), "msg_0_0".to_string()));
 }

@@ -126,7 +126,9 @@ pub(crate) fn append(
                 (
                     DeliveryState::Cancelled,
                     Some(now),
-                    Some(format!("hook_{hook} was removed before the event was stored")),
+                    Some(format!(
+                        "hook_{hook} was removed before the event was stored"
+                    )),
                 )
             };
             let record = DeliveryRecord {
@@ -348,6 +350,30 @@ pub(crate) fn enable(txn: &WriteTransaction, hook: HookId) -> Result<Option<bool
         h.consecutive_failures = 0;
     })?;
     Ok(Some(before.disabled_ms.is_some()))
+}
+
+/// Makes the first delivery of `hook`'s queue due now, on a fresh retry schedule: its hook's
+/// URL or headers changed, which is new reason to expect it through (the edit that fixes a
+/// typo or follows a moved receiver). Its `webhook-id` and attempt history stay.
+pub(crate) fn retry_now(txn: &WriteTransaction, hook: HookId) -> Result<(), redb::Error> {
+    let first = txn
+        .open_table(PENDING)?
+        .range((hook, 0)..=(hook, u64::MAX))?
+        .next()
+        .transpose()?
+        .map(|(key, _)| key.value().1);
+    let Some(id) = first else {
+        return Ok(());
+    };
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    if let Some(mut record) = load(&deliveries, id)?
+        && record.next_attempt_ms.is_some()
+    {
+        record.next_attempt_ms = None;
+        record.round_attempts = 0;
+        deliveries.insert(id, encode(&record).as_slice())?;
+    }
+    Ok(())
 }
 
 /// Cancels every pending delivery of `hook` (being removed), with `reason`; returns how many.

@@ -8,7 +8,7 @@ use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_signature::Secret;
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::edits::{cancel_pending, decode_w, next_counter};
+use crate::edits::{cancel_pending, decode_w, next_counter, retry_now};
 use crate::records::*;
 use crate::store::{encode, secrets_of};
 
@@ -76,7 +76,9 @@ pub(crate) fn put_workflow(
     let mut old_defs = Vec::with_capacity(record.hooks.len());
     for &hook in &record.hooks {
         let def = load_def(txn, hook)?.ok_or_else(|| {
-            redb::Error::Corrupted(format!("workflow {id} names hook {hook}, which has no definition"))
+            redb::Error::Corrupted(format!(
+                "workflow {id} names hook {hook}, which has no definition"
+            ))
         })?;
         old_defs.push(def);
     }
@@ -86,6 +88,9 @@ pub(crate) fn put_workflow(
     for (hook, old) in hooks.iter().zip(&pairs) {
         let hook_id = match old {
             Some(i) => {
+                if old_hooks[*i].parameters() != hook.parameters() {
+                    retry_now(txn, record.hooks[*i])?;
+                }
                 kept.push(record.hooks[*i]);
                 record.hooks[*i]
             }
@@ -163,6 +168,9 @@ pub(crate) fn set_parameters(
     if def.removed_ms.is_some() {
         return Ok(None);
     }
+    if def.hook.parameters() != parameters {
+        retry_now(txn, hook)?;
+    }
     def.hook = def.hook.with_parameters(parameters.clone());
     txn.open_table(HOOK_DEFS)?
         .insert(hook, encode(&def).as_slice())?;
@@ -201,7 +209,9 @@ fn stored_workflow(
     let mut hooks = Vec::with_capacity(record.hooks.len());
     for &hook in &record.hooks {
         let def = load_def(txn, hook)?.ok_or_else(|| {
-            redb::Error::Corrupted(format!("workflow {id} names hook {hook}, which has no definition"))
+            redb::Error::Corrupted(format!(
+                "workflow {id} names hook {hook}, which has no definition"
+            ))
         })?;
         hooks.push(stored_hook(txn, hook, def)?);
     }
@@ -214,7 +224,11 @@ fn stored_workflow(
     })
 }
 
-fn stored_hook(txn: &WriteTransaction, id: HookId, def: HookDef) -> Result<StoredHook, redb::Error> {
+fn stored_hook(
+    txn: &WriteTransaction,
+    id: HookId,
+    def: HookDef,
+) -> Result<StoredHook, redb::Error> {
     let state: HookRecord = match txn.open_table(HOOKS)?.get(id)? {
         Some(value) => decode_w(value.value())?,
         None => HookRecord::default(),

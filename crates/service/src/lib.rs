@@ -52,8 +52,8 @@ use linq_hooks_outbox::{Store, WorkflowChange};
 use linq_hooks_transport::Transport;
 use tokio::net::TcpListener;
 
-pub use crate::api::openapi;
 use crate::api::AppState;
+pub use crate::api::openapi;
 pub use crate::live::DEFAULT_WORKFLOW;
 use crate::live::{ChangeError, Live};
 use crate::metrics::{MeteredOutbox, Metrics};
@@ -174,7 +174,9 @@ impl fmt::Display for StartError {
             }
             StartErrorKind::Bind(addr, _) => write!(f, "cannot listen on {addr}"),
             StartErrorKind::Store(_) => f.write_str("cannot use the store"),
-            StartErrorKind::Default(_) => f.write_str("cannot register the hook file as the workflow `default`"),
+            StartErrorKind::Default(_) => {
+                f.write_str("cannot register the hook file as the workflow `default`")
+            }
         }
     }
 }
@@ -294,7 +296,9 @@ impl Service {
         let default_secrets =
             (!config.delivery.secrets.is_empty()).then(|| config.delivery.secrets.clone());
         let dispatcher = Dispatcher::without_hooks(transport, outbox, config.delivery);
-        let live = Arc::new(Live::load(store.clone(), dispatcher.clone(), default_secrets).map_err(store_error)?);
+        let live = Arc::new(
+            Live::load(store.clone(), dispatcher.clone(), default_secrets).map_err(store_error)?,
+        );
         if let Some(hooks) = config.default_hooks {
             let change = live
                 .put(DEFAULT_WORKFLOW.to_string(), hooks)

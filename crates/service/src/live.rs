@@ -99,7 +99,10 @@ impl Live {
         if workflow.id == DEFAULT_WORKFLOW
             && let Some(secrets) = &self.default_secrets
         {
-            return secrets.iter().cloned().fold(destination, Destination::secret);
+            return secrets
+                .iter()
+                .cloned()
+                .fold(destination, Destination::secret);
         }
         let secrets = &workflow.secrets;
         let destination = destination.secret(secrets.current.clone());
@@ -109,6 +112,12 @@ impl Live {
             }
             _ => destination,
         }
+    }
+
+    /// Whether `--secret` decides the `default` workflow's secret (then it cannot be rotated over
+    /// the API: change `--secret`).
+    pub(crate) fn secret_is_pinned(&self, workflow: &str) -> bool {
+        workflow == DEFAULT_WORKFLOW && self.default_secrets.is_some()
     }
 
     /// The secrets a workflow signs with, as text: the current one, and a rotated-out one
@@ -154,7 +163,10 @@ impl Live {
     }
 
     /// Deletes a workflow and its hooks.
-    pub(crate) async fn delete(self: &Arc<Self>, id: String) -> Result<WorkflowRemoval, ChangeError> {
+    pub(crate) async fn delete(
+        self: &Arc<Self>,
+        id: String,
+    ) -> Result<WorkflowRemoval, ChangeError> {
         self.change(move |live| async move {
             let mut workflows = live.workflows.write().await;
             let removal = live
@@ -234,7 +246,9 @@ impl Live {
                             event,
                             fired.into_iter().map(|i| live_workflow.hooks[i]),
                         );
-                        let body = deliveries.first().map_or_else(Default::default, |d| d.body.clone());
+                        let body = deliveries
+                            .first()
+                            .map_or_else(Default::default, |d| d.body.clone());
                         NewEvent { body, deliveries }
                     })
                     .collect();

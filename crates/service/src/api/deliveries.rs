@@ -35,11 +35,18 @@ fn delivery_path(path: Result<Path<String>, PathRejection>) -> ApiResult<u64> {
            ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
            ("after" = Option<u64>, Query, description = "The `next_after` of the page before")),
     responses((status = 200, body = DeliveriesOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
-pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> ApiResult<Json<DeliveriesOut>> {
+pub(super) async fn list(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<DeliveriesOut>> {
     let (mut wanted, mut limit, mut after) = (DeliveryState::Pending, 100, None);
     for (key, value) in query_pairs(query.as_deref(), &["state", "limit", "after"])? {
         match key {
-            "state" => wanted = value.parse().map_err(|e: String| ApiError::invalid("state", e))?,
+            "state" => {
+                wanted = value
+                    .parse()
+                    .map_err(|e: String| ApiError::invalid("state", e))?
+            }
             "limit" => limit = parse_limit(value, MAX_LIMIT)?,
             _ => {
                 after = Some(
@@ -134,6 +141,8 @@ pub(super) async fn retry(
             "only failed deliveries can be replayed; delivery {id} is {}",
             current.as_str()
         ))),
-        _ => Err(ApiError::Conflict(format!("delivery {id} cannot be replayed"))),
+        _ => Err(ApiError::Conflict(format!(
+            "delivery {id} cannot be replayed"
+        ))),
     }
 }

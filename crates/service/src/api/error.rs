@@ -64,7 +64,10 @@ impl ApiError {
         move |e| ApiError::Store(what, e)
     }
 
-    pub(crate) fn change(what: &'static str, not_found: String) -> impl FnOnce(ChangeError) -> ApiError {
+    pub(crate) fn change(
+        what: &'static str,
+        not_found: String,
+    ) -> impl FnOnce(ChangeError) -> ApiError {
         move |e| match e {
             ChangeError::NotFound => ApiError::NotFound(not_found),
             ChangeError::Store(e) => ApiError::Store(what, e),

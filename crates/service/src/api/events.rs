@@ -66,7 +66,9 @@ async fn accept(
         .live
         .ingest(workflow.clone(), events)
         .await
-        .map_err(ApiError::store("store the events (not stored, so not accepted)"))?
+        .map_err(ApiError::store(
+            "store the events (not stored, so not accepted)",
+        ))?
         .ok_or_else(|| ApiError::NotFound(format!("no workflow {workflow}")))?;
     state.metrics.events_accepted.inc_by(accepted.len() as u64);
     let deliveries = accepted

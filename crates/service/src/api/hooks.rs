@@ -115,7 +115,10 @@ pub(super) async fn patch(
         .live
         .patch(id, parameters)
         .await
-        .map_err(ApiError::change("change a hook", format!("no hook {}", hook_id(id))))?;
+        .map_err(ApiError::change(
+            "change a hook",
+            format!("no hook {}", hook_id(id)),
+        ))?;
     tracing::info!(hook = %hook_id(id), workflow = %hook.workflow, url = hook.hook.parameters().url(), "hook parameters changed");
     Ok(Json(HookOut::from(&hook)))
 }

@@ -51,6 +51,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(deliveries::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_announced_oversize))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn(json_method_not_allowed))
         .with_state(state)
@@ -80,6 +81,18 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// A body announced (`Content-Length`) over the limit is refused before any of it is read.
+async fn refuse_announced_oversize(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY as u64) {
+        return ApiError::TooLarge(MAX_BODY).into_response();
+    }
+    next.run(request).await
 }
 
 /// axum answers a method a route does not have with an empty 405 and `Allow`; this gives it
@@ -191,7 +204,10 @@ impl utoipa::Modify for BearerAuth {
         openapi
             .components
             .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
     }
 }
 

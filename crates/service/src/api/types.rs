@@ -4,9 +4,7 @@ use std::time::SystemTime;
 
 use linq_hooks_delivery::HookId;
 use linq_hooks_events::Timestamp;
-use linq_hooks_outbox::{
-    AttemptInfo, DeliveryInfo, StoredHook, StoredWorkflow, WorkflowChange,
-};
+use linq_hooks_outbox::{AttemptInfo, DeliveryInfo, StoredHook, StoredWorkflow, WorkflowChange};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -16,7 +14,8 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
     let ms = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Timestamp::from_unix_millis(ms).map_or_else(|| format!("{ms}ms after the epoch"), |t| t.to_string())
+    Timestamp::from_unix_millis(ms)
+        .map_or_else(|| format!("{ms}ms after the epoch"), |t| t.to_string())
 }
 
 /// A hook id as the API shows it: `hook_` and its number.

@@ -56,7 +56,10 @@ pub(super) fn workflow_path(path: Result<Path<String>, PathRejection>) -> ApiRes
     params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
            ("after" = Option<String>, Query, description = "The `next_after` of the page before")),
     responses((status = 200, body = WorkflowsOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
-pub(super) async fn list(State(state): Shared, RawQuery(query): RawQuery) -> ApiResult<Json<WorkflowsOut>> {
+pub(super) async fn list(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<WorkflowsOut>> {
     let (mut limit, mut after) = (100, None);
     for (key, value) in query_pairs(query.as_deref(), &["limit", "after"])? {
         match key {
@@ -133,7 +136,10 @@ pub(super) async fn put(
         .live
         .put(id.clone(), parsed.hooks)
         .await
-        .map_err(ApiError::change("change a workflow", format!("no workflow {id}")))?;
+        .map_err(ApiError::change(
+            "change a workflow",
+            format!("no workflow {id}"),
+        ))?;
     tracing::info!(
         workflow = %id,
         created = change.created,
@@ -165,7 +171,10 @@ pub(super) async fn delete(
         .live
         .delete(id.clone())
         .await
-        .map_err(ApiError::change("delete a workflow", format!("no workflow {id}")))?;
+        .map_err(ApiError::change(
+            "delete a workflow",
+            format!("no workflow {id}"),
+        ))?;
     tracing::info!(workflow = %id, removed = removal.removed.len(), cancelled_deliveries = removal.cancelled_deliveries, "workflow deleted");
     Ok(Json(DeletedOut {
         workflow_id: id,
@@ -197,17 +206,25 @@ pub(super) async fn secret(
 /// `v1,` signatures meanwhile.
 #[utoipa::path(post, path = "/v1/workflows/{workflow_id}/secret/rotate", tag = "workflows",
     params(("workflow_id" = String, Path)),
-    responses((status = 200, body = SecretOut), (status = 400, body = ErrorBody, description = "Not a workflow id"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = SecretOut), (status = 400, body = ErrorBody, description = "Not a workflow id"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The `default` workflow's secret is set by `serve --secret`"), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn rotate(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<SecretOut>> {
     let id = workflow_path(id)?;
+    if state.live.secret_is_pinned(&id) {
+        return Err(ApiError::Conflict(format!(
+            "the secret of workflow {id} is set by `serve --secret`; rotate it there (two --secret values sign with both)"
+        )));
+    }
     let workflow = state
         .live
         .rotate(id.clone(), ROTATION_GRACE)
         .await
-        .map_err(ApiError::change("rotate a secret", format!("no workflow {id}")))?;
+        .map_err(ApiError::change(
+            "rotate a secret",
+            format!("no workflow {id}"),
+        ))?;
     tracing::info!(workflow = %id, "secret rotated");
     Ok(Json(secret_out(&state, &workflow)))
 }
