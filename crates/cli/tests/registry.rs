@@ -112,6 +112,27 @@ async fn each_workflow_gets_its_own_events_signed_with_its_own_secret() {
             "another workflow's secret must not verify"
         );
     }
+    // Rotation: for the grace period each webhook carries two signatures, one per secret.
+    let rotated = serve
+        .call("POST", "/v1/workflows/lab-a/secret/rotate", None)
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let new_a = rotated.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_a, secret_a);
+    assert_eq!(rotated.body["previous"]["secret"], secret_a);
+    let after = post_plans(&serve, "lab-a", 5..6).await;
+    eventually("the webhook after the rotation arrives", || async {
+        first_ids(&receiver.received(), "/a").contains(&after[0])
+    })
+    .await;
+    let received = receiver.received();
+    let signed = received
+        .iter()
+        .find(|r| r.header("webhook-id") == Some(after[0].as_str()))
+        .unwrap();
+    assert_eq!(signed.header("webhook-signature").unwrap().matches("v1,").count(), 2);
+    assert!(verifies(&new_a, signed) && verifies(secret_a, signed));
+    assert!(!verifies(secret_b, signed));
     // Unknown workflow: 404, nothing stored.
     let reply = serve
         .call("POST", "/v1/workflows/nope/events", Some(plan(9)))
@@ -211,6 +232,11 @@ async fn corrected_url_takes_the_waiting_deliveries(name: &str, by_patch: bool) 
         assert_eq!(replaced["changes"]["removed"].as_array().unwrap().len(), 1);
         assert_eq!(replaced["changes"]["cancelled_deliveries"], 1);
     }
+    // SIGKILL right after the answer: the edit was committed before it was answered.
+    serve.kill().await;
+    let serve = Serve::start(&args).await;
+    let edited = serve.get(&format!("/v1/hooks/{hook}")).await;
+    assert_eq!(edited["parameters"]["url"], receiver.url("/plans"), "{edited}");
     eventually("the 20 arrive at the new URL", || async {
         first_ids(&receiver.received(), "/plans").len() >= 20
     })
