@@ -130,7 +130,14 @@ async fn each_workflow_gets_its_own_events_signed_with_its_own_secret() {
         .iter()
         .find(|r| r.header("webhook-id") == Some(after[0].as_str()))
         .unwrap();
-    assert_eq!(signed.header("webhook-signature").unwrap().matches("v1,").count(), 2);
+    assert_eq!(
+        signed
+            .header("webhook-signature")
+            .unwrap()
+            .matches("v1,")
+            .count(),
+        2
+    );
     assert!(verifies(&new_a, signed) && verifies(secret_a, signed));
     assert!(!verifies(secret_b, signed));
     // Unknown workflow: 404, nothing stored.
@@ -236,7 +243,11 @@ async fn corrected_url_takes_the_waiting_deliveries(name: &str, by_patch: bool) 
     serve.kill().await;
     let serve = Serve::start(&args).await;
     let edited = serve.get(&format!("/v1/hooks/{hook}")).await;
-    assert_eq!(edited["parameters"]["url"], receiver.url("/plans"), "{edited}");
+    assert_eq!(
+        edited["parameters"]["url"],
+        receiver.url("/plans"),
+        "{edited}"
+    );
     eventually("the 20 arrive at the new URL", || async {
         first_ids(&receiver.received(), "/plans").len() >= 20
     })

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use linq_hooks_outbox::{DeliveryState, Replay};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::ApiQuery;
 use super::types::{AttemptOut, DeliveriesOut, DeliveryDetailOut, DeliveryOut, ReplayOut, hook_id};
-use super::{AppState, Shared, parse_limit, query_pairs};
+use super::{AppState, Shared, check_limit};
 
 /// The most deliveries one page holds.
 const MAX_LIMIT: usize = 1000;
@@ -29,6 +30,15 @@ fn delivery_path(path: Result<Path<String>, PathRejection>) -> ApiResult<u64> {
         .map_err(|_| ApiError::NotFound(format!("no delivery {id}")))
 }
 
+/// The query of `GET /v1/deliveries`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListDeliveries {
+    state: Option<DeliveryState>,
+    limit: Option<usize>,
+    after: Option<u64>,
+}
+
 /// Deliveries in a state, oldest first, paged: `?state=pending|delivered|failed|cancelled&limit=N&after=ID`.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
     params(("state" = Option<String>, Query, description = "pending (default), delivered, failed or cancelled"),
@@ -37,26 +47,11 @@ fn delivery_path(path: Result<Path<String>, PathRejection>) -> ApiResult<u64> {
     responses((status = 200, body = DeliveriesOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): Shared,
-    RawQuery(query): RawQuery,
+    ApiQuery(query): ApiQuery<ListDeliveries>,
 ) -> ApiResult<Json<DeliveriesOut>> {
-    let (mut wanted, mut limit, mut after) = (DeliveryState::Pending, 100, None);
-    for (key, value) in query_pairs(query.as_deref(), &["state", "limit", "after"])? {
-        match key {
-            "state" => {
-                wanted = value
-                    .parse()
-                    .map_err(|e: String| ApiError::invalid("state", e))?
-            }
-            "limit" => limit = parse_limit(value, MAX_LIMIT)?,
-            _ => {
-                after = Some(
-                    value
-                        .parse::<u64>()
-                        .map_err(|_| ApiError::invalid("after", "expected a delivery id"))?,
-                );
-            }
-        }
-    }
+    let wanted = query.state.unwrap_or(DeliveryState::Pending);
+    let limit = check_limit(query.limit, MAX_LIMIT)?;
+    let after = query.after;
     let store = &state.live.store;
     let deliveries = store
         .list(wanted, after, limit)

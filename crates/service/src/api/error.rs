@@ -49,6 +49,8 @@ pub(crate) enum ApiError {
     Conflict(String),
     /// 413.
     TooLarge(usize),
+    /// 415: a JSON body without `Content-Type: application/json`.
+    Unsupported(String),
     /// 503: the store failed. Logged in full; the client gets a short message.
     Store(&'static str, StoreError),
     /// 503: no randomness for a secret.
@@ -109,6 +111,9 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 whole(format!("the body is over {limit} bytes")),
             ),
+            ApiError::Unsupported(message) => {
+                error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, whole(message))
+            }
             ApiError::Store(what, e) => {
                 tracing::error!("cannot {what}: {}", crate::chain(&e));
                 error_response(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use linq_hooks_delivery::HookId;
@@ -11,6 +11,7 @@ use linq_hooks_model::HookParameters;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::extract::ApiJson;
 use super::types::{EnableOut, HookOut, HooksOut, hook_id};
 use super::{AppState, Shared};
 
@@ -65,38 +66,31 @@ pub(super) async fn get_one(
     Ok(Json(HookOut::from(&hook)))
 }
 
+/// The body of `PATCH /v1/hooks/{hook_id}`. Only `parameters` can change: a hook's filter and
+/// ids make it the hook it is (PUT the workflow to change them).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchHook {
+    /// `{"url": "https://…", "headers": {…}}`, validated as in a workflow document.
+    #[schema(value_type = Object)]
+    parameters: Value,
+}
+
 /// Changes where a hook posts: `{"parameters": {"url", "headers"}}`, validated as in a
 /// workflow. Its pending deliveries go to the new URL and headers from their next attempt,
 /// keeping their `webhook-id`.
 #[utoipa::path(patch, path = "/v1/hooks/{hook_id}", tag = "hooks",
     params(("hook_id" = String, Path, description = "`hook_` and a number")),
-    request_body(content = Object, description = "{\"parameters\": {\"url\": \"https://…\", \"headers\": {…}}}"),
+    request_body(content = PatchHook, content_type = "application/json"),
     responses((status = 200, body = HookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
-    body: Result<axum::body::Bytes, BytesRejection>,
+    ApiJson(body): ApiJson<PatchHook>,
 ) -> ApiResult<Json<HookOut>> {
     let id = hook_path(id)?;
-    let body = super::body(body)?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid("$", format!("invalid JSON: {e}")))?;
-    let Value::Object(map) = &value else {
-        return Err(ApiError::invalid(
-            "$",
-            "expected an object with `parameters`",
-        ));
-    };
-    if let Some(unknown) = map.keys().find(|k| *k != "parameters") {
-        return Err(ApiError::invalid(
-            unknown.as_str(),
-            "only `parameters` can be changed (a hook's filter and ids make it the hook it is: PUT the workflow to change them)",
-        ));
-    }
-    let parameters = map
-        .get("parameters")
-        .ok_or_else(|| ApiError::invalid("parameters", "missing required field `parameters`"))?;
+    let parameters = body.parameters;
     // Read as a hook's parameters are read in a workflow, so problems get the same paths
     // (`parameters.url`) and messages.
     let as_hook = serde_json::json!({"filter": "on_new_plan", "parameters": parameters});

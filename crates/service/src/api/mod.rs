@@ -7,6 +7,7 @@
 mod deliveries;
 pub(crate) mod error;
 mod events;
+mod extract;
 mod hooks;
 pub(crate) mod types;
 mod workflows;
@@ -219,36 +220,12 @@ pub fn openapi() -> String {
     doc.to_pretty_json().expect("the document serializes") + "\n"
 }
 
-/// Reads `name=value&…` query parameters, refusing unknown names.
-pub(crate) fn query_pairs<'q>(
-    query: Option<&'q str>,
-    known: &[&str],
-) -> Result<Vec<(&'q str, &'q str)>, ApiError> {
-    let mut pairs = Vec::new();
-    let mut problems = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if known.contains(&key) {
-            pairs.push((key, value));
-        } else {
-            problems.push(Problem::at(
-                key,
-                format!("unknown parameter; expected {}", known.join(", ")),
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(pairs)
-    } else {
-        Err(ApiError::Invalid(problems))
-    }
-}
-
-/// `limit`: 1 to `max`.
-pub(crate) fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
-    match value.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid(
+/// A page size: 1 to `max`, 100 when not given.
+pub(crate) fn check_limit(limit: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(100.min(max)),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(
             "limit",
             format!("expected a number from 1 to {max}"),
         )),

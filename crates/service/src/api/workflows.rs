@@ -5,17 +5,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use linq_hooks_model::parse_hooks;
 
 use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::extract::ApiQuery;
 use super::types::{
     DeletedOut, PreviousSecretOut, PutWorkflowOut, SecretOut, WorkflowOut, WorkflowsOut, hook_id,
     rfc3339,
 };
-use super::{AppState, Shared, parse_limit, query_pairs};
+use super::{AppState, Shared, check_limit};
 
 /// How long a rotated-out secret keeps signing.
 const ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -51,6 +52,14 @@ pub(super) fn workflow_path(path: Result<Path<String>, PathRejection>) -> ApiRes
     }
 }
 
+/// The query of `GET /v1/workflows`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListWorkflows {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
 /// Workflows ordered by id, paged: `?limit=N&after=ID`.
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
     params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
@@ -58,15 +67,10 @@ pub(super) fn workflow_path(path: Result<Path<String>, PathRejection>) -> ApiRes
     responses((status = 200, body = WorkflowsOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): Shared,
-    RawQuery(query): RawQuery,
+    ApiQuery(query): ApiQuery<ListWorkflows>,
 ) -> ApiResult<Json<WorkflowsOut>> {
-    let (mut limit, mut after) = (100, None);
-    for (key, value) in query_pairs(query.as_deref(), &["limit", "after"])? {
-        match key {
-            "limit" => limit = parse_limit(value, MAX_LIMIT)?,
-            _ => after = Some(value.to_string()),
-        }
-    }
+    let limit = check_limit(query.limit, MAX_LIMIT)?;
+    let after = query.after;
     let workflows = state
         .live
         .store

@@ -1,0 +1,264 @@
+//! The API's edges, in process: a real `Service` on 127.0.0.1 over a real store file, spoken to
+//! in raw HTTP/1.1 so that status lines and headers are seen as a client sees them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use linq_hooks_service::{Service, ServiceConfig};
+use linq_hooks_transport::MemoryTransport;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+/// Sends one request (`Connection: close`) and reads the whole answer.
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head[9..12].parse().unwrap();
+    Answer {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+async fn start(
+    name: &str,
+    token: Option<&str>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let path = std::env::temp_dir().join(format!("service-api-{name}-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut config = ServiceConfig::new(&path);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.token = token.map(str::to_string);
+    let service = Service::start(config, Arc::new(MemoryTransport::new()))
+        .await
+        .unwrap();
+    let addr = service.local_addr();
+    let running = tokio::spawn(service.run_until(std::future::pending()));
+    (addr, running)
+}
+
+/// Every error has the shape `{"errors": [{"path"?, "message"}]}`.
+fn problems(answer: &Answer) -> Vec<(Option<String>, String)> {
+    answer.body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not the error shape: {} {}", answer.head, answer.body))
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().map(str::to_string),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_the_error_shape_and_names_where() {
+    let (addr, running) = start("shape", None).await;
+    // (method, path, body, status, the path the first problem names)
+    let cases: &[(&str, &str, &str, u16, Option<&str>)] = &[
+        ("GET", "/nowhere", "", 404, None),
+        ("GET", "/v1/deliveries?limit=abc", "", 400, Some("limit")),
+        ("GET", "/v1/deliveries?limit=0", "", 400, Some("limit")),
+        ("GET", "/v1/deliveries?state=lost", "", 400, Some("state")),
+        ("GET", "/v1/deliveries?colour=red", "", 400, None),
+        ("GET", "/v1/workflows?limit=5000", "", 400, Some("limit")),
+        (
+            "GET",
+            "/v1/workflows/has%20space",
+            "",
+            400,
+            Some("workflow_id"),
+        ),
+        (
+            "PUT",
+            "/v1/workflows/a",
+            r#"{"workflow": {"hooks": [{"filter": "on_new_plan", "parameters": {"url": "relative"}}]}}"#,
+            400,
+            Some("workflow.hooks[0].parameters.url"),
+        ),
+        ("PUT", "/v1/workflows/a", "{not json", 400, Some("$")),
+        ("GET", "/v1/workflows/none", "", 404, None),
+        (
+            "POST",
+            "/v1/workflows/none/events",
+            r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#,
+            404,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/events",
+            r#"[{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}, {"event": "new_plan"}]"#,
+            400,
+            Some("[1].plan_id"),
+        ),
+        ("GET", "/v1/hooks/hook_77", "", 404, None),
+        ("GET", "/v1/hooks/77", "", 404, None),
+        (
+            "PATCH",
+            "/v1/hooks/hook_77",
+            r#"{"parameters": {"url": "https://x.example"}}"#,
+            404,
+            None,
+        ),
+        ("POST", "/v1/hooks/hook_77/enable", "", 404, None),
+        ("GET", "/v1/deliveries/12", "", 404, None),
+        ("POST", "/v1/deliveries/12/retry", "", 404, None),
+    ];
+    for &(method, path, body, status, at) in cases {
+        let answer = send(addr, method, path, &[JSON], body).await;
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
+        let problems = problems(&answer);
+        if let Some(at) = at {
+            assert_eq!(
+                problems[0].0.as_deref(),
+                Some(at),
+                "{method} {path}: {problems:?}"
+            );
+        }
+        assert!(!problems[0].1.is_empty());
+    }
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_gets_405_with_allow_in_the_error_shape() {
+    let (addr, running) = start("allow", None).await;
+    let answer = send(addr, "POST", "/v1/workflows/a/secret", &[], "").await;
+    assert_eq!(answer.status, 405);
+    assert!(answer.head.contains("\r\nallow: get"), "{}", answer.head);
+    assert!(problems(&answer)[0].1.contains("POST"));
+    let answer = send(addr, "DELETE", "/v1/events", &[], "").await;
+    assert_eq!(answer.status, 405);
+    assert!(answer.head.contains("allow: post"), "{}", answer.head);
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_is_checked_like_a_workflow_and_changes_only_parameters() {
+    let (addr, running) = start("patch", None).await;
+    let put = send(
+        addr,
+        "PUT",
+        "/v1/workflows/lab",
+        &[JSON],
+        r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}}]"#,
+    )
+    .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let hook = put.body["hooks"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/hooks/{hook}");
+    let cases: &[(&[(&str, &str)], &str, u16, Option<&str>)] = &[
+        (
+            &[JSON],
+            r#"{"parameters": {"url": "ftp://x.example"}}"#,
+            400,
+            Some("parameters.url"),
+        ),
+        (
+            &[JSON],
+            r#"{"parameters": {"url": "https://b.example", "headers": {"Host": "x"}}}"#,
+            400,
+            Some("parameters.headers.Host"),
+        ),
+        (&[JSON], r#"{"filter": "on_run_state_change"}"#, 400, None),
+        (&[JSON], r#"{}"#, 400, None),
+        (
+            &[],
+            r#"{"parameters": {"url": "https://b.example"}}"#,
+            415,
+            None,
+        ),
+    ];
+    for &(headers, body, status, at) in cases {
+        let answer = send(addr, "PATCH", &path, headers, body).await;
+        assert_eq!(answer.status, status, "{body}: {}", answer.body);
+        if let Some(at) = at {
+            assert_eq!(problems(&answer)[0].0.as_deref(), Some(at), "{body}");
+        }
+    }
+    // Nothing changed by the refusals; then a good PATCH changes the URL and keeps the id.
+    let got = send(addr, "GET", &path, &[], "").await;
+    assert_eq!(got.body["parameters"]["url"], "https://a.example");
+    let ok = send(
+        addr,
+        "PATCH",
+        &path,
+        &[JSON],
+        r#"{"parameters": {"url": "https://b.example", "headers": {"X-Key": "k"}}}"#,
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["id"], hook.as_str());
+    assert_eq!(
+        ok.body["parameters"],
+        json!({"url": "https://b.example", "headers": {"X-Key": "k"}})
+    );
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
+    let (addr, running) = start("token", Some("s3cret")).await;
+    for (authorization, status) in [
+        ("Bearer s3cret", 200),
+        ("bearer s3cret", 200),
+        ("BEARER   s3cret", 200),
+        ("Bearer S3CRET", 401),
+        ("Bearer s3cre", 401),
+        ("Basic s3cret", 401),
+        ("Bearers3cret", 401),
+    ] {
+        let answer = send(
+            addr,
+            "GET",
+            "/v1/workflows",
+            &[("authorization", authorization)],
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, status, "{authorization}");
+        if status == 401 {
+            assert!(
+                answer.head.contains("www-authenticate: bearer"),
+                "{}",
+                answer.head
+            );
+            problems(&answer);
+        }
+    }
+    assert_eq!(send(addr, "GET", "/healthz", &[], "").await.status, 200);
+    running.abort();
+}
