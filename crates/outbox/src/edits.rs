@@ -126,7 +126,9 @@ pub(crate) fn append(
                 (
                     DeliveryState::Cancelled,
                     Some(now),
-                    Some(format!("hook_{hook} was removed before the event was stored")),
+                    Some(format!(
+                        "hook_{hook} was removed before the event was stored"
+                    )),
                 )
             };
             let record = DeliveryRecord {

@@ -335,4 +335,3 @@ pub(crate) fn millis(time: SystemTime) -> u64 {
 pub(crate) fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
-

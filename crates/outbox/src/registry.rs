@@ -76,7 +76,9 @@ pub(crate) fn put_workflow(
     let mut old_defs = Vec::with_capacity(record.hooks.len());
     for &hook in &record.hooks {
         let def = load_def(txn, hook)?.ok_or_else(|| {
-            redb::Error::Corrupted(format!("workflow {id} names hook {hook}, which has no definition"))
+            redb::Error::Corrupted(format!(
+                "workflow {id} names hook {hook}, which has no definition"
+            ))
         })?;
         old_defs.push(def);
     }
@@ -201,7 +203,9 @@ fn stored_workflow(
     let mut hooks = Vec::with_capacity(record.hooks.len());
     for &hook in &record.hooks {
         let def = load_def(txn, hook)?.ok_or_else(|| {
-            redb::Error::Corrupted(format!("workflow {id} names hook {hook}, which has no definition"))
+            redb::Error::Corrupted(format!(
+                "workflow {id} names hook {hook}, which has no definition"
+            ))
         })?;
         hooks.push(stored_hook(txn, hook, def)?);
     }
@@ -214,7 +218,11 @@ fn stored_workflow(
     })
 }
 
-fn stored_hook(txn: &WriteTransaction, id: HookId, def: HookDef) -> Result<StoredHook, redb::Error> {
+fn stored_hook(
+    txn: &WriteTransaction,
+    id: HookId,
+    def: HookDef,
+) -> Result<StoredHook, redb::Error> {
     let state: HookRecord = match txn.open_table(HOOKS)?.get(id)? {
         Some(value) => decode_w(value.value())?,
         None => HookRecord::default(),

@@ -537,12 +537,19 @@ pub(crate) fn secrets_of(record: &WorkflowRecord) -> Result<WorkflowSecrets, Str
     })
 }
 
-fn read_hook(txn: &redb::ReadTransaction, id: HookId, def: HookDef) -> Result<StoredHook, ReadError> {
+fn read_hook(
+    txn: &redb::ReadTransaction,
+    id: HookId,
+    def: HookDef,
+) -> Result<StoredHook, ReadError> {
     let state: HookRecord = match txn.open_table(HOOKS)?.get(id)? {
         Some(value) => decode(value.value())?,
         None => HookRecord::default(),
     };
-    let pending = txn.open_table(PENDING_COUNTS)?.get(id)?.map_or(0, |v| v.value());
+    let pending = txn
+        .open_table(PENDING_COUNTS)?
+        .get(id)?
+        .map_or(0, |v| v.value());
     Ok(StoredHook {
         id,
         workflow: def.workflow,

@@ -52,7 +52,11 @@ enum Done {
 
 /// Takes the jobs waiting (up to a count and a byte budget), applies them in one transaction,
 /// commits once, then answers each. Ends when every `Store` is dropped.
-pub(crate) fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, broken: &Mutex<Option<String>>) {
+pub(crate) fn write_loop(
+    db: &Database,
+    jobs: &mpsc::Receiver<Job>,
+    broken: &Mutex<Option<String>>,
+) {
     let mut last_durable = Instant::now();
     let mut carried = None;
     while let Some(first) = carried.take().or_else(|| jobs.recv().ok()) {
@@ -167,7 +171,9 @@ fn answer(job: Job, result: Result<Done, StoreError>) {
         Job::Prune(_, reply) => reply!(reply, Done::Prune(n) => n),
         Job::PutWorkflow(.., reply) => reply!(reply, Done::PutWorkflow(change) => *change),
         Job::DeleteWorkflow(_, reply) => reply!(reply, Done::DeleteWorkflow(removal) => removal),
-        Job::SetParameters(.., reply) => reply!(reply, Done::SetParameters(hook) => hook.map(|h| *h)),
+        Job::SetParameters(.., reply) => {
+            reply!(reply, Done::SetParameters(hook) => hook.map(|h| *h))
+        }
         Job::RotateSecret(.., reply) => reply!(reply, Done::RotateSecret(w) => w.map(|w| *w)),
     }
 }
@@ -183,10 +189,12 @@ fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Erro
         Job::Replay(id, _) => Done::Replay(edits::replay(txn, *id)?),
         Job::Enable(hook, _) => Done::Enable(edits::enable(txn, *hook)?),
         Job::Prune(cutoff, _) => Done::Prune(edits::prune(txn, *cutoff)?),
-        Job::PutWorkflow(id, hooks, secret, _) => {
-            Done::PutWorkflow(Box::new(registry::put_workflow(txn, id, hooks, secret, now)?))
+        Job::PutWorkflow(id, hooks, secret, _) => Done::PutWorkflow(Box::new(
+            registry::put_workflow(txn, id, hooks, secret, now)?,
+        )),
+        Job::DeleteWorkflow(id, _) => {
+            Done::DeleteWorkflow(registry::delete_workflow(txn, id, now)?)
         }
-        Job::DeleteWorkflow(id, _) => Done::DeleteWorkflow(registry::delete_workflow(txn, id, now)?),
         Job::SetParameters(hook, parameters, _) => Done::SetParameters(
             registry::set_parameters(txn, *hook, parameters, now)?.map(Box::new),
         ),
