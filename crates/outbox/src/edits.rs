@@ -25,8 +25,28 @@ impl<E: Into<redb::Error>> From<E> for Opened {
     }
 }
 
-/// Creates the tables and checks the format.
+/// Checks the format, then creates the tables. The format is read first: an older store's
+/// tables have other key types (format 1 keyed hooks by a `u32` index), which opening them with
+/// this version's definitions would refuse as a type mismatch, hiding the reason.
 pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
+    {
+        let mut counters = txn.open_table(COUNTERS)?;
+        let format = counters.get("format")?.map(|v| v.value());
+        match format {
+            None if counters.len()? == 0 => {
+                counters.insert("format", FORMAT)?;
+            }
+            Some(FORMAT) => {}
+            found => {
+                let found = found.unwrap_or(1);
+                return Err(Opened::Refused(StoreError::corrupt(format!(
+                    "the store has format {found}; this version reads format {FORMAT} \
+                     (format 1 named hooks by their place in a hook file: drain it with the \
+                     version that wrote it, or start a new store)"
+                ))));
+            }
+        }
+    }
     txn.open_table(DELIVERIES)?;
     txn.open_table(EVENT_BODIES)?;
     txn.open_table(EVENT_REFS)?;
@@ -38,22 +58,6 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
     txn.open_table(PENDING_COUNTS)?;
     txn.open_table(WORKFLOWS)?;
     txn.open_table(HOOK_DEFS)?;
-    let mut counters = txn.open_table(COUNTERS)?;
-    let format = counters.get("format")?.map(|v| v.value());
-    match format {
-        None if counters.len()? == 0 => {
-            counters.insert("format", FORMAT)?;
-        }
-        Some(FORMAT) => {}
-        found => {
-            let found = found.unwrap_or(1);
-            return Err(Opened::Refused(StoreError::corrupt(format!(
-                "the store has format {found}; this version reads format {FORMAT} \
-                 (format 1 named hooks by their place in a hook file: drain it with the version \
-                 that wrote it, or start a new store)"
-            ))));
-        }
-    }
     Ok(())
 }
 

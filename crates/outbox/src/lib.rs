@@ -20,8 +20,13 @@
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! # let _ = std::fs::remove_file(dir.join("lib.redb"));
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let store = Store::open(dir.join("lib.redb"), 2, "my-hooks")?;
-//! let deliveries = vec![NewDelivery { hook: 1, webhook_id: "msg_a".into(), body: "{}".into() }];
+//! let store = Store::open(dir.join("lib.redb"))?;
+//! let hooks = linq_hooks_model::parse_hooks(
+//!     r#"[{"filter": "on_new_plan", "parameters": {"url": "https://lims.example/plans"}}]"#,
+//! ).unwrap().hooks;
+//! let secret = linq_hooks_signature::Secret::generate().unwrap();
+//! let hook = store.put_workflow("lab-a", hooks, secret).await?.workflow.hooks[0].id;
+//! let deliveries = vec![NewDelivery { hook, webhook_id: "msg_a".into(), body: "{}".into() }];
 //! store.append(vec![NewEvent { body: "{}".into(), deliveries }]).await?;
 //! assert_eq!(store.pending()?, 1);
 //! assert_eq!(store.list(DeliveryState::Pending, None, 10)?[0].webhook_id, "msg_a");
