@@ -367,12 +367,9 @@ async fn the_dispatcher_delivers_from_the_store() {
     );
 }
 
-/// `Dispatcher::run` after `close` should return once every hook's queue is drained (the
-/// delivery crate's own doc example relies on it). It does not: when a worker ends, `run` starts
-/// a new one for the same hook, which ends at once, and so on, at 100% CPU; `shutdown` does not
-/// stop it either. The bug is in `linq_hooks_delivery::Dispatcher::run`, not in the store.
+/// `Dispatcher::run` after `close` returns once every hook's queue is drained. (It once did not:
+/// a worker that ended was started again, at once, forever.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Dispatcher::run never returns after close (or shutdown): a bug in linq-hooks-delivery"]
 async fn the_dispatcher_stops_once_closed_and_drained() {
     let (store, _transport, dispatcher) = dispatch("dispatch-close").await;
     dispatcher.close();

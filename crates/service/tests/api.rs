@@ -180,7 +180,9 @@ async fn a_patch_is_checked_like_a_workflow_and_changes_only_parameters() {
     assert_eq!(put.status, 201, "{}", put.body);
     let hook = put.body["hooks"][0]["id"].as_str().unwrap().to_string();
     let path = format!("/v1/hooks/{hook}");
-    let cases: &[(&[(&str, &str)], &str, u16, Option<&str>)] = &[
+    // (headers, body, status, the path the first problem names)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, u16, Option<&'a str>);
+    let cases: &[Case<'_>] = &[
         (
             &[JSON],
             r#"{"parameters": {"url": "ftp://x.example"}}"#,
