@@ -189,7 +189,10 @@ fn syntax_errors_give_line_and_column() {
     let err = parse_hooks("[\n  {\"filter\": \"on_new_plan\",}\n]").unwrap_err();
     assert!(err.is_syntax());
     assert_eq!(err.line_column(), Some((2, 28)));
-    assert!(err.to_string().contains("line 2 column 28"), "{err}");
+    // The error says its own level; serde_json's message, with the place, is its source.
+    assert_eq!(err.to_string(), "invalid JSON");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains("line 2 column 28"), "{source}");
 }
 
 #[test]

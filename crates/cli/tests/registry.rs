@@ -334,19 +334,29 @@ async fn sighup_applies_the_edited_hook_file_without_a_restart() {
                 .to_string(),
         );
     }
+    let pid = serve.child.id().unwrap().to_string();
+    let hangup = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    // An invalid file changes nothing, and says why.
+    let invalid = r#"[{"filter": "on_new_plan", "parameters": {"url": "nowhere"}}]"#;
+    std::fs::write(&file, invalid).unwrap();
+    hangup();
+    eventually("the invalid file is refused", || async {
+        serve.stderr.lock().unwrap().contains("is not applied")
+    })
+    .await;
+    assert!(serve.stderr.lock().unwrap().contains("[0].parameters.url"));
     std::fs::write(
         &file,
         json!([plan_hook(receiver.url("/plans"))]).to_string(),
     )
     .unwrap();
-    let pid = serve.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hangup();
     eventually("the 3 arrive at the new URL", || async {
         first_ids(&receiver.received(), "/plans").len() >= 3
     })

@@ -117,7 +117,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Syntax(e) => write!(f, "invalid JSON: {e}"),
+            // Only this level: serde_json's own message is the source (ARCHITECTURE.md, "one
+            // error rule").
+            Kind::Syntax(_) => f.write_str("invalid JSON"),
             Kind::Invalid(problems) => {
                 write!(f, "{}", problems[0])?;
                 match problems.len() {

@@ -9,6 +9,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use crate::error::StoreError;
 use crate::records::*;
 use crate::store::{AcceptedDelivery, AcceptedEvent, NewEvent, Replay, encode};
+use crate::views::decode_record;
 
 /// The on-disk format; a store of another format is refused. Format 1 (before hook ids) named
 /// hooks by their index in a hook file.
@@ -74,9 +75,16 @@ pub(crate) fn next_counter(txn: &WriteTransaction, name: &str) -> Result<u64, re
 /// Whether a hook is in the registry (not removed).
 fn is_live(txn: &WriteTransaction, hook: HookId) -> Result<bool, redb::Error> {
     Ok(match txn.open_table(HOOK_DEFS)?.get(hook)? {
-        Some(def) => decode_w::<HookDef>(def.value())?.removed_ms.is_none(),
+        Some(def) => decode_record::<Removal>(def.value())?.removed_ms.is_none(),
         None => false,
     })
+}
+
+/// The one field of a [`HookDef`] that says whether the hook was removed: read alone, so that
+/// checking a hook on every append does not read (and validate) the whole hook.
+#[derive(serde::Deserialize)]
+struct Removal {
+    removed_ms: Option<u64>,
 }
 
 pub(crate) fn append(
@@ -116,7 +124,7 @@ pub(crate) fn append(
                 Some(&known) => known,
                 None => {
                     let known = match defs.get(hook)? {
-                        Some(def) => decode_w::<HookDef>(def.value())?.removed_ms.is_none(),
+                        Some(def) => decode_record::<Removal>(def.value())?.removed_ms.is_none(),
                         None => false,
                     };
                     live.insert(hook, known);
@@ -184,12 +192,6 @@ pub(crate) fn count_pending(
         counts.insert(hook, count)?;
     }
     Ok(())
-}
-
-/// A record that does not decode, in the writer: a corrupt store.
-pub(crate) fn decode_w<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| redb::Error::Corrupted(format!("a record does not decode: {e}")))
 }
 
 fn load(

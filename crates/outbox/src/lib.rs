@@ -40,6 +40,7 @@ mod error;
 mod records;
 mod registry;
 mod store;
+mod views;
 mod writer;
 
 pub use error::StoreError;

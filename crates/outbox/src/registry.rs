@@ -8,9 +8,10 @@ use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_signature::Secret;
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::edits::{cancel_pending, decode_w, next_counter, retry_now};
+use crate::edits::{cancel_pending, next_counter, retry_now};
 use crate::records::*;
-use crate::store::{encode, secrets_of};
+use crate::store::encode;
+use crate::views::{decode_record, hook_view, workflow_view};
 
 /// Pairs the hooks of a new list with those of the old one: for each new hook, the first old
 /// hook not yet taken that fires like it. Returns, for each new hook, the index of its old hook.
@@ -29,14 +30,14 @@ fn pair(old: &[Hook], new: &[Hook]) -> Vec<Option<usize>> {
 
 fn load_workflow(txn: &WriteTransaction, id: &str) -> Result<Option<WorkflowRecord>, redb::Error> {
     match txn.open_table(WORKFLOWS)?.get(id)? {
-        Some(value) => Ok(Some(decode_w(value.value())?)),
+        Some(value) => Ok(Some(decode_record(value.value())?)),
         None => Ok(None),
     }
 }
 
 fn load_def(txn: &WriteTransaction, hook: HookId) -> Result<Option<HookDef>, redb::Error> {
     match txn.open_table(HOOK_DEFS)?.get(hook)? {
-        Some(value) => Ok(Some(decode_w(value.value())?)),
+        Some(value) => Ok(Some(decode_record(value.value())?)),
         None => Ok(None),
     }
 }
@@ -206,22 +207,12 @@ fn stored_workflow(
     id: &str,
     record: &WorkflowRecord,
 ) -> Result<StoredWorkflow, redb::Error> {
-    let mut hooks = Vec::with_capacity(record.hooks.len());
-    for &hook in &record.hooks {
-        let def = load_def(txn, hook)?.ok_or_else(|| {
-            redb::Error::Corrupted(format!(
-                "workflow {id} names hook {hook}, which has no definition"
-            ))
-        })?;
-        hooks.push(stored_hook(txn, hook, def)?);
-    }
-    Ok(StoredWorkflow {
-        id: id.to_string(),
-        created_at: from_millis(record.created_ms),
-        updated_at: from_millis(record.updated_ms),
-        hooks,
-        secrets: secrets_of(record).map_err(redb::Error::Corrupted)?,
-    })
+    let (defs, states, counts) = (
+        txn.open_table(HOOK_DEFS)?,
+        txn.open_table(HOOKS)?,
+        txn.open_table(PENDING_COUNTS)?,
+    );
+    workflow_view(&defs, &states, &counts, id, record)
 }
 
 fn stored_hook(
@@ -229,20 +220,8 @@ fn stored_hook(
     id: HookId,
     def: HookDef,
 ) -> Result<StoredHook, redb::Error> {
-    let state: HookRecord = match txn.open_table(HOOKS)?.get(id)? {
-        Some(value) => decode_w(value.value())?,
-        None => HookRecord::default(),
-    };
-    let pending = txn
-        .open_table(PENDING_COUNTS)?
-        .get(id)?
-        .map_or(0, |v| v.value());
-    Ok(StoredHook {
-        id,
-        workflow: def.workflow,
-        hook: def.hook,
-        status: HookStatus::new(&state, pending),
-    })
+    let (states, counts) = (txn.open_table(HOOKS)?, txn.open_table(PENDING_COUNTS)?);
+    hook_view(&states, &counts, id, def)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::edits::check_format;
 use crate::error::StoreError;
 use crate::records::*;
+use crate::views::{hook_view, workflow_view};
 use crate::writer::{Job, write_loop};
 
 /// Memory for redb's page cache. A backlog lives on disk: the cache only has to hold each hook's
@@ -352,7 +353,8 @@ impl Store {
             if def.removed_ms.is_some() {
                 return Ok(None);
             }
-            Ok(Some(read_hook(txn, id, def)?))
+            let (states, counts) = (txn.open_table(HOOKS)?, txn.open_table(PENDING_COUNTS)?);
+            Ok(Some(hook_view(&states, &counts, id, def)?))
         })
     }
 
@@ -504,58 +506,12 @@ fn read_workflow(
     id: &str,
     record: &WorkflowRecord,
 ) -> Result<StoredWorkflow, ReadError> {
-    let defs = txn.open_table(HOOK_DEFS)?;
-    let mut hooks = Vec::with_capacity(record.hooks.len());
-    for &hook in &record.hooks {
-        let Some(def) = defs.get(hook)? else {
-            return Err(ReadError::Corrupt(format!(
-                "workflow {id} names hook {hook}, which has no definition"
-            )));
-        };
-        hooks.push(read_hook(txn, hook, decode(def.value())?)?);
-    }
-    Ok(StoredWorkflow {
-        id: id.to_string(),
-        created_at: from_millis(record.created_ms),
-        updated_at: from_millis(record.updated_ms),
-        hooks,
-        secrets: secrets_of(record).map_err(ReadError::Corrupt)?,
-    })
-}
-
-pub(crate) fn secrets_of(record: &WorkflowRecord) -> Result<WorkflowSecrets, String> {
-    let parse = |text: &str| {
-        text.parse::<Secret>()
-            .map_err(|e| format!("a stored secret does not read: {e}"))
-    };
-    Ok(WorkflowSecrets {
-        current: parse(&record.secret)?,
-        previous: match &record.previous_secret {
-            Some((secret, until)) => Some((parse(secret)?, from_millis(*until))),
-            None => None,
-        },
-    })
-}
-
-fn read_hook(
-    txn: &redb::ReadTransaction,
-    id: HookId,
-    def: HookDef,
-) -> Result<StoredHook, ReadError> {
-    let state: HookRecord = match txn.open_table(HOOKS)?.get(id)? {
-        Some(value) => decode(value.value())?,
-        None => HookRecord::default(),
-    };
-    let pending = txn
-        .open_table(PENDING_COUNTS)?
-        .get(id)?
-        .map_or(0, |v| v.value());
-    Ok(StoredHook {
-        id,
-        workflow: def.workflow,
-        hook: def.hook,
-        status: HookStatus::new(&state, pending),
-    })
+    let (defs, states, counts) = (
+        txn.open_table(HOOK_DEFS)?,
+        txn.open_table(HOOKS)?,
+        txn.open_table(PENDING_COUNTS)?,
+    );
+    Ok(workflow_view(&defs, &states, &counts, id, record)?)
 }
 
 #[async_trait::async_trait]

@@ -252,6 +252,18 @@ impl std::error::Error for RegistryError {
     }
 }
 
+impl RegistryError {
+    /// No such workflow or hook.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.0, ChangeError::NotFound)
+    }
+
+    /// The store failed (nothing was changed).
+    pub fn is_store(&self) -> bool {
+        matches!(self.0, ChangeError::Store(_))
+    }
+}
+
 impl Registry {
     /// Creates or replaces workflow `id` with `hooks`, as `PUT /v1/workflows/{id}` does.
     pub async fn put(&self, id: &str, hooks: Vec<Hook>) -> Result<WorkflowChange, RegistryError> {
@@ -347,8 +359,14 @@ impl Service {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = api::router(Arc::clone(&self.state));
+        // Answers go out at once, not held back by Nagle's algorithm waiting for an ACK.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let mut serving = tokio::spawn(
-            axum::serve(self.listener, app)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
                 })
@@ -393,18 +411,6 @@ pub fn log_change(change: &WorkflowChange) {
     );
 }
 
-/// An error and its causes, `a: b: c`, for logs (ARCHITECTURE.md, "one error rule").
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 async fn prune_forever(store: Store, retention: Duration) {
     loop {
         let cutoff = SystemTime::now()
@@ -415,7 +421,11 @@ async fn prune_forever(store: Store, retention: Duration) {
                 Ok(0) => break,
                 Ok(n) => tracing::info!("pruned {n} delivered records older than the retention"),
                 Err(e) => {
-                    tracing::warn!("cannot prune the store: {}", chain(&e));
+                    // The subscriber prints the error's sources too (`error.sources=[…]`).
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "cannot prune the store"
+                    );
                     break;
                 }
             }

@@ -115,7 +115,8 @@ impl IntoResponse for ApiError {
                 error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, whole(message))
             }
             ApiError::Store(what, e) => {
-                tracing::error!("cannot {what}: {}", crate::chain(&e));
+                // Logged in full: the subscriber prints the sources (`error.sources=[…]`).
+                tracing::error!(error = &e as &dyn std::error::Error, "cannot {what}");
                 error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     whole(format!(

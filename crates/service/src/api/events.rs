@@ -69,7 +69,16 @@ async fn accept(
         .map_err(ApiError::store(
             "store the events (not stored, so not accepted)",
         ))?
-        .ok_or_else(|| ApiError::NotFound(format!("no workflow {workflow}")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(if workflow == DEFAULT_WORKFLOW {
+                format!(
+                    "no workflow {workflow}: start serve with --hooks FILE, or PUT /v1/workflows/{workflow}; \
+                     or post to /v1/workflows/{{workflow_id}}/events"
+                )
+            } else {
+                format!("no workflow {workflow}")
+            })
+        })?;
     state.metrics.events_accepted.inc_by(accepted.len() as u64);
     let deliveries = accepted
         .iter()

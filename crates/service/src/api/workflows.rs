@@ -94,12 +94,7 @@ pub(super) async fn get_one(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<WorkflowOut>> {
     let id = workflow_path(id)?;
-    let workflow = state
-        .live
-        .store
-        .workflow(&id)
-        .map_err(ApiError::store("read a workflow"))?
-        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))?;
+    let workflow = find(&state, &id)?;
     Ok(Json(WorkflowOut::from(&workflow)))
 }
 
@@ -124,17 +119,20 @@ pub(super) async fn put(
     let body = super::body(body)?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::invalid("$", format!("the body is not UTF-8: {e}")))?;
-    let parsed = parse_hooks(text).map_err(|e| match e.line_column() {
-        Some((line, column)) => ApiError::invalid(
-            "$",
-            format!("invalid JSON at line {line}, column {column}: {e}"),
-        ),
-        None => ApiError::Invalid(
-            e.problems()
-                .iter()
-                .map(|p| Problem::at(p.path(), p.message()))
-                .collect(),
-        ),
+    let parsed = parse_hooks(text).map_err(|e| {
+        if e.is_syntax() {
+            // `invalid JSON: expected value at line 2 column 14`: the error's level, then
+            // serde_json's message, its source.
+            let detail = std::error::Error::source(&e).map(|s| format!(": {s}"));
+            ApiError::invalid("$", format!("{e}{}", detail.unwrap_or_default()))
+        } else {
+            ApiError::Invalid(
+                e.problems()
+                    .iter()
+                    .map(|p| Problem::at(p.path(), p.message()))
+                    .collect(),
+            )
+        }
     })?;
     let change = state
         .live
@@ -144,15 +142,7 @@ pub(super) async fn put(
             "change a workflow",
             format!("no workflow {id}"),
         ))?;
-    tracing::info!(
-        workflow = %id,
-        created = change.created,
-        kept = change.kept.len(),
-        added = change.added.len(),
-        removed = change.removed.len(),
-        cancelled_deliveries = change.cancelled_deliveries,
-        "workflow registered"
-    );
+    crate::log_change(&change);
     let (status, secret) = if change.created {
         let secret = state.live.secrets_of(&change.workflow).0;
         (StatusCode::CREATED, Some(secret))
@@ -197,12 +187,7 @@ pub(super) async fn secret(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<SecretOut>> {
     let id = workflow_path(id)?;
-    let workflow = state
-        .live
-        .store
-        .workflow(&id)
-        .map_err(ApiError::store("read a workflow"))?
-        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))?;
+    let workflow = find(&state, &id)?;
     Ok(Json(secret_out(&state, &workflow)))
 }
 
@@ -231,6 +216,16 @@ pub(super) async fn rotate(
         ))?;
     tracing::info!(workflow = %id, "secret rotated");
     Ok(Json(secret_out(&state, &workflow)))
+}
+
+/// A stored workflow, or 404.
+fn find(state: &AppState, id: &str) -> ApiResult<linq_hooks_outbox::StoredWorkflow> {
+    state
+        .live
+        .store
+        .workflow(id)
+        .map_err(ApiError::store("read a workflow"))?
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
 }
 
 fn secret_out(state: &AppState, workflow: &linq_hooks_outbox::StoredWorkflow) -> SecretOut {
