@@ -47,8 +47,8 @@ pub(crate) const HOOKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("
 /// assert_eq!("failed".parse::<DeliveryState>(), Ok(DeliveryState::Failed));
 /// assert_eq!(DeliveryState::Pending.as_str(), "pending");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DeliveryState {
     /// Waiting for its first attempt, a retry, or its hook to be enabled.
     Pending,
@@ -109,6 +109,7 @@ pub(crate) struct DeliveryRecord {
     pub(crate) hook: u64,
     pub(crate) event: u64,
     pub(crate) webhook_id: String,
+    #[serde(with = "state_name")]
     pub(crate) state: DeliveryState,
     /// Attempts in this round (a replay or an enable starts a new round): what the retry
     /// policy counts.
@@ -120,6 +121,21 @@ pub(crate) struct DeliveryRecord {
     pub(crate) finished_ms: Option<u64>,
     /// Why it was given up or cancelled.
     pub(crate) failure: Option<String>,
+}
+
+/// A state in a stored record: its name (`"pending"`, …), as format 2 has always written it.
+mod state_name {
+    use super::DeliveryState;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(state: &DeliveryState, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(state.as_str())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeliveryState, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// An attempt as stored.

@@ -34,7 +34,7 @@ fn delivery_path(path: Result<Path<String>, PathRejection>) -> ApiResult<u64> {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListDeliveries {
-    state: Option<DeliveryState>,
+    state: Option<String>,
     limit: Option<usize>,
     after: Option<u64>,
 }
@@ -49,7 +49,12 @@ pub(super) async fn list(
     State(state): Shared,
     ApiQuery(query): ApiQuery<ListDeliveries>,
 ) -> ApiResult<Json<DeliveriesOut>> {
-    let wanted = query.state.unwrap_or(DeliveryState::Pending);
+    let wanted = match query.state {
+        Some(name) => name
+            .parse()
+            .map_err(|e: String| ApiError::invalid("state", e))?,
+        None => DeliveryState::Pending,
+    };
     let limit = check_limit(query.limit, MAX_LIMIT)?;
     let after = query.after;
     let store = &state.live.store;
