@@ -160,7 +160,7 @@ async fn bad_ingest_is_answered_and_stores_nothing() {
     );
     // 10 MiB: refused from its Content-Length, before the upload ends.
     let mut huge = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         10 * 1024 * 1024
     )
     .into_bytes();
@@ -169,7 +169,7 @@ async fn bad_ingest_is_answered_and_stores_nothing() {
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
     // A body cut short: it announces 1 000 bytes, sends 20 and hangs up.
     let truncated = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{}",
+        "POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{}",
         r#"{"event": "new_plan","#
     );
     let answer = raw(&serve.base, truncated.as_bytes()).await;

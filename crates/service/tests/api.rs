@@ -25,9 +25,15 @@ async fn send(
 ) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str("host: 127.0.0.1\r\n");
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -262,5 +268,112 @@ async fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
         }
     }
     assert_eq!(send(addr, "GET", "/healthz", &[], "").await.status, 200);
+    running.abort();
+}
+
+/// A page in a browser on this machine must not drive the API: a body that is not declared JSON
+/// (what a page may send across sites unasked) gets 415, a cross-site `Origin` 403, and without
+/// a token a `Host` that is not a loopback name 403 (DNS rebinding) — and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_web_page_could_forge_are_refused() {
+    let (addr, running) = start("guard", None).await;
+    let event = r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#;
+    let hooks = r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}}]"#;
+    let local = format!("http://{addr}");
+    let cases: &[(&str, &str, &[(&str, &str)], &str, u16)] = &[
+        (
+            "PUT",
+            "/v1/workflows/default",
+            &[("content-type", "text/plain")],
+            hooks,
+            415,
+        ),
+        ("PUT", "/v1/workflows/default", &[], hooks, 415),
+        (
+            "PUT",
+            "/v1/workflows/default",
+            &[JSON, ("origin", "https://evil.example")],
+            hooks,
+            403,
+        ),
+        (
+            "PUT",
+            "/v1/workflows/default",
+            &[JSON, ("origin", "null")],
+            hooks,
+            403,
+        ),
+        (
+            "GET",
+            "/v1/workflows",
+            &[("host", "rebind.evil.example")],
+            "",
+            403,
+        ),
+        (
+            "GET",
+            "/v1/workflows",
+            &[("host", "evil.example:8625")],
+            "",
+            403,
+        ),
+        (
+            "POST",
+            "/v1/workflows/default/secret/rotate",
+            &[("origin", "https://evil.example")],
+            "",
+            403,
+        ),
+    ];
+    for &(method, path, headers, body, status) in cases {
+        let answer = send(addr, method, path, headers, body).await;
+        assert_eq!(
+            answer.status, status,
+            "{method} {path} {headers:?}: {}",
+            answer.body
+        );
+        problems(&answer);
+    }
+    assert_eq!(
+        send(addr, "GET", "/v1/workflows/default", &[], "")
+            .await
+            .status,
+        404,
+        "nothing was created"
+    );
+    // The same requests, as the API's own clients send them, pass.
+    let authority = addr.to_string();
+    let origin = [JSON, ("origin", local.as_str()), ("host", authority.as_str())];
+    assert_eq!(
+        send(addr, "PUT", "/v1/workflows/default", &origin, hooks)
+            .await
+            .status,
+        201
+    );
+    let json_utf8 = [("content-type", "Application/JSON; charset=utf-8")];
+    assert_eq!(
+        send(addr, "POST", "/v1/events", &json_utf8, event)
+            .await
+            .status,
+        202
+    );
+    for host in ["localhost:1", "[::1]:8625", "127.0.0.2"] {
+        let answer = send(addr, "GET", "/v1/workflows", &[("host", host)], "").await;
+        assert_eq!(answer.status, 200, "{host}");
+    }
+    running.abort();
+
+    // With a token, any Host may be used (a reverse proxy's name), the token is what counts.
+    let (addr, running) = start("guard-token", Some("t0ken")).await;
+    let by_name = [
+        ("host", "hooks.lab.example"),
+        ("authorization", "Bearer t0ken"),
+    ];
+    assert_eq!(
+        send(addr, "GET", "/v1/workflows", &by_name, "")
+            .await
+            .status,
+        200
+    );
     running.abort();
 }

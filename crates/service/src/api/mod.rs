@@ -8,6 +8,7 @@ mod deliveries;
 pub(crate) mod error;
 mod events;
 mod extract;
+mod guard;
 mod hooks;
 pub(crate) mod types;
 mod workflows;
@@ -54,6 +55,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_announced_oversize))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::refuse_cross_site,
+        ))
         .layer(middleware::from_fn(json_method_not_allowed))
         .with_state(state)
 }
@@ -181,7 +186,7 @@ async fn openapi_json() -> Response {
 #[openapi(
     info(
         title = "linq-hooks serve",
-        description = "The dispatcher service of linq-hooks: workflows and their hooks as live data, events in, signed webhooks out (Standard Webhooks), durably, in order per hook. Every error answer is {\"errors\": [{\"path\", \"message\"}]}.",
+        description = "The dispatcher service of linq-hooks: workflows and their hooks as live data, events in, signed webhooks out (Standard Webhooks), durably, in order per hook. Every error answer is {\"errors\": [{\"path\", \"message\"}]}. On every endpoint: a request body must be sent as `Content-Type: application/json` (else 415); a request whose `Origin` is another site's is refused (403); without a token, a request whose `Host` is not a loopback name or address is refused (403, against DNS rebinding).",
         license(name = "Apache-2.0")
     ),
     paths(
