@@ -119,7 +119,7 @@ async fn each_workflow_gets_its_own_events_signed_with_its_own_secret() {
     assert_eq!(rotated.status, 200, "{:?}", rotated.body);
     let new_a = rotated.body["secret"].as_str().unwrap().to_string();
     assert_ne!(new_a, secret_a);
-    assert_eq!(rotated.body["previous"]["secret"], secret_a);
+    assert_eq!(rotated.body["previous"][0]["secret"], secret_a);
     let after = post_plans(&serve, "lab-a", 5..6).await;
     eventually("the webhook after the rotation arrives", || async {
         first_ids(&receiver.received(), "/a").contains(&after[0])
@@ -140,6 +140,35 @@ async fn each_workflow_gets_its_own_events_signed_with_its_own_secret() {
     );
     assert!(verifies(&new_a, signed) && verifies(secret_a, signed));
     assert!(!verifies(secret_b, signed));
+    // A second rotation within the grace period: a receiver still on the first secret goes on
+    // verifying (three signatures now).
+    let again = serve
+        .call("POST", "/v1/workflows/lab-a/secret/rotate", None)
+        .await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["previous"].as_array().unwrap().len(), 2);
+    let later = post_plans(&serve, "lab-a", 6..7).await;
+    eventually("the webhook after the second rotation arrives", || async {
+        first_ids(&receiver.received(), "/a").contains(&later[0])
+    })
+    .await;
+    let received = receiver.received();
+    let signed = received
+        .iter()
+        .find(|r| r.header("webhook-id") == Some(later[0].as_str()))
+        .unwrap();
+    assert_eq!(
+        signed
+            .header("webhook-signature")
+            .unwrap()
+            .matches("v1,")
+            .count(),
+        3
+    );
+    assert!(
+        verifies(secret_a, signed),
+        "the first secret still verifies"
+    );
     // Unknown workflow: 404, nothing stored.
     let reply = serve
         .call("POST", "/v1/workflows/nope/events", Some(plan(9)))
@@ -365,4 +394,33 @@ async fn sighup_applies_the_edited_hook_file_without_a_restart() {
     let (code, stderr) = serve.terminate().await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("SIGHUP: reloaded"), "{stderr}");
+}
+
+/// `--secret` is the `default` workflow's secret, and stays it: run without `--secret` after a
+/// run with one, and the workflow keeps the last one given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_given_to_serve_is_the_default_workflows_and_is_kept() {
+    let store = store("registry-secret");
+    let file = hooks_file("registry-secret", json!([plan_hook(nowhere("/plans"))]));
+    let (s1, s2) = (
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+    );
+    for secret in [s1, s2] {
+        let serve = Serve::start(&["--store", &store, "--hooks", &file, "--secret", secret]).await;
+        assert_eq!(
+            serve.get("/v1/workflows/default/secret").await["secret"],
+            secret
+        );
+        let rotate = serve
+            .call("POST", "/v1/workflows/default/secret/rotate", None)
+            .await;
+        assert_eq!(rotate.status, 409, "--secret decides: {:?}", rotate.body);
+        serve.kill().await;
+    }
+    let serve = Serve::start(&["--store", &store, "--hooks", &file]).await;
+    let kept = serve.get("/v1/workflows/default/secret").await;
+    assert_eq!(kept["secret"], s2, "{kept}");
+    assert_eq!(kept["previous"], json!([]), "S1 was replaced outright");
+    serve.kill().await;
 }

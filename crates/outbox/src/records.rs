@@ -243,8 +243,9 @@ pub(crate) struct WorkflowRecord {
     pub(crate) updated_ms: u64,
     /// `whsec_…`.
     pub(crate) secret: String,
-    /// The secret before the last rotation, and until when it still signs.
-    pub(crate) previous_secret: Option<(String, u64)>,
+    /// Secrets rotated out whose grace period had not ended at the last rotation, each with
+    /// the end of its grace period, oldest first.
+    pub(crate) previous_secrets: Vec<(String, u64)>,
     pub(crate) hooks: Vec<u64>,
 }
 
@@ -277,15 +278,17 @@ pub struct StoredHook {
     pub status: HookStatus,
 }
 
-/// A workflow's signing secrets: the current one, and during a rotation's grace period the one
-/// before, which still signs until the time given.
+/// A workflow's signing secrets: the current one, and those rotated out whose grace period has
+/// not ended, which still sign until the time given (so that a second rotation within the grace
+/// period does not cut off receivers still on the first secret).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct WorkflowSecrets {
     /// The secret every webhook of the workflow is signed with.
     pub current: Secret,
-    /// The rotated-out secret and the end of its grace period.
-    pub previous: Option<(Secret, SystemTime)>,
+    /// Rotated-out secrets and the ends of their grace periods, oldest first. Some may have
+    /// ended since they were read: compare with the clock.
+    pub previous: Vec<(Secret, SystemTime)>,
 }
 
 /// A workflow and its hooks.

@@ -71,7 +71,7 @@ pub(crate) fn put_workflow(
         created_ms: now,
         updated_ms: now,
         secret: secret.expose_whsec(),
-        previous_secret: None,
+        previous_secrets: Vec::new(),
         hooks: Vec::new(),
     });
     let mut old_defs = Vec::with_capacity(record.hooks.len());
@@ -195,7 +195,12 @@ pub(crate) fn rotate_secret(
     };
     let until = now.saturating_add(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
     let previous = std::mem::replace(&mut record.secret, secret.expose_whsec());
-    record.previous_secret = Some((previous, until));
+    // Secrets whose grace has ended sign no more: forget them. The one rotated out now keeps
+    // signing for `grace` (none at all for a zero grace).
+    record.previous_secrets.retain(|(_, ends)| *ends > now);
+    if until > now && previous != record.secret {
+        record.previous_secrets.push((previous, until));
+    }
     record.updated_ms = now;
     txn.open_table(WORKFLOWS)?
         .insert(id, encode(&record).as_slice())?;

@@ -279,8 +279,9 @@ impl Store {
             .await
     }
 
-    /// Makes `secret` the workflow's secret; the one before keeps signing for `grace`, so that
-    /// receivers can switch over. `None` if there is no such workflow.
+    /// Makes `secret` the workflow's secret; the one before keeps signing for `grace` (as do
+    /// earlier ones still in their own grace period), so that receivers can switch over. A zero
+    /// `grace` replaces the secret outright. `None` if there is no such workflow.
     pub async fn rotate_secret(
         &self,
         workflow: impl Into<String>,

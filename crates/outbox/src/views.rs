@@ -73,9 +73,10 @@ fn secrets_of(record: &WorkflowRecord) -> Result<WorkflowSecrets, String> {
     };
     Ok(WorkflowSecrets {
         current: parse(&record.secret)?,
-        previous: match &record.previous_secret {
-            Some((secret, until)) => Some((parse(secret)?, from_millis(*until))),
-            None => None,
-        },
+        previous: record
+            .previous_secrets
+            .iter()
+            .map(|(secret, until)| Ok((parse(secret)?, from_millis(*until))))
+            .collect::<Result<_, String>>()?,
     })
 }

@@ -438,7 +438,7 @@ async fn the_secret_is_set_at_creation_and_changed_by_rotation_only() {
         created.workflow.secrets.current.expose_whsec(),
         first.expose_whsec()
     );
-    assert!(created.workflow.secrets.previous.is_none());
+    assert!(created.workflow.secrets.previous.is_empty());
 
     let ignored = secret();
     let replaced = store
@@ -449,7 +449,7 @@ async fn the_secret_is_set_at_creation_and_changed_by_rotation_only() {
         replaced.workflow.secrets.current.expose_whsec(),
         first.expose_whsec()
     );
-    assert!(replaced.workflow.secrets.previous.is_none());
+    assert!(replaced.workflow.secrets.previous.is_empty());
 
     let second = secret();
     let grace = Duration::from_secs(24 * 3600);
@@ -465,10 +465,10 @@ async fn the_secret_is_set_at_creation_and_changed_by_rotation_only() {
             workflow.secrets.current.expose_whsec(),
             second.expose_whsec()
         );
-        let (previous, until) = workflow
-            .secrets
-            .previous
-            .expect("the old secret still signs");
+        let [(previous, until)] = &workflow.secrets.previous[..] else {
+            panic!("the old secret still signs, alone");
+        };
+        let (previous, until) = (previous.clone(), *until);
         assert_eq!(previous.expose_whsec(), first.expose_whsec());
         // Stored to the millisecond: allow for the rounding down.
         assert!(
@@ -485,6 +485,37 @@ async fn the_secret_is_set_at_creation_and_changed_by_rotation_only() {
             .unwrap()
             .is_none(),
         "no such workflow"
+    );
+    // A second rotation within the grace period: both earlier secrets still sign, oldest first.
+    let third = secret();
+    let again = store
+        .rotate_secret("w", third.clone(), grace)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.secrets.current.expose_whsec(), third.expose_whsec());
+    let previous: Vec<String> = again
+        .secrets
+        .previous
+        .iter()
+        .map(|(s, _)| s.expose_whsec())
+        .collect();
+    assert_eq!(previous, [first.expose_whsec(), second.expose_whsec()]);
+    // A zero grace replaces the secret outright, and forgets none still in their grace.
+    let fourth = secret();
+    let outright = store
+        .rotate_secret("w", fourth.clone(), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outright.secrets.current.expose_whsec(),
+        fourth.expose_whsec()
+    );
+    assert_eq!(
+        outright.secrets.previous.len(),
+        2,
+        "third was replaced outright"
     );
 }
 
@@ -554,10 +585,13 @@ async fn the_registry_survives_reopening() {
     assert_eq!(w.hooks.iter().map(|h| h.id).collect::<Vec<_>>(), ids[..2]);
     assert_eq!(w.hooks[0].hook, distinct_hooks(1)[0]);
     assert_eq!(w.secrets.current.expose_whsec(), second.expose_whsec());
-    assert_eq!(
-        w.secrets.previous.map(|(s, _)| s.expose_whsec()),
-        Some(first.expose_whsec())
-    );
+    let previous: Vec<String> = w
+        .secrets
+        .previous
+        .iter()
+        .map(|(s, _)| s.expose_whsec())
+        .collect();
+    assert_eq!(previous, [first.expose_whsec()]);
     // States: disabled with its two deliveries; one failed, one pending; removed and cancelled.
     assert!(!w.hooks[0].status.enabled && w.hooks[0].status.disabled_at.is_some());
     assert_eq!(w.hooks[0].status.pending, 2);

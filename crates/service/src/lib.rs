@@ -320,6 +320,7 @@ impl Service {
                 })?;
             log_change(&change);
         }
+        live.store_pinned_secret().await.map_err(store_error)?;
         let dispatching = tokio::spawn({
             let dispatcher = dispatcher.clone();
             async move { dispatcher.run().await }

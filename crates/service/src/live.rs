@@ -31,6 +31,13 @@ struct LiveWorkflow {
     hooks: Vec<HookId>,
 }
 
+/// A workflow's signing secrets as text: the current one, and the others that still sign, each
+/// with the end of its grace period (`None`: for as long as `serve --secret` gives it).
+pub(crate) struct SecretsText {
+    pub(crate) current: String,
+    pub(crate) previous: Vec<(String, Option<SystemTime>)>,
+}
+
 /// The live registry. Every change goes through here.
 pub(crate) struct Live {
     pub(crate) store: Store,
@@ -105,13 +112,32 @@ impl Live {
                 .fold(destination, Destination::secret);
         }
         let secrets = &workflow.secrets;
-        let destination = destination.secret(secrets.current.clone());
-        match &secrets.previous {
-            Some((previous, until)) if *until > SystemTime::now() => {
-                destination.secret_until(previous.clone(), *until)
-            }
-            _ => destination,
+        let now = SystemTime::now();
+        secrets
+            .previous
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .fold(
+                destination.secret(secrets.current.clone()),
+                |d, (previous, until)| d.secret_until(previous.clone(), *until),
+            )
+    }
+
+    /// Makes `--secret`'s first value the stored secret of the `default` workflow (if it exists),
+    /// so that it stays the workflow's secret when `serve` later runs without `--secret`.
+    pub(crate) async fn store_pinned_secret(&self) -> Result<(), StoreError> {
+        let Some(first) = self.default_secrets.as_ref().and_then(|s| s.first()) else {
+            return Ok(());
+        };
+        let Some(workflow) = self.store.workflow(DEFAULT_WORKFLOW)? else {
+            return Ok(());
+        };
+        if workflow.secrets.current.expose_whsec() != first.expose_whsec() {
+            self.store
+                .rotate_secret(DEFAULT_WORKFLOW, first.clone(), Duration::ZERO)
+                .await?;
         }
+        Ok(())
     }
 
     /// Whether `--secret` decides the `default` workflow's secret (then it cannot be rotated over
@@ -120,24 +146,30 @@ impl Live {
         workflow == DEFAULT_WORKFLOW && self.default_secrets.is_some()
     }
 
-    /// The secrets a workflow signs with, as text: the current one, and a rotated-out one
-    /// still in its grace period. `--secret` decides for the `default` workflow.
-    pub(crate) fn secrets_of(
-        &self,
-        workflow: &StoredWorkflow,
-    ) -> (String, Option<(String, SystemTime)>) {
+    /// The secrets a workflow signs with, as text: the current one, and those rotated out and
+    /// still in their grace period (with its end). `--secret` decides for the `default`
+    /// workflow: its first value is the secret, the others sign as long as they are given.
+    pub(crate) fn secrets_of(&self, workflow: &StoredWorkflow) -> SecretsText {
         if workflow.id == DEFAULT_WORKFLOW
-            && let Some(first) = self.default_secrets.as_ref().and_then(|s| s.first())
+            && let Some((first, others)) =
+                self.default_secrets.as_ref().and_then(|s| s.split_first())
         {
-            return (first.expose_whsec(), None);
+            return SecretsText {
+                current: first.expose_whsec(),
+                previous: others.iter().map(|s| (s.expose_whsec(), None)).collect(),
+            };
         }
-        let secrets = &workflow.secrets;
-        let previous = secrets
-            .previous
-            .as_ref()
-            .filter(|(_, until)| *until > SystemTime::now())
-            .map(|(secret, until)| (secret.expose_whsec(), *until));
-        (secrets.current.expose_whsec(), previous)
+        let now = SystemTime::now();
+        SecretsText {
+            current: workflow.secrets.current.expose_whsec(),
+            previous: workflow
+                .secrets
+                .previous
+                .iter()
+                .filter(|(_, until)| *until > now)
+                .map(|(secret, until)| (secret.expose_whsec(), Some(*until)))
+                .collect(),
+        }
     }
 
     /// Creates or replaces a workflow's hooks (see [`Store::put_workflow`]).

@@ -343,7 +343,11 @@ async fn requests_a_web_page_could_forge_are_refused() {
     );
     // The same requests, as the API's own clients send them, pass.
     let authority = addr.to_string();
-    let origin = [JSON, ("origin", local.as_str()), ("host", authority.as_str())];
+    let origin = [
+        JSON,
+        ("origin", local.as_str()),
+        ("host", authority.as_str()),
+    ];
     assert_eq!(
         send(addr, "PUT", "/v1/workflows/default", &origin, hooks)
             .await

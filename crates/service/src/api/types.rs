@@ -159,16 +159,18 @@ pub(crate) struct SecretOut {
     pub(crate) workflow_id: String,
     /// The secret (`whsec_…`) webhooks are signed with.
     pub(crate) secret: String,
-    /// After a rotation, the secret before, which also signs until `expires_at`.
-    pub(crate) previous: Option<PreviousSecretOut>,
+    /// The secrets that also sign, oldest first: after a rotation, the ones before, each until
+    /// its `expires_at` (so a receiver still on one keeps verifying); empty otherwise.
+    pub(crate) previous: Vec<PreviousSecretOut>,
 }
 
-/// A rotated-out secret in its grace period.
+/// A secret that still signs besides the current one: rotated out and in its grace period.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PreviousSecretOut {
     pub(crate) secret: String,
-    /// RFC 3339.
-    pub(crate) expires_at: String,
+    /// When it stops signing (RFC 3339); null for a secret `serve --secret` gives, which signs
+    /// as long as it is given.
+    pub(crate) expires_at: Option<String>,
 }
 
 /// A delivery.

@@ -144,7 +144,7 @@ pub(super) async fn put(
         ))?;
     crate::log_change(&change);
     let (status, secret) = if change.created {
-        let secret = state.live.secrets_of(&change.workflow).0;
+        let secret = state.live.secrets_of(&change.workflow).current;
         (StatusCode::CREATED, Some(secret))
     } else {
         (StatusCode::OK, None)
@@ -229,13 +229,17 @@ fn find(state: &AppState, id: &str) -> ApiResult<linq_hooks_outbox::StoredWorkfl
 }
 
 fn secret_out(state: &AppState, workflow: &linq_hooks_outbox::StoredWorkflow) -> SecretOut {
-    let (secret, previous) = state.live.secrets_of(workflow);
+    let secrets = state.live.secrets_of(workflow);
     SecretOut {
         workflow_id: workflow.id.clone(),
-        secret,
-        previous: previous.map(|(secret, until)| PreviousSecretOut {
-            secret,
-            expires_at: rfc3339(until),
-        }),
+        secret: secrets.current,
+        previous: secrets
+            .previous
+            .into_iter()
+            .map(|(secret, until)| PreviousSecretOut {
+                secret,
+                expires_at: until.map(rfc3339),
+            })
+            .collect(),
     }
 }
