@@ -141,6 +141,15 @@ async fn every_refusal_has_the_error_shape_and_names_where() {
         ),
         ("POST", "/v1/hooks/hook_77/enable", "", 404, None),
         ("GET", "/v1/deliveries/12", "", 404, None),
+        ("GET", "/v1/hooks?bogus=1", "", 400, Some("bogus")),
+        (
+            "PUT",
+            "/v1/workflows/%2E%2E",
+            "[]",
+            400,
+            Some("workflow_id"),
+        ),
+        ("PUT", "/v1/workflows/.", "[]", 400, Some("workflow_id")),
         ("POST", "/v1/deliveries/12/retry", "", 404, None),
     ];
     for &(method, path, body, status, at) in cases {
@@ -378,6 +387,62 @@ async fn requests_a_web_page_could_forge_are_refused() {
             .await
             .status,
         200
+    );
+    running.abort();
+}
+
+/// Each id has one spelling: a number with a sign or a leading zero names nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_have_one_spelling_and_warnings_come_back() {
+    let (addr, running) = start("spelling", None).await;
+    let doc = r#"[{"filter": "on_task_state_change", "task_ids": [], "taskid": "t1", "parameters": {"url": "https://a.example"}}]"#;
+    let put = send(addr, "PUT", "/v1/workflows/lab", &[JSON], doc).await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(
+        put.body["warnings"][0]["path"], "[0].taskid",
+        "{}",
+        put.body
+    );
+    let hook = put.body["hooks"][0]["id"].as_str().unwrap().to_string();
+    let event = r#"{"event": "task_state_change", "run_id": "r", "task_id": "t", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#;
+    let posted = send(addr, "POST", "/v1/workflows/lab/events", &[JSON], event).await;
+    assert_eq!(posted.status, 202, "{}", posted.body);
+    let delivery = posted.body["deliveries"][0]["id"].as_u64().unwrap();
+    assert_eq!(
+        send(addr, "GET", &format!("/v1/hooks/{hook}"), &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(addr, "GET", &format!("/v1/deliveries/{delivery}"), &[], "")
+            .await
+            .status,
+        200
+    );
+    let number = hook.strip_prefix("hook_").unwrap();
+    for path in [
+        format!("/v1/hooks/hook_0{number}"),
+        format!("/v1/hooks/hook_+{number}"),
+        format!("/v1/deliveries/0{delivery}"),
+        format!("/v1/deliveries/+{delivery}"),
+    ] {
+        assert_eq!(
+            send(addr, "GET", &path, &[], "").await.status,
+            404,
+            "{path}"
+        );
+    }
+    // A PATCH with a misspelt field keeps the hook's headers as they were given (none) and says
+    // which field it ignored.
+    let patch =
+        r#"{"parameters": {"url": "https://b.example", "header": {"Authorization": "Bearer x"}}}"#;
+    let patched = send(addr, "PATCH", &format!("/v1/hooks/{hook}"), &[JSON], patch).await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(
+        patched.body["warnings"][0]["path"], "parameters.header",
+        "{}",
+        patched.body
     );
     running.abort();
 }

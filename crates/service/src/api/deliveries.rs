@@ -26,8 +26,7 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
 
 fn delivery_path(path: Result<Path<String>, PathRejection>) -> ApiResult<u64> {
     let Path(id) = path.map_err(|e| ApiError::invalid("id", e.body_text()))?;
-    id.parse()
-        .map_err(|_| ApiError::NotFound(format!("no delivery {id}")))
+    super::canonical_number(&id).ok_or_else(|| ApiError::NotFound(format!("no delivery {id}")))
 }
 
 /// The query of `GET /v1/deliveries`.
@@ -42,7 +41,7 @@ pub(super) struct ListDeliveries {
 /// Deliveries in a state, oldest first, paged: `?state=pending|delivered|failed|cancelled&limit=N&after=ID`.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
     params(("state" = Option<String>, Query, description = "pending (default), delivered, failed or cancelled"),
-           ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
+           ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)", minimum = 1, maximum = 1000),
            ("after" = Option<u64>, Query, description = "The `next_after` of the page before")),
     responses((status = 200, body = DeliveriesOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(

@@ -11,8 +11,8 @@ use linq_hooks_model::HookParameters;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, ErrorBody, Problem};
-use super::extract::ApiJson;
-use super::types::{EnableOut, HookOut, HooksOut, hook_id};
+use super::extract::{ApiJson, ApiQuery};
+use super::types::{EnableOut, HookOut, HooksOut, PatchedHookOut, hook_id};
 use super::{AppState, Shared};
 
 pub(super) fn router() -> axum::Router<Arc<AppState>> {
@@ -26,14 +26,22 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
 fn hook_path(path: Result<Path<String>, PathRejection>) -> ApiResult<HookId> {
     let Path(id) = path.map_err(|e| ApiError::invalid("hook_id", e.body_text()))?;
     id.strip_prefix("hook_")
-        .and_then(|n| n.parse::<HookId>().ok())
+        .and_then(super::canonical_number)
         .ok_or_else(|| ApiError::NotFound(format!("no hook {id} (hook ids look like hook_12)")))
 }
+
+/// `GET /v1/hooks` takes no parameters; an unknown one is refused rather than ignored.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoQuery {}
 
 /// Every hook of every workflow, with its state.
 #[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
     responses((status = 200, body = HooksOut), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
-pub(super) async fn list(State(state): Shared) -> ApiResult<Json<HooksOut>> {
+pub(super) async fn list(
+    State(state): Shared,
+    ApiQuery(_): ApiQuery<NoQuery>,
+) -> ApiResult<Json<HooksOut>> {
     let workflows = state
         .live
         .store
@@ -82,29 +90,37 @@ pub(super) struct PatchHook {
 #[utoipa::path(patch, path = "/v1/hooks/{hook_id}", tag = "hooks",
     params(("hook_id" = String, Path, description = "`hook_` and a number")),
     request_body(content = PatchHook, content_type = "application/json"),
-    responses((status = 200, body = HookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = PatchedHookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): Shared,
     id: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<PatchHook>,
-) -> ApiResult<Json<HookOut>> {
+) -> ApiResult<Json<PatchedHookOut>> {
     let id = hook_path(id)?;
     let parameters = body.parameters;
     // Read as a hook's parameters are read in a workflow, so problems get the same paths
     // (`parameters.url`) and messages.
     let as_hook = serde_json::json!({"filter": "on_new_plan", "parameters": parameters});
-    let parameters: HookParameters = match linq_hooks_model::parse_hooks_value(&as_hook) {
-        Ok(parsed) => parsed.hooks[0].parameters().clone(),
-        Err(e) => {
-            return Err(ApiError::Invalid(
-                e.problems()
+    let (parameters, warnings): (HookParameters, Vec<Problem>) =
+        match linq_hooks_model::parse_hooks_value(&as_hook) {
+            Ok(parsed) => (
+                parsed.hooks[0].parameters().clone(),
+                parsed
+                    .warnings
                     .iter()
-                    .map(|p| Problem::at(p.path(), p.message()))
+                    .map(|w| Problem::at(w.path(), w.message()))
                     .collect(),
-            ));
-        }
-    };
+            ),
+            Err(e) => {
+                return Err(ApiError::Invalid(
+                    e.problems()
+                        .iter()
+                        .map(|p| Problem::at(p.path(), p.message()))
+                        .collect(),
+                ));
+            }
+        };
     let hook = state
         .live
         .patch(id, parameters)
@@ -114,7 +130,10 @@ pub(super) async fn patch(
             format!("no hook {}", hook_id(id)),
         ))?;
     tracing::info!(hook = %hook_id(id), workflow = %hook.workflow, url = hook.hook.parameters().url(), "hook parameters changed");
-    Ok(Json(HookOut::from(&hook)))
+    Ok(Json(PatchedHookOut {
+        hook: HookOut::from(&hook),
+        warnings,
+    }))
 }
 
 /// Enables a hook a 410 Gone disabled; its deliveries resume, in order.

@@ -225,6 +225,14 @@ pub fn openapi() -> String {
     doc.to_pretty_json().expect("the document serializes") + "\n"
 }
 
+/// A number as ids are written: decimal digits, no sign, no leading zero (so that each id has
+/// one spelling: `01` and `+1` are not delivery 1).
+pub(crate) fn canonical_number(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let canonical = text.len() == 1 || !text.starts_with('0');
+    (digits && canonical).then(|| text.parse().ok()).flatten()
+}
+
 /// A page size: 1 to `max`, 100 when not given.
 pub(crate) fn check_limit(limit: Option<usize>, max: usize) -> Result<usize, ApiError> {
     match limit {

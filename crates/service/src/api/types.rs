@@ -7,6 +7,8 @@ use linq_hooks_events::Timestamp;
 use linq_hooks_outbox::{AttemptInfo, DeliveryInfo, StoredHook, StoredWorkflow, WorkflowChange};
 use serde::Serialize;
 use serde_json::Value;
+
+use super::error::Problem;
 use utoipa::ToSchema;
 
 /// RFC 3339 UTC with milliseconds, as event timestamps are.
@@ -124,10 +126,19 @@ pub(crate) struct PutWorkflowOut {
     /// The workflow's signing secret (`whsec_…`); only when the PUT created the workflow.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// Things worth a look that did not make the document invalid (as `linq-hooks validate`
+    /// prints them): unknown fields, ignored; task or labware ids that name nothing in the
+    /// document. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Problem>,
 }
 
 impl PutWorkflowOut {
-    pub(crate) fn new(change: &WorkflowChange, secret: Option<String>) -> PutWorkflowOut {
+    pub(crate) fn new(
+        change: &WorkflowChange,
+        secret: Option<String>,
+        warnings: Vec<Problem>,
+    ) -> PutWorkflowOut {
         let ids = |ids: &[HookId]| ids.iter().copied().map(hook_id).collect();
         PutWorkflowOut {
             workflow_id: change.workflow.id.clone(),
@@ -139,8 +150,20 @@ impl PutWorkflowOut {
                 cancelled_deliveries: change.cancelled_deliveries,
             },
             secret,
+            warnings,
         }
     }
+}
+
+/// The answer to `PATCH /v1/hooks/{hook_id}`: the hook, and any warnings about the parameters
+/// given (an unknown field such as `header` for `headers` is ignored: the warning says so).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PatchedHookOut {
+    #[serde(flatten)]
+    pub(crate) hook: HookOut,
+    /// Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<Problem>,
 }
 
 /// The answer to `DELETE /v1/workflows/{workflow_id}`.

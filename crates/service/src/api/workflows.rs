@@ -38,10 +38,13 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
 /// `[A-Za-z0-9._-]`.
 pub(super) fn workflow_path(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(id) = path.map_err(|e| ApiError::invalid("workflow_id", e.body_text()))?;
+    // `.` and `..` are path segments to every HTTP client, never reachable as names.
     let valid = (1..=128).contains(&id.len())
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id != "."
+        && id != "..";
     if valid {
         Ok(id)
     } else {
@@ -62,7 +65,7 @@ pub(super) struct ListWorkflows {
 
 /// Workflows ordered by id, paged: `?limit=N&after=ID`.
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
-    params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
+    params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)", minimum = 1, maximum = 1000),
            ("after" = Option<String>, Query, description = "The `next_after` of the page before")),
     responses((status = 200, body = WorkflowsOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(
@@ -136,7 +139,7 @@ pub(super) async fn put(
     })?;
     let change = state
         .live
-        .put(id.clone(), parsed.hooks)
+        .put(id.clone(), parsed.hooks.clone())
         .await
         .map_err(ApiError::change(
             "change a workflow",
@@ -149,7 +152,12 @@ pub(super) async fn put(
     } else {
         (StatusCode::OK, None)
     };
-    Ok((status, Json(PutWorkflowOut::new(&change, secret))))
+    let warnings = parsed
+        .warnings
+        .iter()
+        .map(|w| Problem::at(w.path(), w.message()))
+        .collect();
+    Ok((status, Json(PutWorkflowOut::new(&change, secret, warnings))))
 }
 
 /// Removes a workflow and its hooks; their pending deliveries are cancelled (kept on record).
