@@ -90,9 +90,9 @@ use http::HeaderMap;
 use serde_json::Value;
 
 pub use error::Error;
-pub use http::StatusCode;
 /// The `http` crate this one uses, for [`headers_from_map`] and [`Error::status`].
 pub use http;
+pub use http::StatusCode;
 /// The event types, whole: every body, state and error of the events crate.
 pub use linq_hooks_events as events;
 pub use linq_hooks_events::{

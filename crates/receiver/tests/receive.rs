@@ -388,7 +388,10 @@ fn non_ascii_header_is_invalid_not_missing() {
         map.insert("webhook-timestamp", HeaderValue::from_static("0"));
         map.insert("webhook-signature", HeaderValue::from_static("v1,x"));
         let err = receive_at(&verifier, headers_from_map(&map), b"{}", 0).unwrap_err();
-        assert!(err.is_invalid_header() && !err.is_missing_header(), "{bad:?}");
+        assert!(
+            err.is_invalid_header() && !err.is_missing_header(),
+            "{bad:?}"
+        );
         assert_eq!(err.header(), Some("webhook-id"));
         assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
 
@@ -396,7 +399,8 @@ fn non_ascii_header_is_invalid_not_missing() {
         assert_eq!(from_bytes, headers_from_map(&map));
     }
     // Through `from_fn`, text that is not ASCII reaches the verifier and is refused the same way.
-    let headers = WebhookHeaders::from_fn(|name| Some(if name == "webhook-id" { "msg_é" } else { "0" }));
+    let headers =
+        WebhookHeaders::from_fn(|name| Some(if name == "webhook-id" { "msg_é" } else { "0" }));
     let err = receive_at(&verifier, headers, b"{}", 0).unwrap_err();
     assert!(err.is_invalid_header() && !err.is_missing_header());
     // And an absent header is still missing.

@@ -324,8 +324,14 @@ fn present_but_not_visible_ascii_is_invalid_not_missing() {
     };
     // Text that is not ASCII, through `from_fn`.
     check(WebhookHeaders::new("msg_é", "0", "v1,x"), "webhook-id");
-    check(WebhookHeaders::new("msg_1", "0\u{7f}", "v1,x"), "webhook-timestamp");
-    check(WebhookHeaders::new("msg_1", "0", "v1,x\n"), "webhook-signature");
+    check(
+        WebhookHeaders::new("msg_1", "0\u{7f}", "v1,x"),
+        "webhook-timestamp",
+    );
+    check(
+        WebhookHeaders::new("msg_1", "0", "v1,x\n"),
+        "webhook-signature",
+    );
     // Bytes that are not UTF-8, through `from_bytes_fn`: present, and invalid.
     let headers = WebhookHeaders::from_bytes_fn(|name| match name {
         "webhook-timestamp" => Some(&b"\xff0"[..]),

@@ -91,7 +91,10 @@ async fn dispatch(hooks: &str, secret: &str, events: &str) -> Output {
     let hooks_path = std::env::temp_dir().join(format!(
         "linq-hooks-receiver-axum-{}-{}.json",
         std::process::id(),
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     ));
     std::fs::write(&hooks_path, hooks).unwrap();
     let mut child = tokio::process::Command::new(linq_hooks_bin())
