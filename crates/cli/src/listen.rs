@@ -15,7 +15,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use linq_hooks_events::{Event, Timestamp};
-use linq_hooks_receiver::{Verifier, WebhookHeaders, parse_body, receive};
+use linq_hooks_receiver::{Verifier, headers_from_map, parse_body, receive};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -171,7 +171,7 @@ struct Shared {
 impl Shared {
     /// Checks a webhook's signature (with secrets) and its body, and decides the answer.
     fn judge(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) {
-        let webhook_headers = WebhookHeaders::from_fn(|name| headers.get(name)?.to_str().ok());
+        let webhook_headers = headers_from_map(headers);
         let result = match &self.verifier {
             Some(verifier) => receive(verifier, webhook_headers, &body).map(|w| w.event),
             None => parse_body(&body),
@@ -201,7 +201,7 @@ impl Shared {
                 } else {
                     record.kind = err.unknown_event().map(str::to_owned);
                 }
-                let status = StatusCode::from_u16(err.status()).expect("a valid HTTP status");
+                let status = err.status();
                 if status.is_success() {
                     // An unknown kind of event: acknowledged and ignored, as receivers should.
                     record.status = Some(status);

@@ -272,6 +272,7 @@ fn expected_fields(event: &Event) -> Vec<(String, String)> {
             }
             pairs
         }
+        other => panic!("no key fields known for {:?}", other.kind()),
     };
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

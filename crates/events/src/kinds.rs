@@ -24,6 +24,7 @@ use crate::{Phase, RunState, SafetyState, TaskState, Timestamp};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(remote = "Self")]
 pub struct RunStateChange {
     /// The run.
@@ -48,6 +49,7 @@ pub struct RunStateChange {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(remote = "Self")]
 pub struct TaskStateChange {
     /// The run the task belongs to.
@@ -77,6 +79,7 @@ pub struct TaskStateChange {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(remote = "Self")]
 pub struct SafetyStateChange {
     /// The new safety state.
@@ -103,6 +106,7 @@ pub struct SafetyStateChange {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 pub struct Location {
     /// The instrument's id.
     pub instrument: String,
@@ -122,6 +126,7 @@ pub struct Location {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(remote = "Self")]
 pub struct LabwareMovement {
     /// The run moving the labware.
@@ -151,6 +156,7 @@ pub struct LabwareMovement {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(remote = "Self")]
 pub struct NewPlan {
     /// The plan.

@@ -86,7 +86,9 @@ pub use timestamp::{Timestamp, TimestampError};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// `run_state_change`
     RunStateChange(RunStateChange),
@@ -108,6 +110,7 @@ pub enum Event {
 /// assert_eq!(EventKind::LabwareMovement.name(), "labware_movement");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum EventKind {
     /// `run_state_change`
     RunStateChange,

@@ -88,11 +88,53 @@ fn generator() -> SchemaGenerator {
         .into_generator()
 }
 
+/// The cut of [`summary_descriptions`], applied by each type's derived `JsonSchema` impl
+/// (`#[schemars(transform = summary)]`), so that a user's own `schemars::schema_for!` gives
+/// the same short descriptions as this module.
+pub(crate) fn summary(schema: &mut Schema) {
+    schemars::transform::Transform::transform(
+        &mut RecursiveTransform(summary_descriptions),
+        schema,
+    );
+}
+
 /// Descriptions come from the rustdoc comments; a schema keeps only their first paragraph (the
 /// summary), on one line: the rest is for Rust readers.
 fn summary_descriptions(schema: &mut Schema) {
     if let Some(Value::String(description)) = schema.get_mut("description") {
         let summary = description.split("\n\n").next().unwrap_or_default();
         *description = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Event;
+
+    fn descriptions(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(d)) = map.get("description") {
+                    out.push(d.clone());
+                }
+                map.values().for_each(|v| descriptions(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| descriptions(v, out)),
+            _ => {}
+        }
+    }
+
+    /// A user's `schema_for!` carries the same short descriptions as this module's schemas:
+    /// the derived impls cut them themselves.
+    #[test]
+    fn schema_for_has_the_summaries() {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        descriptions(&event().to_value(), &mut ours);
+        descriptions(&schemars::schema_for!(Event).to_value(), &mut theirs);
+        ours.sort();
+        theirs.sort();
+        assert!(!ours.is_empty());
+        assert_eq!(theirs, ours);
     }
 }

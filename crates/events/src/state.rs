@@ -165,6 +165,7 @@ open_state! {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// The labware was picked up.

@@ -38,6 +38,7 @@ pub type Headers = BTreeMap<String, String>;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[cfg_attr(feature = "schema", schemars(rename = "HookParameters"))]
 pub struct HookParameters {
     /// The absolute `http` or `https` URL the hook posts to.
@@ -93,6 +94,7 @@ impl HookParameters {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(rename_all = "lowercase")]
 pub enum TriggerOn {
     /// When the labware is picked up.
@@ -132,6 +134,7 @@ impl TriggerOn {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 pub struct TaskStateChangeHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -150,6 +153,7 @@ pub struct TaskStateChangeHook {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 pub struct RunStateChangeHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -166,6 +170,7 @@ pub struct RunStateChangeHook {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 pub struct LabwareMovementHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -187,6 +192,7 @@ pub struct LabwareMovementHook {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 pub struct SafetyStateChangeHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -201,6 +207,7 @@ pub struct SafetyStateChangeHook {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 pub struct NewPlanHook {
     /// Where to post, and extra headers.
     pub parameters: HookParameters,
@@ -222,6 +229,7 @@ pub struct NewPlanHook {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[serde(tag = "filter")]
 pub enum Hook {
     /// `on_task_state_change`

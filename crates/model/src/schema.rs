@@ -48,11 +48,41 @@ fn generator() -> schemars::SchemaGenerator {
         .into_generator()
 }
 
+/// The cut of [`summary_descriptions`], applied by each type's derived `JsonSchema` impl
+/// (`#[schemars(transform = summary)]`), so that a user's own `schemars::schema_for!` gives
+/// the same short descriptions as this module.
+pub(crate) fn summary(schema: &mut Schema) {
+    schemars::transform::Transform::transform(
+        &mut RecursiveTransform(summary_descriptions),
+        schema,
+    );
+}
+
 /// Descriptions come from the rustdoc comments; a schema keeps only their first paragraph (the
 /// summary), on one line: the rest is for Rust readers (examples, notes on the API).
 fn summary_descriptions(schema: &mut Schema) {
     if let Some(Value::String(description)) = schema.get_mut("description") {
         let summary = description.split("\n\n").next().unwrap_or_default();
         *description = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user's `schema_for!` gets what this module gives: the derived impls cut the
+    /// descriptions themselves.
+    #[test]
+    fn schema_for_matches_the_module() {
+        let mut ours = hooks().to_value();
+        let mut theirs = schemars::schema_for!(Vec<Hook>).to_value();
+        for root in [&mut ours, &mut theirs] {
+            let root = root.as_object_mut().unwrap();
+            root.remove("title");
+            root.remove("description");
+        }
+        assert_eq!(theirs, ours);
+        assert!(ours.to_string().contains("\"description\""));
     }
 }

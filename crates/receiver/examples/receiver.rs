@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use linq_hooks_receiver::{Verifier, WebhookHeaders, receive};
+use linq_hooks_receiver::{Verifier, headers_from_map, receive};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,8 +46,7 @@ async fn handle(verifier: &Verifier, request: Request<Incoming>) -> Response<Emp
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return answer(StatusCode::BAD_REQUEST);
     };
-    // HeaderMap looks names up case-insensitively.
-    let headers = WebhookHeaders::from_fn(|name| parts.headers.get(name)?.to_str().ok());
+    let headers = headers_from_map(&parts.headers);
     match receive(verifier, headers, &body) {
         Ok(webhook) => {
             println!("{} {:?}", webhook.id, webhook.event);
@@ -58,7 +57,7 @@ async fn handle(verifier: &Verifier, request: Request<Incoming>) -> Response<Emp
                 println!("ignored an event of a kind this version does not know: {kind}");
             }
             // 401 unverified, 400 malformed, 204 for an unknown kind of event.
-            answer(StatusCode::from_u16(err.status()).expect("a valid status"))
+            answer(err.status())
         }
     }
 }

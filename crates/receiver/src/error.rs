@@ -1,5 +1,7 @@
 //! Why a webhook was refused.
 
+use http::StatusCode;
+
 /// Why a webhook was refused: it could not be verified, its event is of a kind this version
 /// does not know, or its body is not an event.
 ///
@@ -202,7 +204,8 @@ impl Error {
     pub fn is_malformed_body(&self) -> bool {
         matches!(self.kind, Kind::NotJson(_) | Kind::NotAnEvent(_))
     }
-    /// The HTTP status a receiver answers for this error.
+
+    /// The HTTP status a receiver answers for this error: the one place that decides it.
     ///
     /// | kind | status |
     /// | --- | --- |
@@ -216,18 +219,18 @@ impl Error {
     /// answers its events with another 2xx may answer unknown ones the same way.
     ///
     /// ```
-    /// use linq_hooks_receiver::{Verifier, WebhookHeaders, parse_body, receive_at};
+    /// use linq_hooks_receiver::{StatusCode, Verifier, WebhookHeaders, parse_body, receive_at};
     ///
     /// let unverified = receive_at(&Verifier::new([]), WebhookHeaders::default(), b"", 0);
-    /// assert_eq!(unverified.unwrap_err().status(), 401);
-    /// assert_eq!(parse_body(b"{").unwrap_err().status(), 400);
+    /// assert_eq!(unverified.unwrap_err().status(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(parse_body(b"{").unwrap_err().status(), StatusCode::BAD_REQUEST);
     /// assert_eq!(parse_body(br#"{"event": "run_exploded"}"#).unwrap_err().status(), 204);
     /// ```
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> StatusCode {
         match self.kind {
-            Kind::Unverified(_) => 401,
-            Kind::UnknownEvent { .. } => 204,
-            Kind::NotJson(_) | Kind::NotAnEvent(_) => 400,
+            Kind::Unverified(_) => StatusCode::UNAUTHORIZED,
+            Kind::UnknownEvent { .. } => StatusCode::NO_CONTENT,
+            Kind::NotJson(_) | Kind::NotAnEvent(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -7,7 +7,9 @@
 //! [`Event`], and gives back a [`Webhook`]: the event and its `webhook-id`, to drop
 //! duplicates (a retried delivery keeps its id).
 //!
-//! This crate does no IO and no async, and knows no HTTP library: use it from any server.
+//! This crate does no IO and no async: use it from any server. It knows `http`'s types (a
+//! small crate of types only), and needs none of them: [`WebhookHeaders::from_fn`] reads any
+//! header map.
 //!
 //! ```
 //! use linq_hooks_receiver::{Event, Secret, Verifier, WebhookHeaders, receive_at};
@@ -35,9 +37,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # What to answer
+//! With `http`'s types (hyper, axum, and most Rust servers), [`headers_from_map`] reads the
+//! headers of an `http::HeaderMap`, and [`Error::status`] is the status to answer.
 //!
-//! The sender retries a delivery until it gets a 2xx (or a 4xx other than 408 and 429), so:
+//! Everything a receiver names is here, so it depends on this crate alone: the event types
+//! ([`NewPlan`], [`RunStateChange`] and the others, their states, [`Timestamp`]) at the root,
+//! and the whole events crate as [`events`].
+//!
+//! # What to answer
 //!
 //! | result | answer |
 //! | --- | --- |
@@ -49,17 +56,49 @@
 //!
 //! [`Error::status`] gives that answer for each error kind (204 for an unknown event).
 //!
+//! # What the sender does with the answer
+//!
+//! Each attempt of a delivery is signed afresh (a new `webhook-timestamp` and signature) and
+//! keeps the delivery's `webhook-id`. The answer decides what comes next:
+//!
+//! | answer | the sender |
+//! | --- | --- |
+//! | any 2xx | counts the delivery as delivered |
+//! | a connection or TLS error, a timeout, 408, 429, any 5xx | tries again later; a `Retry-After` is honoured as a minimum wait |
+//! | 410 Gone | disables the hook until its owner enables it again |
+//! | any other status, 3xx included (redirects are not followed) | records the delivery as failed at once |
+//!
+//! `linq-hooks serve` tries again after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (each
+//! ±20 %): eight attempts over about 28 hours, then it gives up. `linq-hooks dispatch`
+//! tries again after 1 s, 5 s and 30 s. Both schedules can be changed by the operator.
+//!
+//! # Dropping duplicates
+//!
+//! A retry arrives with the same `webhook-id`, and a delivery the receiver handled but whose
+//! answer was lost *will* be retried. The five-minute timestamp tolerance
+//! ([`DEFAULT_TOLERANCE`]) does not bound that: every retry is freshly signed, so it passes the
+//! check hours after the first attempt. Keep the ids seen for longer than the whole schedule,
+//! **48 hours** for `serve`'s default, and answer 2xx to an id already handled.
+//!
 //! The example `examples/receiver.rs` of this crate is a complete receiver on hyper:
 //! `LINQ_HOOKS_SECRET=whsec_... cargo run -p linq-hooks-receiver --example receiver`.
 #![forbid(unsafe_code)]
 
 mod error;
 
-use linq_hooks_events::EventKind;
+use http::HeaderMap;
 use serde_json::Value;
 
 pub use error::Error;
-pub use linq_hooks_events::Event;
+/// The `http` crate this one uses, for [`headers_from_map`] and [`Error::status`].
+pub use http;
+pub use http::StatusCode;
+/// The event types, whole: every body, state and error of the events crate.
+pub use linq_hooks_events as events;
+pub use linq_hooks_events::{
+    Event, EventKind, LabwareMovement, Location, NewPlan, Phase, RunState, RunStateChange,
+    SafetyState, SafetyStateChange, TaskState, TaskStateChange, Timestamp,
+};
 pub use linq_hooks_signature::{
     DEFAULT_TOLERANCE, Secret, Verifier, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
     WebhookHeaders,
@@ -88,6 +127,28 @@ pub struct Webhook {
     pub timestamp: i64,
     /// The event, read from the body.
     pub event: Event,
+}
+
+impl Webhook {
+    /// A webhook as [`receive`] would give it, for tests of the code that handles webhooks:
+    /// nothing is verified.
+    ///
+    /// ```
+    /// use linq_hooks_receiver::{Event, Webhook, parse_body};
+    ///
+    /// let event = parse_body(br#"{"event": "new_plan", "plan_id": "p1", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
+    /// let webhook = Webhook::new("msg_1", 1_744_882_200, event);
+    /// let Event::NewPlan(plan) = &webhook.event else { unreachable!() };
+    /// assert_eq!(plan.message, "The scheduler made a new plan, p1.");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(id: impl Into<String>, timestamp: i64, event: Event) -> Webhook {
+        Webhook {
+            id: id.into(),
+            timestamp,
+            event,
+        }
+    }
 }
 
 /// Verifies a webhook against the system clock and reads its event.
@@ -197,8 +258,8 @@ pub fn parse_body(body: &[u8]) -> Result<Event, Error> {
 /// The three webhook headers from (name, value) pairs, names compared case-insensitively; the
 /// first value of a repeated header is the one taken.
 ///
-/// For header maps that iterate as pairs. A map with its own case-insensitive lookup (such as
-/// `http::HeaderMap`) can use [`WebhookHeaders::from_fn`] instead.
+/// For header maps that iterate as pairs. For an `http::HeaderMap` use [`headers_from_map`];
+/// a map with its own case-insensitive lookup can use [`WebhookHeaders::from_fn`].
 ///
 /// ```
 /// use linq_hooks_receiver::headers_from_pairs;
@@ -229,4 +290,30 @@ pub fn headers_from_pairs<'a>(
         slot.get_or_insert(value);
     }
     headers
+}
+
+/// The three webhook headers of an `http::HeaderMap` (hyper's, axum's); the first value of a
+/// repeated header is the one taken.
+///
+/// A header that is present but not visible ASCII stays present, and verifying refuses it as
+/// an invalid header ([`Error::is_invalid_header`]), not a missing one.
+///
+/// ```
+/// use linq_hooks_receiver::http::{HeaderMap, HeaderValue};
+/// use linq_hooks_receiver::{Verifier, headers_from_map, receive_at};
+///
+/// let mut map = HeaderMap::new();
+/// map.insert("Webhook-Id", HeaderValue::from_static("msg_1"));
+/// map.insert("webhook-timestamp", HeaderValue::from_bytes(b"17\xe9")?);
+/// map.insert("webhook-signature", HeaderValue::from_static("v1,x"));
+/// let headers = headers_from_map(&map);
+/// assert_eq!(headers.id, Some("msg_1"));
+///
+/// let err = receive_at(&Verifier::new([]), headers, b"{}", 0).unwrap_err();
+/// assert!(err.is_invalid_header() && !err.is_missing_header());
+/// assert_eq!(err.header(), Some("webhook-timestamp"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn headers_from_map(map: &HeaderMap) -> WebhookHeaders<'_> {
+    WebhookHeaders::from_bytes_fn(|name| map.get(name).map(http::HeaderValue::as_bytes))
 }

@@ -285,7 +285,7 @@ fn status_of_each_kind() {
     let mut odd_timestamp = Signed::of(&event);
     odd_timestamp.headers[2].1 = "yesterday".into();
     let err = odd_timestamp.receive().unwrap_err();
-    assert_eq!((kind(&err), err.status()), ("invalid header", 401));
+    assert_eq!((kind(&err), err.status().as_u16()), ("invalid header", 401));
 }
 
 #[test]
@@ -372,4 +372,38 @@ fn header_pairs_are_found_case_insensitively_first_value_wins() {
     assert_eq!(headers.timestamp, Some("1"));
     assert_eq!(headers.signature, None);
     assert_eq!(headers_from_pairs([]), WebhookHeaders::default());
+}
+
+/// A present webhook header that is not visible ASCII is invalid, not missing, by either way
+/// of reading headers.
+#[test]
+fn non_ascii_header_is_invalid_not_missing() {
+    use linq_hooks_receiver::http::{HeaderMap, HeaderValue};
+    use linq_hooks_receiver::{StatusCode, Verifier, WebhookHeaders, headers_from_map, receive_at};
+
+    let verifier = Verifier::new(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap()]);
+    for bad in [&b"msg_\xff"[..], "msg_é".as_bytes(), b"msg_\x80"] {
+        let mut map = HeaderMap::new();
+        map.insert("webhook-id", HeaderValue::from_bytes(bad).unwrap());
+        map.insert("webhook-timestamp", HeaderValue::from_static("0"));
+        map.insert("webhook-signature", HeaderValue::from_static("v1,x"));
+        let err = receive_at(&verifier, headers_from_map(&map), b"{}", 0).unwrap_err();
+        assert!(
+            err.is_invalid_header() && !err.is_missing_header(),
+            "{bad:?}"
+        );
+        assert_eq!(err.header(), Some("webhook-id"));
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+
+        let from_bytes = WebhookHeaders::from_bytes_fn(|name| map.get(name).map(|v| v.as_bytes()));
+        assert_eq!(from_bytes, headers_from_map(&map));
+    }
+    // Through `from_fn`, text that is not ASCII reaches the verifier and is refused the same way.
+    let headers =
+        WebhookHeaders::from_fn(|name| Some(if name == "webhook-id" { "msg_é" } else { "0" }));
+    let err = receive_at(&verifier, headers, b"{}", 0).unwrap_err();
+    assert!(err.is_invalid_header() && !err.is_missing_header());
+    // And an absent header is still missing.
+    let err = receive_at(&verifier, headers_from_map(&HeaderMap::new()), b"{}", 0).unwrap_err();
+    assert!(err.is_missing_header());
 }

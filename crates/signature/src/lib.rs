@@ -6,17 +6,23 @@
 //!
 //! The sender calls [`sign`]; a receiver checks a delivery with a [`Verifier`]. This crate does
 //! no IO and knows nothing of HTTP clients or async; the only thing it asks of the operating
-//! system is randomness for [`new_message_id`] and the clock for [`Verifier::verify`].
+//! system is the clock for [`Verifier::verify`], and, for a sender, randomness.
+//!
+//! # Features
+//!
+//! - `sender` (off by default): what only a sender needs, `new_message_id` (a random UUID)
+//!   and `Secret::generate` (the operating system's random source). A receiver leaves it off
+//!   and builds neither `uuid` nor `getrandom`.
 //!
 //! ```
-//! use linq_hooks_signature::{Secret, Verifier, WebhookHeaders, new_message_id, sign};
+//! use linq_hooks_signature::{Secret, Verifier, WebhookHeaders, sign};
 //!
 //! let secret: Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse()?;
-//! let (id, timestamp, body) = (new_message_id(), 1_700_000_000, br#"{"run": 7}"#);
-//! let signature = sign(&[secret.clone()], &id, timestamp, body);
+//! let (id, timestamp, body) = ("msg_1", 1_700_000_000, br#"{"run": 7}"#);
+//! let signature = sign(&[secret.clone()], id, timestamp, body);
 //!
 //! // On the receiving side, with the header values as they arrived:
-//! let headers = WebhookHeaders::new(&id, "1700000000", &signature);
+//! let headers = WebhookHeaders::new(id, "1700000000", &signature);
 //! Verifier::new([secret]).verify_at(headers, body, 1_700_000_042)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -104,7 +110,7 @@ pub fn sign(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) -> St
 /// random (version 4) UUID.
 ///
 /// Make one per delivery and keep it for every retry of that delivery: receivers use it to
-/// drop duplicates.
+/// drop duplicates. Needs the `sender` feature.
 ///
 /// ```
 /// let id = linq_hooks_signature::new_message_id();
@@ -112,6 +118,7 @@ pub fn sign(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) -> St
 /// assert_eq!(id.len(), 4 + 32);
 /// assert_ne!(id, linq_hooks_signature::new_message_id());
 /// ```
+#[cfg(feature = "sender")]
 pub fn new_message_id() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())
 }

@@ -53,7 +53,7 @@ impl Secret {
     }
 
     /// A new secret of 32 bytes from the operating system's random source (`getrandom`), as
-    /// Standard Webhooks recommends (24 to 64 bytes).
+    /// Standard Webhooks recommends (24 to 64 bytes). Needs the `sender` feature.
     ///
     /// # Errors
     ///
@@ -68,6 +68,7 @@ impl Secret {
     /// assert_ne!(a.expose_whsec(), b.expose_whsec());
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[cfg(feature = "sender")]
     pub fn generate() -> Result<Secret, std::io::Error> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(std::io::Error::other)?;

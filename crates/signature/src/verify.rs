@@ -64,8 +64,10 @@ impl<'a> WebhookHeaders<'a> {
 
     /// Looks each header up by its lower-case name ([`WEBHOOK_ID`] and the others).
     ///
-    /// HTTP header names are case-insensitive: make `get` so too. A value that is not text
-    /// (not UTF-8) cannot carry a valid signature; returning `None` for it is fine.
+    /// HTTP header names are case-insensitive: make `get` so too. Return `None` only for an
+    /// absent header: a value that is present but not text is an *invalid* header, not a
+    /// missing one, so for header maps that hold bytes use
+    /// [`from_bytes_fn`](WebhookHeaders::from_bytes_fn), which keeps that difference.
     ///
     /// ```
     /// use std::collections::HashMap;
@@ -83,6 +85,45 @@ impl<'a> WebhookHeaders<'a> {
             signature: get(WEBHOOK_SIGNATURE),
         }
     }
+
+    /// Looks each header up by its lower-case name, as raw bytes: for header maps whose
+    /// values need not be text (such as `http::HeaderMap`).
+    ///
+    /// A present value that is not visible ASCII (or not UTF-8 at all) stays present, and the
+    /// [`Verifier`] refuses it as an invalid header ([`Error::is_invalid_header`]), not as a
+    /// missing one.
+    ///
+    /// ```
+    /// use linq_hooks_signature::{Verifier, WebhookHeaders};
+    ///
+    /// let get = |name: &str| match name {
+    ///     "webhook-id" => Some(&b"msg_\xff"[..]),
+    ///     "webhook-timestamp" => Some(&b"0"[..]),
+    ///     _ => Some(&b"v1,x"[..]),
+    /// };
+    /// let headers = WebhookHeaders::from_bytes_fn(get);
+    /// assert!(headers.id.is_some());
+    /// let err = Verifier::new([]).verify_at(headers, b"", 0).unwrap_err();
+    /// assert!(err.is_invalid_header());
+    /// assert_eq!(err.header(), Some("webhook-id"));
+    /// ```
+    pub fn from_bytes_fn(mut get: impl FnMut(&'static str) -> Option<&'a [u8]>) -> Self {
+        WebhookHeaders::from_fn(|name| {
+            get(name).map(|value| std::str::from_utf8(value).unwrap_or(NOT_TEXT))
+        })
+    }
+}
+
+/// What [`WebhookHeaders::from_bytes_fn`] keeps of a value that is not UTF-8: some text the
+/// verifier refuses as not visible ASCII.
+const NOT_TEXT: &str = "\u{FFFD}";
+
+/// True for what may stand in a webhook header value: visible ASCII, spaces and tabs (what
+/// `http::HeaderValue::to_str` accepts).
+fn is_header_text(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
 }
 
 /// Checks deliveries against one or more secrets, as a receiver does.
@@ -167,7 +208,8 @@ impl Verifier {
     /// Checks a delivery as if the time were `now` (unix seconds).
     ///
     /// The checks run in this order, and the first that fails is the error: every header is
-    /// present, the timestamp is an integer, it is within the tolerance, a signature matches.
+    /// present, every header is visible ASCII (spaces and tabs allowed), the timestamp is an
+    /// integer, it is within the tolerance, a signature matches.
     ///
     /// ```
     /// use linq_hooks_signature::{Secret, Verifier, WebhookHeaders, sign};
@@ -194,6 +236,17 @@ impl Verifier {
         let id = headers.id.ok_or(Error::missing(WEBHOOK_ID))?;
         let timestamp = headers.timestamp.ok_or(Error::missing(WEBHOOK_TIMESTAMP))?;
         let signatures = headers.signature.ok_or(Error::missing(WEBHOOK_SIGNATURE))?;
+        for (name, value) in [
+            (WEBHOOK_ID, id),
+            (WEBHOOK_TIMESTAMP, timestamp),
+            (WEBHOOK_SIGNATURE, signatures),
+        ] {
+            if !is_header_text(value) {
+                return Err(Error {
+                    kind: Kind::InvalidHeader(name, "not visible ASCII"),
+                });
+            }
+        }
 
         let timestamp: i64 = timestamp.parse().map_err(|_| Error {
             kind: Kind::InvalidHeader(WEBHOOK_TIMESTAMP, "not an integer number of unix seconds"),
@@ -285,8 +338,8 @@ impl Error {
         matches!(self.kind, Kind::MissingHeader(_))
     }
 
-    /// True when a header is present but unreadable, such as a timestamp that is not an
-    /// integer; see [`header`](Error::header).
+    /// True when a header is present but unreadable: not visible ASCII, or a timestamp that
+    /// is not an integer; see [`header`](Error::header).
     ///
     /// ```
     /// use linq_hooks_signature::{Verifier, WebhookHeaders};

@@ -311,3 +311,34 @@ fn secrets_do_not_leak_through_debug() {
         assert!(!shown.contains("MfKQ"), "{shown}");
     }
 }
+
+#[test]
+fn present_but_not_visible_ascii_is_invalid_not_missing() {
+    let secret = secret(VECTORS[0].secret);
+    let verifier = Verifier::new([secret]);
+    let check = |headers: WebhookHeaders<'_>, header: &str| {
+        let err = verifier.verify_at(headers, b"{}", 0).unwrap_err();
+        assert!(err.is_invalid_header(), "{headers:?}: {err}");
+        assert!(!err.is_missing_header());
+        assert_eq!(err.header(), Some(header));
+    };
+    // Text that is not ASCII, through `from_fn`.
+    check(WebhookHeaders::new("msg_é", "0", "v1,x"), "webhook-id");
+    check(
+        WebhookHeaders::new("msg_1", "0\u{7f}", "v1,x"),
+        "webhook-timestamp",
+    );
+    check(
+        WebhookHeaders::new("msg_1", "0", "v1,x\n"),
+        "webhook-signature",
+    );
+    // Bytes that are not UTF-8, through `from_bytes_fn`: present, and invalid.
+    let headers = WebhookHeaders::from_bytes_fn(|name| match name {
+        "webhook-timestamp" => Some(&b"\xff0"[..]),
+        _ => Some(&b"msg_1"[..]),
+    });
+    check(headers, "webhook-timestamp");
+    let headers = WebhookHeaders::from_bytes_fn(|name| (name != "webhook-id").then_some(&b"0"[..]));
+    let err = verifier.verify_at(headers, b"{}", 0).unwrap_err();
+    assert!(err.is_missing_header());
+}
