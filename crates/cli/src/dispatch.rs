@@ -112,7 +112,8 @@ async fn deliver(
     reader: Box<dyn BufRead + Send>,
 ) -> Result<(Vec<HookReport>, Read), Outcome> {
     let outbox = Arc::new(MemoryOutbox::new(hooks.len()));
-    let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox.clone(), config);
+    let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox.clone(), config)
+        .expect("the outbox is made for these hooks");
     let running = tokio::spawn({
         let dispatcher = dispatcher.clone();
         async move { dispatcher.run().await }

@@ -2,8 +2,9 @@
 //! side by side, sharing a bound on requests in flight.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use linq_hooks_model::{Hook, HookParameters};
@@ -17,6 +18,16 @@ use crate::policy::{RetryPolicy, Verdict};
 
 /// How long a worker waits before asking a failing outbox again.
 const OUTBOX_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a worker that panicked waits before it is started again: the first time...
+const RESTART_FIRST: Duration = Duration::from_millis(100);
+/// ...doubling each time it panics again, up to this...
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// ...and from the first again once a worker ran this long before it panicked.
+const RESTART_RESET: Duration = Duration::from_secs(60);
+
+const NO_TIMERS: &str = "Dispatcher::run needs a Tokio runtime with time enabled \
+    (tokio::runtime::Builder::enable_time or enable_all; #[tokio::main] and #[tokio::test] enable it)";
 
 /// How a [`Dispatcher`] delivers.
 ///
@@ -72,17 +83,16 @@ impl Config {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use linq_hooks_delivery::Destination;
-/// use linq_hooks_model::HookParameters;
+/// use linq_hooks_delivery::{Destination, HookParameters, Secret};
 ///
 /// let parameters = HookParameters::new("https://lims.example/hook", Default::default())?;
-/// let new: linq_hooks_signature::Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
-/// let old: linq_hooks_signature::Secret = "whsec_c2VjcmV0LXR3ZW50eS1mb3VyLWJ5dGVz".parse().unwrap();
+/// let new: Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+/// let old: Secret = "whsec_c2VjcmV0LXR3ZW50eS1mb3VyLWJ5dGVz".parse().unwrap();
 /// let destination = Destination::new(parameters)
 ///     .secret(new)
 ///     .secret_until(old, SystemTime::now() + Duration::from_secs(24 * 3600));
 /// assert_eq!(destination.parameters().url(), "https://lims.example/hook");
-/// # Ok::<(), linq_hooks_model::Error>(())
+/// # Ok::<(), linq_hooks_delivery::model::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Destination {
@@ -142,26 +152,29 @@ impl Destination {
 ///   go (from the next attempt on; the delivery in flight finishes as it started), and
 ///   [`remove`](Dispatcher::remove) stops its worker, while the dispatcher runs.
 ///
+/// This example needs the `memory` feature (for `MemoryTransport`):
+///
 /// ```
 /// use std::sync::Arc;
-/// use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox, NewDelivery};
-/// use linq_hooks_transport::MemoryTransport;
+/// use linq_hooks_delivery::transport::MemoryTransport;
+/// use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox, NewDelivery, model};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let hooks: Arc<[_]> = linq_hooks_model::parse_hooks(
+/// let hooks: Arc<[_]> = model::parse_hooks(
 ///     r#"[{"filter": "on_new_plan", "parameters": {"url": "https://lims.example/hook"}}]"#,
 /// ).unwrap().hooks.into();
 /// let outbox = Arc::new(MemoryOutbox::new(hooks.len()));
 /// outbox.push(NewDelivery { hook: 0, webhook_id: "msg_1".into(), body: "{}".into() });
 /// let transport = Arc::new(MemoryTransport::new()); // answers 200
 ///
-/// let dispatcher = Dispatcher::new(hooks, transport.clone(), outbox.clone(), Config::default());
+/// let dispatcher = Dispatcher::new(hooks, transport.clone(), outbox.clone(), Config::default())?;
 /// dispatcher.close(); // nothing more will come: run until the outbox is drained
 /// dispatcher.run().await;
 ///
 /// assert_eq!(outbox.reports()[0].delivered, 1);
 /// assert_eq!(transport.requests()[0].header("webhook-id"), Some("msg_1"));
-/// # });
+/// # Ok::<(), linq_hooks_delivery::DispatcherError>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -178,6 +191,8 @@ struct Inner {
     added: Notify,
     closed: AtomicBool,
     shutdown: CancellationToken,
+    /// Workers started again after a panic, over the dispatcher's life.
+    restarts: AtomicU64,
 }
 
 /// One hook's live state, shared by its worker and whoever edits it.
@@ -185,19 +200,166 @@ struct Slot {
     destination: Mutex<Arc<Destination>>,
     wake: Notify,
     removed: AtomicBool,
-    /// Whether `run` has started its worker (again false after the worker panicked).
+    /// Whether `run` has started its worker.
     started: AtomicBool,
+    /// Whether its worker panicked and waits to be started again.
+    failing: AtomicBool,
+    /// The wait before the next restart, and when the worker last started.
+    restart: Mutex<(Duration, Option<Instant>)>,
+}
+
+impl Slot {
+    fn new(destination: Destination) -> Slot {
+        Slot {
+            destination: Mutex::new(Arc::new(destination)),
+            wake: Notify::new(),
+            removed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+            restart: Mutex::new((RESTART_FIRST, None)),
+        }
+    }
+
+    /// The wait before starting again a worker that just panicked: doubling while it keeps
+    /// panicking soon after it starts.
+    fn restart_delay(&self) -> Duration {
+        let mut restart = self.restart.lock().expect("not poisoned");
+        let (next, started) = *restart;
+        let delay = if started.is_some_and(|at| at.elapsed() >= RESTART_RESET) {
+            RESTART_FIRST
+        } else {
+            next
+        };
+        *restart = ((delay * 2).min(RESTART_MAX), None);
+        delay
+    }
+
+    fn started_now(&self) {
+        self.restart.lock().expect("not poisoned").1 = Some(Instant::now());
+        self.failing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Wakes the workers of one [`Dispatcher`], for an [`Outbox`] that adds deliveries itself
+/// (given to [`Outbox::subscribe`]). It does not keep the dispatcher alive: once the dispatcher
+/// is dropped, waking does nothing.
+#[derive(Clone)]
+pub struct HookWaker {
+    inner: Weak<Inner>,
+}
+
+impl HookWaker {
+    /// Tells the worker of `hook` that its queue changed, as [`Dispatcher::wake`] does.
+    pub fn wake(&self, hook: HookId) {
+        if let Some(slot) = self.inner.upgrade().and_then(|inner| inner.slot(hook)) {
+            slot.wake.notify_one();
+        }
+    }
+
+    /// Whether the dispatcher still exists.
+    pub fn is_alive(&self) -> bool {
+        self.inner.strong_count() > 0
+    }
+}
+
+impl fmt::Debug for HookWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookWaker")
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+/// Why a [`Dispatcher`] could not be built.
+///
+/// This example needs the `memory` feature (for `MemoryTransport`):
+///
+/// ```
+/// use std::sync::Arc;
+/// use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox, model::parse_hooks, transport::MemoryTransport};
+///
+/// let hooks = parse_hooks(r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}},
+///     {"filter": "on_new_plan", "parameters": {"url": "https://b.example"}}]"#).unwrap().hooks;
+/// let outbox = Arc::new(MemoryOutbox::new(1)); // one hook short
+/// let transport = Arc::new(MemoryTransport::new());
+/// let err = Dispatcher::new(hooks.into(), transport, outbox, Config::default()).unwrap_err();
+/// assert!(err.is_hook_not_accepted());
+/// assert_eq!(err.hook(), Some(1));
+/// ```
+#[derive(Debug)]
+pub struct DispatcherError {
+    kind: ErrorKind,
+}
+
+#[derive(Debug)]
+enum ErrorKind {
+    HookNotAccepted(HookId),
+}
+
+impl DispatcherError {
+    /// Whether the outbox does not keep deliveries for one of the hooks
+    /// ([`Outbox::accepts`]): a [`MemoryOutbox`](crate::MemoryOutbox) made for fewer hooks.
+    pub fn is_hook_not_accepted(&self) -> bool {
+        matches!(self.kind, ErrorKind::HookNotAccepted(_))
+    }
+
+    /// The hook concerned, if one is.
+    pub fn hook(&self) -> Option<HookId> {
+        match self.kind {
+            ErrorKind::HookNotAccepted(hook) => Some(hook),
+        }
+    }
+}
+
+impl fmt::Display for DispatcherError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::HookNotAccepted(hook) => write!(
+                f,
+                "the outbox does not keep deliveries for hook {hook} (an outbox made for fewer hooks?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DispatcherError {}
+
+/// How a [`Dispatcher`]'s workers fare: see [`Dispatcher::health`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// Workers started again after a panic, over the dispatcher's life.
+    pub worker_restarts: u64,
+    /// The hooks whose worker panicked and waits to be started again (in back-off), in order.
+    pub failing: Vec<HookId>,
+}
+
+impl Health {
+    /// Whether no worker is in back-off.
+    pub fn is_healthy(&self) -> bool {
+        self.failing.is_empty()
+    }
 }
 
 impl Dispatcher {
     /// A dispatcher for a fixed list of `hooks`: the deliveries in the outbox name a hook by its
     /// index in the list. Requests are signed with [`Config::secrets`].
+    ///
+    /// # Errors
+    ///
+    /// When the outbox does not keep deliveries for every hook ([`Outbox::accepts`]): a
+    /// [`MemoryOutbox`](crate::MemoryOutbox) made for fewer hooks than given.
     pub fn new(
         hooks: Arc<[Hook]>,
         transport: Arc<dyn Transport>,
         outbox: Arc<dyn Outbox>,
         config: Config,
-    ) -> Dispatcher {
+    ) -> Result<Dispatcher, DispatcherError> {
+        if let Some(hook) = (0..hooks.len() as HookId).find(|&hook| !outbox.accepts(hook)) {
+            return Err(DispatcherError {
+                kind: ErrorKind::HookNotAccepted(hook),
+            });
+        }
         let secrets = config.secrets.clone();
         let dispatcher = Dispatcher::without_hooks(transport, outbox, config);
         for (index, hook) in hooks.iter().enumerate() {
@@ -208,17 +370,18 @@ impl Dispatcher {
                 });
             dispatcher.set(index as HookId, destination);
         }
-        dispatcher
+        Ok(dispatcher)
     }
 
     /// A dispatcher with no hooks yet: add them with [`set`](Dispatcher::set), before or while
     /// it runs.
     ///
+    /// This example needs the `memory` feature (for `MemoryTransport`):
+    ///
     /// ```
     /// use std::sync::Arc;
-    /// use linq_hooks_delivery::{Config, Destination, Dispatcher, MemoryOutbox, NewDelivery};
-    /// use linq_hooks_model::HookParameters;
-    /// use linq_hooks_transport::MemoryTransport;
+    /// use linq_hooks_delivery::transport::MemoryTransport;
+    /// use linq_hooks_delivery::{Config, Destination, Dispatcher, HookParameters, MemoryOutbox, NewDelivery};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
     /// let outbox = Arc::new(MemoryOutbox::new(1));
@@ -237,18 +400,21 @@ impl Dispatcher {
         outbox: Arc<dyn Outbox>,
         config: Config,
     ) -> Dispatcher {
-        Dispatcher {
-            inner: Arc::new(Inner {
-                transport,
-                outbox,
-                permits: Semaphore::new(config.concurrency.max(1)),
-                config,
-                hooks: Mutex::new(HashMap::new()),
-                added: Notify::new(),
-                closed: AtomicBool::new(false),
-                shutdown: CancellationToken::new(),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            transport,
+            outbox,
+            permits: Semaphore::new(config.concurrency.max(1)),
+            config,
+            hooks: Mutex::new(HashMap::new()),
+            added: Notify::new(),
+            closed: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            restarts: AtomicU64::new(0),
+        });
+        inner.outbox.subscribe(HookWaker {
+            inner: Arc::downgrade(&inner),
+        });
+        Dispatcher { inner }
     }
 
     /// Adds `hook`, or changes where its deliveries go: the next attempt (a retry included) goes
@@ -262,15 +428,7 @@ impl Dispatcher {
                 slot.wake.notify_one();
             }
             None => {
-                hooks.insert(
-                    hook,
-                    Arc::new(Slot {
-                        destination: Mutex::new(Arc::new(destination)),
-                        wake: Notify::new(),
-                        removed: AtomicBool::new(false),
-                        started: AtomicBool::new(false),
-                    }),
-                );
+                hooks.insert(hook, Arc::new(Slot::new(destination)));
                 drop(hooks);
                 self.inner.added.notify_one();
             }
@@ -289,6 +447,10 @@ impl Dispatcher {
 
     /// Tells the worker of `hook` that its queue changed (a delivery was added, replayed, or the
     /// hook was enabled). Cheap; a wake-up with nothing new is harmless.
+    ///
+    /// Whoever adds deliveries to the outbox calls it, unless the outbox wakes the dispatcher
+    /// itself ([`Outbox::subscribe`]): [`MemoryOutbox::push`](crate::MemoryOutbox::push) does,
+    /// so it needs no `wake`.
     pub fn wake(&self, hook: HookId) {
         if let Some(slot) = self.inner.slot(hook) {
             slot.wake.notify_one();
@@ -311,9 +473,47 @@ impl Dispatcher {
         self.inner.shutdown.cancel();
     }
 
+    /// How the workers fare: how many were started again after a panic, and which hooks' workers
+    /// wait to be (in back-off).
+    pub fn health(&self) -> Health {
+        // The count first: a restart marks its hook failing before it is counted, so a count
+        // seen here comes with its hook.
+        let worker_restarts = self.inner.restarts.load(Ordering::SeqCst);
+        let mut failing: Vec<HookId> = {
+            let hooks = self.inner.hooks.lock().expect("not poisoned");
+            hooks
+                .iter()
+                .filter(|(_, slot)| slot.failing.load(Ordering::SeqCst))
+                .map(|(hook, _)| *hook)
+                .collect()
+        };
+        failing.sort_unstable();
+        Health {
+            worker_restarts,
+            failing,
+        }
+    }
+
     /// Runs one worker per hook (starting workers for hooks added meanwhile) until
     /// [`close`](Dispatcher::close)d and drained, or [`shutdown`](Dispatcher::shutdown).
+    ///
+    /// A worker that panics (a transport or outbox that panicked) is started again after a
+    /// back-off (100 ms, doubling up to 30 s, from 100 ms again once a worker ran a minute);
+    /// the delivery it was attempting is still pending, so it is attempted again. Each restart
+    /// is logged (`tracing::error!`) and counted in [`health`](Dispatcher::health).
+    ///
+    /// # Runtime
+    ///
+    /// Call it inside a Tokio runtime with time enabled (`Builder::enable_time` or
+    /// `enable_all`; `#[tokio::main]` and `#[tokio::test]` do), multi-thread or current-thread.
+    /// Workers are spawned on the current runtime with `tokio::spawn`.
+    ///
+    /// # Panics
+    ///
+    /// At once, when the runtime has no time driver (retries could not wait).
     pub async fn run(&self) {
+        let timers = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO)));
+        assert!(timers.is_ok(), "{NO_TIMERS}");
         let mut workers = tokio::task::JoinSet::new();
         // Which hook (and slot) each worker serves.
         let mut serving = HashMap::new();
@@ -328,11 +528,7 @@ impl Dispatcher {
                         .collect()
                 };
                 for (hook, slot) in waiting {
-                    let inner = Arc::clone(&self.inner);
-                    let worker_slot = Arc::clone(&slot);
-                    let id = workers
-                        .spawn(async move { inner.work(hook, &worker_slot).await })
-                        .id();
+                    let id = self.spawn_worker(&mut workers, hook, &slot, None);
                     serving.insert(id, (hook, slot));
                 }
             }
@@ -349,16 +545,64 @@ impl Dispatcher {
                     };
                     let (hook, slot) = serving.remove(&id).expect("every worker is known");
                     if let Err(e) = result {
-                        // A worker that panicked would leave its hook silent for good: the next
-                        // turn of the loop starts another, if the hook is still there.
-                        tracing::error!(hook, "a delivery worker panicked ({e}); starting it again");
-                        slot.started.store(false, Ordering::SeqCst);
+                        // A worker that panicked would leave its hook silent for good: another
+                        // starts after a back-off (not at once: a worker that panics on every
+                        // attempt would spin), unless the hook was removed meanwhile.
+                        if !slot.removed.load(Ordering::SeqCst) && !self.inner.shutdown.is_cancelled() {
+                            let delay = slot.restart_delay();
+                            slot.failing.store(true, Ordering::SeqCst);
+                            self.inner.restarts.fetch_add(1, Ordering::SeqCst);
+                            tracing::error!(hook, "a delivery worker panicked ({e}); starting it again in {delay:?}");
+                            let id = self.spawn_worker(&mut workers, hook, &slot, Some(delay));
+                            serving.insert(id, (hook, slot));
+                        }
                     }
                 }
                 () = self.inner.added.notified() => {}
                 () = self.inner.shutdown.cancelled(), if workers.is_empty() => return,
             }
         }
+    }
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field(
+                "hooks",
+                &self.inner.hooks.lock().expect("not poisoned").len(),
+            )
+            .field("config", &self.inner.config)
+            .field("closed", &self.inner.closed.load(Ordering::SeqCst))
+            .field("shut_down", &self.inner.shutdown.is_cancelled())
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// Spawns the worker of `hook`, after `delay` for a restart.
+    fn spawn_worker(
+        &self,
+        workers: &mut tokio::task::JoinSet<()>,
+        hook: HookId,
+        slot: &Arc<Slot>,
+        delay: Option<Duration>,
+    ) -> tokio::task::Id {
+        let inner = Arc::clone(&self.inner);
+        let slot = Arc::clone(slot);
+        workers
+            .spawn(async move {
+                if let Some(delay) = delay {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = inner.shutdown.cancelled() => return,
+                    }
+                }
+                slot.started_now();
+                inner.work(hook, &slot).await;
+            })
+            .id()
     }
 }
 

@@ -5,21 +5,31 @@
 //!   its `webhook-id` and the event's JSON body, both fixed for every attempt.
 //! - An [`Outbox`] holds deliveries per hook, in order: [`MemoryOutbox`] here, a durable one
 //!   elsewhere.
-//! - A [`Dispatcher`] sends them over any [`Transport`](linq_hooks_transport::Transport): per
+//! - A [`Dispatcher`] sends them over any [`Transport`]: per
 //!   hook in order, hooks side by side, bounded concurrency, Standard Webhooks signatures,
 //!   retries by a [`RetryPolicy`] (judged by [`Verdict`]).
 //!
+//! Embedding the dispatcher needs this crate and a transport: the types in its signatures are
+//! re-exported ([`Hook`], [`HookParameters`], [`Secret`], [`Matcher`], [`Event`], [`Bytes`],
+//! [`Transport`], [`Request`], [`Response`]), and so are the crates they come from, as
+//! [`model`], [`events`], [`filter`], [`signature`] and [`transport`] (whose `MemoryTransport`
+//! needs this crate's `memory` feature). `examples/embed.rs` embeds it with a transport of its
+//! own.
+//!
+//! The dispatcher runs on Tokio, in a runtime with time enabled ([`Dispatcher::run`]).
+//!
+//! This example needs the `memory` feature (for `MemoryTransport`):
+//!
 //! ```
 //! use std::sync::Arc;
-//! use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox, NewDelivery};
-//! use linq_hooks_filter::Matcher;
-//! use linq_hooks_transport::{MemoryTransport, Response};
+//! use linq_hooks_delivery::transport::{MemoryTransport, Response};
+//! use linq_hooks_delivery::{Config, Dispatcher, Matcher, MemoryOutbox, NewDelivery, events, model};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let hooks: Arc<[_]> = linq_hooks_model::parse_hooks(r#"[
+//! let hooks: Arc<[_]> = model::parse_hooks(r#"[
 //!     {"filter": "on_run_state_change", "parameters": {"url": "https://lims.example/runs"}}
 //! ]"#).unwrap().hooks.into();
-//! let event = linq_hooks_events::parse_event(
+//! let event = events::parse_event(
 //!     r#"{"event": "run_state_change", "run_id": "r1", "state": "started", "timestamp": "2025-04-17T09:30:00Z"}"#,
 //! ).unwrap();
 //!
@@ -31,7 +41,7 @@
 //! transport.reply(Ok(Response::new(503))); // the first attempt fails; then 200
 //!
 //! let config = Config::default().policy("10ms".parse().unwrap());
-//! let dispatcher = Dispatcher::new(hooks, transport.clone(), outbox.clone(), config);
+//! let dispatcher = Dispatcher::new(hooks, transport.clone(), outbox.clone(), config).unwrap();
 //! dispatcher.close();
 //! dispatcher.run().await;
 //!
@@ -49,10 +59,27 @@ mod outbox;
 mod policy;
 
 pub use async_trait::async_trait;
-pub use dispatcher::{Config, Destination, Dispatcher};
+pub use dispatcher::{Config, Destination, Dispatcher, DispatcherError, Health, HookWaker};
 pub use memory::{FailedDelivery, HookReport, MemoryOutbox};
 pub use outbox::{
     Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError,
     Outcome,
 };
 pub use policy::{ParsePolicyError, RetryPolicy, Verdict};
+
+/// The events crate, whose [`Event`] [`NewDelivery::for_event`] takes.
+pub use linq_hooks_events as events;
+pub use linq_hooks_events::Event;
+/// The filter crate, whose [`Matcher`] [`NewDelivery::for_event`] takes.
+pub use linq_hooks_filter as filter;
+pub use linq_hooks_filter::Matcher;
+/// The model crate, whose [`Hook`] and [`HookParameters`] the dispatcher takes.
+pub use linq_hooks_model as model;
+pub use linq_hooks_model::{Hook, HookParameters};
+/// The signature crate, whose [`Secret`] signs requests.
+pub use linq_hooks_signature as signature;
+pub use linq_hooks_signature::Secret;
+/// The transport crate: the [`Transport`] trait the dispatcher sends over, its [`Request`],
+/// [`Response`] and `Error`, and (with this crate's `memory` feature) `MemoryTransport`.
+pub use linq_hooks_transport as transport;
+pub use linq_hooks_transport::{Bytes, Request, Response, Transport};

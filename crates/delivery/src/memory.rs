@@ -1,14 +1,23 @@
 //! An outbox in memory, for one-shot delivery (`linq-hooks dispatch`) and for tests.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::dispatcher::HookWaker;
 use crate::outbox::{
     Attempt, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError, Outcome,
 };
 
 /// Keeps deliveries in memory, queued per hook, and counts what became of them.
+///
+/// Hooks are keyed by [`HookId`], so any hook can be pushed to; [`new(n)`](MemoryOutbox::new)
+/// registers hooks `0..n` up front, so that [`reports`](MemoryOutbox::reports) covers each of
+/// them and [`Dispatcher::new`](crate::Dispatcher::new) refuses a longer hook list (a mis-sized
+/// outbox is a mistake found when the dispatcher is built, not a panic while it runs).
+///
+/// [`push`](MemoryOutbox::push) wakes the hook's worker in every dispatcher built on the
+/// outbox: no [`Dispatcher::wake`](crate::Dispatcher::wake) is needed.
 ///
 /// Nothing survives the process: for a service that must not lose what it acknowledged, use a
 /// durable outbox.
@@ -25,13 +34,31 @@ use crate::outbox::{
 #[derive(Debug)]
 pub struct MemoryOutbox {
     state: Mutex<State>,
+    /// The dispatchers built on this outbox, woken on each push.
+    wakers: Mutex<Vec<HookWaker>>,
 }
 
 #[derive(Debug)]
 struct State {
     next_id: DeliveryId,
-    queues: Vec<VecDeque<Delivery>>,
-    reports: Vec<HookReport>,
+    /// The hooks registered by `new`: `0..registered`.
+    registered: usize,
+    hooks: BTreeMap<HookId, Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    deliveries: VecDeque<Delivery>,
+    report: HookReport,
+}
+
+impl Queue {
+    fn report(&self) -> HookReport {
+        HookReport {
+            pending: self.deliveries.len(),
+            ..self.report.clone()
+        }
+    }
 }
 
 /// What became of one hook's deliveries.
@@ -64,61 +91,92 @@ pub struct FailedDelivery {
 }
 
 impl MemoryOutbox {
-    /// An empty outbox for `hooks` hooks.
+    /// An empty outbox with hooks `0..hooks` registered: [`reports`](MemoryOutbox::reports)
+    /// has one entry each, and a dispatcher built on it takes at most that many hooks.
     pub fn new(hooks: usize) -> MemoryOutbox {
         MemoryOutbox {
             state: Mutex::new(State {
                 next_id: 1,
-                queues: vec![VecDeque::new(); hooks],
-                reports: vec![HookReport::default(); hooks],
+                registered: hooks,
+                hooks: (0..hooks as HookId)
+                    .map(|h| (h, Queue::default()))
+                    .collect(),
             }),
+            wakers: Mutex::new(Vec::new()),
         }
     }
 
-    /// Queues a delivery behind the hook's others and returns its number.
-    ///
-    /// # Panics
-    ///
-    /// If `new.hook` is not one of the outbox's hooks.
+    /// Queues a delivery behind the hook's others, wakes the hook's worker in every dispatcher
+    /// built on this outbox, and returns the delivery's number. A hook not registered yet is
+    /// registered.
     pub fn push(&self, new: NewDelivery) -> DeliveryId {
-        let mut state = self.state.lock().expect("not poisoned");
-        let id = state.next_id;
-        state.next_id += 1;
-        state.queues[new.hook as usize].push_back(Delivery {
-            id,
-            hook: new.hook,
-            webhook_id: new.webhook_id,
-            body: new.body,
-            attempts: 0,
-            next_attempt_at: None,
-        });
+        let hook = new.hook;
+        let id = {
+            let mut state = self.state.lock().expect("not poisoned");
+            let id = state.next_id;
+            state.next_id += 1;
+            state
+                .hooks
+                .entry(hook)
+                .or_default()
+                .deliveries
+                .push_back(Delivery {
+                    id,
+                    hook,
+                    webhook_id: new.webhook_id,
+                    body: new.body,
+                    attempts: 0,
+                    next_attempt_at: None,
+                });
+            id
+        };
+        for waker in self.wakers.lock().expect("not poisoned").iter() {
+            waker.wake(hook);
+        }
         id
     }
 
     /// How many deliveries wait, over all hooks.
     pub fn pending(&self) -> usize {
         let state = self.state.lock().expect("not poisoned");
-        state.queues.iter().map(VecDeque::len).sum()
+        state.hooks.values().map(|q| q.deliveries.len()).sum()
     }
 
     /// How many deliveries were delivered or given up so far, over all hooks.
     pub fn settled(&self) -> usize {
         let state = self.state.lock().expect("not poisoned");
         state
-            .reports
-            .iter()
-            .map(|r| usize::try_from(r.delivered).unwrap_or(usize::MAX) + r.failed.len())
+            .hooks
+            .values()
+            .map(|q| {
+                usize::try_from(q.report.delivered).unwrap_or(usize::MAX) + q.report.failed.len()
+            })
             .sum()
     }
 
-    /// What became of each hook's deliveries so far, in hook order.
+    /// What became of each hook's deliveries so far, for the hooks `0..n` registered by
+    /// [`new(n)`](MemoryOutbox::new), in hook order. Other hooks: [`report`](MemoryOutbox::report).
     pub fn reports(&self) -> Vec<HookReport> {
         let state = self.state.lock().expect("not poisoned");
-        let mut reports = state.reports.clone();
-        for (report, queue) in reports.iter_mut().zip(&state.queues) {
-            report.pending = queue.len();
-        }
-        reports
+        (0..state.registered as HookId)
+            .map(|hook| {
+                state
+                    .hooks
+                    .get(&hook)
+                    .map(Queue::report)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// What became of `hook`'s deliveries so far (all zero for a hook never pushed to).
+    pub fn report(&self, hook: HookId) -> HookReport {
+        let state = self.state.lock().expect("not poisoned");
+        state
+            .hooks
+            .get(&hook)
+            .map(Queue::report)
+            .unwrap_or_default()
     }
 }
 
@@ -126,14 +184,30 @@ impl MemoryOutbox {
 impl Outbox for MemoryOutbox {
     async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
         let state = self.state.lock().expect("not poisoned");
-        let hook = hook as usize;
-        if state.reports[hook].gone {
+        let Some(queue) = state.hooks.get(&hook) else {
+            return Ok(Head::Empty);
+        };
+        if queue.report.gone {
             return Ok(Head::Disabled);
         }
-        Ok(state.queues[hook]
+        Ok(queue
+            .deliveries
             .front()
             .cloned()
             .map_or(Head::Empty, Head::Ready))
+    }
+
+    /// Hooks `0..n` registered by [`new(n)`](MemoryOutbox::new), and those pushed to since.
+    fn accepts(&self, hook: HookId) -> bool {
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .hooks
+            .contains_key(&hook)
+    }
+
+    fn subscribe(&self, waker: HookWaker) {
+        self.wakers.lock().expect("not poisoned").push(waker);
     }
 
     async fn record(
@@ -143,24 +217,25 @@ impl Outbox for MemoryOutbox {
         outcome: Outcome,
     ) -> Result<(), OutboxError> {
         let mut state = self.state.lock().expect("not poisoned");
-        let hook = delivery.hook as usize;
-        let front = state.queues[hook]
-            .front_mut()
-            .filter(|front| front.id == delivery.id);
-        let Some(front) = front else {
+        let hook = delivery.hook;
+        let queue = state.hooks.get_mut(&hook).filter(|q| {
+            q.deliveries
+                .front()
+                .is_some_and(|front| front.id == delivery.id)
+        });
+        let Some(queue) = queue else {
             return Err(OutboxError::new(format!(
                 "delivery {} is not at the head of hook {hook}",
                 delivery.id
             )));
         };
-        front.attempts += 1;
-        let report = &mut state.reports[hook];
+        let report = &mut queue.report;
         report.attempts += 1;
         report.latencies.push(attempt.latency);
         match outcome {
             Outcome::Delivered => {
                 report.delivered += 1;
-                state.queues[hook].pop_front();
+                queue.deliveries.pop_front();
             }
             Outcome::Failed { reason } => {
                 report.failed.push(FailedDelivery {
@@ -168,13 +243,18 @@ impl Outbox for MemoryOutbox {
                     webhook_id: delivery.webhook_id.clone(),
                     reason,
                 });
-                state.queues[hook].pop_front();
+                queue.deliveries.pop_front();
             }
             Outcome::Retry { at } => {
-                let front = state.queues[hook].front_mut().expect("checked above");
+                let front = queue.deliveries.front_mut().expect("checked above");
+                front.attempts += 1;
                 front.next_attempt_at = Some(at);
             }
-            Outcome::HookGone => report.gone = true,
+            Outcome::HookGone => {
+                report.gone = true;
+                let front = queue.deliveries.front_mut().expect("checked above");
+                front.attempts += 1;
+            }
         }
         Ok(())
     }

@@ -7,6 +7,8 @@ use linq_hooks_events::Event;
 use linq_hooks_filter::Matcher;
 use linq_hooks_transport::Bytes;
 
+use crate::dispatcher::HookWaker;
+
 /// An outbox-assigned delivery number; later deliveries have larger ones.
 pub type DeliveryId = u64;
 
@@ -59,15 +61,15 @@ impl Delivery {
 ///
 /// ```
 /// use linq_hooks_delivery::NewDelivery;
-/// # let hooks = linq_hooks_model::parse_hooks(r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}},
+/// # let hooks = linq_hooks_delivery::model::parse_hooks(r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}},
 /// #   {"filter": "on_run_state_change", "parameters": {"url": "https://b.example"}}]"#).unwrap().hooks;
-/// let matcher = linq_hooks_filter::Matcher::new(&hooks);
-/// let event = linq_hooks_events::parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
+/// let matcher = linq_hooks_delivery::Matcher::new(&hooks);
+/// let event = linq_hooks_delivery::events::parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
 /// let new = NewDelivery::for_event(&matcher, &event);
 /// assert_eq!(new.len(), 1);
 /// assert_eq!(new[0].hook, 0);
 /// assert!(new[0].webhook_id.starts_with("msg_"));
-/// # Ok::<(), linq_hooks_events::Error>(())
+/// # Ok::<(), linq_hooks_delivery::events::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewDelivery {
@@ -94,11 +96,11 @@ impl NewDelivery {
     ///
     /// ```
     /// use linq_hooks_delivery::NewDelivery;
-    /// let event = linq_hooks_events::parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
+    /// let event = linq_hooks_delivery::events::parse_event(r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#)?;
     /// let new = NewDelivery::for_hooks(&event, [7, 9]);
     /// assert_eq!((new[0].hook, new[1].hook), (7, 9));
     /// assert_eq!(new[0].body, new[1].body);
-    /// # Ok::<(), linq_hooks_events::Error>(())
+    /// # Ok::<(), linq_hooks_delivery::events::Error>(())
     /// ```
     pub fn for_hooks(event: &Event, hooks: impl IntoIterator<Item = HookId>) -> Vec<NewDelivery> {
         let mut hooks = hooks.into_iter().peekable();
@@ -240,6 +242,26 @@ impl std::error::Error for OutboxError {
 pub trait Outbox: Send + Sync {
     /// The state of `hook`'s queue: its oldest delivery not yet delivered or given up, if any.
     async fn head(&self, hook: HookId) -> Result<Head, OutboxError>;
+
+    /// Whether this outbox keeps deliveries for `hook`. [`Dispatcher::new`] refuses a hook
+    /// list with a hook the outbox does not accept (a [`MemoryOutbox`] made for fewer hooks).
+    /// The default accepts every hook, as a store does.
+    ///
+    /// [`Dispatcher::new`]: crate::Dispatcher::new
+    /// [`MemoryOutbox`]: crate::MemoryOutbox
+    fn accepts(&self, hook: HookId) -> bool {
+        let _ = hook;
+        true
+    }
+
+    /// Called once by each dispatcher built on this outbox, with the handle that wakes its
+    /// workers. An outbox that adds deliveries itself keeps it and calls
+    /// [`HookWaker::wake`] after each, so that the new work cannot wait unnoticed;
+    /// [`MemoryOutbox::push`](crate::MemoryOutbox::push) does. The default ignores it: whoever
+    /// adds deliveries calls [`Dispatcher::wake`](crate::Dispatcher::wake).
+    fn subscribe(&self, waker: HookWaker) {
+        let _ = waker;
+    }
 
     /// Records an attempt at `delivery` (the value `head` returned) and its outcome.
     async fn record(

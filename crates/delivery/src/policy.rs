@@ -150,7 +150,7 @@ impl FromStr for RetryPolicy {
 ///
 /// ```
 /// use linq_hooks_delivery::Verdict;
-/// use linq_hooks_transport::{Error, Response};
+/// use linq_hooks_delivery::{Response, transport::Error};
 ///
 /// assert_eq!(Verdict::of(&Ok(Response::new(204))), Verdict::Delivered);
 /// assert_eq!(Verdict::of(&Ok(Response::new(503))), Verdict::Retry { retry_after: None });

@@ -42,7 +42,7 @@ async fn run_to_end(
     outbox: Arc<MemoryOutbox>,
     config: Config,
 ) {
-    let dispatcher = Dispatcher::new(hooks, transport, outbox, config);
+    let dispatcher = Dispatcher::new(hooks, transport, outbox, config).unwrap();
     dispatcher.close();
     dispatcher.run().await;
 }
@@ -327,7 +327,8 @@ async fn a_hanging_receiver_holds_up_only_its_own_hook() {
         gate.clone(),
         outbox.clone(),
         Config::default(),
-    );
+    )
+    .unwrap();
     dispatcher.close();
     let running = tokio::spawn({
         let dispatcher = dispatcher.clone();
@@ -375,7 +376,8 @@ async fn shutdown_stops_new_attempts_and_leaves_the_rest_in_the_outbox() {
         Arc::new(transport.clone()),
         outbox.clone(),
         config,
-    );
+    )
+    .unwrap();
     let running = tokio::spawn({
         let dispatcher = dispatcher.clone();
         async move { dispatcher.run().await }
@@ -536,4 +538,183 @@ async fn a_changed_destination_takes_the_next_attempt_with_the_same_id() {
         [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]
     );
     assert_eq!(ids[1], (new.to_string(), "msg_0_0".to_string()));
+}
+
+#[test]
+fn an_outbox_made_for_fewer_hooks_is_refused_when_the_dispatcher_is_built() {
+    let three = hooks(&[
+        "https://a.example/",
+        "https://b.example/",
+        "https://c.example/",
+    ]);
+    let transport = Arc::new(MemoryTransport::new());
+    let err = Dispatcher::new(
+        three.clone(),
+        transport.clone(),
+        Arc::new(MemoryOutbox::new(2)),
+        Config::default(),
+    )
+    .unwrap_err();
+    assert!(err.is_hook_not_accepted());
+    assert_eq!(err.hook(), Some(2));
+    assert!(err.to_string().contains("hook 2"), "{err}");
+
+    let outbox = Arc::new(MemoryOutbox::new(3));
+    assert!(Dispatcher::new(three, transport, outbox.clone(), Config::default()).is_ok());
+    // Any hook id can be pushed to: nothing is indexed by position.
+    push(&outbox, 1_000_000, 1);
+    assert_eq!(outbox.report(1_000_000).pending, 1);
+    assert_eq!(outbox.reports().len(), 3);
+}
+
+#[test]
+fn run_without_timers_panics_once_saying_what_is_missing() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 1);
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/"]),
+        Arc::new(MemoryTransport::new()),
+        outbox.clone(),
+        Config::default(),
+    )
+    .unwrap();
+    dispatcher.close();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(dispatcher.run());
+    }))
+    .unwrap_err();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("needs a Tokio runtime with time enabled"),
+        "{message}"
+    );
+    assert_eq!(outbox.pending(), 1);
+    assert_eq!(dispatcher.health().worker_restarts, 0);
+}
+
+/// Panics on its first `panics` calls, then answers 200.
+struct Panicking {
+    panics: usize,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Transport for Panicking {
+    async fn send(&self, _: Request) -> Result<Response, Error> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            call >= self.panics,
+            "the test transport panics on call {call}"
+        );
+        Ok(Response::new(200))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_panics_is_restarted_after_a_back_off_and_delivers() {
+    let outbox = Arc::new(MemoryOutbox::new(2));
+    push(&outbox, 0, 2);
+    push(&outbox, 1, 1);
+    let transport = Arc::new(Panicking {
+        panics: 1,
+        calls: AtomicUsize::new(0),
+    });
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/", "https://b.example/"]),
+        transport.clone(),
+        outbox.clone(),
+        Config::default().concurrency(1),
+    )
+    .unwrap();
+    dispatcher.close();
+    dispatcher.run().await;
+
+    // The attempt that panicked was not recorded: its delivery was attempted again.
+    let health = dispatcher.health();
+    assert_eq!(health.worker_restarts, 1);
+    assert!(health.is_healthy(), "{health:?}");
+    assert_eq!(outbox.pending(), 0);
+    assert_eq!(outbox.settled(), 3);
+    assert_eq!(transport.calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_in_back_off_is_reported_failing() {
+    let outbox = Arc::new(MemoryOutbox::new(2));
+    push(&outbox, 1, 1);
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/", "https://b.example/"]),
+        Arc::new(Panicking {
+            panics: usize::MAX,
+            calls: AtomicUsize::new(0),
+        }),
+        outbox.clone(),
+        Config::default(),
+    )
+    .unwrap();
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    let health = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let health = dispatcher.health();
+            if health.worker_restarts > 0 {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the worker panics");
+    assert_eq!(health.failing, [1]);
+    assert!(!health.is_healthy());
+    dispatcher.shutdown();
+    running.await.unwrap();
+    assert_eq!(outbox.pending(), 1);
+}
+
+#[tokio::test]
+async fn a_push_into_a_running_dispatcher_is_delivered_without_a_wake() {
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    let transport = Arc::new(MemoryTransport::new());
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/"]),
+        transport.clone(),
+        outbox.clone(),
+        Config::default(),
+    )
+    .unwrap();
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    let settled = |n| {
+        let outbox = outbox.clone();
+        tokio::time::timeout(Duration::from_secs(10), async move {
+            while outbox.settled() < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // The first delivery is sent; then the worker finds its queue empty and waits.
+    push(&outbox, 0, 1);
+    settled(1).await.expect("the first delivery is sent");
+    tokio::task::yield_now().await;
+    // No `wake`: the push itself tells the worker.
+    outbox.push(NewDelivery {
+        hook: 0,
+        webhook_id: "msg_late".into(),
+        body: "{}".into(),
+    });
+    settled(2).await.expect("a push wakes the worker");
+    assert_eq!(
+        transport.requests()[1].header("webhook-id"),
+        Some("msg_late")
+    );
+    dispatcher.close();
+    running.await.unwrap();
 }

@@ -1,8 +1,8 @@
 //! Prometheus metrics, and the outbox wrapper that counts attempts as they are recorded.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use linq_hooks_delivery::{Attempt, Delivery, Head, Outbox, OutboxError, Outcome};
+use linq_hooks_delivery::{Attempt, Delivery, Head, Health, Outbox, OutboxError, Outcome};
 use linq_hooks_outbox::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +20,9 @@ pub(crate) struct Metrics {
     attempt_seconds: Histogram,
     queue_depth: Gauge,
     hooks_disabled: Gauge,
+    /// Brought up to the dispatcher's count at each render (under the lock, so that two renders
+    /// do not both add the same restarts).
+    worker_restarts: Mutex<Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,8 +68,15 @@ impl Metrics {
             "Hooks disabled by a 410 Gone",
             hooks_disabled.clone(),
         );
+        let worker_restarts = Counter::default();
+        registry.register(
+            "worker_restarts",
+            "Delivery workers started again after a panic",
+            worker_restarts.clone(),
+        );
         Metrics {
             registry,
+            worker_restarts: Mutex::new(worker_restarts),
             events_accepted,
             outcomes,
             attempts,
@@ -88,8 +98,20 @@ impl Metrics {
         self.outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
-    /// The exposition text, with the gauges read from the store now.
-    pub(crate) fn render(&self, store: &Store) -> Result<String, linq_hooks_outbox::StoreError> {
+    /// The exposition text, with the gauges read from the store now and the worker restarts
+    /// from the dispatcher's `health`.
+    pub(crate) fn render(
+        &self,
+        store: &Store,
+        health: &Health,
+    ) -> Result<String, linq_hooks_outbox::StoreError> {
+        {
+            let restarts = self.worker_restarts.lock().expect("not poisoned");
+            let new = health.worker_restarts.saturating_sub(restarts.get());
+            if new > 0 {
+                restarts.inc_by(new);
+            }
+        }
         self.queue_depth
             .set(i64::try_from(store.pending()?).unwrap_or(i64::MAX));
         let disabled = store.disabled_hooks()?;

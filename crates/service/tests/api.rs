@@ -446,3 +446,63 @@ async fn ids_have_one_spelling_and_warnings_come_back() {
     );
     running.abort();
 }
+
+/// Panics on every call.
+struct Panicking;
+
+#[linq_hooks_transport::async_trait]
+impl linq_hooks_transport::Transport for Panicking {
+    async fn send(
+        &self,
+        _: linq_hooks_transport::Request,
+    ) -> Result<linq_hooks_transport::Response, linq_hooks_transport::Error> {
+        panic!("the test transport panics")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_in_back_off_makes_healthz_503_naming_its_hook_and_is_counted() {
+    let path = std::env::temp_dir().join(format!("service-api-panics-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut config = ServiceConfig::new(&path);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let service = Service::start(config, Arc::new(Panicking)).await.unwrap();
+    let addr = service.local_addr();
+    let running = tokio::spawn(service.run_until(std::future::pending()));
+    let put = send(
+        addr,
+        "PUT",
+        "/v1/workflows/lab",
+        &[JSON],
+        r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}}]"#,
+    )
+    .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let hook = put.body["hooks"][0]["id"].as_str().unwrap().to_string();
+    let event = r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#;
+    let posted = send(addr, "POST", "/v1/workflows/lab/events", &[JSON], event).await;
+    assert_eq!(posted.status, 202, "{}", posted.body);
+
+    // The worker panics on each attempt and waits longer each time: 503 most of the time.
+    let health = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let health = send(addr, "GET", "/healthz", &[], "").await;
+            if health.status == 503 {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("healthz says 503 while the worker is in back-off");
+    let reason = health.body["reason"].as_str().unwrap();
+    assert!(reason.contains(&hook), "{reason}");
+    let metrics = send(addr, "GET", "/metrics", &[], "").await;
+    let text = metrics.body.as_str().unwrap();
+    let restarts = text
+        .lines()
+        .find_map(|line| line.strip_prefix("linq_hooks_worker_restarts_total "))
+        .expect("the restart counter");
+    assert!(restarts.parse::<u64>().unwrap() >= 1, "{text}");
+    running.abort();
+}

@@ -129,12 +129,26 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", request.uri().path()))
 }
 
-/// 200 while the store can write; 503 with the reason once it cannot.
+/// 200 while the store can write and every delivery worker runs; 503 with the reason when the
+/// store cannot write, or while a worker that panicked waits to be started again (naming its
+/// hooks).
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
 async fn healthz(State(state): Shared) -> Response {
-    match state.live.store.health() {
-        Ok(()) => (
+    let failing = state.live.dispatcher.health().failing;
+    let reason = match state.live.store.health() {
+        Err(reason) => Some(reason),
+        Ok(()) if !failing.is_empty() => {
+            let hooks: Vec<String> = failing.iter().map(|&hook| types::hook_id(hook)).collect();
+            Some(format!(
+                "the delivery worker of {} panicked and is restarting (see the log)",
+                hooks.join(", ")
+            ))
+        }
+        Ok(()) => None,
+    };
+    match reason {
+        None => (
             StatusCode::OK,
             axum::Json(HealthOut {
                 status: "ok".into(),
@@ -142,7 +156,7 @@ async fn healthz(State(state): Shared) -> Response {
             }),
         )
             .into_response(),
-        Err(reason) => (
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(HealthOut {
                 status: "failing".into(),
@@ -159,7 +173,7 @@ async fn healthz(State(state): Shared) -> Response {
 async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
     let text = state
         .metrics
-        .render(&state.live.store)
+        .render(&state.live.store, &state.live.dispatcher.health())
         .map_err(ApiError::store("read the metrics"))?;
     let mut response = text.into_response();
     response.headers_mut().insert(
