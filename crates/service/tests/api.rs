@@ -289,7 +289,9 @@ async fn requests_a_web_page_could_forge_are_refused() {
     let event = r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#;
     let hooks = r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}}]"#;
     let local = format!("http://{addr}");
-    let cases: &[(&str, &str, &[(&str, &str)], &str, u16)] = &[
+    // (method, path, headers, body, status)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16);
+    let cases: &[Case<'_>] = &[
         (
             "PUT",
             "/v1/workflows/default",
