@@ -418,7 +418,10 @@ impl Dispatcher {
     }
 
     /// Adds `hook`, or changes where its deliveries go: the next attempt (a retry included) goes
-    /// to the new destination, with the delivery's own `webhook-id` and body. A new hook's
+    /// to the new destination, with the delivery's own `webhook-id` and body. An attempt in
+    /// flight to the old destination finishes there; if it does not deliver, whatever it got
+    /// (a failure, a 410, a retry hours away) is not held against the new destination: the next
+    /// attempt goes to it at once. A new hook's
     /// worker starts at once (in [`run`](Dispatcher::run)) and reads its queue.
     pub fn set(&self, hook: HookId, destination: Destination) {
         let mut hooks = self.inner.hooks.lock().expect("not poisoned");
@@ -652,7 +655,18 @@ impl Inner {
             let destination = Arc::clone(&slot.destination.lock().expect("not poisoned"));
             let (attempt, verdict) = self.attempt(&destination, &delivery).await;
             drop(permit);
-            let outcome = self.decide(&delivery, verdict, &attempt);
+            let mut outcome = self.decide(&delivery, verdict, &attempt);
+            let moved = !Arc::ptr_eq(
+                &destination,
+                &slot.destination.lock().expect("not poisoned"),
+            );
+            if moved && outcome != Outcome::Delivered {
+                // The hook was pointed elsewhere while this attempt went to the old place: what
+                // the old place answered says nothing of the new one. Try the new one now.
+                outcome = Outcome::Retry {
+                    at: SystemTime::now(),
+                };
+            }
             tracing::debug!(hook, delivery = delivery.id, webhook_id = %delivery.webhook_id, result = %attempt.result, ?outcome, "attempt");
             self.record(&delivery, attempt, outcome).await;
         }

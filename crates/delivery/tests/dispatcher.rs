@@ -718,3 +718,64 @@ async fn a_push_into_a_running_dispatcher_is_delivered_without_a_wake() {
     dispatcher.close();
     running.await.unwrap();
 }
+
+/// Answers the first request to `old` only when told to, with the given error; every other
+/// request 200. Records the URLs it was asked for, in order.
+struct HeldFirst {
+    release: tokio::sync::Notify,
+    held: tokio::sync::Notify,
+    first: Mutex<bool>,
+    urls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Transport for HeldFirst {
+    async fn send(&self, request: Request) -> Result<Response, Error> {
+        self.urls.lock().unwrap().push(request.url().to_string());
+        let hold = std::mem::replace(&mut *self.first.lock().unwrap(), false);
+        if hold {
+            self.held.notify_one();
+            self.release.notified().await;
+            return Ok(Response::new(404));
+        }
+        Ok(Response::new(200))
+    }
+}
+
+/// The hook is pointed elsewhere while an attempt to the old URL is in flight; the old URL then
+/// answers 404 (which would fail the delivery for good): that answer is not held against the
+/// new URL, which gets the delivery at once, under its own id.
+#[tokio::test]
+async fn an_attempt_in_flight_when_the_hook_moves_does_not_settle_the_delivery() {
+    use linq_hooks_delivery::Destination;
+    use linq_hooks_model::HookParameters;
+    let (old, new) = ("https://old.example/", "https://new.example/");
+    let destination =
+        |url: &str| Destination::new(HookParameters::new(url, Default::default()).unwrap());
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 2);
+    let transport = Arc::new(HeldFirst {
+        release: tokio::sync::Notify::new(),
+        held: tokio::sync::Notify::new(),
+        first: Mutex::new(true),
+        urls: Mutex::new(Vec::new()),
+    });
+    let config = Config::default().policy(RetryPolicy::new(vec![Duration::from_secs(3600); 3]));
+    let dispatcher = Dispatcher::without_hooks(transport.clone(), outbox.clone(), config);
+    dispatcher.set(0, destination(old));
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    transport.held.notified().await;
+    dispatcher.set(0, destination(new));
+    transport.release.notify_one();
+    dispatcher.close();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("both delivered at once, not in an hour")
+        .unwrap();
+    assert_eq!(*transport.urls.lock().unwrap(), [old, new, new]);
+    let report = &outbox.reports()[0];
+    assert_eq!((report.delivered, report.failed.len()), (2, 0));
+}
