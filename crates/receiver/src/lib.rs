@@ -64,7 +64,7 @@
 //! | answer | the sender |
 //! | --- | --- |
 //! | any 2xx | counts the delivery as delivered |
-//! | a connection or TLS error, a timeout, 408, 429, any 5xx | tries again later; a `Retry-After` is honoured as a minimum wait |
+//! | a connection or TLS error, a timeout, a response cut short, 408, 429, any 5xx | tries again later; a `Retry-After` is honoured as a minimum wait (up to 24 h) |
 //! | 410 Gone | disables the hook until its owner enables it again |
 //! | any other status, 3xx included (redirects are not followed) | records the delivery as failed at once |
 //!
@@ -79,6 +79,12 @@
 //! ([`DEFAULT_TOLERANCE`]) does not bound that: every retry is freshly signed, so it passes the
 //! check hours after the first attempt. Keep the ids seen for longer than the whole schedule,
 //! **48 hours** for `serve`'s default, and answer 2xx to an id already handled.
+//!
+//! Some resends come later than any schedule, and keep their id too: a delivery replayed by an
+//! operator after it failed, the deliveries held while a hook was disabled by a 410 and then
+//! enabled again, and retries stretched by large `Retry-After` answers (each is honoured up to
+//! 24 h). A receiver whose handling is not idempotent should keep ids longer than it expects
+//! such a resend, or make the handling itself idempotent (the id as a unique key).
 //!
 //! The example `examples/receiver.rs` of this crate is a complete receiver on hyper:
 //! `LINQ_HOOKS_SECRET=whsec_... cargo run -p linq-hooks-receiver --example receiver`.
