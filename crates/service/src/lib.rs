@@ -211,6 +211,15 @@ impl fmt::Debug for Service {
 
 /// A handle on a running service's registry, for changes from outside the API (`serve`
 /// re-reading its `--hooks` file on SIGHUP). Clones share the service.
+///
+/// ```no_run
+/// # async fn reload(service: &linq_hooks_service::Service) -> Result<(), Box<dyn std::error::Error>> {
+/// let hooks = linq_hooks_model::parse_hooks(&std::fs::read_to_string("hooks.json")?)?.hooks;
+/// let change = service.registry().put(linq_hooks_service::DEFAULT_WORKFLOW, hooks).await?;
+/// println!("{} kept, {} added, {} removed", change.kept.len(), change.added.len(), change.removed.len());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Registry {
     live: Arc<Live>,
@@ -265,7 +274,13 @@ impl RegistryError {
 }
 
 impl Registry {
-    /// Creates or replaces workflow `id` with `hooks`, as `PUT /v1/workflows/{id}` does.
+    /// Creates or replaces workflow `id` with `hooks`, as `PUT /v1/workflows/{id}` does (hooks
+    /// that fire like one already there keep its id and queue; the others' pending deliveries
+    /// are cancelled), committed durably before it returns. See [`Registry`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// The store failed ([`RegistryError::is_store`]); nothing was changed.
     pub async fn put(&self, id: &str, hooks: Vec<Hook>) -> Result<WorkflowChange, RegistryError> {
         self.live
             .put(id.to_string(), hooks)
@@ -347,7 +362,7 @@ impl Service {
             .expect("a bound listener has an address")
     }
 
-    /// A handle for registry changes while the service runs.
+    /// A handle for registry changes while the service runs (example on [`Registry`]).
     pub fn registry(&self) -> Registry {
         Registry {
             live: Arc::clone(&self.state.live),
