@@ -308,3 +308,15 @@ fn the_committed_event_schemas_are_what_the_types_generate() {
         );
     }
 }
+
+/// A byte order mark before an event (a file or an NDJSON line written by a Windows tool) is
+/// ignored, as RFC 8259 allows.
+#[test]
+fn a_leading_byte_order_mark_is_ignored() {
+    let event = r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#;
+    let with_bom = format!("\u{feff}{event}");
+    assert_eq!(
+        linq_hooks_events::parse_event(&with_bom).unwrap(),
+        linq_hooks_events::parse_event(event).unwrap()
+    );
+}

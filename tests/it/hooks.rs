@@ -416,3 +416,20 @@ fn unknown_fields_are_warned_about_and_ignored() {
     );
     assert_eq!(hooks.len(), 2);
 }
+
+/// A byte order mark before the JSON (what some Windows editors write) is ignored, as RFC 8259
+/// allows; one anywhere else is still an error.
+#[test]
+fn a_leading_byte_order_mark_is_ignored() {
+    let hooks = r#"[{"filter": "on_new_plan", "parameters": {"url": "https://x.example"}}]"#;
+    let with_bom = format!("\u{feff}{hooks}");
+    assert_eq!(
+        parse_hooks(&with_bom).unwrap().hooks,
+        parse_hooks(hooks).unwrap().hooks
+    );
+    assert!(
+        parse_hooks(&format!(" \u{feff}{hooks}"))
+            .unwrap_err()
+            .is_syntax()
+    );
+}

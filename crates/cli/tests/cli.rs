@@ -392,3 +392,18 @@ fn match_usage_and_io_errors_exit_2() {
     let out = linq_hooks(&["match", "--hooks", "-"], event);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The field fault: a hook file that starts with a UTF-8 byte order mark was refused with
+/// "expected value at line 1 column 1". It is read as if it had none (RFC 8259 §8.1); so is an
+/// NDJSON event line.
+#[test]
+fn a_byte_order_mark_at_the_start_is_ignored() {
+    let hooks =
+        "\u{feff}[{\"filter\": \"on_new_plan\", \"parameters\": {\"url\": \"https://x.example\"}}]";
+    let out = linq_hooks(&["validate"], hooks);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file = common::temp_file("bom-hooks.json", hooks);
+    let event = "\u{feff}{\"event\": \"new_plan\", \"plan_id\": \"p\", \"timestamp\": \"2025-04-17T09:30:00Z\"}\n";
+    let out = linq_hooks(&["match", "--hooks", &file], event);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -304,6 +304,8 @@ impl Event {
 /// assert_eq!(err.path(), Some("phase"));
 /// ```
 pub fn parse_event(text: &str) -> Result<Event, Error> {
+    // A byte order mark before the JSON is ignored, as RFC 8259 §8.1 allows.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(Error::syntax)?;
     parse_event_value(&value)
 }

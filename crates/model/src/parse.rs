@@ -81,6 +81,9 @@ pub struct ParsedHooks {
 /// # Ok::<(), linq_hooks_model::Error>(())
 /// ```
 pub fn parse_hooks(text: &str) -> Result<ParsedHooks, Error> {
+    // A byte order mark before the JSON is ignored, as RFC 8259 §8.1 allows: editors on
+    // Windows write one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(Error::syntax)?;
     parse_hooks_value(&value)
 }

@@ -508,3 +508,22 @@ async fn a_worker_in_back_off_makes_healthz_503_naming_its_hook_and_is_counted()
     assert!(restarts.parse::<u64>().unwrap() >= 1, "{text}");
     running.abort();
 }
+
+/// An ingest body that starts with a UTF-8 byte order mark is read as if it had none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_body_with_a_byte_order_mark_is_accepted() {
+    let (addr, running) = start("bom", None).await;
+    let hooks =
+        "\u{feff}[{\"filter\": \"on_new_plan\", \"parameters\": {\"url\": \"https://a.example\"}}]";
+    assert_eq!(
+        send(addr, "PUT", "/v1/workflows/default", &[JSON], hooks)
+            .await
+            .status,
+        201
+    );
+    let event = "\u{feff}{\"event\": \"new_plan\", \"plan_id\": \"p\", \"timestamp\": \"2025-04-17T09:30:00Z\"}";
+    let answer = send(addr, "POST", "/v1/events", &[JSON], event).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(answer.body["accepted"], 1);
+    running.abort();
+}

@@ -103,6 +103,8 @@ async fn accept(
 
 /// One event or a non-empty array; every invalid event is reported with its path.
 fn parse_events(body: &[u8]) -> ApiResult<Vec<Event>> {
+    // A byte order mark before the JSON is ignored, as RFC 8259 §8.1 allows.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("$", format!("invalid JSON: {e}")))?;
     let (items, batch) = match &value {
