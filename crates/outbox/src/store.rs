@@ -344,6 +344,32 @@ impl Store {
         })
     }
 
+    /// Hooks of every workflow in id order, after the hook `after` (for paging), at most
+    /// `limit`; removed hooks are left out.
+    pub fn list_hooks(
+        &self,
+        after: Option<HookId>,
+        limit: usize,
+    ) -> Result<Vec<StoredHook>, StoreError> {
+        self.read("list hooks", |txn| {
+            let defs = txn.open_table(HOOK_DEFS)?;
+            let (states, counts) = (txn.open_table(HOOKS)?, txn.open_table(PENDING_COUNTS)?);
+            let start = after.map_or(0, |id| id.saturating_add(1));
+            let mut out = Vec::new();
+            for entry in defs.range(start..)? {
+                if out.len() == limit {
+                    break;
+                }
+                let (id, def) = entry?;
+                let def: HookDef = decode(def.value())?;
+                if def.removed_ms.is_none() {
+                    out.push(hook_view(&states, &counts, id.value(), def)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// One hook of the registry (`None` if unknown or removed).
     pub fn hook(&self, id: HookId) -> Result<Option<StoredHook>, StoreError> {
         self.read("read a hook", |txn| {

@@ -15,6 +15,9 @@ use super::extract::{ApiJson, ApiQuery};
 use super::types::{EnableOut, HookOut, HooksOut, PatchedHookOut, hook_id};
 use super::{AppState, Shared};
 
+/// The most hooks one page holds.
+const MAX_LIMIT: usize = 1000;
+
 pub(super) fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/v1/hooks", get(list))
@@ -30,29 +33,44 @@ fn hook_path(path: Result<Path<String>, PathRejection>) -> ApiResult<HookId> {
         .ok_or_else(|| ApiError::NotFound(format!("no hook {id} (hook ids look like hook_12)")))
 }
 
-/// `GET /v1/hooks` takes no parameters; an unknown one is refused rather than ignored.
+/// The query of `GET /v1/hooks`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NoQuery {}
+pub(super) struct ListHooks {
+    limit: Option<usize>,
+    after: Option<String>,
+}
 
-/// Every hook of every workflow, with its state.
+/// The hooks of every workflow with their states, in id order, paged: `?limit=N&after=hook_N`.
 #[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
-    responses((status = 200, body = HooksOut), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+    params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+           ("after" = Option<String>, Query, description = "The `next_after` of the page before")),
+    responses((status = 400, body = ErrorBody), (status = 200, body = HooksOut), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): Shared,
-    ApiQuery(_): ApiQuery<NoQuery>,
+    ApiQuery(query): ApiQuery<ListHooks>,
 ) -> ApiResult<Json<HooksOut>> {
-    let workflows = state
+    let limit = super::check_limit(query.limit, MAX_LIMIT)?;
+    let after = match &query.after {
+        Some(after) => Some(
+            after
+                .strip_prefix("hook_")
+                .and_then(super::canonical_number)
+                .ok_or_else(|| ApiError::invalid("after", "expected a hook id, such as hook_12"))?,
+        ),
+        None => None,
+    };
+    let hooks = state
         .live
         .store
-        .workflows()
+        .list_hooks(after, limit)
         .map_err(ApiError::store("read the hooks"))?;
+    let next_after = (hooks.len() == limit)
+        .then(|| hooks.last().map(|h| hook_id(h.id)))
+        .flatten();
     Ok(Json(HooksOut {
-        hooks: workflows
-            .iter()
-            .flat_map(|w| &w.hooks)
-            .map(HookOut::from)
-            .collect(),
+        hooks: hooks.iter().map(HookOut::from).collect(),
+        next_after,
     }))
 }
 

@@ -320,6 +320,8 @@ pub(crate) struct EnableOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct HooksOut {
     pub(crate) hooks: Vec<HookOut>,
+    /// Pass as `after` for the next page; null on the last.
+    pub(crate) next_after: Option<String>,
 }
 
 /// `/healthz`.
