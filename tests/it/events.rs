@@ -320,3 +320,24 @@ fn a_leading_byte_order_mark_is_ignored() {
         linq_hooks_events::parse_event(event).unwrap()
     );
 }
+
+/// The field fault: `23:59:60.5Z` was written as `23:59:59.500Z`, before an event at
+/// `23:59:59.900Z`. A leap second keeps its place: after all of second 59, before the next
+/// minute, whatever the offset it is written in.
+#[test]
+fn a_leap_second_keeps_its_order() {
+    use linq_hooks_events::Timestamp;
+    let t = |s: &str| s.parse::<Timestamp>().unwrap();
+    let leap = t("2016-12-31T23:59:60.5Z");
+    assert_eq!(leap.to_string(), "2016-12-31T23:59:59.999Z");
+    assert!(t("2016-12-31T23:59:59.900Z") < leap);
+    assert!(leap < t("2017-01-01T00:00:00Z"));
+    assert_eq!(t("2016-12-31T23:59:60Z"), leap);
+    assert_eq!(t("2017-01-01T00:59:60.25+01:00"), leap);
+    // Not a leap second: a minute or an hour of 60 stays refused; second 59 is untouched.
+    assert_eq!(
+        t("2016-12-31T23:59:59.5Z").to_string(),
+        "2016-12-31T23:59:59.500Z"
+    );
+    assert!("2016-12-31T23:60:00Z".parse::<Timestamp>().is_err());
+}

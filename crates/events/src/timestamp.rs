@@ -17,6 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// offset alone decides the instant) and a year written with a sign and six digits
 /// (`+002025-…`).
 ///
+/// A leap second (`23:59:60.5Z`) is read as the last millisecond of the second before it
+/// (`23:59:59.999Z`), so that events keep their order: after everything in second 59, before
+/// the next minute.
+///
 /// Always written as UTC with milliseconds, `Z` and a four-digit year, so a timestamp already in
 /// that form passes through unchanged. Finer precision is truncated (toward the past) to the
 /// millisecond.
@@ -119,8 +123,30 @@ impl FromStr for Timestamp {
                 "timestamp {s:?} is outside the years 0000 to 9999 (UTC) that RFC 3339 can write"
             )));
         }
+        if is_leap_second(s) {
+            // jiff reads second 60 as 59 with its fraction kept, which puts `23:59:60.5` before
+            // `23:59:59.9`. The leap second is after all of second 59: its last millisecond.
+            let whole = t.as_second();
+            let last =
+                jiff::Timestamp::from_nanosecond(i128::from(whole) * 1_000_000_000 + 999_000_000)
+                    .map_err(|e| TimestampError(format!("invalid RFC 3339 timestamp {s:?}: {e}")))?;
+            return Ok(Timestamp(last));
+        }
         Ok(Timestamp::truncated(t))
     }
+}
+
+/// Whether an RFC 3339 time names a leap second: its seconds field (after `hh:mm:`) is `60`.
+fn is_leap_second(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(6).enumerate().any(|(i, w)| {
+        w[0] == b':'
+            && w[1].is_ascii_digit()
+            && w[2].is_ascii_digit()
+            && w[3] == b':'
+            && &w[4..6] == b"60"
+            && bytes.get(i + 6).is_none_or(|b| !b.is_ascii_digit())
+    })
 }
 
 /// Whether a time's UTC year is one RFC 3339 can write (0000 to 9999). Receivers in any
