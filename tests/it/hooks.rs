@@ -279,6 +279,11 @@ fn stricter_header_checks() {
             "a\u{0}b",
             "parameters.headers.X-A: header value contains a NUL character",
         ),
+        (
+            "X-Lab-Site",
+            "Zürich",
+            "parameters.headers.X-Lab-Site: header value contains \\u{fc} (ü) at character 2; header values must be visible US-ASCII (receivers garble or refuse anything else)",
+        ),
     ];
     for (name, value, message) in cases {
         let parameters =
@@ -289,7 +294,7 @@ fn stricter_header_checks() {
     // Headers the delivery does not own stay allowed.
     for name in ["Content-Type", "User-Agent", "Authorization", "X-Api-Key"] {
         let parameters =
-            serde_json::json!({ "url": "https://x.example", "headers": { name: "v ü" } })
+            serde_json::json!({ "url": "https://x.example", "headers": { name: "v 1; x=\"y\"" } })
                 .to_string();
         check_valid(&task_hook(&parameters), &[]);
     }

@@ -69,8 +69,9 @@ fn url_problem(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A header must have a token name that the delivery does not own, and a value without
-/// control characters (CR or LF in a value would let it inject headers).
+/// A header must have a token name that the delivery does not own, and a value of visible
+/// US-ASCII, spaces and tabs: no control characters (CR or LF in a value would let it inject
+/// headers), nothing beyond ASCII (receivers garble it).
 pub(crate) fn header(name: &str, value: &str, path: &Path, problems: &mut Vec<Diagnostic>) {
     let mut push = |message: String| problems.push(Diagnostic::new(path.to_string(), message));
     if name.is_empty() {
@@ -93,6 +94,16 @@ pub(crate) fn header(name: &str, value: &str, path: &Path, problems: &mut Vec<Di
         push(format!(
             "header value contains a control character ({})",
             c.escape_unicode()
+        ));
+    } else if let Some((position, c)) = value.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
+        // RFC 9110 §5.5 leaves bytes outside US-ASCII "opaque data": receivers read them as
+        // Latin-1 (`Zürich` arrives as `ZÃ¼rich`) or refuse them, and a pasted typographic
+        // character in a token never matches. Stricter than the LINQ API on purpose.
+        push(format!(
+            "header value contains {} ({c}) at character {}; header values must be visible \
+             US-ASCII (receivers garble or refuse anything else)",
+            c.escape_unicode(),
+            position + 1
         ));
     }
 }
@@ -181,7 +192,23 @@ mod tests {
         assert!(header_check("Authorization", "").is_empty());
         assert!(header_check("Content-Type", "application/json").is_empty());
         assert!(header_check("User-Agent", "lab/1.0").is_empty());
-        assert!(header_check("x-trace", "ü\ttab").is_empty());
+        assert!(header_check("x-trace", "a\ttab").is_empty());
+        // The field fault: `Zürich` went out as raw UTF-8 and arrived as `ZÃ¼rich`.
+        assert_eq!(
+            header_check("X-Lab-Site", "Zürich"),
+            [
+                "header value contains \\u{fc} (ü) at character 2; header values must be visible \
+              US-ASCII (receivers garble or refuse anything else)"
+            ]
+        );
+        // A typographic character pasted into a token.
+        assert_eq!(
+            header_check("Authorization", "Bearer abc\u{2019}d")[0]
+                .split(';')
+                .next()
+                .unwrap(),
+            "header value contains \\u{2019} (\u{2019}) at character 11"
+        );
         assert_eq!(header_check("", "x"), ["header name is empty"]);
         assert_eq!(
             header_check("X Y", "x"),

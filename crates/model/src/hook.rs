@@ -14,7 +14,8 @@ use crate::{Error, parse};
 
 /// HTTP headers a hook adds to its request: header name to value.
 ///
-/// Names are valid HTTP tokens and values hold no control characters (checked when read).
+/// Names are valid HTTP tokens and values are visible US-ASCII, spaces and tabs: no control
+/// characters, nothing beyond ASCII (checked when read; stricter than the LINQ API on purpose).
 pub type Headers = BTreeMap<String, String>;
 
 /// Where a hook posts, and which extra headers it sends.

@@ -115,6 +115,13 @@ async fn every_refusal_has_the_error_shape_and_names_where() {
             Some("workflow.hooks[0].parameters.url"),
         ),
         ("PUT", "/v1/workflows/a", "{not json", 400, Some("$")),
+        (
+            "PUT",
+            "/v1/workflows/a",
+            r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example", "headers": {"X-Lab-Site": "Zürich"}}}]"#,
+            400,
+            Some("[0].parameters.headers.X-Lab-Site"),
+        ),
         ("GET", "/v1/workflows/none", "", 404, None),
         (
             "POST",
