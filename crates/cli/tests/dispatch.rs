@@ -367,3 +367,42 @@ async fn usage_errors_exit_2() {
         );
     }
 }
+
+/// The field fault, as reported: a receiver that answers `200 OK` with `Content-Length: 100`
+/// and closes after 10 bytes made `dispatch` retry three times and exit 3. A 2xx is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_whose_body_breaks_off_is_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let requests = requests.clone();
+        async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                    .await;
+                let _ = stream.shutdown().await;
+            }
+        }
+    });
+    let hooks_path = temp_file(
+        "broken-body-hooks.json",
+        &serde_json::json!([{"filter": "on_new_plan", "parameters": {"url": url}}]).to_string(),
+    );
+    let out = linq_hooks(
+        &["dispatch", "--hooks", &hooks_path],
+        r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z"}"#,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sent once"
+    );
+}

@@ -88,8 +88,12 @@ async fn half_then_whole() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Strin
     (url, seen)
 }
 
+/// The field fault: a receiver that answers `200 OK` with `Content-Length: 1000` and hangs up
+/// after a few bytes was retried, and marked failed when the retries ran out, sending the same
+/// webhook again each time. A 2xx is delivered (Standard Webhooks); the broken body is noted on
+/// the attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_that_hangs_up_mid_response_is_retried() {
+async fn a_2xx_whose_body_breaks_off_is_delivered_at_once() {
     let (url, seen) = half_then_whole().await;
     let hooks = hooks_file("f-half", json!([plan_hook(url)]));
     let serve = Serve::start(&[
@@ -104,18 +108,21 @@ async fn a_receiver_that_hangs_up_mid_response_is_retried() {
     let id = serve.post_events(plan(1)).await.body["deliveries"][0]["id"]
         .as_u64()
         .unwrap();
-    eventually("delivered on the second attempt", || async {
+    eventually("delivered", || async {
         serve.get(&format!("/v1/deliveries/{id}")).await["state"] == "delivered"
     })
     .await;
     let delivery = serve.get(&format!("/v1/deliveries/{id}")).await;
+    let log = delivery["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 1, "one attempt: {delivery}");
+    assert_eq!(log[0]["status"], 200, "{delivery}");
     assert!(
-        delivery["attempt_log"][0]["error"].is_string(),
-        "the broken answer is an error: {delivery}"
+        log[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("body broke off")),
+        "the broken body is noted: {delivery}"
     );
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0], seen[1], "same webhook-id");
+    assert_eq!(seen.lock().unwrap().len(), 1, "sent once");
 }
 
 /// Sends raw bytes to the API and returns what came back (possibly nothing).

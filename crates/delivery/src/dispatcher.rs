@@ -691,15 +691,20 @@ impl Inner {
         let result = self.transport.send(request).await;
         let latency = started.elapsed();
         let verdict = Verdict::of(&result);
-        let result = match result {
-            Ok(response) => AttemptResult::Status(response.status()),
-            Err(error) => AttemptResult::Error(format!("{error:#}")),
+        let (result, note) = match result {
+            Ok(response) => (
+                AttemptResult::Status(response.status()),
+                response
+                    .body_error()
+                    .map(|e| format!("the response body broke off: {e}")),
+            ),
+            Err(error) => (AttemptResult::Error(format!("{error:#}")), None),
         };
+        let attempt = Attempt::new(at, latency, result);
         (
-            Attempt {
-                at,
-                latency,
-                result,
+            match note {
+                Some(note) => attempt.with_note(note),
+                None => attempt,
             },
             verdict,
         )

@@ -130,7 +130,17 @@ pub enum Head {
 }
 
 /// One attempt, for the record.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use linq_hooks_delivery::{Attempt, AttemptResult};
+///
+/// let attempt = Attempt::new(SystemTime::now(), Duration::from_millis(3), AttemptResult::Status(200))
+///     .with_note("the body broke off: connection closed");
+/// assert_eq!(attempt.note.as_deref(), Some("the body broke off: connection closed"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Attempt {
     /// When it started.
     pub at: SystemTime,
@@ -138,6 +148,27 @@ pub struct Attempt {
     pub latency: Duration,
     /// What came back.
     pub result: AttemptResult,
+    /// Something worth keeping that did not decide the outcome: a response body that broke off
+    /// after its status arrived.
+    pub note: Option<String>,
+}
+
+impl Attempt {
+    /// An attempt started `at`, that took `latency` and brought back `result`.
+    pub fn new(at: SystemTime, latency: Duration, result: AttemptResult) -> Attempt {
+        Attempt {
+            at,
+            latency,
+            result,
+            note: None,
+        }
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Attempt {
+        self.note = Some(note.into());
+        self
+    }
 }
 
 /// What an attempt brought back.

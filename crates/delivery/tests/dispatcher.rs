@@ -508,11 +508,11 @@ async fn a_changed_destination_takes_the_next_attempt_with_the_same_id() {
     outbox
         .record(
             &head,
-            linq_hooks_delivery::Attempt {
-                at: std::time::SystemTime::now(),
-                latency: Duration::ZERO,
-                result: linq_hooks_delivery::AttemptResult::Status(503),
-            },
+            linq_hooks_delivery::Attempt::new(
+                std::time::SystemTime::now(),
+                Duration::ZERO,
+                linq_hooks_delivery::AttemptResult::Status(503),
+            ),
             linq_hooks_delivery::Outcome::Retry {
                 at: std::time::SystemTime::now(),
             },

@@ -13,6 +13,12 @@
 //! - At most [`MAX_RESPONSE_BODY`] bytes of the response body are read; reading stops there
 //!   and the connection is dropped.
 //! - One [`timeout`](Builder::timeout) bounds the whole attempt, body included.
+//! - Once the status has arrived it stands: a body that then breaks off (the connection closes
+//!   early, the time runs out) is noted on the response ([`Response::body_error`]), not turned
+//!   into an error. A 2xx whose body breaks off is delivered; taking it for a failure would send
+//!   the webhook again.
+//!
+//! [`Response::body_error`]: linq_hooks_transport::Response::body_error
 //!
 //! Sending needs a Tokio runtime with the time driver enabled.
 //!
@@ -25,9 +31,8 @@
 //! | --- | --- |
 //! | name resolution failed, connection refused or unreachable, [`connect_timeout`](Builder::connect_timeout) ran out | `is_connect` |
 //! | the TLS handshake failed: an untrusted or wrong certificate, a server that does not speak TLS | `is_tls` |
-//! | the whole attempt took longer than [`timeout`](Builder::timeout) | `is_timeout` |
+//! | no answer came within [`timeout`](Builder::timeout) | `is_timeout` |
 //! | the URL or a header cannot be sent (nothing is sent) | `is_invalid_request` |
-//! | the response began but its body broke off | `is_body` |
 //! | anything else, such as a server that hangs up without answering | none of these |
 //!
 //! ```no_run
@@ -128,12 +133,15 @@ impl HttpTransport {
         Builder::default()
     }
 
-    async fn attempt(&self, request: http::Request<Full<Bytes>>) -> Result<Response, Error> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(error::from_client)?;
+    async fn attempt(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response, Error> {
+        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Ok(response) => response.map_err(error::from_client)?,
+            Err(_elapsed) => return Err(Error::timeout()),
+        };
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -142,14 +150,25 @@ impl HttpTransport {
             .map(str::to_owned);
 
         // Read one byte past the limit, so that the response knows it was cut, then stop:
-        // dropping the body closes the connection instead of draining a huge body.
+        // dropping the body closes the connection instead of draining a huge body. The status
+        // has arrived: from here on a broken body is noted on the response, not an error (a 2xx
+        // is delivered even if its body breaks off; taking it for a failure would send again).
         let mut body = response.into_body();
         let mut kept = BytesMut::new();
+        let mut broken = None;
         while kept.len() <= MAX_RESPONSE_BODY {
-            let Some(frame) = body.frame().await else {
-                break;
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    broken = Some(format!("{:#}", Error::body(e)));
+                    break;
+                }
+                Err(_elapsed) => {
+                    broken = Some("the time for the attempt ran out while reading the body".into());
+                    break;
+                }
             };
-            let frame = frame.map_err(Error::body)?;
             if let Ok(data) = frame.into_data() {
                 let room = MAX_RESPONSE_BODY + 1 - kept.len();
                 kept.extend_from_slice(&data[..data.len().min(room)]);
@@ -160,6 +179,9 @@ impl HttpTransport {
         if let Some(value) = retry_after {
             out = out.with_retry_after(value);
         }
+        if let Some(broken) = broken {
+            out = out.with_body_error(broken);
+        }
         Ok(out)
     }
 }
@@ -168,10 +190,9 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     async fn send(&self, request: Request) -> Result<Response, Error> {
         let request = to_http(request)?;
-        match tokio::time::timeout(self.timeout, self.attempt(request)).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(Error::timeout()),
-        }
+        // One deadline for the whole attempt: the answer's head, then its body.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.attempt(request, deadline).await
     }
 }
 

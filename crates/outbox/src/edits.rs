@@ -262,7 +262,8 @@ pub(crate) fn record(
         return Ok(());
     };
     let (status, error) = match &attempt.result {
-        AttemptResult::Status(status) => (Some(*status), None),
+        // A status with a note (its body broke off): both are kept.
+        AttemptResult::Status(status) => (Some(*status), attempt.note.clone()),
         AttemptResult::Error(error) => (None, Some(error.clone())),
     };
     let stored = AttemptRecord {

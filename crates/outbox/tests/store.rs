@@ -77,10 +77,11 @@ async fn outcomes_are_recorded_with_their_attempts() {
     let a = head(&store, h).await;
     assert_eq!(a.attempts, 1);
     assert!(!a.is_due(SystemTime::now()), "the retry is an hour away");
-    let failed = Attempt {
-        result: AttemptResult::Error("connect error: refused".into()),
-        ..attempt(0)
-    };
+    let failed = Attempt::new(
+        SystemTime::now(),
+        Duration::from_millis(3),
+        AttemptResult::Error("connect error: refused".into()),
+    );
     store
         .record(
             &a,

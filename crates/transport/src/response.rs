@@ -31,6 +31,7 @@ pub struct Response {
     retry_after: Option<String>,
     body: Bytes,
     body_truncated: bool,
+    body_error: Option<String>,
 }
 
 impl Response {
@@ -48,6 +49,7 @@ impl Response {
             retry_after: None,
             body: Bytes::new(),
             body_truncated: false,
+            body_error: None,
         }
     }
 
@@ -179,6 +181,32 @@ impl Response {
     /// ```
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// Notes that the body broke off after the status arrived (the connection closed early, or
+    /// the attempt's time ran out while reading it). The status still stands: what an answer
+    /// means is decided by its status (the Standard Webhooks specification counts any 2xx as
+    /// delivered); the body is only kept for the record.
+    ///
+    /// ```
+    /// # use linq_hooks_transport::Response;
+    /// let response = Response::new(200).with_body("only part").with_body_error("connection closed");
+    /// assert!(response.is_success());
+    /// assert_eq!(response.body_error(), Some("connection closed"));
+    /// ```
+    pub fn with_body_error(mut self, error: impl Into<String>) -> Self {
+        self.body_error = Some(error.into());
+        self
+    }
+
+    /// Why the body broke off after the status arrived, if it did.
+    ///
+    /// ```
+    /// # use linq_hooks_transport::Response;
+    /// assert_eq!(Response::new(204).body_error(), None);
+    /// ```
+    pub fn body_error(&self) -> Option<&str> {
+        self.body_error.as_deref()
     }
 
     /// True when the body was longer than [`MAX_RESPONSE_BODY`] and was cut.

@@ -99,9 +99,9 @@ pub async fn fail(store: &Store, delivery: &Delivery, status: u16) {
 }
 
 pub fn attempt(status: u16) -> Attempt {
-    Attempt {
-        at: SystemTime::now(),
-        latency: Duration::from_millis(3),
-        result: AttemptResult::Status(status),
-    }
+    Attempt::new(
+        SystemTime::now(),
+        Duration::from_millis(3),
+        AttemptResult::Status(status),
+    )
 }
