@@ -65,6 +65,10 @@ pub(crate) struct Args {
     /// How long delivered records are kept before they are pruned (failed ones are kept).
     #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
     retention: Duration,
+    /// How long an ingest's `Idempotency-Key` is remembered: a repeat within it (a client
+    /// retrying a request whose answer it lost) stores nothing and gets the first answer.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    idempotency_window: Duration,
 }
 
 pub(crate) fn run(args: Args) -> Outcome {
@@ -93,6 +97,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         .secrets(secrets);
     config.shutdown_grace = args.shutdown_grace;
     config.retention = args.retention;
+    config.idempotency_window = args.idempotency_window;
 
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
     runtime.block_on(async {

@@ -169,6 +169,9 @@ struct Ingest {
 impl Ingest {
     async fn post_all(&self, events: impl Iterator<Item = Event>, pacer: Option<Pacer>) -> Outcome {
         let (mut sent, mut requests) = (0, 0);
+        // One `Idempotency-Key` per request, the same on each of its retries: a retry of a
+        // request whose answer was lost stores nothing twice. Unique to this run.
+        let run = linq_hooks_signature::new_message_id();
         let mut events = events.peekable();
         let mut pacer = pacer;
         while events.peek().is_some() {
@@ -184,7 +187,8 @@ impl Ingest {
                 (Some(_), [event]) => event.to_json_bytes(),
                 _ => serde_json::to_vec(&batch).expect("events serialize"),
             };
-            if let Err(outcome) = self.post(body, sent, batch.len()).await {
+            let key = format!("{run}-{requests}");
+            if let Err(outcome) = self.post(body, &key, sent, batch.len()).await {
                 return outcome;
             }
             sent += batch.len();
@@ -199,9 +203,15 @@ impl Ingest {
         Outcome::Success
     }
 
-    /// Posts one body (events `first + 1 ..= first + count` of the stream), retrying as the
-    /// policy says. The error is the outcome to exit with; the reason is on stderr.
-    async fn post(&self, body: Vec<u8>, first: usize, count: usize) -> Result<(), Outcome> {
+    /// Posts one body (events `first + 1 ..= first + count` of the stream) under the
+    /// idempotency `key`, retrying as the policy says. The error is the outcome to exit with; the reason is on stderr.
+    async fn post(
+        &self,
+        body: Vec<u8>,
+        key: &str,
+        first: usize,
+        count: usize,
+    ) -> Result<(), Outcome> {
         let body = Bytes::from(body);
         let events = if count == 1 {
             format!("event {}", first + 1)
@@ -210,7 +220,8 @@ impl Ingest {
         };
         let mut attempts = 0;
         loop {
-            let mut request = Request::new(self.url.as_str(), body.clone());
+            let mut request =
+                Request::new(self.url.as_str(), body.clone()).with_header("idempotency-key", key);
             if let Some(token) = &self.token {
                 request = request.with_header("authorization", format!("Bearer {token}"));
             }

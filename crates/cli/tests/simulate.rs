@@ -232,6 +232,17 @@ async fn ingest_retries_5xx_and_connection_errors() {
     assert_eq!(received[0].body, received[1].body, "the same batch again");
     assert_eq!(received[1].body, received[2].body);
     assert_eq!(posted_events(&received[2..]), as_values(&ndjson(1, 3)));
+    // Each request carries an `Idempotency-Key`, the same on its retries (so `serve` stores a
+    // retried batch once), another for the next batch.
+    let keys: Vec<&str> = received
+        .iter()
+        .map(|r| r.header("idempotency-key").expect("an Idempotency-Key"))
+        .collect();
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(keys[1], keys[2]);
+    if let Some(next) = keys.get(3) {
+        assert_ne!(keys[2], *next, "a new batch, a new key");
+    }
 
     // Nobody listens: given up after the retries, exit 2.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

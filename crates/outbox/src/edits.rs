@@ -8,7 +8,9 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::error::StoreError;
 use crate::records::*;
-use crate::store::{AcceptedDelivery, AcceptedEvent, NewEvent, Replay, encode};
+use crate::store::{
+    AcceptedDelivery, AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, encode,
+};
 use crate::views::decode_record;
 
 /// The on-disk format; a store of another format is refused. Format 1 (before hook ids) named
@@ -59,6 +61,8 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
     txn.open_table(PENDING_COUNTS)?;
     txn.open_table(WORKFLOWS)?;
     txn.open_table(HOOK_DEFS)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(IDEMPOTENCY_EXPIRY)?;
     Ok(())
 }
 
@@ -177,6 +181,84 @@ pub(crate) fn append(
         count_pending(txn, hook, |count| count + n)?;
     }
     Ok(accepted)
+}
+
+/// [`append`], once per idempotency key (see `Store::append_once`).
+pub(crate) fn append_once(
+    txn: &WriteTransaction,
+    key: &IdempotencyKey,
+    events: &[NewEvent],
+    now: u64,
+) -> Result<Appended, redb::Error> {
+    let known: Option<IdempotencyRecord> =
+        match txn.open_table(IDEMPOTENCY)?.get(key.key.as_str())? {
+            Some(value) => Some(decode_record(value.value())?),
+            None => None,
+        };
+    if let Some(known) = &known
+        && known.expires_ms > now
+    {
+        if known.fingerprint != key.fingerprint {
+            return Ok(Appended::KeyReused);
+        }
+        let accepted = known
+            .accepted
+            .iter()
+            .map(|(id, deliveries)| AcceptedEvent {
+                id: *id,
+                deliveries: deliveries
+                    .iter()
+                    .map(|(id, hook, webhook_id)| AcceptedDelivery {
+                        id: *id,
+                        hook: *hook,
+                        webhook_id: webhook_id.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        return Ok(Appended::Repeated(accepted));
+    }
+    let accepted = append(txn, events, now)?;
+    let expires_ms = now.saturating_add(u64::try_from(key.window.as_millis()).unwrap_or(u64::MAX));
+    let record = IdempotencyRecord {
+        fingerprint: key.fingerprint.clone(),
+        expires_ms,
+        accepted: accepted
+            .iter()
+            .map(|event| {
+                let deliveries = event
+                    .deliveries
+                    .iter()
+                    .map(|d| (d.id, d.hook, d.webhook_id.clone()))
+                    .collect();
+                (event.id, deliveries)
+            })
+            .collect(),
+    };
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    if let Some(old) = &known {
+        expiry.remove((old.expires_ms, key.key.as_str()))?;
+    }
+    expiry.insert((expires_ms, key.key.as_str()), ())?;
+    txn.open_table(IDEMPOTENCY)?
+        .insert(key.key.as_str(), encode(&record).as_slice())?;
+    Ok(Appended::Stored(accepted))
+}
+
+/// Forgets idempotency keys whose window ended before `now` (at most a batch per call).
+fn forget_keys(txn: &WriteTransaction, now: u64) -> Result<usize, redb::Error> {
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    let old: Vec<(u64, String)> = expiry
+        .range((0, "")..(now, ""))?
+        .take(PRUNE_BATCH)
+        .map(|entry| entry.map(|(key, _)| (key.value().0, key.value().1.to_string())))
+        .collect::<Result<_, _>>()?;
+    let mut keys = txn.open_table(IDEMPOTENCY)?;
+    for (at, key) in &old {
+        expiry.remove((*at, key.as_str()))?;
+        keys.remove(key.as_str())?;
+    }
+    Ok(old.len())
 }
 
 pub(crate) fn count_pending(
@@ -415,7 +497,8 @@ pub(crate) fn cancel_pending(
 /// Prunes at most this many deliveries per job, so one job never holds the writer long.
 const PRUNE_BATCH: usize = 10_000;
 
-pub(crate) fn prune(txn: &WriteTransaction, cutoff: u64) -> Result<usize, redb::Error> {
+pub(crate) fn prune(txn: &WriteTransaction, cutoff: u64, now: u64) -> Result<usize, redb::Error> {
+    forget_keys(txn, now)?;
     let mut delivered_at = txn.open_table(DELIVERED_AT)?;
     let old: Vec<(u64, u64)> = delivered_at
         .range((0, 0)..(cutoff, 0))?

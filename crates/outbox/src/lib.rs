@@ -48,4 +48,6 @@ pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval, WorkflowSecrets,
 };
-pub use store::{AcceptedDelivery, AcceptedEvent, NewEvent, Replay, Store};
+pub use store::{
+    AcceptedDelivery, AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, Store,
+};

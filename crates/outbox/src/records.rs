@@ -37,6 +37,13 @@ pub(crate) const DELIVERED_AT: TableDefinition<'_, (u64, u64), ()> =
 /// (delivery id, attempt number) → the attempt (JSON).
 pub(crate) const ATTEMPTS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("attempts");
+/// Idempotency key (`workflow` NUL `key`) → what the ingest that first used it stored (JSON).
+pub(crate) const IDEMPOTENCY: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("idempotency");
+/// (expires at, idempotency key): for forgetting keys after their window.
+pub(crate) const IDEMPOTENCY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
+
 /// Hook id → its delivery state (JSON); absent means enabled with no failures.
 pub(crate) const HOOKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("hooks");
 
@@ -248,6 +255,20 @@ pub(crate) struct WorkflowRecord {
     pub(crate) previous_secrets: Vec<(String, u64)>,
     pub(crate) hooks: Vec<u64>,
 }
+
+/// An ingest remembered under its idempotency key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct IdempotencyRecord {
+    /// A digest of the request body, so that a key reused for another body is refused.
+    pub(crate) fingerprint: String,
+    /// When the key is forgotten (a repeat after that is a new ingest).
+    pub(crate) expires_ms: u64,
+    /// What was stored: per event, its id and its deliveries.
+    pub(crate) accepted: Vec<(Option<u64>, Vec<RememberedDelivery>)>,
+}
+
+/// A delivery an idempotent ingest stored: (id, hook, webhook-id).
+pub(crate) type RememberedDelivery = (u64, u64, String);
 
 /// A hook's definition.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -39,6 +39,42 @@ pub struct NewEvent {
     pub deliveries: Vec<linq_hooks_delivery::NewDelivery>,
 }
 
+/// The idempotency key of an ingest ([`Store::append_once`]): a repeat with the same key
+/// within `window` stores nothing and gets the first answer.
+///
+/// ```
+/// use std::time::Duration;
+/// let key = linq_hooks_outbox::IdempotencyKey {
+///     key: "lab-a\u{0}batch-17".into(),
+///     fingerprint: "sha256-of-the-body".into(),
+///     window: Duration::from_secs(24 * 3600),
+/// };
+/// assert_eq!(key.window.as_secs(), 86_400);
+/// ```
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    /// The key, as the caller scopes it (say, the workflow and the client's key).
+    pub key: String,
+    /// What identifies the request's content (a digest of its body): the same key with another
+    /// fingerprint is refused.
+    pub fingerprint: String,
+    /// How long the key is remembered.
+    pub window: Duration,
+}
+
+/// What [`Store::append_once`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Appended {
+    /// The events were stored, and the key with them.
+    Stored(Vec<AcceptedEvent>),
+    /// The key was used before, within its window, for the same content: nothing was stored;
+    /// this is what the first ingest stored.
+    Repeated(Vec<AcceptedEvent>),
+    /// The key was used before, within its window, for other content: nothing was stored.
+    KeyReused,
+}
+
 /// What [`Store::append`] stored for one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -218,6 +254,18 @@ impl Store {
     /// it); a delivery for a hook that was removed meanwhile is stored as cancelled.
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AcceptedEvent>, StoreError> {
         self.submit(|reply| Job::Append(events, reply)).await
+    }
+
+    /// Like [`append`](Store::append), once per idempotency key: the key is stored in the same
+    /// commit as the events, so a repeat (a client retrying a request whose answer it lost)
+    /// stores nothing and gets the first answer, even after a crash.
+    pub async fn append_once(
+        &self,
+        key: IdempotencyKey,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.submit(|reply| Job::AppendOnce(Box::new(key), events, reply))
+            .await
     }
 
     /// Makes a failed delivery pending again (same `webhook-id`, a fresh retry schedule). It goes

@@ -14,7 +14,7 @@ use crate::edits;
 use crate::error::StoreError;
 use crate::records::*;
 use crate::registry;
-use crate::store::{AcceptedEvent, NewEvent, Replay, Reply};
+use crate::store::{AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, Reply};
 
 /// The most jobs one commit takes; more wait for the next.
 const MAX_BATCH: usize = 4096;
@@ -27,6 +27,7 @@ const RECORD_SYNC_INTERVAL: Duration = Duration::from_millis(200);
 /// What the writer is asked to do, and where to send the answer.
 pub(crate) enum Job {
     Append(Vec<NewEvent>, Reply<Vec<AcceptedEvent>>),
+    AppendOnce(Box<IdempotencyKey>, Vec<NewEvent>, Reply<Appended>),
     Record(Box<(Delivery, Attempt, Outcome)>, Reply<()>),
     Replay(DeliveryId, Reply<Replay>),
     Enable(HookId, Reply<Option<bool>>),
@@ -40,6 +41,7 @@ pub(crate) enum Job {
 /// A job's result, kept until its commit is done.
 enum Done {
     Append(Vec<AcceptedEvent>),
+    AppendOnce(Appended),
     Record,
     Replay(Replay),
     Enable(Option<bool>),
@@ -136,7 +138,7 @@ impl Job {
     /// The bytes a job brings into a transaction, for the batch budget.
     fn bytes(&self) -> usize {
         match self {
-            Job::Append(events, _) => events
+            Job::Append(events, _) | Job::AppendOnce(_, events, _) => events
                 .iter()
                 .map(|e| e.body.len() + 200 * e.deliveries.len())
                 .sum(),
@@ -174,6 +176,7 @@ fn answer(job: Job, result: Result<Done, StoreError>) {
     }
     match job {
         Job::Append(_, reply) => reply!(reply, Done::Append(accepted) => accepted),
+        Job::AppendOnce(.., reply) => reply!(reply, Done::AppendOnce(appended) => appended),
         Job::Record(_, reply) => reply!(reply, Done::Record => ()),
         Job::Replay(_, reply) => reply!(reply, Done::Replay(replay) => replay),
         Job::Enable(_, reply) => reply!(reply, Done::Enable(was) => was),
@@ -190,6 +193,9 @@ fn answer(job: Job, result: Result<Done, StoreError>) {
 fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Error> {
     Ok(match job {
         Job::Append(events, _) => Done::Append(edits::append(txn, events, now)?),
+        Job::AppendOnce(key, events, _) => {
+            Done::AppendOnce(edits::append_once(txn, key, events, now)?)
+        }
         Job::Record(record, _) => {
             let (delivery, attempt, outcome) = &**record;
             edits::record(txn, delivery, attempt, outcome, now)?;
@@ -197,7 +203,7 @@ fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Erro
         }
         Job::Replay(id, _) => Done::Replay(edits::replay(txn, *id)?),
         Job::Enable(hook, _) => Done::Enable(edits::enable(txn, *hook)?),
-        Job::Prune(cutoff, _) => Done::Prune(edits::prune(txn, *cutoff)?),
+        Job::Prune(cutoff, _) => Done::Prune(edits::prune(txn, *cutoff, now)?),
         Job::PutWorkflow(id, hooks, secret, _) => Done::PutWorkflow(Box::new(
             registry::put_workflow(txn, id, hooks, secret, now)?,
         )),

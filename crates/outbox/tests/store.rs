@@ -390,3 +390,64 @@ fn an_unusable_path_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// An ingest under an idempotency key is stored once: a repeat with the same fingerprint gets
+/// the first answer, another fingerprint is refused, both storing nothing, and the key is
+/// remembered across a reopening (it is committed with the events) until its window ends.
+#[tokio::test]
+async fn an_idempotency_key_stores_an_ingest_once() {
+    use linq_hooks_outbox::{Appended, IdempotencyKey};
+    let path = store_path("idempotency");
+    let key = |fingerprint: &str, window: Duration| IdempotencyKey {
+        key: "w\u{0}k1".into(),
+        fingerprint: fingerprint.into(),
+        window,
+    };
+    let day = Duration::from_secs(24 * 3600);
+    let first = {
+        let store = Store::open(&path).unwrap();
+        let hooks = register(&store, "w", 1).await;
+        let Appended::Stored(first) = store
+            .append_once(key("f1", day), vec![event(&hooks, "a")])
+            .await
+            .unwrap()
+        else {
+            panic!("stored the first time")
+        };
+        first
+    };
+    let store = Store::open(&path).unwrap();
+    let hooks: Vec<_> = store
+        .workflow("w")
+        .unwrap()
+        .unwrap()
+        .hooks
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    let again = store
+        .append_once(key("f1", day), vec![event(&hooks, "a")])
+        .await
+        .unwrap();
+    assert_eq!(again, Appended::Repeated(first.clone()));
+    let other = store
+        .append_once(key("f2", day), vec![event(&hooks, "b")])
+        .await
+        .unwrap();
+    assert_eq!(other, Appended::KeyReused);
+    assert_eq!(store.pending().unwrap(), 1, "stored once");
+    // A key whose window has ended is a new ingest.
+    let short = IdempotencyKey {
+        key: "w\u{0}k2".into(),
+        fingerprint: "f".into(),
+        window: Duration::ZERO,
+    };
+    for _ in 0..2 {
+        let stored = store
+            .append_once(short.clone(), vec![event(&hooks, "c")])
+            .await
+            .unwrap();
+        assert!(matches!(stored, Appended::Stored(_)), "{stored:?}");
+    }
+    assert_eq!(store.pending().unwrap(), 3);
+}

@@ -90,6 +90,9 @@ pub struct ServiceConfig {
     pub shutdown_grace: Duration,
     /// How long delivered records are kept (default 7 days).
     pub retention: Duration,
+    /// How long an ingest's `Idempotency-Key` is remembered: a repeat within it stores nothing
+    /// and gets the first answer (default 24 h).
+    pub idempotency_window: Duration,
 }
 
 impl ServiceConfig {
@@ -103,6 +106,7 @@ impl ServiceConfig {
             delivery: Config::default().policy(RetryPolicy::service_default()),
             shutdown_grace: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 60 * 60),
+            idempotency_window: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -345,6 +349,7 @@ impl Service {
             live,
             metrics,
             token: config.token,
+            idempotency_window: config.idempotency_window,
         });
         Ok(Service {
             listener,

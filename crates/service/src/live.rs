@@ -15,8 +15,8 @@ use linq_hooks_events::Event;
 use linq_hooks_filter::Matcher;
 use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_outbox::{
-    AcceptedEvent, NewEvent, Store, StoreError, StoredHook, StoredWorkflow, WorkflowChange,
-    WorkflowRemoval,
+    Appended, IdempotencyKey, NewEvent, Store, StoreError, StoredHook, StoredWorkflow,
+    WorkflowChange, WorkflowRemoval,
 };
 use linq_hooks_signature::Secret;
 use tokio::sync::RwLock;
@@ -262,7 +262,8 @@ impl Live {
         self: &Arc<Self>,
         workflow: String,
         events: Vec<Event>,
-    ) -> Result<Option<Vec<AcceptedEvent>>, StoreError> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<Option<Appended>, StoreError> {
         let committed = tokio::spawn({
             let live = Arc::clone(self);
             async move {
@@ -284,11 +285,16 @@ impl Live {
                         NewEvent { body, deliveries }
                     })
                     .collect();
-                let accepted = live.store.append(new).await?;
-                for delivery in accepted.iter().flat_map(|event| &event.deliveries) {
-                    live.dispatcher.wake(delivery.hook);
+                let appended = match key {
+                    Some(key) => live.store.append_once(key, new).await?,
+                    None => Appended::Stored(live.store.append(new).await?),
+                };
+                if let Appended::Stored(accepted) = &appended {
+                    for delivery in accepted.iter().flat_map(|event| &event.deliveries) {
+                        live.dispatcher.wake(delivery.hook);
+                    }
                 }
-                Ok(Some(accepted))
+                Ok(Some(appended))
             }
         });
         committed.await.expect("ingesting does not panic")

@@ -579,3 +579,80 @@ async fn the_hook_list_is_paged() {
     }
     running.abort();
 }
+
+/// The field fault: a proxy reset the client after `serve` had sent its 202, the client
+/// retried, and every event was stored twice under new webhook-ids. With an `Idempotency-Key`,
+/// a repeat stores nothing and gets the first answer; the same key with another body is 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_makes_a_retried_ingest_store_nothing() {
+    let (addr, running) = start("idempotency", None).await;
+    let hooks = r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}}]"#;
+    assert_eq!(
+        send(addr, "PUT", "/v1/workflows/lab", &[JSON], hooks)
+            .await
+            .status,
+        201
+    );
+    let events = r#"[{"event": "new_plan", "plan_id": "p1", "timestamp": "2025-04-17T09:30:00Z"},
+                     {"event": "new_plan", "plan_id": "p2", "timestamp": "2025-04-17T09:30:01Z"}]"#;
+    let key = [JSON, ("idempotency-key", "batch-7f3a")];
+    let first = send(addr, "POST", "/v1/workflows/lab/events", &key, events).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let again = send(addr, "POST", "/v1/workflows/lab/events", &key, events).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(
+        again.body, first.body,
+        "the first answer, the same webhook-ids"
+    );
+    assert!(
+        again.head.contains("idempotent-replayed: true"),
+        "{}",
+        again.head
+    );
+    assert_eq!(stored(addr).await, 2, "stored once");
+    // The same key for other events: refused, nothing stored.
+    let other = r#"{"event": "new_plan", "plan_id": "p3", "timestamp": "2025-04-17T09:30:02Z"}"#;
+    let reused = send(addr, "POST", "/v1/workflows/lab/events", &key, other).await;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(problems(&reused)[0].0.as_deref(), Some("Idempotency-Key"));
+    // Keys are per workflow, and a malformed key is refused.
+    let key_b = [JSON, ("idempotency-key", "batch-7f3a")];
+    assert_eq!(
+        send(addr, "PUT", "/v1/workflows/other", &[JSON], hooks)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        send(addr, "POST", "/v1/workflows/other/events", &key_b, other)
+            .await
+            .status,
+        202
+    );
+    let bad = [JSON, ("idempotency-key", "has space")];
+    assert_eq!(
+        send(addr, "POST", "/v1/workflows/lab/events", &bad, other)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(stored(addr).await, 3);
+    running.abort();
+}
+
+/// How many deliveries the store holds, pending or delivered.
+async fn stored(addr: std::net::SocketAddr) -> usize {
+    let mut n = 0;
+    for state in ["pending", "delivered"] {
+        let list = send(
+            addr,
+            "GET",
+            &format!("/v1/deliveries?state={state}"),
+            &[],
+            "",
+        )
+        .await;
+        n += list.body["deliveries"].as_array().unwrap().len();
+    }
+    n
+}

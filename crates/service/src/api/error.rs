@@ -49,6 +49,9 @@ pub(crate) enum ApiError {
     Conflict(String),
     /// 413.
     TooLarge(usize),
+    /// 422: well-formed, but in conflict with what was sent before (an idempotency key reused
+    /// for another body).
+    Unprocessable(Problem),
     /// 415: a JSON body without `Content-Type: application/json`.
     Unsupported(String),
     /// 503: the store failed. Logged in full; the client gets a short message.
@@ -111,6 +114,9 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 whole(format!("the body is over {limit} bytes")),
             ),
+            ApiError::Unprocessable(problem) => {
+                error_response(StatusCode::UNPROCESSABLE_ENTITY, vec![problem])
+            }
             ApiError::Unsupported(message) => {
                 error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, whole(message))
             }

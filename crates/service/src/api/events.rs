@@ -5,10 +5,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use linq_hooks_events::{Event, parse_event_value};
+use linq_hooks_outbox::{Appended, IdempotencyKey};
 use serde_json::Value;
+use sha2::Digest;
 
 use super::error::{ApiError, ApiResult, ErrorBody, Problem};
 use super::types::{AcceptedDeliveryOut, IngestOut, hook_id};
@@ -26,45 +29,50 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
 /// event or an array. 202 once stored durably, with one delivery per hook that fires; 400 with
 /// every problem, nothing stored, for an invalid body.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the ingest idempotent: a repeat with the same key (1 to 255 visible ASCII characters) and body within the window (24 h by default) stores nothing and gets the first answer, with `Idempotent-Replayed: true`; the same key with another body gets 422")),
     request_body(content = serde_json::Value, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
     responses(
         (status = 202, body = IngestOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "The Idempotency-Key was used for another body"), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn ingest_default(
     state: Shared,
+    headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<IngestOut>)> {
-    accept(state, DEFAULT_WORKFLOW.to_string(), body).await
+) -> ApiResult<Response> {
+    accept(state, DEFAULT_WORKFLOW.to_string(), headers, body).await
 }
 
 /// Events of one workflow's runs, matched against that workflow's hooks only: one event or an
 /// array. 202 once stored durably; 400 with every problem, nothing stored; 404 for an unknown
 /// workflow.
 #[utoipa::path(post, path = "/v1/workflows/{workflow_id}/events", tag = "events",
-    params(("workflow_id" = String, Path, description = "The workflow")),
+    params(("workflow_id" = String, Path, description = "The workflow"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the ingest idempotent: a repeat with the same key (1 to 255 visible ASCII characters) and body within the window (24 h by default) stores nothing and gets the first answer, with `Idempotent-Replayed: true`; the same key with another body gets 422")),
     request_body(content = serde_json::Value, description = "One event (`schemas/event.schema.json`) or a non-empty array of events"),
     responses(
         (status = 202, body = IngestOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "The Idempotency-Key was used for another body"), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
 pub(super) async fn ingest(
     state: Shared,
     workflow: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+) -> ApiResult<Response> {
     let workflow = workflow_path(workflow)?;
-    accept(state, workflow, body).await
+    accept(state, workflow, headers, body).await
 }
 
 async fn accept(
     axum::extract::State(state): Shared,
     workflow: String,
+    headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+) -> ApiResult<Response> {
     let body = super::body(body)?;
+    let key = idempotency_key(&headers, &workflow, &body, state.idempotency_window)?;
     let events = parse_events(&body)?;
-    let accepted = state
+    let appended = state
         .live
-        .ingest(workflow.clone(), events)
+        .ingest(workflow.clone(), events, key)
         .await
         .map_err(ApiError::store(
             "store the events (not stored, so not accepted)",
@@ -79,7 +87,19 @@ async fn accept(
                 format!("no workflow {workflow}")
             })
         })?;
-    state.metrics.events_accepted.inc_by(accepted.len() as u64);
+    let (accepted, repeated) = match appended {
+        Appended::Stored(accepted) => (accepted, false),
+        Appended::Repeated(accepted) => (accepted, true),
+        _ => {
+            return Err(ApiError::Unprocessable(Problem::at(
+                IDEMPOTENCY_KEY,
+                "this key was used for a different body within its window; a retry must send the same body, new events a new key",
+            )));
+        }
+    };
+    if !repeated {
+        state.metrics.events_accepted.inc_by(accepted.len() as u64);
+    }
     let deliveries = accepted
         .iter()
         .enumerate()
@@ -92,13 +112,52 @@ async fn accept(
             })
         })
         .collect();
-    Ok((
+    let mut response = (
         StatusCode::ACCEPTED,
         Json(IngestOut {
             accepted: accepted.len(),
             deliveries,
         }),
-    ))
+    )
+        .into_response();
+    if repeated {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The request header that makes an ingest idempotent.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The ingest's idempotency key, if the request has one: 1 to 255 visible ASCII characters,
+/// scoped to the workflow, with a digest of the body as its fingerprint.
+fn idempotency_key(
+    headers: &HeaderMap,
+    workflow: &str,
+    body: &[u8],
+    window: std::time::Duration,
+) -> ApiResult<Option<IdempotencyKey>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                IDEMPOTENCY_KEY,
+                "expected 1 to 255 visible ASCII characters (a UUID, say)",
+            )
+        })?;
+    let digest = sha2::Sha256::digest(body);
+    Ok(Some(IdempotencyKey {
+        key: format!("{workflow}\u{0}{key}"),
+        fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        window,
+    }))
 }
 
 /// One event or a non-empty array; every invalid event is reported with its path.

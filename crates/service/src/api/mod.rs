@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     pub(crate) live: Arc<Live>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) token: Option<String>,
+    /// How long an ingest's `Idempotency-Key` is remembered.
+    pub(crate) idempotency_window: std::time::Duration,
 }
 
 pub(crate) type Shared = State<Arc<AppState>>;
