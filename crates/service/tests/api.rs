@@ -640,10 +640,10 @@ async fn an_idempotency_key_makes_a_retried_ingest_store_nothing() {
     running.abort();
 }
 
-/// How many deliveries the store holds, pending or delivered.
+/// How many deliveries the store holds, once none is pending (the test transport answers 200;
+/// counting pending and delivered in two reads could count one that moved between them twice).
 async fn stored(addr: std::net::SocketAddr) -> usize {
-    let mut n = 0;
-    for state in ["pending", "delivered"] {
+    let count = |state: &'static str| async move {
         let list = send(
             addr,
             "GET",
@@ -652,7 +652,51 @@ async fn stored(addr: std::net::SocketAddr) -> usize {
             "",
         )
         .await;
-        n += list.body["deliveries"].as_array().unwrap().len();
+        list.body["deliveries"].as_array().unwrap().len()
+    };
+    for _ in 0..500 {
+        if count("pending").await == 0 {
+            return count("delivered").await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    n
+    panic!("deliveries still pending after 5 s");
+}
+
+/// The field fault: a 1 MiB ingest body of invalid events got a 57 MB error answer. An answer
+/// lists at most a hundred problems, then counts the rest; a workflow document likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_lists_a_hundred_problems_then_counts_the_rest() {
+    let (addr, running) = start("bounded", None).await;
+    let hooks = r#"[{"filter": "on_new_plan", "parameters": {"url": "https://a.example"}}]"#;
+    assert_eq!(
+        send(addr, "PUT", "/v1/workflows/default", &[JSON], hooks)
+            .await
+            .status,
+        201
+    );
+    // About 1 MiB: many events, each invalid (a long unknown kind, quoted back in its message).
+    let bad = format!(r#"{{"event": "{}", "timestamp": "nope"}}"#, "x".repeat(200));
+    let n = (1000 * 1024) / (bad.len() + 1);
+    let body = format!("[{}]", vec![bad.as_str(); n].join(","));
+    assert!(body.len() <= 1024 * 1024);
+    let answer = send(addr, "POST", "/v1/events", &[JSON], &body).await;
+    assert_eq!(answer.status, 400);
+    let listed = problems(&answer);
+    assert_eq!(listed.len(), 101, "a hundred, then the count");
+    assert_eq!(listed[0].0.as_deref(), Some("[0].event"));
+    assert_eq!(
+        listed[100].1,
+        format!("and {} more problems not listed", n - 100)
+    );
+    assert!(answer.body.to_string().len() < 64 * 1024, "a small answer");
+    // A workflow document with thousands of problems.
+    let hook = r#"{"filter": "on_new_plan", "parameters": {"url": "relative"}}"#;
+    let doc = format!("[{}]", vec![hook; 5000].join(","));
+    let answer = send(addr, "PUT", "/v1/workflows/many", &[JSON], &doc).await;
+    assert_eq!(answer.status, 400);
+    let listed = problems(&answer);
+    assert_eq!(listed.len(), 101);
+    assert_eq!(listed[100].1, "and 4900 more problems not listed");
+    running.abort();
 }

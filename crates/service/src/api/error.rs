@@ -39,8 +39,10 @@ impl Problem {
 /// Why a request failed, and so which status it gets.
 #[derive(Debug)]
 pub(crate) enum ApiError {
-    /// 400: the request is wrong; every problem is listed.
+    /// 400: the request is wrong; the problems are listed (the first hundred, then a count).
     Invalid(Vec<Problem>),
+    /// 400 with problems found and more counted but not built (a huge invalid body).
+    InvalidMany(Vec<Problem>, usize),
     /// 401: no or a wrong bearer token.
     Unauthorized,
     /// 404.
@@ -84,6 +86,39 @@ impl ApiError {
 /// `Result` of a handler.
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
+/// The most problems one answer lists; the rest are counted.
+pub(crate) const MAX_PROBLEMS: usize = 100;
+/// The longest message of one problem, in bytes (a message may quote what it refuses).
+const MAX_MESSAGE: usize = 1024;
+
+/// At most [`MAX_PROBLEMS`] problems, each message at most [`MAX_MESSAGE`] bytes, then one that
+/// counts the rest (those dropped here and `more` the caller did not even build), so that an
+/// answer stays small whatever the request held.
+pub(crate) fn bounded(mut problems: Vec<Problem>, more: usize) -> Vec<Problem> {
+    let rest = problems.len().saturating_sub(MAX_PROBLEMS) + more;
+    problems.truncate(MAX_PROBLEMS);
+    for problem in &mut problems {
+        if problem.message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !problem.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            problem.message.truncate(cut);
+            problem.message.push('…');
+        }
+    }
+    if rest > 0 {
+        problems.push(Problem {
+            path: None,
+            message: format!(
+                "and {rest} more problem{} not listed",
+                if rest == 1 { "" } else { "s" }
+            ),
+        });
+    }
+    problems
+}
+
 pub(crate) fn error_response(status: StatusCode, errors: Vec<Problem>) -> Response {
     (status, Json(ErrorBody { errors })).into_response()
 }
@@ -97,7 +132,9 @@ impl IntoResponse for ApiError {
             }]
         };
         match self {
-            ApiError::Invalid(problems) => error_response(StatusCode::BAD_REQUEST, problems),
+            ApiError::Invalid(problems) => {
+                error_response(StatusCode::BAD_REQUEST, bounded(problems, 0))
+            }
             ApiError::Unauthorized => {
                 let mut response = error_response(
                     StatusCode::UNAUTHORIZED,
@@ -114,6 +151,9 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 whole(format!("the body is over {limit} bytes")),
             ),
+            ApiError::InvalidMany(problems, more) => {
+                error_response(StatusCode::BAD_REQUEST, bounded(problems, more))
+            }
             ApiError::Unprocessable(problem) => {
                 error_response(StatusCode::UNPROCESSABLE_ENTITY, vec![problem])
             }

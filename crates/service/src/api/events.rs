@@ -13,7 +13,7 @@ use linq_hooks_outbox::{Appended, IdempotencyKey};
 use serde_json::Value;
 use sha2::Digest;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::error::{ApiError, ApiResult, ErrorBody, MAX_PROBLEMS, Problem};
 use super::types::{AcceptedDeliveryOut, IngestOut, hook_id};
 use super::workflows::workflow_path;
 use super::{AppState, Shared};
@@ -69,7 +69,11 @@ async fn accept(
 ) -> ApiResult<Response> {
     let body = super::body(body)?;
     let key = idempotency_key(&headers, &workflow, &body, state.idempotency_window)?;
-    let events = parse_events(&body)?;
+    // Up to a mebibyte of JSON to read and check: off the async workers, which other
+    // requests and the deliveries need meanwhile.
+    let events = tokio::task::spawn_blocking(move || parse_events(&body))
+        .await
+        .expect("reading events does not panic")?;
     let appended = state
         .live
         .ingest(workflow.clone(), events, key)
@@ -178,9 +182,12 @@ fn parse_events(body: &[u8]) -> ApiResult<Vec<Event>> {
     }
     let mut events = Vec::with_capacity(items.len());
     let mut problems = Vec::new();
+    // Problems beyond those an answer lists are counted, not built.
+    let mut more = 0;
     for (i, item) in items.iter().enumerate() {
         match parse_event_value(item) {
             Ok(event) => events.push(event),
+            Err(_) if problems.len() >= MAX_PROBLEMS => more += 1,
             Err(e) => {
                 let inner = e.path().unwrap_or("$");
                 let path = match (batch, inner) {
@@ -200,6 +207,6 @@ fn parse_events(body: &[u8]) -> ApiResult<Vec<Event>> {
     if problems.is_empty() {
         Ok(events)
     } else {
-        Err(ApiError::Invalid(problems))
+        Err(ApiError::InvalidMany(problems, more))
     }
 }

@@ -120,23 +120,10 @@ pub(super) async fn put(
 ) -> ApiResult<(StatusCode, Json<PutWorkflowOut>)> {
     let id = workflow_path(id)?;
     let body = super::body(body)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::invalid("$", format!("the body is not UTF-8: {e}")))?;
-    let parsed = parse_hooks(text).map_err(|e| {
-        if e.is_syntax() {
-            // `invalid JSON: expected value at line 2 column 14`: the error's level, then
-            // serde_json's message, its source.
-            let detail = std::error::Error::source(&e).map(|s| format!(": {s}"));
-            ApiError::invalid("$", format!("{e}{}", detail.unwrap_or_default()))
-        } else {
-            ApiError::Invalid(
-                e.problems()
-                    .iter()
-                    .map(|p| Problem::at(p.path(), p.message()))
-                    .collect(),
-            )
-        }
-    })?;
+    // Up to a mebibyte of JSON to read and check: off the async workers.
+    let parsed = tokio::task::spawn_blocking(move || read_hooks(&body))
+        .await
+        .expect("reading hooks does not panic")?;
     let change = state
         .live
         .put(id.clone(), parsed.hooks.clone())
@@ -224,6 +211,28 @@ pub(super) async fn rotate(
         ))?;
     tracing::info!(workflow = %id, "secret rotated");
     Ok(Json(secret_out(&state, &workflow)))
+}
+
+/// A hook document from a request body: every problem with its path (the first hundred, then a
+/// count), or `invalid JSON: …` with the place.
+fn read_hooks(body: &[u8]) -> ApiResult<linq_hooks_model::ParsedHooks> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::invalid("$", format!("the body is not UTF-8: {e}")))?;
+    parse_hooks(text).map_err(|e| {
+        if e.is_syntax() {
+            // `invalid JSON: expected value at line 2 column 14`: the error's level, then
+            // serde_json's message, its source.
+            let detail = std::error::Error::source(&e).map(|s| format!(": {s}"));
+            ApiError::invalid("$", format!("{e}{}", detail.unwrap_or_default()))
+        } else {
+            ApiError::Invalid(
+                e.problems()
+                    .iter()
+                    .map(|p| Problem::at(p.path(), p.message()))
+                    .collect(),
+            )
+        }
+    })
 }
 
 /// A stored workflow, or 404.
