@@ -316,15 +316,26 @@ async fn invalid_ingest_is_refused_whole_and_stores_nothing() {
     }
     let huge = format!("[{}]", vec![plan(1).to_string(); 20_000].join(","));
     assert!(huge.len() > 1024 * 1024);
-    let reply = request(
+    // Refused from its Content-Length, before the body is read: the 413 may come back while the
+    // client is still sending, and the client may then see the connection closed under its
+    // upload instead (the raw-socket test in faults.rs reads the 413 itself). Never accepted.
+    match request(
         "POST",
         &format!("{}/v1/events", serve.base),
         Some(huge.into_bytes()),
         None,
     )
     .await
-    .unwrap();
-    assert_eq!(reply.status, 413);
+    {
+        Ok(reply) => assert_eq!(reply.status, 413),
+        Err(e) => {
+            let e = format!("{e:?}");
+            assert!(
+                e.contains("BodyWrite") || e.contains("Broken pipe") || e.contains("reset"),
+                "{e}"
+            );
+        }
+    }
 
     serve.assert_nothing_stored().await;
     let metrics = serve.call("GET", "/metrics", None).await.body;
