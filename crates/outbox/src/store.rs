@@ -563,16 +563,6 @@ impl Store {
             }))
         })
     }
-
-    /// The stored body of event `id` (`None` once pruned, or if no hook fired for it).
-    pub fn event_body(&self, id: u64) -> Result<Option<Bytes>, StoreError> {
-        self.read("read an event", |txn| {
-            Ok(txn
-                .open_table(EVENT_BODIES)?
-                .get(id)?
-                .map(|v| Bytes::copy_from_slice(v.value())))
-        })
-    }
 }
 
 /// A workflow's record with its hooks read in.

@@ -27,6 +27,18 @@ pub(crate) struct Problem {
     pub(crate) message: String,
 }
 
+/// The model's problems and warnings (`workflow.hooks[2].parameters.url: …`) keep their path.
+impl From<&linq_hooks_model::Diagnostic> for Problem {
+    fn from(diagnostic: &linq_hooks_model::Diagnostic) -> Problem {
+        Problem::at(diagnostic.path(), diagnostic.message())
+    }
+}
+
+/// The problems of a hook document the model refused.
+pub(crate) fn problems_of(error: &linq_hooks_model::Error) -> Vec<Problem> {
+    error.problems().iter().map(Problem::from).collect()
+}
+
 impl Problem {
     pub(crate) fn at(path: impl Into<String>, message: impl Into<String>) -> Problem {
         Problem {

@@ -10,7 +10,7 @@ use linq_hooks_delivery::HookId;
 use linq_hooks_model::HookParameters;
 use serde_json::Value;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::error::{ApiError, ApiResult, ErrorBody, Problem, problems_of};
 use super::extract::{ApiJson, ApiQuery};
 use super::types::{EnableOut, HookOut, HooksOut, PatchedHookOut, hook_id};
 use super::{AppState, Shared};
@@ -28,9 +28,13 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
 /// A hook id from the path: `hook_` and a number.
 fn hook_path(path: Result<Path<String>, PathRejection>) -> ApiResult<HookId> {
     let Path(id) = path.map_err(|e| ApiError::invalid("hook_id", e.body_text()))?;
-    id.strip_prefix("hook_")
-        .and_then(super::canonical_number)
+    parse_hook_id(&id)
         .ok_or_else(|| ApiError::NotFound(format!("no hook {id} (hook ids look like hook_12)")))
+}
+
+/// `hook_` and a number, spelt one way (the inverse of [`hook_id`]).
+fn parse_hook_id(text: &str) -> Option<HookId> {
+    text.strip_prefix("hook_").and_then(super::canonical_number)
 }
 
 /// The query of `GET /v1/hooks`.
@@ -53,9 +57,7 @@ pub(super) async fn list(
     let limit = super::check_limit(query.limit, MAX_LIMIT)?;
     let after = match &query.after {
         Some(after) => Some(
-            after
-                .strip_prefix("hook_")
-                .and_then(super::canonical_number)
+            parse_hook_id(after)
                 .ok_or_else(|| ApiError::invalid("after", "expected a hook id, such as hook_12"))?,
         ),
         None => None,
@@ -124,20 +126,9 @@ pub(super) async fn patch(
         match linq_hooks_model::parse_hooks_value(&as_hook) {
             Ok(parsed) => (
                 parsed.hooks[0].parameters().clone(),
-                parsed
-                    .warnings
-                    .iter()
-                    .map(|w| Problem::at(w.path(), w.message()))
-                    .collect(),
+                parsed.warnings.iter().map(Problem::from).collect(),
             ),
-            Err(e) => {
-                return Err(ApiError::Invalid(
-                    e.problems()
-                        .iter()
-                        .map(|p| Problem::at(p.path(), p.message()))
-                        .collect(),
-                ));
-            }
+            Err(e) => return Err(ApiError::Invalid(problems_of(&e))),
         };
     let hook = state
         .live

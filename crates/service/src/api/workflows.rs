@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use linq_hooks_model::parse_hooks;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Problem};
+use super::error::{ApiError, ApiResult, ErrorBody, Problem, problems_of};
 use super::extract::ApiQuery;
 use super::types::{
     DeletedOut, PreviousSecretOut, PutWorkflowOut, SecretOut, WorkflowOut, WorkflowsOut, hook_id,
@@ -139,11 +139,7 @@ pub(super) async fn put(
     } else {
         (StatusCode::OK, None)
     };
-    let warnings = parsed
-        .warnings
-        .iter()
-        .map(|w| Problem::at(w.path(), w.message()))
-        .collect();
+    let warnings = parsed.warnings.iter().map(Problem::from).collect();
     Ok((status, Json(PutWorkflowOut::new(&change, secret, warnings))))
 }
 
@@ -225,12 +221,7 @@ fn read_hooks(body: &[u8]) -> ApiResult<linq_hooks_model::ParsedHooks> {
             let detail = std::error::Error::source(&e).map(|s| format!(": {s}"));
             ApiError::invalid("$", format!("{e}{}", detail.unwrap_or_default()))
         } else {
-            ApiError::Invalid(
-                e.problems()
-                    .iter()
-                    .map(|p| Problem::at(p.path(), p.message()))
-                    .collect(),
-            )
+            ApiError::Invalid(problems_of(&e))
         }
     })
 }
