@@ -341,3 +341,78 @@ fn a_leap_second_keeps_its_order() {
     );
     assert!("2016-12-31T23:60:00Z".parse::<Timestamp>().is_err());
 }
+
+/// Issue 11, item 14: a field a newer scheduler adds reaches receivers. Unknown fields are kept
+/// as received, after the known fields (normalised as always), at the top and in a location,
+/// whatever their type; `event` is written once; the schemas accept them.
+#[test]
+fn unknown_fields_are_kept_after_the_known_ones() {
+    // The input from the field report: a field the scheduler added.
+    check(
+        json!({"event": "run_state_change", "run_id": "r", "state": "paused", "timestamp": "2025-04-17T11:30:00+02:00", "operator": "ada"}),
+        json!({"event": "run_state_change", "run_id": "r", "state": "paused", "message": "The run is paused.", "timestamp": "2025-04-17T09:30:00.000Z", "operator": "ada"}),
+    );
+    // Other kinds, nested values, null and numbers; in a location too.
+    let ts = "2025-04-17T09:30:00.000Z";
+    check(
+        json!({"event": "task_state_change", "run_id": "r", "task_id": "t", "state": "failed", "timestamp": ts,
+               "retry": null, "instrument": {"id": "reader", "firmware": [1, 2]}, "load": 0.75}),
+        json!({"event": "task_state_change", "run_id": "r", "task_id": "t", "state": "failed", "message": "Task t failed.", "timestamp": ts,
+               "instrument": {"id": "reader", "firmware": [1, 2]}, "load": 0.75, "retry": null}),
+    );
+    check(
+        json!({"event": "labware_movement", "run_id": "r", "labware_id": "l", "phase": "start",
+               "source": {"instrument": "hotel", "slot": 3, "rack": "A"}, "destination": {"instrument": "reader", "slot": 1},
+               "timestamp": ts, "barcode": "X1"}),
+        json!({"event": "labware_movement", "run_id": "r", "labware_id": "l", "phase": "start",
+               "source": {"instrument": "hotel", "slot": 3, "rack": "A"}, "destination": {"instrument": "reader", "slot": 1},
+               "message": "Labware l was picked up from hotel slot 3.", "timestamp": ts, "barcode": "X1"}),
+    );
+    for (kind, fields) in [
+        ("safety_state_change", json!({"state": "alert"})),
+        ("new_plan", json!({"plan_id": "p"})),
+    ] {
+        let mut input = fields.clone();
+        input["event"] = json!(kind);
+        input["timestamp"] = json!(ts);
+        input["zone"] = json!(4);
+        let event = parse_event(&input.to_string()).unwrap();
+        assert_eq!(event.extra().len(), 1, "{input}");
+        assert_eq!(serde_json::to_value(&event).unwrap()["zone"], 4, "{input}");
+    }
+
+    // Known fields are not also extras; `event` appears once in what is sent.
+    let event = parse_event(
+        r#"{"event": "new_plan", "plan_id": "p", "timestamp": "2025-04-17T09:30:00Z", "plan_version": 3}"#,
+    )
+    .unwrap();
+    assert_eq!(event.extra().keys().collect::<Vec<_>>(), ["plan_version"]);
+    let sent = String::from_utf8(event.to_json_bytes()).unwrap();
+    assert_eq!(sent.matches("\"event\"").count(), 1, "{sent}");
+    assert_eq!(
+        sent,
+        r#"{"event":"new_plan","plan_id":"p","message":"The scheduler made a new plan, p.","timestamp":"2025-04-17T09:30:00.000Z","plan_version":3}"#
+    );
+
+    // A receiver reading one kind's body keeps them too.
+    let body: RunStateChange =
+        serde_json::from_str(r#"{"run_id": "r", "state": "paused", "timestamp": "2025-04-17T09:30:00Z", "operator": "ada"}"#)
+            .unwrap();
+    assert_eq!(body.extra["operator"], "ada");
+
+    // Wrong types of known fields are still refused, with their path.
+    check_refused(
+        r#"{"event": "run_state_change", "run_id": 7, "state": "paused", "timestamp": "2025-04-17T09:30:00Z", "operator": "ada"}"#,
+        "run_id: invalid type: integer `7`, expected a string",
+    );
+
+    // The schemas allow them: the union and each kind's own.
+    let body = serde_json::to_value(&event).unwrap();
+    let union = jsonschema::draft202012::new(&read_json("schemas/event.schema.json")).unwrap();
+    assert!(union.is_valid(&body), "{body}");
+    let own = read_json("schemas/events/new_plan.schema.json");
+    assert!(
+        jsonschema::draft202012::new(&own).unwrap().is_valid(&body),
+        "{body}"
+    );
+}

@@ -607,3 +607,29 @@ async fn waiting_for_retries_costs_no_cpu() {
         "serve used {used} ticks of CPU while only waiting"
     );
 }
+
+/// Issue 11, item 14: a field a newer scheduler adds reaches the receiver, as it was posted,
+/// after the known fields; the stored event keeps it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_event_fields_reach_the_receiver() {
+    let receiver = Receiver::start(|_, _| (204, vec![])).await;
+    let hooks = hooks_file("extra", json!([plan_hook(receiver.url("/"))]));
+    let store = store("extra");
+    let serve = Serve::start(&["--hooks", &hooks, "--store", &store]).await;
+    let reply = serve
+        .post_events(
+            json!({"event": "new_plan", "plan_id": "p1", "timestamp": "2025-04-17T11:30:00+02:00",
+                            "plan_version": 3, "operator": {"name": "ada", "badge": null}}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    eventually("the webhook arrives", || async {
+        !receiver.received().is_empty()
+    })
+    .await;
+    let body = String::from_utf8(receiver.received()[0].body.to_vec()).unwrap();
+    assert_eq!(
+        body,
+        r#"{"event":"new_plan","plan_id":"p1","message":"The scheduler made a new plan, p1.","timestamp":"2025-04-17T09:30:00.000Z","operator":{"badge":null,"name":"ada"},"plan_version":3}"#
+    );
+}

@@ -7,6 +7,7 @@
 #[cfg(feature = "schema")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::{Phase, RunState, SafetyState, TaskState, Timestamp};
 
@@ -36,6 +37,10 @@ pub struct RunStateChange {
     pub message: String,
     /// When it happened.
     pub timestamp: Timestamp,
+    /// Fields this version does not know, as received: sent on unchanged, after the known ones
+    /// (in key order), so that a field a newer scheduler adds reaches receivers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// A task changed state.
@@ -66,6 +71,10 @@ pub struct TaskStateChange {
     /// What went wrong, on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Fields this version does not know, as received: sent on unchanged, after the known ones
+    /// (in key order), so that a field a newer scheduler adds reaches receivers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// The workcell's safety state changed.
@@ -95,6 +104,10 @@ pub struct SafetyStateChange {
     /// The workcell, if the scheduler drives several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workcell_id: Option<String>,
+    /// Fields this version does not know, as received: sent on unchanged, after the known ones
+    /// (in key order), so that a field a newer scheduler adds reaches receivers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Where labware is: an instrument and a slot on it (the LINQ API's location shape).
@@ -112,6 +125,10 @@ pub struct Location {
     pub instrument: String,
     /// The slot on the instrument.
     pub slot: u32,
+    /// Fields this version does not know, as received: sent on unchanged, after the known ones
+    /// (in key order), so that a field a newer scheduler adds reaches receivers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Labware was picked up (`phase: start`) or put down (`phase: end`).
@@ -144,6 +161,10 @@ pub struct LabwareMovement {
     pub message: String,
     /// When it happened.
     pub timestamp: Timestamp,
+    /// Fields this version does not know, as received: sent on unchanged, after the known ones
+    /// (in key order), so that a field a newer scheduler adds reaches receivers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// The scheduler made a new plan.
@@ -172,6 +193,10 @@ pub struct NewPlan {
     /// The workflow it is for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_id: Option<String>,
+    /// Fields this version does not know, as received: sent on unchanged, after the known ones
+    /// (in key order), so that a field a newer scheduler adds reaches receivers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// The sentence a body carries when its input had no `message`.

@@ -15,7 +15,8 @@
 //!
 //! Rules receivers rely on: `message` is always there (made from the state when the sender had
 //! none); `timestamp` is UTC with milliseconds and `Z`; a state this version does not know is
-//! passed on as it came; unknown fields are ignored.
+//! passed on as it came; so is a field it does not know, after the known ones (each body's
+//! `extra`).
 //!
 //! This crate does no IO and no async.
 //!
@@ -284,6 +285,36 @@ impl Event {
         fields
     }
 
+    /// The fields of the body this version does not know, as received (empty for most events).
+    /// They are sent on after the known fields.
+    ///
+    /// ```
+    /// let event = linq_hooks_events::parse_event(r#"{"event": "new_plan", "plan_id": "p",
+    ///     "timestamp": "2025-04-17T09:30:00Z", "plan_version": 3}"#)?;
+    /// assert_eq!(event.extra()["plan_version"], 3);
+    /// assert!(String::from_utf8(event.to_json_bytes()).unwrap().ends_with(r#","plan_version":3}"#));
+    /// # Ok::<(), linq_hooks_events::Error>(())
+    /// ```
+    pub fn extra(&self) -> &serde_json::Map<String, Value> {
+        match self {
+            Event::RunStateChange(e) => &e.extra,
+            Event::TaskStateChange(e) => &e.extra,
+            Event::SafetyStateChange(e) => &e.extra,
+            Event::LabwareMovement(e) => &e.extra,
+            Event::NewPlan(e) => &e.extra,
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut serde_json::Map<String, Value> {
+        match self {
+            Event::RunStateChange(e) => &mut e.extra,
+            Event::TaskStateChange(e) => &mut e.extra,
+            Event::SafetyStateChange(e) => &mut e.extra,
+            Event::LabwareMovement(e) => &mut e.extra,
+            Event::NewPlan(e) => &mut e.extra,
+        }
+    }
+
     /// The body as JSON bytes: exactly what a webhook for this event posts.
     ///
     /// ```
@@ -355,13 +386,16 @@ pub fn parse_event_value(value: &Value) -> Result<Event, Error> {
     fn body<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<T, Error> {
         serde_path_to_error::deserialize(value).map_err(Error::from_path)
     }
-    Ok(match kind {
+    let mut event = match kind {
         EventKind::RunStateChange => Event::RunStateChange(body(value)?),
         EventKind::TaskStateChange => Event::TaskStateChange(body(value)?),
         EventKind::SafetyStateChange => Event::SafetyStateChange(body(value)?),
         EventKind::LabwareMovement => Event::LabwareMovement(body(value)?),
         EventKind::NewPlan => Event::NewPlan(body(value)?),
-    })
+    };
+    // `event` is the union's tag, written by its own serializer: not a field of the body.
+    event.extra_mut().remove("event");
+    Ok(event)
 }
 
 impl<'de> Deserialize<'de> for Event {

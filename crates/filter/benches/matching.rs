@@ -82,6 +82,7 @@ fn task_event(task_id: String) -> Event {
         message: "Task started.".into(),
         timestamp: Timestamp::from_unix_millis(1_744_882_200_000).unwrap(),
         error: None,
+        extra: Default::default(),
     })
 }
 
@@ -89,6 +90,7 @@ fn labware_event(labware_id: String) -> Event {
     let at = Location {
         instrument: "hotel".into(),
         slot: 1,
+        extra: Default::default(),
     };
     Event::LabwareMovement(LabwareMovement {
         run_id: "run-1".into(),
@@ -98,6 +100,7 @@ fn labware_event(labware_id: String) -> Event {
         destination: at,
         message: "Labware put down.".into(),
         timestamp: Timestamp::from_unix_millis(1_744_882_200_000).unwrap(),
+        extra: Default::default(),
     })
 }
 

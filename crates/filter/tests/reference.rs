@@ -43,6 +43,7 @@ fn task_event(id: &str) -> Event {
         message: "m".into(),
         timestamp: ts(),
         error: None,
+        extra: Default::default(),
     })
 }
 
@@ -50,6 +51,7 @@ fn labware_event(id: &str, phase: Phase) -> Event {
     let at = Location {
         instrument: "hotel".into(),
         slot: 1,
+        extra: Default::default(),
     };
     Event::LabwareMovement(LabwareMovement {
         run_id: "r".into(),
@@ -59,6 +61,7 @@ fn labware_event(id: &str, phase: Phase) -> Event {
         destination: at,
         message: "m".into(),
         timestamp: ts(),
+        extra: Default::default(),
     })
 }
 
@@ -68,6 +71,7 @@ fn run_event() -> Event {
         state: RunState::Started,
         message: "m".into(),
         timestamp: ts(),
+        extra: Default::default(),
     })
 }
 
@@ -78,6 +82,7 @@ fn safety_event() -> Event {
         timestamp: ts(),
         run_id: None,
         workcell_id: None,
+        extra: Default::default(),
     })
 }
 
@@ -88,6 +93,7 @@ fn plan_event() -> Event {
         timestamp: ts(),
         run_id: None,
         workflow_id: None,
+        extra: Default::default(),
     })
 }
 

@@ -259,6 +259,7 @@ impl Run<'_> {
             state,
             message: String::new(),
             timestamp,
+            extra: Default::default(),
         }));
     }
 
@@ -271,6 +272,7 @@ impl Run<'_> {
             message: String::new(),
             timestamp,
             error: error.map(str::to_string),
+            extra: Default::default(),
         }));
     }
 
@@ -282,6 +284,7 @@ impl Run<'_> {
             timestamp,
             run_id: Some(self.run_id.clone()),
             workcell_id: Some(WORKCELL_ID.to_string()),
+            extra: Default::default(),
         }));
     }
 
@@ -295,6 +298,7 @@ impl Run<'_> {
             destination: to.clone(),
             message: String::new(),
             timestamp,
+            extra: Default::default(),
         }));
     }
 
@@ -307,6 +311,7 @@ impl Run<'_> {
             timestamp,
             run_id: Some(self.run_id.clone()),
             workflow_id: Some(self.workflow.id.to_string()),
+            extra: Default::default(),
         }));
     }
 }

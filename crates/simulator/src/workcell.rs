@@ -231,6 +231,7 @@ pub(crate) fn at(instrument: &Instrument, slot: u32) -> Location {
     Location {
         instrument: instrument.id.to_string(),
         slot,
+        extra: Default::default(),
     }
 }
 
