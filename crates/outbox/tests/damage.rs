@@ -1,0 +1,204 @@
+//! A store file damaged on disk (issue 11, item 15): each kind of damage is made on a real store
+//! file, which is then opened and read by the real code. Damage is contained (no panic leaves
+//! the store), reported (`StoreError::is_damaged`), and a damaged delivery is quarantined, never
+//! sent, while its hook goes on.
+
+mod common;
+
+use std::path::Path;
+
+use common::{deliver, event, head, register, store_path};
+use linq_hooks_delivery::{Head, HookId, Outbox};
+use linq_hooks_outbox::{DeliveryState, Store};
+
+/// Where `needle` first occurs in the file.
+fn find(file: &[u8], needle: &[u8]) -> usize {
+    file.windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("{} not in the file", String::from_utf8_lossy(needle)))
+}
+
+/// A store with one hook and `n` events for it, tagged `e0`, `e1`, … (bodies `{"tag":"eN"}`),
+/// closed. Returns the hook.
+async fn filled(path: &Path, n: usize) -> HookId {
+    let store = Store::open(path).unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    for i in 0..n {
+        store
+            .append(vec![event(&[hook], &format!("e{i}"))])
+            .await
+            .unwrap();
+    }
+    hook
+}
+
+#[tokio::test]
+async fn an_existing_empty_store_file_is_refused_and_a_missing_one_is_created() {
+    let path = store_path("empty");
+    std::fs::write(&path, b"").unwrap(); // a store truncated to 0 bytes
+    let err = Store::open(&path).expect_err("an empty file is refused");
+    assert!(err.is_damaged() && err.is_storage(), "{err:?}");
+    let message = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("empty"), "{message}");
+    assert!(message.contains("remove the file"), "{message}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+
+    std::fs::remove_file(&path).unwrap();
+    let store = Store::open(&path).expect("a missing file is a new store");
+    assert_eq!(store.pending().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_a_body_quarantines_that_delivery_and_its_hook_goes_on() {
+    let path = store_path("flip-body");
+    let hook = filled(&path, 3).await;
+    let mut file = std::fs::read(&path).unwrap();
+    let at = find(&file, br#"{"tag":"e1"}"#);
+    file[at + 8] ^= 0x04; // "e1" becomes "a1": valid JSON, a different body
+    std::fs::write(&path, &file).unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let first = head(&store, hook).await;
+    assert_eq!(&first.body[..], br#"{"tag":"e0"}"#);
+    deliver(&store, &first).await;
+    let next = head(&store, hook).await;
+    assert_eq!(
+        &next.body[..],
+        br#"{"tag":"e2"}"#,
+        "the damaged one is skipped, not sent"
+    );
+    let quarantined = store.list(DeliveryState::Quarantined, None, 10).unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].webhook_id, format!("msg_e1_{hook}"));
+    let failure = quarantined[0].failure.as_deref().unwrap();
+    assert!(failure.contains("checksum"), "{failure}");
+    assert_eq!(store.count(DeliveryState::Quarantined).unwrap(), 1);
+    assert_eq!(store.pending().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_a_delivery_record_quarantines_it() {
+    let path = store_path("flip-record");
+    let hook = filled(&path, 2).await;
+    let mut file = std::fs::read(&path).unwrap();
+    // Every copy: redb writes pages anew, so older copies of the record stay in free pages.
+    let copies: Vec<usize> = (0..file.len() - 7)
+        .filter(|&i| &file[i..i + 7] == b"msg_e0_")
+        .collect();
+    assert!(!copies.is_empty());
+    for at in copies {
+        file[at + 4] ^= 0x01;
+    }
+    std::fs::write(&path, &file).unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let next = head(&store, hook).await;
+    assert_eq!(&next.body[..], br#"{"tag":"e1"}"#);
+    let quarantined = store.list(DeliveryState::Quarantined, None, 10).unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].hook, hook);
+    assert!(quarantined[0].webhook_id.is_empty(), "not known any more");
+    let (info, _) = store.get(quarantined[0].id).unwrap().unwrap();
+    assert_eq!(info.state, DeliveryState::Quarantined);
+}
+
+/// A small xorshift generator: reproducible damage without a dependency.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// The field fault: random bit flips. Before, damaged bodies were sent (validly signed), then
+/// the hook stopped for good. Bits are flipped at random in the records (bodies and delivery
+/// records), 20 seeds of 6 flips each: whatever a hook's queue gives is an original body
+/// byte for byte, and the queue drains (damaged deliveries quarantined) or reports damage.
+#[tokio::test]
+async fn random_bit_flips_in_records_never_send_a_damaged_body() {
+    let original = store_path("flip-random-original");
+    let n = 12;
+    let hook = filled(&original, n).await;
+    let clean = std::fs::read(&original).unwrap();
+    let bodies: Vec<String> = (0..n).map(|i| format!(r#"{{"tag":"e{i}"}}"#)).collect();
+    // The bytes of every body and delivery record (as far as their webhook id).
+    let mut spans = Vec::new();
+    for i in 0..n {
+        spans.push((find(&clean, bodies[i].as_bytes()), bodies[i].len()));
+        spans.push((find(&clean, format!("msg_e{i}_").as_bytes()), 8));
+    }
+    for seed in 1..=20u64 {
+        let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut file = clean.clone();
+        for _ in 0..6 {
+            let (start, len) = spans[dice.below(spans.len())];
+            file[start + dice.below(len)] ^= 1 << dice.below(8);
+        }
+        let path = store_path(&format!("flip-random-{seed}"));
+        std::fs::write(&path, &file).unwrap();
+        let store = Store::open(&path).unwrap();
+        let mut sent = 0;
+        loop {
+            match store.head(hook).await {
+                Ok(Head::Ready(delivery)) => {
+                    let body = String::from_utf8(delivery.body.to_vec()).unwrap();
+                    assert!(bodies.contains(&body), "seed {seed}: a damaged body: {body}");
+                    deliver(&store, &delivery).await;
+                    sent += 1;
+                }
+                Ok(Head::Empty) => break,
+                Ok(Head::Disabled) => panic!("seed {seed}: disabled"),
+                Err(e) => panic!("seed {seed}: damage only in records is quarantined: {e}"),
+            }
+        }
+        let quarantined = store.count(DeliveryState::Quarantined).unwrap();
+        assert_eq!(sent + quarantined as usize, n, "seed {seed}: every delivery accounted for");
+        assert!(quarantined >= 1, "seed {seed}: some damage was found");
+    }
+}
+
+/// The field fault: 4 KiB zeroed in the middle of the file. Before, a redb panic repeated
+/// without pause. The store must report damage as an error, at opening or when reading, and no
+/// panic may leave it.
+#[tokio::test]
+async fn a_zeroed_page_is_reported_as_damage_not_a_panic() {
+    let path = store_path("zeroed");
+    let hook = filled(&path, 300).await;
+    let mut file = std::fs::read(&path).unwrap();
+    let middle = file.len() / 2 / 4096 * 4096;
+    file[middle..middle + 4096].fill(0);
+    std::fs::write(&path, &file).unwrap();
+
+    let reported = match Store::open(&path) {
+        Err(e) => {
+            let message = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+            assert!(e.is_damaged(), "{message}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains("backup"), "{message}");
+            true
+        }
+        Ok(store) => {
+            let mut reported = false;
+            for _ in 0..400 {
+                match store.head(hook).await {
+                    Ok(Head::Ready(delivery)) => deliver(&store, &delivery).await,
+                    Ok(_) => break,
+                    Err(e) => {
+                        reported = true;
+                        assert!(e.to_string().contains("damaged"), "{e}");
+                        break;
+                    }
+                }
+            }
+            reported |= store.list(DeliveryState::Pending, None, 1000).is_err()
+                || store.count(DeliveryState::Quarantined).unwrap_or(1) > 0;
+            reported
+        }
+    };
+    assert!(reported, "the damage is reported");
+}
