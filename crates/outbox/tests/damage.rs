@@ -202,3 +202,94 @@ async fn a_zeroed_page_is_reported_as_damage_not_a_panic() {
     };
     assert!(reported, "the damage is reported");
 }
+
+/// Turns a store written by this version back into what format 2 wrote: every record bare JSON
+/// (no seal: its first 4 bytes, the checksum, dropped), `format` = 2, no `damaged` table. The
+/// JSON of the records did not change between the formats, so this is a format-2 store.
+fn as_format_2(path: &Path) {
+    use redb::{ReadableTable, TableDefinition};
+    fn strip<K: redb::Key + 'static>(
+        txn: &redb::WriteTransaction,
+        name: &str,
+        owned: impl Fn(K::SelfType<'_>) -> Vec<u8>,
+        insert: impl Fn(&mut redb::Table<'_, K, &'static [u8]>, &[u8], &[u8]),
+    ) {
+        let mut table = txn
+            .open_table(TableDefinition::<K, &[u8]>::new(name))
+            .unwrap();
+        let records: Vec<(Vec<u8>, Vec<u8>)> = table
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (owned(k.value()), v.value()[4..].to_vec())
+            })
+            .collect();
+        for (key, value) in &records {
+            insert(&mut table, key, value);
+        }
+    }
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    let u64_key = |k: u64| k.to_le_bytes().to_vec();
+    let u64_put = |t: &mut redb::Table<'_, u64, &'static [u8]>, k: &[u8], v: &[u8]| {
+        t.insert(u64::from_le_bytes(k.try_into().unwrap()), v).unwrap();
+    };
+    let str_key = |k: &str| k.as_bytes().to_vec();
+    let str_put = |t: &mut redb::Table<'_, &'static str, &'static [u8]>, k: &[u8], v: &[u8]| {
+        t.insert(std::str::from_utf8(k).unwrap(), v).unwrap();
+    };
+    for name in ["hook_defs", "event_bodies", "deliveries", "hooks"] {
+        strip::<u64>(&txn, name, u64_key, u64_put);
+    }
+    for name in ["workflows", "idempotency"] {
+        strip::<&str>(&txn, name, str_key, str_put);
+    }
+    strip::<(u64, u32)>(
+        &txn,
+        "attempts",
+        |(id, n)| [id.to_le_bytes().as_slice(), &n.to_le_bytes()].concat(),
+        |t, k, v| {
+            let id = u64::from_le_bytes(k[..8].try_into().unwrap());
+            let n = u32::from_le_bytes(k[8..].try_into().unwrap());
+            t.insert((id, n), v).unwrap();
+        },
+    );
+    txn.delete_table(TableDefinition::<u64, &[u8]>::new("damaged"))
+        .unwrap();
+    txn.open_table(TableDefinition::<&str, u64>::new("counters"))
+        .unwrap()
+        .insert("format", 2)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+/// A format-2 store (records without checksums) opens: its records are sealed in place, in the
+/// opening's transaction, and read as before: workflows, queues, attempts, bodies.
+#[tokio::test]
+async fn a_format_2_store_is_sealed_in_place_and_reads_as_before() {
+    let path = store_path("format-2");
+    let hook = {
+        let hook = filled(&path, 3).await;
+        let store = Store::open(&path).unwrap();
+        let first = head(&store, hook).await;
+        common::fail(&store, &first, 400).await;
+        hook
+    };
+    as_format_2(&path);
+    // Without the seals, this version's reads would fail every record: what follows shows
+    // that the opening sealed them.
+    let store = Store::open(&path).expect("format 2 opens");
+    let workflows = store.workflows().unwrap();
+    assert_eq!(workflows.len(), 1);
+    assert_eq!(workflows[0].hooks[0].id, hook);
+    assert_eq!(store.pending().unwrap(), 2);
+    assert_eq!(&head(&store, hook).await.body[..], br#"{"tag":"e1"}"#);
+    let failed = store.list(DeliveryState::Failed, None, 10).unwrap();
+    let (_, attempts) = store.get(failed[0].id).unwrap().unwrap();
+    assert_eq!(attempts[0].status, Some(400));
+    assert_eq!(store.count(DeliveryState::Quarantined).unwrap(), 0);
+    drop(store);
+    let again = Store::open(&path).expect("and opens again, now format 3");
+    assert_eq!(again.pending().unwrap(), 2);
+}
