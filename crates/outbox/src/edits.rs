@@ -52,7 +52,8 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
         (found, _) => {
             let found = found.unwrap_or(1);
             return Err(Opened::Refused(StoreError::corrupt(format!(
-                "the store has format {found}; this version reads formats 2 and {FORMAT} \
+                "the store has format {found}; this version reads format {FORMAT} and upgrades \
+                 format 2 in place \
                  (format 1 named hooks by their place in a hook file: drain it with the \
                  version that wrote it, or start a new store)"
             ))));
