@@ -293,3 +293,41 @@ async fn a_format_2_store_is_sealed_in_place_and_reads_as_before() {
     let again = Store::open(&path).expect("and opens again, now format 3");
     assert_eq!(again.pending().unwrap(), 2);
 }
+
+/// A store written by the version before (format 2: `tests/fixtures/format-2.redb`, made as its
+/// README says) opens with this one: sealed in place, everything in it read back.
+#[tokio::test]
+async fn a_store_written_by_the_version_before_opens() {
+    let path = store_path("fixture-format-2");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-2.redb"),
+        &path,
+    )
+    .unwrap();
+    let store = Store::open(&path).expect("a format-2 store opens");
+    let workflows = store.workflows().unwrap();
+    let names: Vec<(&str, Vec<HookId>)> = workflows
+        .iter()
+        .map(|w| (w.id.as_str(), w.hooks.iter().map(|h| h.id).collect()))
+        .collect();
+    assert_eq!(names, [("default", vec![1, 2]), ("lab-b", vec![3])]);
+    assert_eq!(store.pending().unwrap(), 4);
+    let plan = head(&store, 2).await;
+    assert_eq!(plan.id, 1);
+    let body: serde_json::Value = serde_json::from_slice(&plan.body).unwrap();
+    assert_eq!(body["plan_id"], "plan-1");
+    assert_eq!(plan.attempts, 1);
+    let (info, attempts) = store.get(4).unwrap().unwrap();
+    assert_eq!((info.hook, info.state), (1, DeliveryState::Pending));
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].error.is_some(), "{attempts:?}");
+    let key = linq_hooks_outbox::IdempotencyKey {
+        key: "default\u{0}batch-1".into(),
+        fingerprint: "another body".into(),
+        window: std::time::Duration::from_secs(3600),
+    };
+    let again = store.append_once(key, vec![]).await.unwrap();
+    assert_eq!(again, linq_hooks_outbox::Appended::KeyReused, "the key is remembered");
+    deliver(&store, &plan).await;
+    assert_eq!(store.pending().unwrap(), 3);
+}
