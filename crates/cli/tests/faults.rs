@@ -299,7 +299,8 @@ fn damage_every_copy(path: &str, needle: &[u8], offset: usize, mask: u8) -> usiz
 async fn a_store_truncated_to_nothing_is_refused() {
     let store = store("f-empty");
     std::fs::write(&store, b"").unwrap();
-    let out = common::linq_hooks(&["serve", "--store", &store, "--listen", "127.0.0.1:0"], "").await;
+    let out =
+        common::linq_hooks(&["serve", "--store", &store, "--listen", "127.0.0.1:0"], "").await;
     let stderr = common::text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&store), "names the file: {stderr}");
@@ -314,8 +315,19 @@ async fn a_store_truncated_to_nothing_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_delivery_is_quarantined_and_its_hook_goes_on() {
     let store = store("f-flip");
-    let down = hooks_file("f-flip-down", json!([plan_hook("http://127.0.0.1:9/".into())]));
-    let serve = Serve::start(&["--hooks", &down, "--store", &store, "--retry-schedule", "1h"]).await;
+    let down = hooks_file(
+        "f-flip-down",
+        json!([plan_hook("http://127.0.0.1:9/".into())]),
+    );
+    let serve = Serve::start(&[
+        "--hooks",
+        &down,
+        "--store",
+        &store,
+        "--retry-schedule",
+        "1h",
+    ])
+    .await;
     serve.post_plans(0..3).await;
     let (code, stderr) = serve.terminate().await;
     assert_eq!(code, Some(0), "{stderr}");
@@ -339,7 +351,11 @@ async fn a_damaged_delivery_is_quarantined_and_its_hook_goes_on() {
         .iter()
         .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["plan_id"].to_string())
         .collect();
-    assert_eq!(plans, [r#""p0""#, r#""p2""#], "the damaged body is never sent");
+    assert_eq!(
+        plans,
+        [r#""p0""#, r#""p2""#],
+        "the damaged body is never sent"
+    );
     let quarantined = serve.get("/v1/deliveries?state=quarantined").await;
     let list = quarantined["deliveries"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{quarantined}");
@@ -359,8 +375,19 @@ async fn a_damaged_delivery_is_quarantined_and_its_hook_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zeroed_page_is_contained_and_reported() {
     let store = store("f-zero");
-    let down = hooks_file("f-zero-down", json!([plan_hook("http://127.0.0.1:9/".into())]));
-    let serve = Serve::start(&["--hooks", &down, "--store", &store, "--retry-schedule", "1h"]).await;
+    let down = hooks_file(
+        "f-zero-down",
+        json!([plan_hook("http://127.0.0.1:9/".into())]),
+    );
+    let serve = Serve::start(&[
+        "--hooks",
+        &down,
+        "--store",
+        &store,
+        "--retry-schedule",
+        "1h",
+    ])
+    .await;
     let events: Vec<Value> = (0..400).map(plan).collect();
     assert_eq!(serve.post_events(Value::Array(events)).await.status, 202);
     let (code, stderr) = serve.terminate().await;
@@ -371,7 +398,15 @@ async fn a_zeroed_page_is_contained_and_reported() {
     std::fs::write(&store, &file).unwrap();
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"))
-        .args(["serve", "--hooks", &down, "--store", &store, "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--hooks",
+            &down,
+            "--store",
+            &store,
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -391,9 +426,16 @@ async fn a_zeroed_page_is_contained_and_reported() {
             // Refused at opening (what a debug build of redb finds there).
             let stderr = common::text(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{stderr}");
-            assert!(stderr.contains(&store) && stderr.contains("damaged"), "{stderr}");
+            assert!(
+                stderr.contains(&store) && stderr.contains("damaged"),
+                "{stderr}"
+            );
             assert!(stderr.contains("restore it from a backup"), "{stderr}");
-            assert!(stderr.len() < 64 * 1024, "a bounded report: {} bytes", stderr.len());
+            assert!(
+                stderr.len() < 64 * 1024,
+                "a bounded report: {} bytes",
+                stderr.len()
+            );
         }
         Err(_) => {
             // It runs: the damage shows when the store is read.

@@ -852,15 +852,20 @@ async fn a_worker_that_cannot_read_its_outbox_backs_off_and_health_says_so() {
     assert!(!health.is_healthy());
     assert_eq!(health.outbox_failing.len(), 1, "{health:?}");
     assert_eq!(health.outbox_failing[0].0, 0);
-    assert!(
-        health.outbox_failing[0].1.contains("damaged"),
-        "{health:?}"
-    );
+    assert!(health.outbox_failing[0].1.contains("damaged"), "{health:?}");
 
     outbox.broken.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(61)).await;
-    assert!(dispatcher.health().is_healthy(), "{:?}", dispatcher.health());
-    assert_eq!(transport.requests().len(), 1, "delivered once it reads again");
+    assert!(
+        dispatcher.health().is_healthy(),
+        "{:?}",
+        dispatcher.health()
+    );
+    assert_eq!(
+        transport.requests().len(),
+        1,
+        "delivered once it reads again"
+    );
     dispatcher.shutdown();
     running.await.unwrap();
 }

@@ -47,7 +47,9 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
         (Some(2), _) => {
             let sealed = seal_format_2(txn)?;
             txn.open_table(COUNTERS)?.insert("format", FORMAT)?;
-            tracing::info!("the store was upgraded from format 2 to {FORMAT}: {sealed} records sealed with their checksums");
+            tracing::info!(
+                "the store was upgraded from format 2 to {FORMAT}: {sealed} records sealed with their checksums"
+            );
         }
         (found, _) => {
             let found = found.unwrap_or(1);

@@ -488,7 +488,13 @@ impl Store {
             {
                 let id = entry?.0.value().1;
                 if let Some(record) = deliveries.get(id)? {
-                    out.push(DeliveryInfo::new(id, &decode(record.value())?));
+                    let record = decode(record.value()).map_err(|e| match e {
+                        ReadError::Corrupt(why) => {
+                            ReadError::Corrupt(format!("delivery {id}: {why}"))
+                        }
+                        other => other,
+                    })?;
+                    out.push(DeliveryInfo::new(id, &record));
                 }
             }
             Ok(out)
@@ -622,7 +628,10 @@ impl Store {
 enum HeadRead {
     Head(Head),
     /// The first pending delivery cannot be read (nor sent).
-    Damaged { id: DeliveryId, reason: String },
+    Damaged {
+        id: DeliveryId,
+        reason: String,
+    },
 }
 
 /// The most deliveries one `head` call quarantines before it gives up: a queue of damaged
@@ -640,7 +649,10 @@ pub(crate) fn contained<T>(
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         Err(StoreError::damaged(
             context,
-            format!("the store file is damaged (redb: {})", panic_message(&*panic)),
+            format!(
+                "the store file is damaged (redb: {})",
+                panic_message(&*panic)
+            ),
         ))
     })
 }

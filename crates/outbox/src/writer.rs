@@ -175,11 +175,7 @@ fn commit(
     })
 }
 
-fn commit_unguarded(
-    db: &Database,
-    batch: &[Job],
-    durable: bool,
-) -> Result<Vec<Done>, redb::Error> {
+fn commit_unguarded(db: &Database, batch: &[Job], durable: bool) -> Result<Vec<Done>, redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(if durable {
         Durability::Immediate

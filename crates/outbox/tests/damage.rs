@@ -128,8 +128,8 @@ async fn random_bit_flips_in_records_never_send_a_damaged_body() {
     let bodies: Vec<String> = (0..n).map(|i| format!(r#"{{"tag":"e{i}"}}"#)).collect();
     // The bytes of every body and delivery record (as far as their webhook id).
     let mut spans = Vec::new();
-    for i in 0..n {
-        spans.push((find(&clean, bodies[i].as_bytes()), bodies[i].len()));
+    for (i, body) in bodies.iter().enumerate() {
+        spans.push((find(&clean, body.as_bytes()), body.len()));
         spans.push((find(&clean, format!("msg_e{i}_").as_bytes()), 8));
     }
     for seed in 1..=20u64 {
@@ -147,7 +147,10 @@ async fn random_bit_flips_in_records_never_send_a_damaged_body() {
             match store.head(hook).await {
                 Ok(Head::Ready(delivery)) => {
                     let body = String::from_utf8(delivery.body.to_vec()).unwrap();
-                    assert!(bodies.contains(&body), "seed {seed}: a damaged body: {body}");
+                    assert!(
+                        bodies.contains(&body),
+                        "seed {seed}: a damaged body: {body}"
+                    );
                     deliver(&store, &delivery).await;
                     sent += 1;
                 }
@@ -157,7 +160,11 @@ async fn random_bit_flips_in_records_never_send_a_damaged_body() {
             }
         }
         let quarantined = store.count(DeliveryState::Quarantined).unwrap();
-        assert_eq!(sent + quarantined as usize, n, "seed {seed}: every delivery accounted for");
+        assert_eq!(
+            sent + quarantined as usize,
+            n,
+            "seed {seed}: every delivery accounted for"
+        );
         assert!(quarantined >= 1, "seed {seed}: some damage was found");
     }
 }
@@ -233,7 +240,8 @@ fn as_format_2(path: &Path) {
     let txn = db.begin_write().unwrap();
     let u64_key = |k: u64| k.to_le_bytes().to_vec();
     let u64_put = |t: &mut redb::Table<'_, u64, &'static [u8]>, k: &[u8], v: &[u8]| {
-        t.insert(u64::from_le_bytes(k.try_into().unwrap()), v).unwrap();
+        t.insert(u64::from_le_bytes(k.try_into().unwrap()), v)
+            .unwrap();
     };
     let str_key = |k: &str| k.as_bytes().to_vec();
     let str_put = |t: &mut redb::Table<'_, &'static str, &'static [u8]>, k: &[u8], v: &[u8]| {
@@ -327,7 +335,11 @@ async fn a_store_written_by_the_version_before_opens() {
         window: std::time::Duration::from_secs(3600),
     };
     let again = store.append_once(key, vec![]).await.unwrap();
-    assert_eq!(again, linq_hooks_outbox::Appended::KeyReused, "the key is remembered");
+    assert_eq!(
+        again,
+        linq_hooks_outbox::Appended::KeyReused,
+        "the key is remembered"
+    );
     deliver(&store, &plan).await;
     assert_eq!(store.pending().unwrap(), 3);
 }

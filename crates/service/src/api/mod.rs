@@ -143,7 +143,10 @@ async fn not_found(request: Request) -> ApiError {
 async fn healthz(State(state): Shared) -> Response {
     let health = state.live.dispatcher.health();
     let names = |hooks: &mut dyn Iterator<Item = u64>| {
-        hooks.map(types::hook_id).collect::<Vec<String>>().join(", ")
+        hooks
+            .map(types::hook_id)
+            .collect::<Vec<String>>()
+            .join(", ")
     };
     let quarantined = state.live.store.count(DeliveryState::Quarantined);
     let reason = if let Err(reason) = state.live.store.health() {
