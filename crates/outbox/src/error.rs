@@ -48,16 +48,15 @@ impl StoreError {
         }
     }
 
-    /// This error's message and its sources', `a: b: c`.
-    pub(crate) fn chain(&self) -> String {
-        let mut text = self.to_string();
+    /// This error's sources, `b: c` (its own message left out).
+    pub(crate) fn causes(&self) -> String {
+        let mut text = Vec::new();
         let mut source = std::error::Error::source(self);
         while let Some(e) = source {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
+            text.push(e.to_string());
             source = e.source();
         }
-        text
+        text.join(": ")
     }
 
     pub(crate) fn damaged(context: impl Into<String>, detail: impl Into<String>) -> StoreError {

@@ -229,10 +229,10 @@ impl Store {
         .map_err(|e| {
             if e.is_damaged() {
                 StoreError::damaged(
-                    format!("the store file {} is damaged", path.display()),
+                    context(),
                     format!(
                         "{}; restore it from a backup, or move it aside to start a new store",
-                        e.chain()
+                        e.causes()
                     ),
                 )
             } else {

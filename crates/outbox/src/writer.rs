@@ -164,7 +164,7 @@ fn commit(
     }))
     .unwrap_or_else(|panic| {
         let reason = format!(
-            "the store file is damaged (redb: {})",
+            "the store file is damaged (redb panicked: {})",
             panic_message(&*panic)
         );
         broken
