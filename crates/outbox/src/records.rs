@@ -223,7 +223,8 @@ pub struct DeliveryInfo {
     pub state: DeliveryState,
     /// Attempts made.
     pub attempts: u32,
-    /// When it was accepted.
+    /// When it was accepted (for a quarantined delivery whose own record was damaged: when it
+    /// was quarantined).
     pub created_at: SystemTime,
     /// When the next attempt is due, if one is planned.
     pub next_attempt_at: Option<SystemTime>,
