@@ -16,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::{Attempt, AttemptResult, Delivery, Head, HookId, Outbox, Outcome};
 use crate::policy::{RetryPolicy, Verdict};
 
-/// How long a worker waits before asking a failing outbox again.
+/// How long a worker waits before asking a failing outbox again: the first time...
 const OUTBOX_RETRY: Duration = Duration::from_secs(1);
+/// ...doubling while it keeps failing, up to this (so a damaged store costs a log line per hook
+/// a minute, not a spin).
+const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How long a worker that panicked waits before it is started again: the first time...
 const RESTART_FIRST: Duration = Duration::from_millis(100);
@@ -206,6 +209,8 @@ struct Slot {
     failing: AtomicBool,
     /// The wait before the next restart, and when the worker last started.
     restart: Mutex<(Duration, Option<Instant>)>,
+    /// While its worker cannot read the outbox: the last error (what `health` reports).
+    outbox_error: Mutex<Option<String>>,
 }
 
 impl Slot {
@@ -217,6 +222,7 @@ impl Slot {
             started: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             restart: Mutex::new((RESTART_FIRST, None)),
+            outbox_error: Mutex::new(None),
         }
     }
 
@@ -332,12 +338,16 @@ pub struct Health {
     pub worker_restarts: u64,
     /// The hooks whose worker panicked and waits to be started again (in back-off), in order.
     pub failing: Vec<HookId>,
+    /// The hooks whose worker cannot read its queue from the outbox (a damaged or broken
+    /// store), in order, each with the last error (`{:#}`: with its sources). Such a worker
+    /// asks again after 1 s, doubling up to 60 s while it keeps failing.
+    pub outbox_failing: Vec<(HookId, String)>,
 }
 
 impl Health {
-    /// Whether no worker is in back-off.
+    /// Whether no worker is in back-off, after a panic or an outbox failure.
     pub fn is_healthy(&self) -> bool {
-        self.failing.is_empty()
+        self.failing.is_empty() && self.outbox_failing.is_empty()
     }
 }
 
@@ -482,18 +492,28 @@ impl Dispatcher {
         // The count first: a restart marks its hook failing before it is counted, so a count
         // seen here comes with its hook.
         let worker_restarts = self.inner.restarts.load(Ordering::SeqCst);
-        let mut failing: Vec<HookId> = {
+        let (mut failing, mut outbox_failing): (Vec<HookId>, Vec<(HookId, String)>) = {
             let hooks = self.inner.hooks.lock().expect("not poisoned");
-            hooks
+            let failing = hooks
                 .iter()
                 .filter(|(_, slot)| slot.failing.load(Ordering::SeqCst))
                 .map(|(hook, _)| *hook)
-                .collect()
+                .collect();
+            let outbox_failing = hooks
+                .iter()
+                .filter_map(|(hook, slot)| {
+                    let error = slot.outbox_error.lock().expect("not poisoned").clone();
+                    error.map(|error| (*hook, error))
+                })
+                .collect();
+            (failing, outbox_failing)
         };
         failing.sort_unstable();
+        outbox_failing.sort_unstable();
         Health {
             worker_restarts,
             failing,
+            outbox_failing,
         }
     }
 
@@ -615,15 +635,34 @@ impl Inner {
     }
 
     async fn work(&self, hook: HookId, slot: &Slot) {
+        // The wait after the outbox fails again; a success starts it over.
+        let mut outbox_retry = OUTBOX_RETRY;
         loop {
             if self.shutdown.is_cancelled() || slot.removed.load(Ordering::SeqCst) {
                 return;
             }
             let head = match self.outbox.head(hook).await {
-                Ok(head) => head,
+                Ok(head) => {
+                    outbox_retry = OUTBOX_RETRY;
+                    slot.outbox_error.lock().expect("not poisoned").take();
+                    head
+                }
                 Err(e) => {
-                    tracing::error!(hook, "cannot read the outbox: {e}; trying again");
-                    self.sleep_or_wake(slot, OUTBOX_RETRY).await;
+                    // One line per attempt: the back-off is what bounds the log.
+                    tracing::error!(
+                        hook,
+                        error = &e as &dyn std::error::Error,
+                        "cannot read the outbox; trying again in {outbox_retry:?}"
+                    );
+                    // `OutboxError` prints its source in its own message: start from the source.
+                    let text = std::error::Error::source(&e).map_or_else(|| e.to_string(), chain);
+                    *slot.outbox_error.lock().expect("not poisoned") = Some(text);
+                    // Not woken early: a wake-up (an ingest) does not repair a store.
+                    tokio::select! {
+                        () = tokio::time::sleep(outbox_retry) => {}
+                        () = self.shutdown.cancelled() => {}
+                    }
+                    outbox_retry = (outbox_retry * 2).min(OUTBOX_RETRY_MAX);
                     continue;
                 }
             };
@@ -735,6 +774,7 @@ impl Inner {
     /// Records an attempt, insisting while the outbox fails: forgetting it would send the
     /// delivery again, or worse, skip its outcome.
     async fn record(&self, delivery: &Delivery, attempt: Attempt, outcome: Outcome) {
+        let mut wait = OUTBOX_RETRY;
         while let Err(e) = self
             .outbox
             .record(delivery, attempt.clone(), outcome.clone())
@@ -743,12 +783,13 @@ impl Inner {
             tracing::error!(
                 hook = delivery.hook,
                 delivery = delivery.id,
-                "cannot record an attempt: {e}; trying again"
+                "cannot record an attempt: {e}; trying again in {wait:?}"
             );
             if self.shutdown.is_cancelled() {
                 return;
             }
-            tokio::time::sleep(OUTBOX_RETRY).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(OUTBOX_RETRY_MAX);
         }
     }
 
@@ -759,4 +800,16 @@ impl Inner {
             () = self.shutdown.cancelled() => {}
         }
     }
+}
+
+/// An error and its sources, `a: b: c`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }

@@ -779,3 +779,93 @@ async fn an_attempt_in_flight_when_the_hook_moves_does_not_settle_the_delivery()
     let report = &outbox.reports()[0];
     assert_eq!((report.delivered, report.failed.len()), (2, 0));
 }
+
+/// An outbox whose reads fail while `broken` is set (a store that cannot be read), counting
+/// them; otherwise the memory outbox.
+struct Unreadable {
+    inner: MemoryOutbox,
+    broken: std::sync::atomic::AtomicBool,
+    reads: AtomicUsize,
+}
+
+#[async_trait]
+impl Outbox for Unreadable {
+    async fn head(
+        &self,
+        hook: u64,
+    ) -> Result<linq_hooks_delivery::Head, linq_hooks_delivery::OutboxError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(linq_hooks_delivery::OutboxError::new(
+                "the store file is damaged",
+            ));
+        }
+        self.inner.head(hook).await
+    }
+
+    fn accepts(&self, hook: u64) -> bool {
+        self.inner.accepts(hook)
+    }
+
+    fn subscribe(&self, waker: linq_hooks_delivery::HookWaker) {
+        self.inner.subscribe(waker);
+    }
+
+    async fn record(
+        &self,
+        delivery: &linq_hooks_delivery::Delivery,
+        attempt: linq_hooks_delivery::Attempt,
+        outcome: linq_hooks_delivery::Outcome,
+    ) -> Result<(), linq_hooks_delivery::OutboxError> {
+        self.inner.record(delivery, attempt, outcome).await
+    }
+}
+
+/// The field fault behind a damaged store's spin: a worker that cannot read its outbox asks
+/// again after 1 s, doubling up to 60 s, and says so in `health`; once the outbox reads again,
+/// the health clears and delivery resumes. Time is Tokio's paused clock: ten minutes of it pass
+/// at once, and the reads are counted (about 16 with the back-off; 600 at one a second).
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_cannot_read_its_outbox_backs_off_and_health_says_so() {
+    let outbox = Arc::new(Unreadable {
+        inner: MemoryOutbox::new(1),
+        broken: true.into(),
+        reads: AtomicUsize::new(0),
+    });
+    push(&outbox.inner, 0, 1);
+    let transport = Arc::new(MemoryTransport::new());
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/"]),
+        transport.clone(),
+        outbox.clone(),
+        Config::default(),
+    )
+    .unwrap();
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let reads = outbox.reads.load(Ordering::SeqCst);
+    assert!((10..=20).contains(&reads), "{reads} reads in 10 minutes");
+    let health = dispatcher.health();
+    assert!(!health.is_healthy());
+    assert_eq!(health.outbox_failing.len(), 1, "{health:?}");
+    assert_eq!(health.outbox_failing[0].0, 0);
+    assert!(health.outbox_failing[0].1.contains("damaged"), "{health:?}");
+
+    outbox.broken.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(
+        dispatcher.health().is_healthy(),
+        "{:?}",
+        dispatcher.health()
+    );
+    assert_eq!(
+        transport.requests().len(),
+        1,
+        "delivered once it reads again"
+    );
+    dispatcher.shutdown();
+    running.await.unwrap();
+}

@@ -13,9 +13,10 @@ use crate::store::{
 };
 use crate::views::decode_record;
 
-/// The on-disk format; a store of another format is refused. Format 1 (before hook ids) named
-/// hooks by their index in a hook file.
-const FORMAT: u64 = 2;
+/// The on-disk format; a store of another format is refused, but format 2 is sealed in place.
+/// Format 1 (before hook ids) named hooks by their index in a hook file; format 2 stored records
+/// as bare JSON; format 3 seals each record with its checksum (`records::seal`).
+const FORMAT: u64 = 3;
 
 pub(crate) enum Opened {
     Storage(redb::Error),
@@ -28,26 +29,36 @@ impl<E: Into<redb::Error>> From<E> for Opened {
     }
 }
 
-/// Checks the format, then creates the tables. The format is read first: an older store's
-/// tables have other key types (format 1 keyed hooks by a `u32` index), which opening them with
-/// this version's definitions would refuse as a type mismatch, hiding the reason.
+/// Checks the format (sealing a format-2 store in the same transaction), then creates the
+/// tables. The format is read first: an older store's tables have other key types (format 1
+/// keyed hooks by a `u32` index), which opening them with this version's definitions would
+/// refuse as a type mismatch, hiding the reason.
 pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
-    {
-        let mut counters = txn.open_table(COUNTERS)?;
+    let format = {
+        let counters = txn.open_table(COUNTERS)?;
         let format = counters.get("format")?.map(|v| v.value());
-        match format {
-            None if counters.len()? == 0 => {
-                counters.insert("format", FORMAT)?;
-            }
-            Some(FORMAT) => {}
-            found => {
-                let found = found.unwrap_or(1);
-                return Err(Opened::Refused(StoreError::corrupt(format!(
-                    "the store has format {found}; this version reads format {FORMAT} \
-                     (format 1 named hooks by their place in a hook file: drain it with the \
-                     version that wrote it, or start a new store)"
-                ))));
-            }
+        (format, counters.len()?)
+    };
+    match format {
+        (None, 0) => {
+            txn.open_table(COUNTERS)?.insert("format", FORMAT)?;
+        }
+        (Some(FORMAT), _) => {}
+        (Some(2), _) => {
+            let sealed = seal_format_2(txn)?;
+            txn.open_table(COUNTERS)?.insert("format", FORMAT)?;
+            tracing::info!(
+                "the store was upgraded from format 2 to {FORMAT}: {sealed} records sealed with their checksums"
+            );
+        }
+        (found, _) => {
+            let found = found.unwrap_or(1);
+            return Err(Opened::Refused(StoreError::corrupt(format!(
+                "the store has format {found}; this version reads format {FORMAT} and upgrades \
+                 format 2 in place \
+                 (format 1 named hooks by their place in a hook file: drain it with the \
+                 version that wrote it, or start a new store)"
+            ))));
         }
     }
     txn.open_table(DELIVERIES)?;
@@ -63,7 +74,39 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
     txn.open_table(HOOK_DEFS)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    txn.open_table(DAMAGED)?;
     Ok(())
+}
+
+/// Format 2 → 3: seals every record of the tables of records with its checksum, in the
+/// opening's transaction (all or nothing). Returns how many records it sealed.
+fn seal_format_2(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+    /// Reads a table's records, then writes each back sealed. `$owned` is the key as owned
+    /// data, `$key` turns a stored key into it, `$borrow` an owned key into the table's key.
+    macro_rules! seal_table {
+        ($table:expr, $owned:ty, $key:expr, $borrow:expr) => {{
+            let mut table = txn.open_table($table)?;
+            let records: Vec<($owned, Vec<u8>)> = table
+                .iter()?
+                .map(|entry| entry.map(|(k, v)| ($key(k.value()), seal(v.value()))))
+                .collect::<Result<_, _>>()?;
+            for (key, sealed) in &records {
+                table.insert($borrow(key), sealed.as_slice())?;
+            }
+            records.len() as u64
+        }};
+    }
+    let same = |k: u64| k;
+    let by_value = |k: &u64| *k;
+    let mut sealed = 0;
+    sealed += seal_table!(WORKFLOWS, String, |k: &str| k.to_string(), String::as_str);
+    sealed += seal_table!(IDEMPOTENCY, String, |k: &str| k.to_string(), String::as_str);
+    sealed += seal_table!(HOOK_DEFS, u64, same, by_value);
+    sealed += seal_table!(EVENT_BODIES, u64, same, by_value);
+    sealed += seal_table!(DELIVERIES, u64, same, by_value);
+    sealed += seal_table!(HOOKS, u64, same, by_value);
+    sealed += seal_table!(ATTEMPTS, (u64, u32), |k: (u64, u32)| k, |k: &(u64, u32)| *k);
+    Ok(sealed)
 }
 
 fn next_id(counters: &mut redb::Table<'_, &str, u64>, name: &str) -> Result<u64, redb::Error> {
@@ -115,7 +158,7 @@ pub(crate) fn append(
             continue;
         }
         let event_id = next_id(&mut counters, "next_event")?;
-        bodies.insert(event_id, event.body.as_ref())?;
+        bodies.insert(event_id, seal(&event.body).as_slice())?;
         refs.insert(
             event_id,
             u32::try_from(event.deliveries.len()).unwrap_or(u32::MAX),
@@ -283,12 +326,12 @@ fn load(
     let Some(value) = deliveries.get(id)? else {
         return Ok(None);
     };
-    match serde_json::from_slice(value.value()) {
+    match decode_record(value.value()) {
         Ok(record) => Ok(Some(record)),
         Err(e) => {
             tracing::error!(
                 delivery = id,
-                "a delivery record does not decode ({e}); leaving it alone"
+                "a delivery record cannot be read ({e}); leaving it alone"
             );
             Ok(None)
         }
@@ -315,7 +358,7 @@ fn update_hook(
     let mut hooks = txn.open_table(HOOKS)?;
     let mut record: HookRecord = hooks
         .get(hook)?
-        .and_then(|v| serde_json::from_slice(v.value()).ok())
+        .and_then(|v| decode_record(v.value()).ok())
         .unwrap_or_default();
     let before = record.clone();
     change(&mut record);
@@ -439,6 +482,64 @@ pub(crate) fn enable(txn: &WriteTransaction, hook: HookId) -> Result<Option<bool
         h.consecutive_failures = 0;
     })?;
     Ok(Some(before.disabled_ms.is_some()))
+}
+
+/// Sets aside delivery `id` of `hook`'s queue, which cannot be read (`reason`): out of the
+/// queue, in the state `quarantined`, never sent. Its record is rewritten from what can be read
+/// of it (nothing but its hook and id when the record itself is damaged); the bytes found are
+/// kept in the `damaged` table. `false` if it was no longer pending.
+pub(crate) fn quarantine(
+    txn: &WriteTransaction,
+    hook: HookId,
+    id: DeliveryId,
+    reason: &str,
+    now: u64,
+) -> Result<bool, redb::Error> {
+    if txn.open_table(PENDING)?.remove((hook, id))?.is_none() {
+        return Ok(false);
+    }
+    count_pending(txn, hook, |count| count.saturating_sub(1))?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let found: Option<Vec<u8>> = deliveries.get(id)?.map(|v| v.value().to_vec());
+    let readable = found
+        .as_deref()
+        .and_then(|bytes| decode_record::<DeliveryRecord>(bytes).ok());
+    let record = match readable {
+        Some(record) => DeliveryRecord {
+            state: DeliveryState::Quarantined,
+            next_attempt_ms: None,
+            finished_ms: Some(now),
+            failure: Some(reason.to_string()),
+            ..record
+        },
+        None => {
+            if let Some(found) = &found {
+                txn.open_table(DAMAGED)?.insert(id, found.as_slice())?;
+            }
+            let attempts = txn
+                .open_table(ATTEMPTS)?
+                .range((id, 0)..=(id, u32::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(key, _)| key.value().1);
+            DeliveryRecord {
+                hook,
+                event: 0,
+                webhook_id: String::new(),
+                state: DeliveryState::Quarantined,
+                round_attempts: 0,
+                attempts,
+                created_ms: now,
+                next_attempt_ms: None,
+                finished_ms: Some(now),
+                failure: Some(reason.to_string()),
+            }
+        }
+    };
+    deliveries.insert(id, encode(&record).as_slice())?;
+    drop(deliveries);
+    set_state(txn, id, DeliveryState::Pending, DeliveryState::Quarantined)?;
+    Ok(true)
 }
 
 /// Makes the first delivery of `hook`'s queue due now, on a fresh retry schedule: its hook's

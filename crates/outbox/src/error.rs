@@ -21,20 +21,48 @@ pub struct StoreError {
 
 #[derive(Debug)]
 enum Kind {
-    /// Reading or writing the store failed (disk full, unwritable, corrupt).
+    /// Reading or writing the store failed (disk full, unwritable).
     Storage(String),
+    /// The store file is damaged: a record failed its checksum, redb found its structures
+    /// broken (or panicked on them), or the file is empty.
+    Damaged(String),
     /// The store's writer has stopped.
     Closed,
 }
 
 impl StoreError {
+    /// redb's error; one that says the file is corrupted is a damaged store.
     pub(crate) fn storage(
         context: impl Into<String>,
         source: impl Into<redb::Error>,
     ) -> StoreError {
+        let source = source.into();
+        let kind = if matches!(source, redb::Error::Corrupted(_)) {
+            Kind::Damaged(context.into())
+        } else {
+            Kind::Storage(context.into())
+        };
         StoreError {
-            kind: Kind::Storage(context.into()),
-            source: Some(Box::new(source.into())),
+            kind,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// This error's sources, `b: c` (its own message left out).
+    pub(crate) fn causes(&self) -> String {
+        let mut text = Vec::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            text.push(e.to_string());
+            source = e.source();
+        }
+        text.join(": ")
+    }
+
+    pub(crate) fn damaged(context: impl Into<String>, detail: impl Into<String>) -> StoreError {
+        StoreError {
+            kind: Kind::Damaged(context.into()),
+            source: Some(detail.into().into()),
         }
     }
 
@@ -52,9 +80,27 @@ impl StoreError {
         }
     }
 
-    /// Reading or writing the store failed: a full disk, an unwritable path, a damaged file.
+    /// Reading or writing the store failed: a full disk, an unwritable path, a damaged file
+    /// (then [`is_damaged`](StoreError::is_damaged) too).
     pub fn is_storage(&self) -> bool {
-        matches!(self.kind, Kind::Storage(_))
+        matches!(self.kind, Kind::Storage(_) | Kind::Damaged(_))
+    }
+
+    /// The store file is damaged: an existing file that is empty (refused at opening), a
+    /// record that fails its checksum, or redb's own structures broken (its panics on them
+    /// are caught and reported as this). The source says what was found.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("outbox-doc-damaged-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("truncated.redb");
+    /// std::fs::write(&path, b"").unwrap(); // a store truncated to 0 bytes
+    /// let err = linq_hooks_outbox::Store::open(&path).unwrap_err();
+    /// assert!(err.is_damaged());
+    /// assert!(err.to_string().contains("is empty"));
+    /// ```
+    pub fn is_damaged(&self) -> bool {
+        matches!(self.kind, Kind::Damaged(_))
     }
 
     /// The store is shutting down.
@@ -67,7 +113,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             // Only this level: the cause is the source (ARCHITECTURE.md, "one error rule").
-            Kind::Storage(context) => f.write_str(context),
+            Kind::Storage(context) | Kind::Damaged(context) => f.write_str(context),
             Kind::Closed => f.write_str("the store is closed"),
         }
     }

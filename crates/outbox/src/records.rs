@@ -46,6 +46,42 @@ pub(crate) const IDEMPOTENCY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
 
 /// Hook id → its delivery state (JSON); absent means enabled with no failures.
 pub(crate) const HOOKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("hooks");
+/// Delivery id → its record as it was found when it was quarantined (the bytes that failed
+/// their checksum or did not decode), kept for whoever investigates.
+pub(crate) const DAMAGED: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("damaged");
+
+/// The length of a record's seal: a CRC-32 (IEEE, little-endian) of the bytes after it.
+const SEAL: usize = 4;
+
+/// A record's bytes as stored (format 3): the CRC-32 of `bytes`, then `bytes`. Every value of
+/// the tables of records (workflows, hook definitions, event bodies, deliveries, attempts, hook
+/// states, idempotency keys) is sealed, so that a record damaged on disk is found when it is
+/// read, not sent.
+pub(crate) fn seal(bytes: &[u8]) -> Vec<u8> {
+    let mut sealed = Vec::with_capacity(SEAL + bytes.len());
+    sealed.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+    sealed.extend_from_slice(bytes);
+    sealed
+}
+
+/// The bytes of a sealed record, or why they cannot be trusted.
+pub(crate) fn unseal(sealed: &[u8]) -> Result<&[u8], String> {
+    let Some((seal, bytes)) = sealed.split_first_chunk::<SEAL>() else {
+        return Err(format!(
+            "a record of {} bytes is too short to hold its checksum",
+            sealed.len()
+        ));
+    };
+    let (stored, computed) = (u32::from_le_bytes(*seal), crc32fast::hash(bytes));
+    if stored == computed {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "a record fails its checksum (stored {stored:08x}, computed {computed:08x}): \
+             the store file was damaged"
+        ))
+    }
+}
 
 /// Where a delivery stands.
 ///
@@ -66,24 +102,31 @@ pub enum DeliveryState {
     /// Its hook was removed from its workflow before it was delivered; kept on record with the
     /// reason, never sent again.
     Cancelled,
+    /// Its record or its event's body was damaged in the store file (it failed its checksum,
+    /// or was missing): set aside with the reason and never sent, so that its hook goes on
+    /// with the next delivery. What was found is kept in the store for investigation.
+    Quarantined,
 }
 
 impl DeliveryState {
     /// Every state, in the order of their codes.
-    pub const ALL: [DeliveryState; 4] = [
+    pub const ALL: [DeliveryState; 5] = [
         DeliveryState::Pending,
         DeliveryState::Delivered,
         DeliveryState::Failed,
         DeliveryState::Cancelled,
+        DeliveryState::Quarantined,
     ];
 
-    /// The name used in the API: `pending`, `delivered`, `failed` or `cancelled`.
+    /// The name used in the API: `pending`, `delivered`, `failed`, `cancelled` or
+    /// `quarantined`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
             DeliveryState::Cancelled => "cancelled",
+            DeliveryState::Quarantined => "quarantined",
         }
     }
 
@@ -93,6 +136,7 @@ impl DeliveryState {
             DeliveryState::Delivered => 1,
             DeliveryState::Failed => 2,
             DeliveryState::Cancelled => 3,
+            DeliveryState::Quarantined => 4,
         }
     }
 }
@@ -105,7 +149,7 @@ impl std::str::FromStr for DeliveryState {
             .into_iter()
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown state `{s}`; expected pending, delivered, failed or cancelled")
+                format!("unknown state `{s}`; expected pending, delivered, failed, cancelled or quarantined")
             })
     }
 }
@@ -169,21 +213,24 @@ pub struct DeliveryInfo {
     pub id: DeliveryId,
     /// Its hook.
     pub hook: HookId,
-    /// The event's number.
+    /// The event's number (0 for a quarantined delivery whose own record was damaged: it is
+    /// not known).
     pub event: u64,
-    /// The `webhook-id` every attempt carries.
+    /// The `webhook-id` every attempt carries (empty for a quarantined delivery whose own
+    /// record was damaged).
     pub webhook_id: String,
     /// Where it stands.
     pub state: DeliveryState,
     /// Attempts made.
     pub attempts: u32,
-    /// When it was accepted.
+    /// When it was accepted (for a quarantined delivery whose own record was damaged: when it
+    /// was quarantined).
     pub created_at: SystemTime,
     /// When the next attempt is due, if one is planned.
     pub next_attempt_at: Option<SystemTime>,
-    /// When it was delivered, given up or cancelled.
+    /// When it was delivered, given up, cancelled or quarantined.
     pub finished_at: Option<SystemTime>,
-    /// Why it was given up or cancelled.
+    /// Why it was given up, cancelled or quarantined.
     pub failure: Option<String>,
 }
 

@@ -200,19 +200,45 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref();
         let context = || format!("cannot open the store {}", path.display());
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| StoreError::storage(context(), e))?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| StoreError::storage(context(), e))?;
-        check_format(&txn).map_err(|e| match e {
-            crate::edits::Opened::Storage(e) => StoreError::storage(context(), e),
-            crate::edits::Opened::Refused(e) => e,
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            // redb would make a new store in it: a store truncated to nothing would silently
+            // start empty, and what it held would be forgotten.
+            return Err(StoreError::damaged(
+                format!("the store file {} is empty (0 bytes)", path.display()),
+                "a store linq-hooks has opened is never empty, so this one was truncated or \
+                 replaced: restore it from a backup, or remove the file to start a new, empty \
+                 store",
+            ));
+        }
+        let db = contained(&context(), || {
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+                .map_err(|e| StoreError::storage(context(), e))?;
+            let txn = db
+                .begin_write()
+                .map_err(|e| StoreError::storage(context(), e))?;
+            check_format(&txn).map_err(|e| match e {
+                crate::edits::Opened::Storage(e) => StoreError::storage(context(), e),
+                crate::edits::Opened::Refused(e) => e,
+            })?;
+            txn.commit()
+                .map_err(|e| StoreError::storage(context(), e))?;
+            Ok(db)
+        })
+        .map_err(|e| {
+            if e.is_damaged() {
+                StoreError::damaged(
+                    context(),
+                    format!(
+                        "{}; restore it from a backup, or move it aside to start a new store",
+                        e.causes()
+                    ),
+                )
+            } else {
+                e
+            }
         })?;
-        txn.commit()
-            .map_err(|e| StoreError::storage(context(), e))?;
 
         let db = Arc::new(db);
         let (sender, receiver) = mpsc::channel();
@@ -462,7 +488,13 @@ impl Store {
             {
                 let id = entry?.0.value().1;
                 if let Some(record) = deliveries.get(id)? {
-                    out.push(DeliveryInfo::new(id, &decode(record.value())?));
+                    let record = decode(record.value()).map_err(|e| match e {
+                        ReadError::Corrupt(why) => {
+                            ReadError::Corrupt(format!("delivery {id}: {why}"))
+                        }
+                        other => other,
+                    })?;
+                    out.push(DeliveryInfo::new(id, &record));
                 }
             }
             Ok(out)
@@ -508,60 +540,131 @@ impl Store {
         })
     }
 
+    /// Runs `f` in a read transaction; redb's panics on a damaged file come back as errors.
     fn read<T>(
         &self,
         what: &str,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, ReadError>,
     ) -> Result<T, StoreError> {
-        let txn = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| StoreError::storage(format!("cannot {what}"), e))?;
-        f(&txn).map_err(|e| match e {
-            ReadError::Storage(e) => StoreError::storage(format!("cannot {what}"), e),
-            ReadError::Corrupt(message) => StoreError::corrupt(format!("cannot {what}: {message}")),
+        let context = format!("cannot {what}");
+        contained(&context, || {
+            let txn = self
+                .inner
+                .db
+                .begin_read()
+                .map_err(|e| StoreError::storage(context.clone(), e))?;
+            f(&txn).map_err(|e| match e {
+                ReadError::Storage(e) => StoreError::storage(context.clone(), e),
+                ReadError::Corrupt(message) => StoreError::damaged(context.clone(), message),
+            })
         })
     }
 
-    fn head_now(&self, hook: HookId) -> Result<Head, StoreError> {
+    /// How many deliveries are in `state` (walks that state's index: meant for the rare
+    /// states, such as [`Quarantined`](DeliveryState::Quarantined)).
+    pub fn count(&self, state: DeliveryState) -> Result<u64, StoreError> {
+        self.read("count deliveries", |txn| {
+            let by_state = txn.open_table(BY_STATE)?;
+            let mut n = 0;
+            for entry in by_state.range((state.code(), 0)..=(state.code(), u64::MAX))? {
+                entry?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// The head of `hook`'s queue as the store holds it, or the first delivery of the queue
+    /// that cannot be read (to be quarantined).
+    fn head_now(&self, hook: HookId) -> Result<HeadRead, StoreError> {
         self.read("read a hook's queue", |txn| {
             if let Some(value) = txn.open_table(HOOKS)?.get(hook)? {
                 let record: HookRecord = decode(value.value())?;
                 if record.disabled_ms.is_some() {
-                    return Ok(Head::Disabled);
+                    return Ok(HeadRead::Head(Head::Disabled));
                 }
             }
             let pending = txn.open_table(PENDING)?;
             let Some(first) = pending.range((hook, 0)..=(hook, u64::MAX))?.next() else {
-                return Ok(Head::Empty);
+                return Ok(HeadRead::Head(Head::Empty));
             };
             let id = first?.0.value().1;
+            let damaged = |reason: String| Ok(HeadRead::Damaged { id, reason });
             let record: DeliveryRecord = match txn.open_table(DELIVERIES)?.get(id)? {
-                Some(value) => decode(value.value())?,
-                None => {
-                    return Err(ReadError::Corrupt(format!(
-                        "pending delivery {id} has no record"
-                    )));
-                }
+                Some(value) => match decode(value.value()) {
+                    Ok(record) => record,
+                    Err(ReadError::Corrupt(reason)) => {
+                        return damaged(format!("its record cannot be read: {reason}"));
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => return damaged("it has no record".into()),
             };
             let body = match txn.open_table(EVENT_BODIES)?.get(record.event)? {
-                Some(value) => Bytes::copy_from_slice(value.value()),
-                None => {
-                    return Err(ReadError::Corrupt(format!(
-                        "delivery {id} has no event body"
-                    )));
-                }
+                Some(value) => match unseal(value.value()) {
+                    Ok(body) => Bytes::copy_from_slice(body),
+                    Err(reason) => {
+                        return damaged(format!(
+                            "the body of event {} cannot be read: {reason}",
+                            record.event
+                        ));
+                    }
+                },
+                None => return damaged(format!("the body of event {} is missing", record.event)),
             };
-            Ok(Head::Ready(Delivery {
+            Ok(HeadRead::Head(Head::Ready(Delivery {
                 id,
                 hook,
                 webhook_id: record.webhook_id,
                 body,
                 attempts: record.round_attempts,
                 next_attempt_at: record.next_attempt_ms.map(from_millis),
-            }))
+            })))
         })
+    }
+}
+
+/// What [`Store::head_now`] found.
+enum HeadRead {
+    Head(Head),
+    /// The first pending delivery cannot be read (nor sent).
+    Damaged {
+        id: DeliveryId,
+        reason: String,
+    },
+}
+
+/// The most deliveries one `head` call quarantines before it gives up: a queue of damaged
+/// records is a damaged store, reported as an error (and the hook's worker backs off).
+const MAX_QUARANTINE_PER_HEAD: usize = 1000;
+
+/// Runs `f`, turning a panic (redb's, on a file damaged in a way it assumes cannot happen)
+/// into an error that says the store is damaged. redb's structures are only read by the
+/// panicking call, and a write transaction that unwinds is dropped (aborted), so the store
+/// stays usable for what is not damaged.
+pub(crate) fn contained<T>(
+    context: &str,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(StoreError::damaged(
+            context,
+            format!(
+                "the store file is damaged (redb: {})",
+                panic_message(&*panic)
+            ),
+        ))
+    })
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".into()
     }
 }
 
@@ -581,8 +684,38 @@ fn read_workflow(
 
 #[async_trait::async_trait]
 impl Outbox for Store {
+    /// The head of `hook`'s queue. A delivery whose record or body is damaged (fails its
+    /// checksum, or is missing) is quarantined first, and the next one is the head: a damaged
+    /// record is never sent, and it does not stop its hook.
     async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
-        self.head_now(hook).map_err(OutboxError::new)
+        for _ in 0..MAX_QUARANTINE_PER_HEAD {
+            match self.head_now(hook).map_err(OutboxError::new)? {
+                HeadRead::Head(head) => return Ok(head),
+                HeadRead::Damaged { id, reason } => {
+                    tracing::error!(
+                        hook,
+                        delivery = id,
+                        "a delivery cannot be read ({reason}); quarantining it"
+                    );
+                    let reason = format!("quarantined: {reason}");
+                    let done = self
+                        .submit(|reply| Job::Quarantine(hook, id, reason, reply))
+                        .await
+                        .map_err(OutboxError::new)?;
+                    if !done {
+                        // Not pending any more (replayed or cancelled meanwhile): read again.
+                        continue;
+                    }
+                }
+            }
+        }
+        Err(OutboxError::new(StoreError::damaged(
+            "cannot read a hook's queue",
+            format!(
+                "over {MAX_QUARANTINE_PER_HEAD} damaged deliveries in a row: the store file is \
+                 badly damaged"
+            ),
+        )))
     }
 
     async fn record(
@@ -610,11 +743,13 @@ impl<E: Into<redb::Error>> From<E> for ReadError {
     }
 }
 
+/// A sealed record's value: its checksum checked, then its JSON read.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
-    serde_json::from_slice(bytes)
+    serde_json::from_slice(unseal(bytes).map_err(ReadError::Corrupt)?)
         .map_err(|e| ReadError::Corrupt(format!("a record does not decode: {e}")))
 }
 
+/// A record as stored: its JSON, sealed with its checksum.
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("records serialize")
+    seal(&serde_json::to_vec(value).expect("records serialize"))
 }

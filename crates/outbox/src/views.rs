@@ -6,11 +6,12 @@ use redb::ReadableTable;
 
 use crate::records::*;
 
-/// A record that does not decode: the store is damaged.
+/// A sealed record's value, in the writer's terms: one that fails its checksum or does not
+/// decode is a damaged store.
 pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, redb::Error> {
-    serde_json::from_slice(bytes)
+    serde_json::from_slice(unseal(bytes).map_err(redb::Error::Corrupted)?)
         .map_err(|e| redb::Error::Corrupted(format!("a record does not decode: {e}")))
 }
 

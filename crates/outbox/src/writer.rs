@@ -14,7 +14,9 @@ use crate::edits;
 use crate::error::StoreError;
 use crate::records::*;
 use crate::registry;
-use crate::store::{AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, Reply};
+use crate::store::{
+    AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, Reply, panic_message,
+};
 
 /// The most jobs one commit takes; more wait for the next.
 const MAX_BATCH: usize = 4096;
@@ -36,6 +38,7 @@ pub(crate) enum Job {
     DeleteWorkflow(String, Reply<Option<WorkflowRemoval>>),
     SetParameters(HookId, HookParameters, Reply<Option<StoredHook>>),
     RotateSecret(String, Secret, Duration, Reply<Option<StoredWorkflow>>),
+    Quarantine(HookId, DeliveryId, String, Reply<bool>),
 }
 
 /// A job's result, kept until its commit is done.
@@ -50,6 +53,7 @@ enum Done {
     DeleteWorkflow(Option<WorkflowRemoval>),
     SetParameters(Option<Box<StoredHook>>),
     RotateSecret(Option<Box<StoredWorkflow>>),
+    Quarantine(bool),
 }
 
 /// Takes the jobs waiting (up to a count and a byte budget), applies them in one transaction,
@@ -80,7 +84,7 @@ pub(crate) fn write_loop(
         }
         let only_records = batch.iter().all(|job| matches!(job, Job::Record(..)));
         let durable = !only_records || last_durable.elapsed() >= RECORD_SYNC_INTERVAL;
-        match commit(db, &batch, durable) {
+        match commit(db, &batch, durable, broken) {
             Ok(done) => {
                 if durable {
                     last_durable = Instant::now();
@@ -105,15 +109,12 @@ pub(crate) fn write_loop(
                 // Not the disk: one job is at fault. Commit each on its own, so the others in
                 // the batch (other clients' events) are not refused for it.
                 for job in batch {
-                    let result = commit(db, std::slice::from_ref(&job), true);
+                    let result = commit(db, std::slice::from_ref(&job), true, broken);
                     match result {
                         Ok(mut done) => answer(job, Ok(done.remove(0))),
                         Err(e) => {
                             tracing::error!("the store could not commit a job: {e}");
-                            answer(
-                                job,
-                                Err(StoreError::corrupt(format!("cannot write the store: {e}"))),
-                            );
+                            answer(job, Err(StoreError::storage("cannot write the store", e)));
                         }
                     }
                 }
@@ -124,7 +125,7 @@ pub(crate) fn write_loop(
     }
     // Closing: make the attempts recorded without fsync durable too, so that after a clean
     // shutdown every attempt is on record (only a crash may lose the last 200 ms of them).
-    if unsynced && let Err(e) = commit(db, &[], true) {
+    if unsynced && let Err(e) = commit(db, &[], true, broken) {
         tracing::error!("the store could not sync the last attempt records: {e}");
     }
 }
@@ -148,7 +149,33 @@ impl Job {
     }
 }
 
-fn commit(db: &Database, batch: &[Job], durable: bool) -> Result<Vec<Done>, redb::Error> {
+/// Applies `batch` in one transaction and commits it. A panic of redb's (a damaged file) is
+/// caught here: the transaction unwinds (aborted) and the batch fails as a damaged store.
+/// The store is then marked `broken` (for its health): a write that panics needs a look at the
+/// file, though later writes are still tried.
+fn commit(
+    db: &Database,
+    batch: &[Job],
+    durable: bool,
+    broken: &Mutex<Option<String>>,
+) -> Result<Vec<Done>, redb::Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        commit_unguarded(db, batch, durable)
+    }))
+    .unwrap_or_else(|panic| {
+        let reason = format!(
+            "the store file is damaged (redb panicked: {})",
+            panic_message(&*panic)
+        );
+        broken
+            .lock()
+            .expect("not poisoned")
+            .get_or_insert_with(|| reason.clone());
+        Err(redb::Error::Corrupted(reason))
+    })
+}
+
+fn commit_unguarded(db: &Database, batch: &[Job], durable: bool) -> Result<Vec<Done>, redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(if durable {
         Durability::Immediate
@@ -187,6 +214,7 @@ fn answer(job: Job, result: Result<Done, StoreError>) {
             reply!(reply, Done::SetParameters(hook) => hook.map(|h| *h))
         }
         Job::RotateSecret(.., reply) => reply!(reply, Done::RotateSecret(w) => w.map(|w| *w)),
+        Job::Quarantine(.., reply) => reply!(reply, Done::Quarantine(done) => done),
     }
 }
 
@@ -216,5 +244,8 @@ fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Erro
         Job::RotateSecret(workflow, secret, grace, _) => Done::RotateSecret(
             registry::rotate_secret(txn, workflow, secret, *grace, now)?.map(Box::new),
         ),
+        Job::Quarantine(hook, id, reason, _) => {
+            Done::Quarantine(edits::quarantine(txn, *hook, *id, reason, now)?)
+        }
     })
 }

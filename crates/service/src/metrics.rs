@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     attempt_seconds: Histogram,
     queue_depth: Gauge,
     hooks_disabled: Gauge,
+    quarantined: Gauge,
     /// Brought up to the dispatcher's count at each render (under the lock, so that two renders
     /// do not both add the same restarts).
     worker_restarts: Mutex<Counter>,
@@ -68,6 +69,12 @@ impl Metrics {
             "Hooks disabled by a 410 Gone",
             hooks_disabled.clone(),
         );
+        let quarantined = Gauge::default();
+        registry.register(
+            "deliveries_quarantined",
+            "Deliveries set aside because their record was damaged in the store",
+            quarantined.clone(),
+        );
         let worker_restarts = Counter::default();
         registry.register(
             "worker_restarts",
@@ -83,6 +90,7 @@ impl Metrics {
             attempt_seconds,
             queue_depth,
             hooks_disabled,
+            quarantined,
         }
     }
 
@@ -117,6 +125,9 @@ impl Metrics {
         let disabled = store.disabled_hooks()?;
         self.hooks_disabled
             .set(i64::try_from(disabled).unwrap_or(i64::MAX));
+        let quarantined = store.count(linq_hooks_outbox::DeliveryState::Quarantined)?;
+        self.quarantined
+            .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String");

@@ -38,9 +38,12 @@ pub(super) struct ListDeliveries {
     after: Option<u64>,
 }
 
-/// Deliveries in a state, oldest first, paged: `?state=pending|delivered|failed|cancelled&limit=N&after=ID`.
+/// Deliveries in a state, oldest first, paged: `?state=pending|delivered|failed|cancelled|quarantined&limit=N&after=ID`.
+///
+/// `quarantined` lists the deliveries set aside because their record or their event's body was
+/// damaged in the store file: never sent; `failure` says what was found.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
-    params(("state" = Option<String>, Query, description = "pending (default), delivered, failed or cancelled"),
+    params(("state" = Option<String>, Query, description = "pending (default), delivered, failed, cancelled or quarantined"),
            ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)", minimum = 1, maximum = 1000),
            ("after" = Option<u64>, Query, description = "The `next_after` of the page before")),
     responses((status = 200, body = DeliveriesOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]

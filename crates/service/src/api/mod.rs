@@ -24,6 +24,8 @@ use axum::routing::get;
 use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
 
+use linq_hooks_outbox::DeliveryState;
+
 use crate::live::Live;
 use crate::metrics::Metrics;
 use error::{ApiError, Problem, error_response};
@@ -132,41 +134,63 @@ async fn not_found(request: Request) -> ApiError {
 }
 
 /// 200 while the store can write and every delivery worker runs; 503 with the reason when the
-/// store cannot write, or while a worker that panicked waits to be started again (naming its
-/// hooks).
+/// store cannot write, when a delivery worker cannot read its queue from the store (a damaged
+/// store), or while a worker that panicked waits to be started again (naming its hooks). The
+/// count of quarantined deliveries (damaged records set aside) comes with either answer: they
+/// do not stop delivery, but someone should look at them.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
 async fn healthz(State(state): Shared) -> Response {
-    let failing = state.live.dispatcher.health().failing;
-    let reason = match state.live.store.health() {
-        Err(reason) => Some(reason),
-        Ok(()) if !failing.is_empty() => {
-            let hooks: Vec<String> = failing.iter().map(|&hook| types::hook_id(hook)).collect();
-            Some(format!(
-                "the delivery worker of {} panicked and is restarting (see the log)",
-                hooks.join(", ")
-            ))
-        }
-        Ok(()) => None,
+    let health = state.live.dispatcher.health();
+    let names = |hooks: &mut dyn Iterator<Item = u64>| {
+        hooks
+            .map(types::hook_id)
+            .collect::<Vec<String>>()
+            .join(", ")
     };
-    match reason {
-        None => (
-            StatusCode::OK,
-            axum::Json(HealthOut {
-                status: "ok".into(),
-                reason: None,
-            }),
-        )
-            .into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(HealthOut {
-                status: "failing".into(),
-                reason: Some(reason),
-            }),
-        )
-            .into_response(),
+    let quarantined = state.live.store.count(DeliveryState::Quarantined);
+    let reason = if let Err(reason) = state.live.store.health() {
+        Some(reason)
+    } else if let Some((_, error)) = health.outbox_failing.first() {
+        Some(format!(
+            "the delivery worker of {} cannot read its queue from the store: {error}",
+            names(&mut health.outbox_failing.iter().map(|(hook, _)| *hook))
+        ))
+    } else if !health.failing.is_empty() {
+        Some(format!(
+            "the delivery worker of {} panicked and is restarting (see the log)",
+            names(&mut health.failing.iter().copied())
+        ))
+    } else if let Err(e) = &quarantined {
+        Some(chain(e))
+    } else {
+        None
+    };
+    let (status, text) = match reason {
+        None => (StatusCode::OK, "ok"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "failing"),
+    };
+    (
+        status,
+        axum::Json(HealthOut {
+            status: text.into(),
+            reason,
+            quarantined: quarantined.ok(),
+        }),
+    )
+        .into_response()
+}
+
+/// An error and its sources, `a: b: c`, for an answer's `reason`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
     }
+    text
 }
 
 /// Prometheus text exposition.

@@ -204,20 +204,23 @@ pub(crate) struct DeliveryOut {
     hook: String,
     /// Its hook's workflow.
     workflow_id: Option<String>,
-    /// The event's number.
+    /// The event's number (0 for a quarantined delivery whose own record was damaged).
     event: u64,
-    /// The `webhook-id` every attempt carries.
+    /// The `webhook-id` every attempt carries (empty for a quarantined delivery whose own
+    /// record was damaged).
     webhook_id: String,
-    /// `pending`, `delivered`, `failed` or `cancelled`.
+    /// `pending`, `delivered`, `failed`, `cancelled` or `quarantined` (its record or its
+    /// event's body was damaged in the store: set aside, never sent; `failure` says what was
+    /// found).
     state: String,
     /// Attempts made.
     attempts: u32,
     /// RFC 3339.
     created_at: String,
     next_attempt_at: Option<String>,
-    /// When it was delivered, given up or cancelled.
+    /// When it was delivered, given up, cancelled or quarantined.
     finished_at: Option<String>,
-    /// Why it was given up or cancelled.
+    /// Why it was given up, cancelled or quarantined.
     failure: Option<String>,
 }
 
@@ -332,4 +335,8 @@ pub(crate) struct HealthOut {
     /// Why it is failing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
+    /// Deliveries set aside because their record was damaged in the store
+    /// (`GET /v1/deliveries?state=quarantined`); absent when the store cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) quarantined: Option<u64>,
 }
