@@ -124,7 +124,7 @@ impl Proxies {
     /// # Ok::<(), linq_hooks_http::ProxyError>(())
     /// ```
     pub fn all(url: &str, no_proxy: &str) -> Result<Self, ProxyError> {
-        let proxy = Some(("proxy URL", url.to_string()));
+        let proxy = Some(("", url.to_string()));
         Proxies::make(proxy.clone(), proxy, no_proxy.to_string())
     }
 
@@ -254,13 +254,13 @@ impl fmt::Display for Proxies {
     }
 }
 
-/// Why a proxy setting cannot be used: the variable (or `proxy URL`), the URL without its
-/// credentials, and the problem.
+/// Why a proxy setting cannot be used: the variable it came from (none for
+/// [`Proxies::all`]), the URL without its credentials, and the problem.
 ///
 /// ```
 /// let err = linq_hooks_http::Proxies::all("http://", "").unwrap_err();
 /// assert!(!err.is_unsupported_scheme());
-/// assert_eq!(err.to_string(), "proxy URL: `http://` is not a proxy URL (expected http://[user:password@]host[:port])");
+/// assert_eq!(err.to_string(), "`http://` is not a proxy URL (expected http://[user:password@]host[:port])");
 /// ```
 #[derive(Debug)]
 pub struct ProxyError {
@@ -289,15 +289,18 @@ impl ProxyError {
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (source, shown) = (self.source, &self.shown);
+        if !self.source.is_empty() {
+            write!(f, "{}: ", self.source)?;
+        }
+        let shown = &self.shown;
         match &self.kind {
             ProxyErrorKind::UnsupportedScheme(scheme) => write!(
                 f,
-                "{source}: unsupported proxy scheme `{scheme}` in `{shown}` (supported: http, https)"
+                "unsupported proxy scheme `{scheme}` in `{shown}` (supported: http, https)"
             ),
             ProxyErrorKind::Invalid => write!(
                 f,
-                "{source}: `{shown}` is not a proxy URL (expected http://[user:password@]host[:port])"
+                "`{shown}` is not a proxy URL (expected http://[user:password@]host[:port])"
             ),
         }
     }
