@@ -57,8 +57,8 @@ pub(crate) struct Sending {
     pub(crate) ca_file: Option<PathBuf>,
     /// Send through this proxy, http and https targets alike, instead of the ones the
     /// environment names (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, read as curl reads them); hosts
-    /// listed in NO_PROXY still go direct. An http or https URL, credentials as
-    /// http://user:password@host:port. `--proxy none` (or an empty value) connects directly
+    /// listed in NO_PROXY still go direct. An http, https, socks5 or socks5h URL, credentials
+    /// as http://user:password@host:port. `--proxy none` (or an empty value) connects directly
     /// whatever the environment says.
     #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,

@@ -6,7 +6,7 @@ mod common;
 use common::{
     Serve, eventually, hooks_file, linq_hooks_with, plan, plan_hook, store, temp_file, text,
 };
-use linq_hooks_tests::{ForwardProxy, Receiver};
+use linq_hooks_tests::{ForwardProxy, Receiver, Socks5Proxy};
 use serde_json::json;
 
 /// Runs `dispatch` of one `new_plan` event to a hook at `url`, with `args` and `env`.
@@ -104,19 +104,32 @@ async fn the_proxy_flag_overrides_the_environment_and_none_turns_proxying_off() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_proxy_may_name_a_socks5_proxy() {
+    let receiver = Receiver::start(|_, _| (204, vec![])).await;
+    let proxy = Socks5Proxy::start(None).await;
+    let port = receiver.addr().port();
+    let url = format!("http://localhost:{port}/runs");
+
+    let out = dispatch("socks", &url, &[], &[("all_proxy", &proxy.url("socks5h"))]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(proxy.connects(), [format!("domain localhost:{port}")]);
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_proxy_is_a_usage_error_naming_where_and_why() {
     let out = dispatch(
         "socks",
         "http://127.0.0.1:9/",
         &[],
-        &[("ALL_PROXY", "socks5://127.0.0.1:1080")],
+        &[("ALL_PROXY", "socks4a://127.0.0.1:1080")],
     )
     .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(
-            "error: ALL_PROXY: unsupported proxy scheme `socks5` in `socks5://127.0.0.1:1080`"
+            "error: ALL_PROXY: unsupported proxy scheme `socks4a` in `socks4a://127.0.0.1:1080`"
         ),
         "{stderr}"
     );

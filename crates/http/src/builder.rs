@@ -223,7 +223,8 @@ impl Builder {
             .with_no_client_auth();
 
         let policy = (!self.egress.allows_everything()).then(|| Arc::new(self.egress));
-        let mut tcp = HttpConnector::new_with_resolver(Guarded::resolver(policy.clone()));
+        let resolver = Guarded::resolver(policy.clone());
+        let mut tcp = HttpConnector::new_with_resolver(resolver.clone());
         tcp.set_connect_timeout(Some(self.connect_timeout));
         tcp.set_nodelay(true);
         let guarded = Guarded::new(tcp, policy.clone());
@@ -243,6 +244,7 @@ impl Builder {
                 to_proxy,
                 proxies: self.proxies.clone(),
                 policy,
+                resolver,
             });
 
         let client = Client::builder(TokioExecutor::new())

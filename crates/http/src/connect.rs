@@ -7,7 +7,9 @@
 //!        ├─ no proxy ─────────────── Guarded ─▶ TCP to the target
 //!        ├─ http target, proxy ───── HttpsConnector (TLS to https proxies) ─▶ Guarded ─▶ TCP to the proxy;
 //!        │                           the connection is marked proxied: requests go in absolute form
-//!        └─ https target, proxy ──── Tunnel (CONNECT host:port) over the same; TLS to the target above
+//!        ├─ https target, proxy ──── Tunnel (CONNECT host:port) over the same; TLS to the target above
+//!        └─ SOCKS5 proxy ─────────── Guarded ─▶ TCP to the proxy, then SocksV5 (socks5: the target's name
+//!                                    resolved here, by the Resolver; socks5h: by the proxy); TLS above
 //! ```
 
 use std::future::Future;
@@ -19,7 +21,7 @@ use std::task::{Context, Poll};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use linq_hooks_transport::BoxError;
@@ -230,6 +232,8 @@ pub(crate) struct Connector {
     pub(crate) to_proxy: HttpsConnector<Guarded>,
     pub(crate) proxies: Proxies,
     pub(crate) policy: Option<Arc<EgressPolicy>>,
+    /// For `socks5://` proxies, which leave name resolution to us.
+    pub(crate) resolver: Resolver,
 }
 
 impl Service<http::Uri> for Connector {
@@ -256,6 +260,18 @@ impl Service<http::Uri> for Connector {
         if let Err(refused) = check_literal(self.policy.as_deref(), &target) {
             return Box::pin(async move { Err(refused.into()) });
         }
+        if let Some(scheme @ ("socks5" | "socks5h")) = intercept.uri().scheme_str() {
+            return Box::pin(socks5(
+                self.direct.clone(),
+                self.resolver.clone(),
+                intercept.uri().clone(),
+                intercept
+                    .raw_auth()
+                    .map(|(user, password)| (user.to_string(), password.to_string())),
+                scheme == "socks5",
+                with_port(&target),
+            ));
+        }
         if target.scheme_str() == Some("https") {
             let mut tunnel = Tunnel::new(intercept.uri().clone(), self.to_proxy.clone());
             if let Some(auth) = intercept.basic_auth() {
@@ -266,7 +282,7 @@ impl Service<http::Uri> for Connector {
             Box::pin(async move {
                 let io = match tunnel.call(target).await {
                     Ok(io) => io,
-                    Err(e) => return Err(unwrap_refused(e.into())),
+                    Err(e) => return Err(unwrap_refused(e.into(), None)),
                 };
                 Ok(Conn { io, proxied: false })
             })
@@ -282,12 +298,89 @@ impl Service<http::Uri> for Connector {
     }
 }
 
-/// `err` itself, or the [`Refused`] in its chain, so that a refusal reads the same whichever
-/// way the connection went.
-fn unwrap_refused(err: BoxError) -> BoxError {
-    match find_refused(&*err) {
-        Some(refused) => refused.clone().into(),
-        None => err,
+/// A connection to `target` through the SOCKS5 proxy at `proxy`: TCP to the proxy (checked by
+/// the policy), the target's name resolved here for `socks5` (checked; the proxy gets the
+/// address) or left to the proxy for `socks5h`, then hyper-util's SOCKS5 handshake.
+async fn socks5(
+    mut direct: Guarded,
+    mut resolver: Resolver,
+    proxy: http::Uri,
+    auth: Option<(String, String)>,
+    local_dns: bool,
+    target: http::Uri,
+) -> Result<Conn, BoxError> {
+    // curl's default port for SOCKS.
+    let proxy = match proxy.port() {
+        Some(_) => proxy,
+        None => format!(
+            "{}://{}:1080/",
+            proxy.scheme_str().unwrap_or("socks5"),
+            proxy.host().unwrap_or_default()
+        )
+        .parse()?,
+    };
+    let tcp = direct.call(proxy.clone()).await?;
+    let port = port_of(&target);
+    let target = match (local_dns, target.host()) {
+        (true, Some(host)) if ip_literal(&target).is_none() => {
+            let name: Name = host.parse()?;
+            let first = resolver
+                .call(name)
+                .await
+                .map_err(|e| unwrap_refused(e, Some(port)))?
+                .next()
+                .ok_or("the name resolved to no address")?;
+            let addr = SocketAddr::new(first.ip(), port);
+            format!("{}://{addr}/", target.scheme_str().unwrap_or("http")).parse()?
+        }
+        _ => target,
+    };
+    let mut socks = SocksV5::new(
+        proxy,
+        Connected1(Arc::new(std::sync::Mutex::new(Some(tcp)))),
+    );
+    if let Some((user, password)) = auth {
+        socks = socks.with_auth(user, password);
+    }
+    let io = socks.call(target).await?;
+    Ok(Conn {
+        io: MaybeHttpsStream::Http(io),
+        proxied: false,
+    })
+}
+
+/// A connector that hands out one connection made beforehand (so that connecting to a SOCKS
+/// proxy goes through [`Guarded`], whose refusals then read as they do elsewhere).
+#[derive(Clone)]
+struct Connected1(Arc<std::sync::Mutex<Option<Tcp>>>);
+
+impl Service<http::Uri> for Connected1 {
+    type Response = Tcp;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Tcp, std::io::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _proxy: http::Uri) -> Self::Future {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        std::future::ready(
+            taken.ok_or_else(|| {
+                std::io::Error::other("the connection to the proxy was used already")
+            }),
+        )
+    }
+}
+
+/// `err` itself, or the [`Refused`] in its chain (with `port`, when the refusal came from name
+/// resolution, which knows no port), so that a refusal reads the same whichever way the
+/// connection went.
+fn unwrap_refused(err: BoxError, port: Option<u16>) -> BoxError {
+    match (find_refused(&*err), port) {
+        (Some(refused), Some(port)) => refused.clone().with_port(port).into(),
+        (Some(refused), None) => refused.clone().into(),
+        (None, _) => err,
     }
 }
 

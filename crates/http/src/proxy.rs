@@ -12,8 +12,11 @@ use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 /// to the target inside it, so the proxy sees neither the request nor the body. Credentials in
 /// the proxy URL (`http://user:password@proxy:3128`, percent-encoded) are sent as
 /// `Proxy-Authorization: Basic`. Proxies may be `http://` or `https://` (TLS to the proxy);
-/// a URL without a scheme is `http://`. Other schemes (`socks5://`, …) are refused when the
-/// settings are made, naming the scheme.
+/// a URL without a scheme is `http://`. SOCKS5 proxies are `socks5://` (the target's name is
+/// resolved here, and the proxy gets the address) or `socks5h://` (the proxy resolves it), port
+/// 1080 unless given, credentials sent as SOCKS5 user/password; every target goes through them
+/// as a plain TCP tunnel, with TLS to https targets inside. Other schemes (`socks4://`, …) are
+/// refused when the settings are made, naming the scheme.
 ///
 /// [`from_env`](Proxies::from_env) reads the variables curl reads:
 ///
@@ -86,13 +89,13 @@ impl Proxies {
     ///
     /// ```
     /// let err = linq_hooks_http::Proxies::from_lookup(|name| {
-    ///     (name == "ALL_PROXY").then(|| "socks5://127.0.0.1:1080".to_string())
+    ///     (name == "ALL_PROXY").then(|| "socks4://127.0.0.1:1080".to_string())
     /// })
     /// .unwrap_err();
     /// assert!(err.is_unsupported_scheme());
     /// assert_eq!(
     ///     err.to_string(),
-    ///     "ALL_PROXY: unsupported proxy scheme `socks5` in `socks5://127.0.0.1:1080` (supported: http, https)"
+    ///     "ALL_PROXY: unsupported proxy scheme `socks4` in `socks4://127.0.0.1:1080` (supported: http, https, socks5, socks5h)"
     /// );
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ProxyError> {
@@ -191,7 +194,7 @@ fn check(source: &'static str, url: &str) -> Result<Intercept, ProxyError> {
         .split_once("://")
         .map_or("http", |(scheme, _)| scheme)
         .to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
+    if !matches!(scheme.as_str(), "http" | "https" | "socks5" | "socks5h") {
         return Err(ProxyError {
             source,
             shown: without_credentials(url),
@@ -276,10 +279,11 @@ enum ProxyErrorKind {
 }
 
 impl ProxyError {
-    /// True when the URL's scheme is not `http` or `https` (such as `socks5`).
+    /// True when the URL's scheme is not `http`, `https`, `socks5` or `socks5h` (such as
+    /// `socks4`).
     ///
     /// ```
-    /// let err = linq_hooks_http::Proxies::all("socks5h://127.0.0.1:1080", "").unwrap_err();
+    /// let err = linq_hooks_http::Proxies::all("socks4a://127.0.0.1:1080", "").unwrap_err();
     /// assert!(err.is_unsupported_scheme());
     /// ```
     pub fn is_unsupported_scheme(&self) -> bool {
@@ -296,7 +300,7 @@ impl fmt::Display for ProxyError {
         match &self.kind {
             ProxyErrorKind::UnsupportedScheme(scheme) => write!(
                 f,
-                "unsupported proxy scheme `{scheme}` in `{shown}` (supported: http, https)"
+                "unsupported proxy scheme `{scheme}` in `{shown}` (supported: http, https, socks5, socks5h)"
             ),
             ProxyErrorKind::Invalid => write!(
                 f,
@@ -387,7 +391,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "HTTPS_PROXY: unsupported proxy scheme `socks4` in `socks4://***@p:1080` (supported: http, https)"
+            "HTTPS_PROXY: unsupported proxy scheme `socks4` in `socks4://***@p:1080` (supported: http, https, socks5, socks5h)"
         );
         let err = Proxies::all("http://u:secret@", "").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");

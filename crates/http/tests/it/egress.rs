@@ -131,4 +131,24 @@ async fn through_a_proxy_the_proxy_address_and_ip_literal_targets_are_checked() 
         );
     }
     assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
+
+    // A SOCKS5 proxy's address is checked the same way.
+    let socks = linq_hooks_tests::Socks5Proxy::start(None).await;
+    let transport = HttpTransport::builder()
+        .egress(EgressPolicy::new().deny_cidr("127.0.0.0/8".parse().unwrap()))
+        .proxies(Proxies::all(&socks.url("socks5h"), "").unwrap())
+        .build()
+        .unwrap();
+    let err = transport
+        .send(Request::new("https://hooks.example/in", "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "blocked by the egress policy: refused by --deny-cidr 127.0.0.0/8: {}",
+            socks.addr()
+        )
+    );
+    assert!(socks.connects().is_empty());
 }

@@ -1,8 +1,9 @@
 //! Sending through a real forward proxy on 127.0.0.1: absolute-form requests for http targets,
-//! CONNECT tunnels with TLS inside for https targets, credentials, NO_PROXY.
+//! CONNECT tunnels with TLS inside for https targets, credentials, NO_PROXY; and through a real
+//! SOCKS5 proxy.
 
 use linq_hooks_http::{HttpTransport, Proxies};
-use linq_hooks_tests::{ForwardProxy, Proxied};
+use linq_hooks_tests::{ForwardProxy, Proxied, Socks5Proxy};
 use linq_hooks_transport::{Request, Transport};
 
 use crate::tls::{pki, server_config};
@@ -178,4 +179,91 @@ async fn lower_case_variables_are_honoured() {
         summary(&proxy.requests()),
         [("POST".to_string(), server.url("/lower"))]
     );
+}
+
+#[tokio::test]
+async fn socks5h_leaves_the_name_to_the_proxy_and_carries_tls_inside() {
+    let plain = serve(|_| async { response(200, "plain") }).await;
+    let pki = pki(&["127.0.0.1"]);
+    let secure = serve_tls(
+        server_config(&pki, &[b"h2", b"http/1.1"]),
+        |request| async move { response(200, format!("{:?}", request.version)) },
+    )
+    .await;
+    let proxy = Socks5Proxy::start(Some(("lab", "s3cret"))).await;
+    let url = proxy.url("socks5h").replace("://", "://lab:s3cret@");
+    let transport = HttpTransport::builder()
+        .extra_root_pem(pki.ca_pem.as_bytes())
+        .proxies(Proxies::all(&url, "").unwrap())
+        .build()
+        .unwrap();
+
+    let port = plain.addr.port();
+    let answer = transport
+        .send(Request::new(format!("http://localhost:{port}/in"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.body().as_ref(), b"plain");
+    let answer = transport
+        .send(Request::new(secure.url("/in"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.body().as_ref(), b"HTTP/2.0");
+    assert_eq!(
+        proxy.connects(),
+        [
+            format!("domain localhost:{port}"),
+            format!("ip {}", secure.addr)
+        ]
+    );
+    // Origin form: to the receiver, a SOCKS tunnel is a direct connection.
+    assert_eq!(plain.requests()[0].uri, "/in");
+
+    // Wrong credentials: the proxy refuses, nothing arrives.
+    let wrong = proxy.url("socks5h").replace("://", "://lab:guess@");
+    let err = through(Proxies::all(&wrong, "").unwrap())
+        .send(Request::new(plain.url("/in"), "{}"))
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert_eq!(plain.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn socks5_resolves_here_and_the_policy_checks_what_it_resolved() {
+    let server = serve(|_| async { response(204, "") }).await;
+    let proxy = Socks5Proxy::start(None).await;
+    let transport = through(Proxies::all(&proxy.url("socks5"), "").unwrap());
+    let answer = transport
+        .send(Request::new(server.url("/in"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    assert_eq!(proxy.connects(), [format!("ip {}", server.addr)]);
+
+    // The proxy itself allowed (on 127.0.0.2), the target's resolved addresses (127.0.0.1,
+    // maybe ::1) refused: the proxy is never asked for them.
+    let proxy = Socks5Proxy::start_on("127.0.0.2".parse().unwrap(), None).await;
+    let transport = HttpTransport::builder()
+        .egress(
+            linq_hooks_http::EgressPolicy::new()
+                .deny_private()
+                .allow_cidr("127.0.0.2/32".parse().unwrap()),
+        )
+        .proxies(Proxies::all(&proxy.url("socks5"), "").unwrap())
+        .build()
+        .unwrap();
+    let port = server.addr.port();
+    let err = transport
+        .send(Request::new(format!("http://localhost:{port}/in"), "{}"))
+        .await
+        .unwrap_err();
+    assert!(err.is_refused(), "{err:?}");
+    let shown = format!("{err:#}");
+    assert!(
+        shown.contains("refused by --deny-private (loopback "),
+        "{shown}"
+    );
+    assert!(shown.ends_with(&format!(":{port}")), "{shown}");
+    assert!(proxy.connects().is_empty(), "{:?}", proxy.connects());
 }
