@@ -16,7 +16,8 @@
 //! - Proxies ([`Builder::proxies`], [`Proxies`]): none unless given; [`Proxies::from_env`]
 //!   reads `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` as curl does. `http://`
 //!   targets go to an HTTP proxy in absolute form, `https://` targets through a `CONNECT`
-//!   tunnel with TLS to the target inside it.
+//!   tunnel with TLS to the target inside it; SOCKS5 proxies (`socks5://`, `socks5h://`)
+//!   tunnel every target.
 //! - An egress policy ([`Builder::egress`], [`EgressPolicy`]): opt-in rules on the addresses
 //!   connected to, checked after name resolution, against server-side request forgery.
 //! - Once the status has arrived it stands: a body that then breaks off (the connection closes
