@@ -8,14 +8,18 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod proxy;
 mod receiver;
+mod socks;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 pub use client::{Reply, request};
+pub use proxy::{ForwardProxy, Proxied};
 pub use receiver::{Answer, Received, Receiver};
+pub use socks::Socks5Proxy;
 
 /// One case of the LINQ SDK conformance data (`fixtures/linq-sdk/hook-cases.jsonl`): a hook
 /// document and how the LINQ SDK's own models judged it.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use linq_hooks_http::HttpTransport;
+use linq_hooks_http::{EgressPolicy, HttpTransport, IpNet, Proxies};
 use linq_hooks_signature::Secret;
 
 use crate::{Outcome, report};
@@ -41,7 +41,8 @@ impl Secrets {
     }
 }
 
-/// How `dispatch` and `serve` send: timeout, requests in flight, extra CAs.
+/// How `dispatch` and `serve` send: timeout, requests in flight, extra CAs, the proxy and the
+/// egress policy.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Sending {
     /// The time one request may take, connection and response included.
@@ -54,6 +55,49 @@ pub(crate) struct Sending {
     /// internal CA), besides the platform's.
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,
+    /// Send through this proxy, http and https targets alike, instead of the ones the
+    /// environment names (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, read as curl reads them); hosts
+    /// listed in NO_PROXY still go direct. An http, https, socks5 or socks5h URL, credentials
+    /// as http://user:password@host:port. `--proxy none` (or an empty value) connects directly
+    /// whatever the environment says.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    /// Refuse to connect to private and special-purpose addresses: loopback, link-local
+    /// (169.254.169.254, the cloud metadata address, included), RFC 1918, 100.64.0.0/10,
+    /// unique-local fc00::/7, multicast and the rest of IANA's special-purpose ranges. Checked
+    /// on the address connected to, after DNS resolution; a refused attempt fails at once,
+    /// naming the rule.
+    #[arg(long)]
+    pub(crate) deny_private: bool,
+    /// Allow connecting to this network even if a deny rule covers it (such as a lab's
+    /// receiver at 10.20.0.0/16 with --deny-private). Repeatable.
+    #[arg(long = "allow-cidr", value_name = "CIDR", value_parser = parse_cidr)]
+    pub(crate) allow_cidr: Vec<IpNet>,
+    /// Refuse to connect to this network (such as 10.0.0.0/8 or fd00::/8; a bare address is a
+    /// network of one). Repeatable.
+    #[arg(long = "deny-cidr", value_name = "CIDR", value_parser = parse_cidr)]
+    pub(crate) deny_cidr: Vec<IpNet>,
+}
+
+/// A network as `--allow-cidr` and `--deny-cidr` take it: `10.0.0.0/8`, `fd00::/8`, or a bare
+/// address for a network of one.
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!(
+                "`{text}` is not an IP network: expected an address and a prefix length, such as 10.0.0.0/8 or fd00::/8 (IPv4 prefixes go up to 32, IPv6 up to 128)"
+            )
+        })
+}
+
+/// The `NO_PROXY` of the environment, in curl's order (lower case first).
+fn no_proxy_from_env() -> String {
+    ["no_proxy", "NO_PROXY"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_default()
 }
 
 impl Sending {
@@ -61,9 +105,14 @@ impl Sending {
     /// as many idle connections per host as requests may be in flight, so that hooks sharing
     /// a receiver reuse connections instead of opening new ones.
     pub(crate) fn transport(&self) -> Result<HttpTransport, Outcome> {
+        let proxies = self.proxies()?;
+        let egress = self.egress();
+        tracing::info!(%proxies, ?egress, "sending");
         let mut builder = HttpTransport::builder()
             .timeout(self.timeout)
-            .pool_max_idle_per_host(self.concurrency as usize);
+            .pool_max_idle_per_host(self.concurrency as usize)
+            .proxies(proxies)
+            .egress(egress);
         if let Some(path) = &self.ca_file {
             match std::fs::read(path) {
                 Ok(pem) => builder = builder.extra_root_pem(&pem),
@@ -81,5 +130,33 @@ impl Sending {
             eprintln!("error: cannot set up HTTP: {}", report::chain(&e));
             Outcome::UsageOrIo
         })
+    }
+
+    /// `--proxy`, else the environment's proxy variables; the problem printed on stderr.
+    fn proxies(&self) -> Result<Proxies, Outcome> {
+        let (flag, proxies) = match self.proxy.as_deref().map(str::trim) {
+            Some("" | "none") => return Ok(Proxies::none()),
+            Some(url) => ("--proxy: ", Proxies::all(url, &no_proxy_from_env())),
+            None => ("", Proxies::from_env()),
+        };
+        proxies.map_err(|e| {
+            eprintln!("error: {flag}{e}");
+            Outcome::UsageOrIo
+        })
+    }
+
+    /// `--deny-private`, `--deny-cidr` and `--allow-cidr` as a policy.
+    fn egress(&self) -> EgressPolicy {
+        let mut policy = EgressPolicy::new();
+        if self.deny_private {
+            policy = policy.deny_private();
+        }
+        for net in &self.deny_cidr {
+            policy = policy.deny_cidr(*net);
+        }
+        for net in &self.allow_cidr {
+            policy = policy.allow_cidr(*net);
+        }
+        policy
     }
 }

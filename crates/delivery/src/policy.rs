@@ -157,6 +157,13 @@ impl FromStr for RetryPolicy {
 /// assert_eq!(Verdict::of(&Ok(Response::new(410))), Verdict::Gone);
 /// assert!(matches!(Verdict::of(&Ok(Response::new(400))), Verdict::Fail { .. }));
 /// assert_eq!(Verdict::of(&Err(Error::timeout())), Verdict::Retry { retry_after: None });
+/// let refused = Error::refused("refused by --deny-private (loopback 127.0.0.0/8): 127.0.0.1:80");
+/// assert_eq!(
+///     Verdict::of(&Err(refused)),
+///     Verdict::Fail {
+///         reason: "blocked by the egress policy: refused by --deny-private (loopback 127.0.0.0/8): 127.0.0.1:80".into()
+///     }
+/// );
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -170,8 +177,9 @@ pub enum Verdict {
     },
     /// 410 Gone: the receiver asks never to be called again; the hook is disabled.
     Gone,
-    /// Any other answer (a 3xx, which is never followed; another 4xx), or a request that cannot
-    /// be sent: trying again would not help.
+    /// Any other answer (a 3xx, which is never followed; another 4xx), a request that cannot
+    /// be sent, or an address the transport's egress policy refuses (the reason names the rule):
+    /// trying again would not help.
     Fail {
         /// Why, for the record.
         reason: String,
@@ -200,6 +208,10 @@ impl Verdict {
             },
             Err(error) if error.is_invalid_request() => Verdict::Fail {
                 reason: error.to_string(),
+            },
+            // The rule and the address are in the source: `{:#}` keeps them in the reason.
+            Err(error) if error.is_refused() => Verdict::Fail {
+                reason: format!("{error:#}"),
             },
             Err(_) => Verdict::Retry { retry_after: None },
         }

@@ -1,4 +1,5 @@
-//! Configuring an [`HttpTransport`]: timeouts, trusted roots, the connection pool.
+//! Configuring an [`HttpTransport`]: timeouts, trusted roots, the connection pool, proxies and
+//! the egress policy.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::HttpTransport;
+use crate::connect::{Connector, Guarded};
+use crate::{EgressPolicy, HttpTransport, Proxies};
 
 /// Builds an [`HttpTransport`]; start with [`HttpTransport::builder`].
 ///
@@ -35,6 +37,8 @@ pub struct Builder {
     extra_roots_pem: Vec<Vec<u8>>,
     pool_max_idle_per_host: usize,
     pool_idle_timeout: Duration,
+    proxies: Proxies,
+    egress: EgressPolicy,
 }
 
 impl Default for Builder {
@@ -45,6 +49,8 @@ impl Default for Builder {
             extra_roots_pem: Vec::new(),
             pool_max_idle_per_host: 8,
             pool_idle_timeout: Duration::from_secs(90),
+            proxies: Proxies::none(),
+            egress: EgressPolicy::new(),
         }
     }
 }
@@ -117,6 +123,51 @@ impl Builder {
         self
     }
 
+    /// The proxies to send through (default [`Proxies::none`]: every request connects
+    /// directly; the environment is read only if you ask, with [`Proxies::from_env`]).
+    ///
+    /// ```
+    /// use linq_hooks_http::{HttpTransport, Proxies};
+    ///
+    /// let proxies = Proxies::all("http://proxy.lab:3128", "localhost,.lab.internal")?;
+    /// let transport = HttpTransport::builder().proxies(proxies).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn proxies(mut self, proxies: Proxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// Which addresses may be connected to (default [`EgressPolicy::new`]: all). A refused
+    /// attempt fails with [`is_refused`](linq_hooks_transport::Error::is_refused) before
+    /// anything is sent; its source names the rule and the address.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use linq_hooks_http::{EgressPolicy, HttpTransport};
+    /// use linq_hooks_transport::{Request, Transport};
+    ///
+    /// let transport = HttpTransport::builder()
+    ///     .egress(EgressPolicy::new().deny_private())
+    ///     .build()?;
+    /// let err = transport
+    ///     .send(Request::new("http://169.254.169.254/latest/meta-data/", "{}"))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_refused());
+    /// assert_eq!(
+    ///     format!("{err:#}"),
+    ///     "blocked by the egress policy: refused by --deny-private (link-local 169.254.0.0/16): 169.254.169.254:80"
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn egress(mut self, policy: EgressPolicy) -> Self {
+        self.egress = policy;
+        self
+    }
+
     /// Loads the root certificates and builds the transport.
     ///
     /// Fails when an extra CA bundle is not valid PEM, holds no certificate or holds one that
@@ -171,16 +222,30 @@ impl Builder {
             .with_root_certificates(roots)
             .with_no_client_auth();
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false); // the TLS layer above handles https
-        http.set_connect_timeout(Some(self.connect_timeout));
-        http.set_nodelay(true);
+        let policy = (!self.egress.allows_everything()).then(|| Arc::new(self.egress));
+        let resolver = Guarded::resolver(policy.clone());
+        let mut tcp = HttpConnector::new_with_resolver(resolver.clone());
+        tcp.set_connect_timeout(Some(self.connect_timeout));
+        tcp.set_nodelay(true);
+        let guarded = Guarded::new(tcp, policy.clone());
+        // To a proxy: http/1.1 only (CONNECT and absolute-form requests are HTTP/1).
+        let to_proxy = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(guarded.clone());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2() // offers h2 and http/1.1 by ALPN
-            .wrap_connector(http);
+            .wrap_connector(Connector {
+                direct: guarded,
+                to_proxy,
+                proxies: self.proxies.clone(),
+                policy,
+                resolver,
+            });
 
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -191,6 +256,7 @@ impl Builder {
         Ok(HttpTransport {
             client,
             timeout: self.timeout,
+            proxies: self.proxies,
         })
     }
 }
@@ -203,6 +269,8 @@ impl fmt::Debug for Builder {
             .field("extra_root_pem_bundles", &self.extra_roots_pem.len())
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("proxies", &self.proxies)
+            .field("egress", &self.egress)
             .finish()
     }
 }

@@ -9,8 +9,13 @@ use linq_hooks_transport::Error;
 /// A TLS failure is reported by the connector as a connect error whose cause is an
 /// `io::Error` wrapping a `rustls::Error`; it is told apart so that a certificate problem is
 /// [`is_tls`](Error::is_tls), not a generic connect failure.
+///
+/// A refusal by the egress policy is [`is_refused`](Error::is_refused), with the
+/// [`Refused`](crate::Refused) (rule and address) as its source.
 pub(crate) fn from_client(err: hyper_util::client::legacy::Error) -> Error {
-    if chain_has_rustls_error(&err) {
+    if let Some(refused) = crate::connect::find_refused(&err) {
+        Error::refused(refused.clone())
+    } else if chain_has_rustls_error(&err) {
         Error::tls(err)
     } else if err.is_connect() {
         Error::connect(err)

@@ -13,6 +13,13 @@
 //! - At most [`MAX_RESPONSE_BODY`] bytes of the response body are read; reading stops there
 //!   and the connection is dropped.
 //! - One [`timeout`](Builder::timeout) bounds the whole attempt, body included.
+//! - Proxies ([`Builder::proxies`], [`Proxies`]): none unless given; [`Proxies::from_env`]
+//!   reads `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` as curl does. `http://`
+//!   targets go to an HTTP proxy in absolute form, `https://` targets through a `CONNECT`
+//!   tunnel with TLS to the target inside it; SOCKS5 proxies (`socks5://`, `socks5h://`)
+//!   tunnel every target.
+//! - An egress policy ([`Builder::egress`], [`EgressPolicy`]): opt-in rules on the addresses
+//!   connected to, checked after name resolution, against server-side request forgery.
 //! - Once the status has arrived it stands: a body that then breaks off (the connection closes
 //!   early, the time runs out) is noted on the response ([`Response::body_error`]), not turned
 //!   into an error. A 2xx whose body breaks off is delivered; taking it for a failure would send
@@ -33,6 +40,7 @@
 //! | the TLS handshake failed: an untrusted or wrong certificate, a server that does not speak TLS | `is_tls` |
 //! | no answer came within [`timeout`](Builder::timeout) | `is_timeout` |
 //! | the URL or a header cannot be sent (nothing is sent) | `is_invalid_request` |
+//! | the [`EgressPolicy`] refuses the address (nothing is sent; the source names the rule) | `is_refused` |
 //! | anything else, such as a server that hangs up without answering | none of these |
 //!
 //! ```no_run
@@ -55,7 +63,10 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod connect;
+mod egress;
 mod error;
+mod proxy;
 
 use std::fmt;
 use std::time::Duration;
@@ -65,10 +76,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use linq_hooks_transport::{Error, MAX_RESPONSE_BODY, Request, Response, Transport, async_trait};
 
 pub use builder::{BuildError, Builder};
+pub use egress::{EgressPolicy, PRIVATE_RANGES, PrivateRange, Refused};
+/// An IPv4 or IPv6 network, such as `10.0.0.0/8` (from the `ipnet` crate), for
+/// [`EgressPolicy`]; parse one with `str::parse`.
+pub use ipnet::IpNet;
+pub use proxy::{Proxies, ProxyError};
 
 /// The `user-agent` of every request: `linq-hooks/` and this crate's version.
 ///
@@ -104,8 +119,9 @@ const OWNED_HEADERS: [HeaderName; 4] = [
 /// ```
 #[derive(Clone)]
 pub struct HttpTransport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<connect::Connector>, Full<Bytes>>,
     timeout: Duration,
+    proxies: Proxies,
 }
 
 impl HttpTransport {
@@ -189,7 +205,19 @@ impl HttpTransport {
 #[async_trait]
 impl Transport for HttpTransport {
     async fn send(&self, request: Request) -> Result<Response, Error> {
-        let request = to_http(request)?;
+        let mut request = to_http(request)?;
+        // An http target through an HTTP proxy: the proxy reads the request, credentials
+        // included (an https target's go on the CONNECT).
+        if request.uri().scheme_str() == Some("http")
+            && let Some(auth) = self
+                .proxies
+                .intercept(request.uri())
+                .and_then(|proxy| proxy.basic_auth().cloned())
+        {
+            request
+                .headers_mut()
+                .insert(header::PROXY_AUTHORIZATION, auth);
+        }
         // One deadline for the whole attempt: the answer's head, then its body.
         let deadline = tokio::time::Instant::now() + self.timeout;
         self.attempt(request, deadline).await
@@ -200,6 +228,7 @@ impl fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpTransport")
             .field("timeout", &self.timeout)
+            .field("proxies", &self.proxies)
             .finish_non_exhaustive()
     }
 }

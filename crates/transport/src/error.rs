@@ -43,6 +43,7 @@ enum Kind {
     Tls,
     InvalidRequest,
     Body,
+    Refused,
     Other,
 }
 
@@ -104,6 +105,23 @@ impl Error {
         Error::new(Kind::Body, Some(source.into()))
     }
 
+    /// The transport's egress policy refused the address it would connect to (say, a private
+    /// address when private addresses are denied). Nothing was sent, and nothing is connected
+    /// to; the source names the rule and the address. Sending again meets the same rule.
+    ///
+    /// ```
+    /// # use linq_hooks_transport::Error;
+    /// let err = Error::refused("refused by --deny-cidr 127.0.0.0/8: 127.0.0.1:4567");
+    /// assert!(err.is_refused());
+    /// assert_eq!(
+    ///     format!("{err:#}"),
+    ///     "blocked by the egress policy: refused by --deny-cidr 127.0.0.0/8: 127.0.0.1:4567"
+    /// );
+    /// ```
+    pub fn refused(source: impl Into<BoxError>) -> Self {
+        Error::new(Kind::Refused, Some(source.into()))
+    }
+
     /// Any other failure, such as a response that is not valid HTTP. It answers `false` to
     /// every `is_*` method.
     ///
@@ -111,7 +129,7 @@ impl Error {
     /// # use linq_hooks_transport::Error;
     /// let err = Error::other("invalid HTTP status line");
     /// assert!(!err.is_connect() && !err.is_timeout() && !err.is_tls());
-    /// assert!(!err.is_invalid_request() && !err.is_body());
+    /// assert!(!err.is_invalid_request() && !err.is_body() && !err.is_refused());
     /// ```
     pub fn other(source: impl Into<BoxError>) -> Self {
         Error::new(Kind::Other, Some(source.into()))
@@ -166,6 +184,16 @@ impl Error {
     pub fn is_body(&self) -> bool {
         self.kind == Kind::Body
     }
+
+    /// True for an [`Error::refused`]: the egress policy refused the address.
+    ///
+    /// ```
+    /// # use linq_hooks_transport::Error;
+    /// assert!(!Error::connect("refused").is_refused());
+    /// ```
+    pub fn is_refused(&self) -> bool {
+        self.kind == Kind::Refused
+    }
 }
 
 impl fmt::Debug for Error {
@@ -191,6 +219,7 @@ impl fmt::Display for Error {
             Kind::Tls => "TLS handshake failed",
             Kind::InvalidRequest => "invalid request",
             Kind::Body => "could not read the response body",
+            Kind::Refused => "blocked by the egress policy",
             Kind::Other => "request failed",
         })?;
         if f.alternate() {
@@ -230,6 +259,7 @@ mod tests {
             Error::tls("x"),
             Error::invalid_request("x"),
             Error::body("x"),
+            Error::refused("x"),
             Error::other("x"),
         ];
         for (i, err) in errors.iter().enumerate() {
@@ -239,8 +269,9 @@ mod tests {
                 err.is_tls(),
                 err.is_invalid_request(),
                 err.is_body(),
+                err.is_refused(),
             ];
-            let expected: Vec<bool> = (0..5).map(|k| k == i).collect();
+            let expected: Vec<bool> = (0..6).map(|k| k == i).collect();
             assert_eq!(kinds.as_slice(), expected, "{err:?}");
         }
     }

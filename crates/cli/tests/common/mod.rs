@@ -16,8 +16,9 @@ pub async fn linq_hooks(args: &[&str], stdin: &str) -> Output {
     linq_hooks_with(args, stdin, &[]).await
 }
 
-/// Like [`linq_hooks`], with `env` set, and `LINQ_HOOKS_TOKEN` and `LINQ_HOOKS_SECRET` unset
-/// otherwise (a developer's environment must not change what a test sees).
+/// Like [`linq_hooks`], with `env` set, and `LINQ_HOOKS_TOKEN`, `LINQ_HOOKS_SECRET` and the
+/// proxy variables unset otherwise (a developer's environment must not change what a test
+/// sees).
 pub async fn linq_hooks_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"));
     command
@@ -27,6 +28,9 @@ pub async fn linq_hooks_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
     for (name, value) in env {
         command.env(name, value);
     }
@@ -36,6 +40,18 @@ pub async fn linq_hooks_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -
     drop(input);
     child.wait_with_output().await.unwrap()
 }
+
+/// The variables `dispatch` and `serve` take proxies from, in both spellings.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -94,6 +110,9 @@ impl Serve {
     pub async fn start(args: &[&str]) -> Serve {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_linq-hooks"));
         command.arg("serve").args(args);
+        for name in PROXY_VARIABLES {
+            command.env_remove(name);
+        }
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }

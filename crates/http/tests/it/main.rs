@@ -3,8 +3,10 @@
 //! The tests assert behaviour only, never how long something took.
 
 mod delivery;
+mod egress;
 mod failures;
 mod limits;
 mod pool;
+mod proxy;
 mod tls;
 mod util;

@@ -10,13 +10,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::util::{chain, response, serve_tls};
 
 /// A test CA and a server certificate it signed for `names`.
-struct Pki {
-    ca_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
     server_chain: Vec<CertificateDer<'static>>,
     server_key: PrivateKeyDer<'static>,
 }
 
-fn pki(names: &[&str]) -> Pki {
+pub(crate) fn pki(names: &[&str]) -> Pki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -38,7 +38,7 @@ fn pki(names: &[&str]) -> Pki {
     }
 }
 
-fn server_config(pki: &Pki, alpn: &[&[u8]]) -> rustls::ServerConfig {
+pub(crate) fn server_config(pki: &Pki, alpn: &[&[u8]]) -> rustls::ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
