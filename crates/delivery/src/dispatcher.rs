@@ -245,7 +245,12 @@ impl Destination {
 /// - Per hook, in order: a hook's next delivery waits until the one before it was delivered or
 ///   given up. Hooks proceed independently; a slow or failing receiver holds up only its own
 ///   hook.
-/// - At most [`Config::concurrency`] requests in flight.
+/// - At most [`Config::concurrency`] requests in flight in the shared pool; a request in
+///   flight longer than [`Config::slow_after`] moves to a slow lane, so that receivers that hang
+///   do not take the capacity of those that answer; at most [`Config::max_in_flight`] in all
+///   ([`Config`] explains the limits).
+/// - A hook whose attempts keep timing out or failing to connect is paused for a while, its
+///   deliveries kept ([`Config::breaker_after`]; [`Health::paused`]).
 /// - Success is a 2xx; connection failures, timeouts, 408, 429 and 5xx are retried as the
 ///   [`RetryPolicy`] says; 410 disables the hook; anything else fails at once ([`Verdict`]).
 /// - The body and `webhook-id` of a delivery are the same on every attempt; the timestamp and
@@ -371,7 +376,8 @@ impl Breaker {
 enum AttemptKind {
     /// It answered (any status): it is there.
     Answered,
-    /// No answer in time, or no connection: it holds capacity and gives nothing back.
+    /// No answer in time, or no connection after longer than `slow_after`: it held capacity
+    /// and gave nothing back.
     Unreachable,
     /// Anything else (a request that cannot be sent, a broken answer).
     Other,
@@ -589,11 +595,12 @@ impl Dispatcher {
         let inner = Arc::new(Inner {
             transport,
             outbox,
-            fast: Semaphore::new(config.concurrency.max(1)),
+            fast: Semaphore::new(config.concurrency.clamp(1, Semaphore::MAX_PERMITS)),
             slow: Semaphore::new(
                 config
                     .max_in_flight
-                    .saturating_sub(config.concurrency.max(1)),
+                    .saturating_sub(config.concurrency.max(1))
+                    .min(Semaphore::MAX_PERMITS),
             ),
             origins: Mutex::new(HashMap::new()),
             config,
@@ -966,7 +973,9 @@ impl Inner {
         if let Some(semaphore) = origins.get(&key).and_then(Weak::upgrade) {
             return semaphore;
         }
-        let semaphore = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let semaphore = Arc::new(Semaphore::new(
+            self.config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+        ));
         origins.insert(key, Arc::downgrade(&semaphore));
         if origins.len() >= 64 && origins.len().is_power_of_two() {
             origins.retain(|_, semaphore| semaphore.strong_count() > 0);
@@ -999,7 +1008,11 @@ impl Inner {
         let verdict = Verdict::of(&result);
         let kind = match &result {
             Ok(_) => AttemptKind::Answered,
-            Err(e) if e.is_timeout() || e.is_connect() => AttemptKind::Unreachable,
+            // A connection refused at once holds nothing (the retry schedule spaces those);
+            // one that took longer than `slow_after` to fail held a socket all that time.
+            Err(e) if e.is_timeout() || (e.is_connect() && latency >= self.config.slow_after) => {
+                AttemptKind::Unreachable
+            }
             Err(_) => AttemptKind::Other,
         };
         let (result, note) = match result {

@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     attempt_seconds: Histogram,
     queue_depth: Gauge,
     hooks_disabled: Gauge,
+    hooks_paused: Gauge,
     /// Brought up to the dispatcher's count at each render (under the lock, so that two renders
     /// do not both add the same restarts).
     worker_restarts: Mutex<Counter>,
@@ -68,6 +69,13 @@ impl Metrics {
             "Hooks disabled by a 410 Gone",
             hooks_disabled.clone(),
         );
+        let hooks_paused = Gauge::default();
+        registry.register(
+            "hooks_paused",
+            "Hooks paused by their circuit breaker: their receiver kept timing out or refusing \
+             connections; their deliveries wait",
+            hooks_paused.clone(),
+        );
         let worker_restarts = Counter::default();
         registry.register(
             "worker_restarts",
@@ -83,6 +91,7 @@ impl Metrics {
             attempt_seconds,
             queue_depth,
             hooks_disabled,
+            hooks_paused,
         }
     }
 
@@ -99,7 +108,7 @@ impl Metrics {
     }
 
     /// The exposition text, with the gauges read from the store now and the worker restarts
-    /// from the dispatcher's `health`.
+    /// and paused hooks from the dispatcher's `health`.
     pub(crate) fn render(
         &self,
         store: &Store,
@@ -112,6 +121,8 @@ impl Metrics {
                 restarts.inc_by(new);
             }
         }
+        self.hooks_paused
+            .set(i64::try_from(health.paused.len()).unwrap_or(i64::MAX));
         self.queue_depth
             .set(i64::try_from(store.pending()?).unwrap_or(i64::MAX));
         let disabled = store.disabled_hooks()?;
