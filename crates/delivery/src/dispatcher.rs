@@ -19,7 +19,7 @@ use crate::policy::{RetryPolicy, Verdict};
 /// How long a worker waits before asking a failing outbox again.
 const OUTBOX_RETRY: Duration = Duration::from_secs(1);
 
-/// The longest pause of a hook whose receiver keeps timing out or refusing ([`Config::breaker`]).
+/// The longest pause of a hook whose receiver keeps timing out ([`Config::breaker`]).
 const BREAKER_MAX_COOL_DOWN: Duration = Duration::from_secs(5 * 60);
 
 /// How long a worker that panicked waits before it is started again: the first time...
@@ -44,7 +44,8 @@ const NO_TIMERS: &str = "Dispatcher::run needs a Tokio runtime with time enabled
 ///   included (each is a socket): the slow lane holds `max_in_flight - concurrency`;
 /// - requests in flight to one origin (scheme, host and port of the hook's URL) are at most
 ///   `concurrency`, so one receiver cannot fill the slow lane;
-/// - a hook whose requests time out or cannot connect [`breaker_after`](Config::breaker_after)
+/// - a hook whose requests time out (or take longer than `slow_after` to fail to connect)
+///   [`breaker_after`](Config::breaker_after)
 ///   times in a row is paused (its queue kept, in order) for
 ///   [`breaker_cool_down`](Config::breaker_cool_down), doubling while it keeps failing.
 ///
@@ -78,8 +79,9 @@ pub struct Config {
     /// At most this many requests in flight in all, slow ones included (default 1 024; at
     /// least [`concurrency`](Config::concurrency)): each holds a socket.
     pub max_in_flight: usize,
-    /// A hook is paused after this many attempts in a row that timed out or could not connect
-    /// (default 5; 0 never pauses). Its queue is kept; see
+    /// A hook is paused after this many attempts in a row that timed out, or failed to connect
+    /// after trying longer than [`slow_after`](Config::slow_after) (default 5; 0 never pauses).
+    /// A connection refused at once holds nothing: the retry schedule alone spaces those. Its queue is kept; see
     /// [`breaker_cool_down`](Config::breaker_cool_down).
     pub breaker_after: u32,
     /// How long a paused hook waits before it tries again (default 1 s), doubling each time
@@ -152,7 +154,8 @@ impl Config {
         self
     }
 
-    /// Pauses a hook after `after` attempts in a row that timed out or could not connect
+    /// Pauses a hook after `after` attempts in a row that timed out (or failed to connect after
+    /// longer than `slow_after`)
     /// (0: never), for `cool_down`, doubling while it keeps failing (up to 5 minutes).
     pub fn breaker(mut self, after: u32, cool_down: Duration) -> Config {
         self.breaker_after = after;
@@ -249,7 +252,7 @@ impl Destination {
 ///   flight longer than [`Config::slow_after`] moves to a slow lane, so that receivers that hang
 ///   do not take the capacity of those that answer; at most [`Config::max_in_flight`] in all
 ///   ([`Config`] explains the limits).
-/// - A hook whose attempts keep timing out or failing to connect is paused for a while, its
+/// - A hook whose attempts keep timing out is paused for a while, its
 ///   deliveries kept ([`Config::breaker_after`]; [`Health::paused`]).
 /// - Success is a 2xx; connection failures, timeouts, 408, 429 and 5xx are retried as the
 ///   [`RetryPolicy`] says; 410 disables the hook; anything else fails at once ([`Verdict`]).
@@ -321,11 +324,12 @@ struct Slot {
     failing: AtomicBool,
     /// The wait before the next restart, and when the worker last started.
     restart: Mutex<(Duration, Option<Instant>)>,
-    /// Whether the hook is paused after attempts that timed out or could not connect.
+    /// Whether the hook is paused after attempts that timed out.
     breaker: Mutex<Breaker>,
 }
 
-/// A hook's circuit breaker: counts attempts in a row that timed out or could not connect;
+/// A hook's circuit breaker: counts attempts in a row that timed out (or were slow to fail to
+/// connect);
 /// once there are `Config::breaker_after`, the hook pauses for a cool-down, then tries once
 /// more (half open): an answer closes it, another failure pauses it twice as long.
 #[derive(Debug)]
@@ -519,7 +523,7 @@ pub struct Health {
     pub worker_restarts: u64,
     /// The hooks whose worker panicked and waits to be started again (in back-off), in order.
     pub failing: Vec<HookId>,
-    /// The hooks paused because their attempts kept timing out or failing to connect
+    /// The hooks paused because their attempts kept timing out (or were slow to fail to connect)
     /// ([`Config::breaker_after`]), in order: their deliveries wait in the outbox. A paused
     /// hook is the receiver's trouble, not the dispatcher's: it does not make
     /// [`is_healthy`](Health::is_healthy) false.
@@ -860,7 +864,7 @@ impl Inner {
             }
             let paused = slot.breaker.lock().expect("not poisoned").wait();
             if let Some(wait) = paused {
-                // The receiver kept timing out or refusing: wait out the cool-down, then this
+                // The receiver kept timing out: wait out the cool-down, then this
                 // delivery is the probe. Nothing is attempted (or counted) meanwhile.
                 self.sleep_or_wake(slot, wait).await;
                 continue;
@@ -871,20 +875,22 @@ impl Inner {
             else {
                 return; // shut down while waiting for capacity
             };
-            if slot
-                .breaker
-                .lock()
-                .expect("not poisoned")
-                .note(kind, &self.config)
-            {
-                tracing::warn!(hook, result = %attempt.result, "the receiver keeps timing out or refusing: the hook pauses, its deliveries kept");
-            }
-            let now = self.config.clock.now();
-            let mut outcome = self.decide(&delivery, verdict, &attempt, now);
             let moved = !Arc::ptr_eq(
                 &destination,
                 &slot.destination.lock().expect("not poisoned"),
             );
+            // The old destination's result says nothing of the new one's receiver.
+            if !moved
+                && slot
+                    .breaker
+                    .lock()
+                    .expect("not poisoned")
+                    .note(kind, &self.config)
+            {
+                tracing::warn!(hook, result = %attempt.result, "the receiver keeps timing out: the hook pauses, its deliveries kept");
+            }
+            let now = self.config.clock.now();
+            let mut outcome = self.decide(&delivery, verdict, &attempt, now);
             if moved && outcome != Outcome::Delivered {
                 // The hook was pointed elsewhere while this attempt went to the old place: what
                 // the old place answered says nothing of the new one. Try the new one now.

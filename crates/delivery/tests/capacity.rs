@@ -363,3 +363,32 @@ async fn a_wall_clock_stepped_back_does_not_delay_a_retry() {
     running.await.unwrap();
     assert_eq!(transport.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_refused_at_once_does_not_pause_the_hook() {
+    // Nothing listens: each attempt fails at once, holding nothing, so the retry schedule alone
+    // spaces them; a breaker that counted them would pause the hook for an hour here.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 2);
+    let config = Config::default()
+        .breaker(2, Duration::from_secs(3600))
+        .policy(RetryPolicy::new(vec![Duration::from_millis(5); 3]));
+    let dispatcher = Dispatcher::new(
+        hooks(&[format!("http://127.0.0.1:{port}/")]),
+        http(Duration::from_secs(5)),
+        outbox.clone(),
+        config,
+    )
+    .unwrap();
+    dispatcher.close();
+    tokio::time::timeout(Duration::from_secs(60), dispatcher.run())
+        .await
+        .expect("no pause: both deliveries are given up on their schedule");
+    let report = outbox.report(0);
+    assert_eq!((report.failed.len(), report.attempts), (2, 8));
+    assert!(dispatcher.health().paused.is_empty());
+}

@@ -72,8 +72,8 @@ impl Metrics {
         let hooks_paused = Gauge::default();
         registry.register(
             "hooks_paused",
-            "Hooks paused by their circuit breaker: their receiver kept timing out or refusing \
-             connections; their deliveries wait",
+            "Hooks paused by their circuit breaker: their receiver kept timing out; their \
+             deliveries wait",
             hooks_paused.clone(),
         );
         let worker_restarts = Counter::default();
