@@ -675,11 +675,13 @@ async fn steady_latency(
     }
     let answered = answered.lock().unwrap().clone();
     for _ in 0..600 {
-        let arrivals = counts.arrivals.lock().unwrap();
-        if answered.keys().all(|plan| arrivals.contains_key(plan)) {
+        let arrived = {
+            let arrivals = counts.arrivals.lock().unwrap();
+            answered.keys().all(|plan| arrivals.contains_key(plan))
+        };
+        if arrived {
             break;
         }
-        drop(arrivals);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let arrivals = counts.arrivals.lock().unwrap().clone();
