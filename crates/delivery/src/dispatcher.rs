@@ -322,6 +322,9 @@ struct Slot {
     started: AtomicBool,
     /// Whether its worker panicked and waits to be started again.
     failing: AtomicBool,
+    /// Whether its worker may be waiting for a delivery to be added (set before it reads its
+    /// queue, cleared once it has one), for [`Dispatcher::appended`].
+    idle: AtomicBool,
     /// The wait before the next restart, and when the worker last started.
     restart: Mutex<(Duration, Option<Instant>)>,
     /// Whether the hook is paused after attempts that timed out.
@@ -407,6 +410,7 @@ impl Slot {
             removed: AtomicBool::new(false),
             started: AtomicBool::new(false),
             failing: AtomicBool::new(false),
+            idle: AtomicBool::new(true),
             restart: Mutex::new((RESTART_FIRST, None)),
         }
     }
@@ -666,6 +670,22 @@ impl Dispatcher {
         }
     }
 
+    /// Tells the worker of `hook` that deliveries were added at the end of its queue: a cheaper
+    /// [`wake`](Dispatcher::wake) for whoever appends, as `serve`'s ingest does. Only a worker
+    /// that may be waiting for deliveries is woken; one sending an earlier delivery, or waiting
+    /// to retry one, reaches the new ones in order without being told, so that a burst of events
+    /// does not make every hook waiting for a retry read its queue again for each of them. For
+    /// any other change (a delivery replayed or made due, a hook enabled), call `wake`.
+    ///
+    /// Call it after the deliveries are visible in the outbox.
+    pub fn appended(&self, hook: HookId) {
+        if let Some(slot) = self.inner.slot(hook)
+            && slot.idle.load(Ordering::SeqCst)
+        {
+            slot.wake.notify_one();
+        }
+    }
+
     /// Says that no more deliveries will be added: each worker stops once its hook has nothing
     /// left to send (or is disabled), and [`run`](Dispatcher::run) returns when all have.
     pub fn close(&self) {
@@ -836,6 +856,9 @@ impl Inner {
             if self.shutdown.is_cancelled() || slot.removed.load(Ordering::SeqCst) {
                 return;
             }
+            // Idle until the queue has a delivery: set before reading it, so that a delivery
+            // appended after the read finds it set and wakes the worker (`appended`).
+            slot.idle.store(true, Ordering::SeqCst);
             let head = match self.outbox.head(hook).await {
                 Ok(head) => head,
                 Err(e) => {
@@ -845,7 +868,10 @@ impl Inner {
                 }
             };
             let delivery = match head {
-                Head::Ready(delivery) => delivery,
+                Head::Ready(delivery) => {
+                    slot.idle.store(false, Ordering::SeqCst);
+                    delivery
+                }
                 Head::Empty | Head::Disabled => {
                     if self.closed.load(Ordering::SeqCst) {
                         return;

@@ -392,3 +392,84 @@ async fn a_connection_refused_at_once_does_not_pause_the_hook() {
     assert_eq!((report.failed.len(), report.attempts), (2, 8));
     assert!(dispatcher.health().paused.is_empty());
 }
+
+/// A [`MemoryOutbox`] that does not wake the dispatcher itself (as the service's store does
+/// not) and counts how often its queues are read.
+struct Quiet {
+    inner: Arc<MemoryOutbox>,
+    heads: AtomicUsize,
+}
+
+#[linq_hooks_delivery::async_trait]
+impl linq_hooks_delivery::Outbox for Quiet {
+    async fn head(
+        &self,
+        hook: linq_hooks_delivery::HookId,
+    ) -> Result<linq_hooks_delivery::Head, linq_hooks_delivery::OutboxError> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(hook).await
+    }
+
+    async fn record(
+        &self,
+        delivery: &linq_hooks_delivery::Delivery,
+        attempt: linq_hooks_delivery::Attempt,
+        outcome: linq_hooks_delivery::Outcome,
+    ) -> Result<(), linq_hooks_delivery::OutboxError> {
+        self.inner.record(delivery, attempt, outcome).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_wakes_an_idle_worker_and_leaves_one_waiting_for_a_retry_alone() {
+    let transport = MemoryTransport::new();
+    transport.reply_to("https://b.example/", Ok(Response::new(503))); // b waits an hour
+    let outbox = Arc::new(Quiet {
+        inner: Arc::new(MemoryOutbox::new(2)),
+        heads: AtomicUsize::new(0),
+    });
+    let config = Config::default().policy(RetryPolicy::new([Duration::from_secs(3600)]));
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/".into(), "https://b.example/".into()]),
+        Arc::new(transport.clone()),
+        outbox.clone(),
+        config,
+    )
+    .unwrap();
+    let running = spawn_run(&dispatcher);
+    // Hook 0 is idle; told of its delivery, it sends it.
+    push(&outbox.inner, 0, 1);
+    dispatcher.appended(0);
+    until("the idle hook's delivery", || {
+        outbox.inner.report(0).delivered == 1
+    })
+    .await;
+    // Hook 1's first delivery gets 503 and waits an hour to be retried.
+    push(&outbox.inner, 1, 1);
+    dispatcher.appended(1);
+    until("hook 1's first attempt is recorded", || {
+        outbox.inner.report(1).attempts == 1
+    })
+    .await;
+    until("hook 1 waits for its retry", || {
+        // Hook 0: empty, its delivery, empty; hook 1: empty, its delivery, the same not due.
+        outbox.heads.load(Ordering::SeqCst) == 6
+    })
+    .await;
+    let reads = outbox.heads.load(Ordering::SeqCst);
+    // A burst appended behind the waiting delivery: nobody reads a queue for it...
+    for _ in 0..100 {
+        push(&outbox.inner, 1, 1);
+        dispatcher.appended(1);
+    }
+    // ...while a `wake` does (the queue might have changed in front), and is answered.
+    dispatcher.wake(1);
+    until("the woken worker reads its queue", || {
+        outbox.heads.load(Ordering::SeqCst) > reads
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(outbox.heads.load(Ordering::SeqCst), reads + 1);
+    assert_eq!(outbox.inner.report(1).pending, 101);
+    running.abort();
+}
