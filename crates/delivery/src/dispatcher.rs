@@ -678,6 +678,20 @@ impl Dispatcher {
     /// any other change (a delivery replayed or made due, a hook enabled), call `wake`.
     ///
     /// Call it after the deliveries are visible in the outbox.
+    ///
+    /// This example needs the `memory` feature (for `MemoryTransport`):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use linq_hooks_delivery::transport::MemoryTransport;
+    /// use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox};
+    ///
+    /// let outbox = Arc::new(MemoryOutbox::new(0));
+    /// let transport = Arc::new(MemoryTransport::new());
+    /// let dispatcher = Dispatcher::without_hooks(transport, outbox, Config::default());
+    /// // After appending to hook 7's queue in a store that does not wake the dispatcher itself:
+    /// dispatcher.appended(7); // a hook the dispatcher does not know: nothing happens
+    /// ```
     pub fn appended(&self, hook: HookId) {
         if let Some(slot) = self.inner.slot(hook)
             && slot.idle.load(Ordering::SeqCst)
