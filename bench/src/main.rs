@@ -25,10 +25,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// What a run measures, from the command line: `--events N --backlog N --out FILE`.
+/// What a run measures, from the command line: `--events N --backlog N --out FILE --only S,S`.
 struct Plan {
     events: usize,
     backlog: usize,
+    /// With `--only`: the sections to run, whose text replaces theirs in the existing file.
+    only: Option<Vec<String>>,
     out: PathBuf,
     root: PathBuf,
 }
@@ -37,6 +39,7 @@ fn main() {
     let mut plan = Plan {
         events: 100_000,
         backlog: 1_000_000,
+        only: None,
         out: PathBuf::from("BENCHMARKS.md"),
         root: std::env::current_dir().expect("a working directory"),
     };
@@ -48,10 +51,13 @@ fn main() {
             "--events" => plan.events = value.parse().expect("--events takes a number"),
             "--backlog" => plan.backlog = value.parse().expect("--backlog takes a number"),
             "--out" => plan.out = PathBuf::from(value),
+            "--only" => plan.only = Some(value.split(',').map(str::to_string).collect()),
             "--root" => plan.root = PathBuf::from(value),
             other => {
                 eprintln!(
-                    "usage: linq-hooks-bench [--events N] [--backlog N] [--out FILE] [--root DIR]\nunknown argument {other}"
+                    "usage: linq-hooks-bench [--events N] [--backlog N] [--only SECTION,...] [--out FILE] [--root DIR]\n\
+                     sections: {}\nunknown argument {other}",
+                    SECTIONS.join(", ")
                 );
                 std::process::exit(2);
             }
@@ -63,6 +69,14 @@ fn main() {
         .build()
         .expect("a runtime");
     let report = runtime.block_on(run(&plan));
+    let report = match &plan.only {
+        None => report,
+        Some(only) => splice(
+            &std::fs::read_to_string(&plan.out).unwrap_or_default(),
+            &report,
+            only,
+        ),
+    };
     std::fs::write(&plan.out, report).expect("BENCHMARKS.md is writable");
     eprintln!("wrote {}", plan.out.display());
 }
@@ -77,19 +91,107 @@ async fn run(plan: &Plan) -> String {
         "build it first: cargo build --release -p linq-hooks"
     );
 
+    let runs = |section: &str| {
+        plan.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == section))
+    };
+    if let Some(unknown) = plan
+        .only
+        .iter()
+        .flatten()
+        .find(|s| !SECTIONS.contains(&s.as_str()))
+    {
+        panic!("no section {unknown}; there are {}", SECTIONS.join(", "));
+    }
     let mut sections = Vec::new();
-    eprintln!("== delivery throughput");
-    sections.push(throughput(plan, &binary, &work).await);
-    eprintln!("== durable ingest");
-    sections.push(ingest(&binary, &work).await);
-    eprintln!("== latency");
-    sections.push(latency(&binary, &work).await);
-    eprintln!("== backlog");
-    sections.push(backlog(plan, &binary, &work).await);
-    eprintln!("== match and signing cost");
-    sections.push(micro(plan));
+    if runs("throughput") {
+        eprintln!("== delivery throughput");
+        sections.push(throughput(plan, &binary, &work).await);
+    }
+    if runs("ingest") {
+        eprintln!("== durable ingest");
+        sections.push(ingest(&binary, &work).await);
+    }
+    if runs("latency") {
+        eprintln!("== latency");
+        sections.push(latency(&binary, &work).await);
+    }
+    if runs("head-of-line") {
+        eprintln!("== head-of-line blocking");
+        sections.push(head_of_line(&binary, &work).await);
+    }
+    if runs("backlog") {
+        eprintln!("== backlog");
+        sections.push(backlog(plan, &binary, &work).await);
+    }
+    if runs("micro") {
+        eprintln!("== match and signing cost");
+        sections.push(micro(plan));
+    }
     let _ = std::fs::remove_dir_all(&work);
+    if plan.only.is_some() {
+        return sections.join("\n");
+    }
     header(plan) + &sections.join("\n")
+}
+
+/// The sections of a run, in the order they are run and written (`--only` names them).
+const SECTIONS: [&str; 6] = [
+    "throughput",
+    "ingest",
+    "latency",
+    "head-of-line",
+    "backlog",
+    "micro",
+];
+
+/// `existing` with each `## ` section of `fresh` in place of the one with the same title (or
+/// before the section that follows it in a full run, when it is new), and a note of the partial
+/// run under the title.
+fn splice(existing: &str, fresh: &str, only: &[String]) -> String {
+    let only = only.join(",");
+    let split = |text: &str| -> Vec<(String, String)> {
+        let mut parts: Vec<(String, String)> = Vec::new();
+        for chunk in text.split("\n## ") {
+            let (title, body) = chunk.split_once('\n').unwrap_or((chunk, ""));
+            parts.push((title.trim().to_string(), body.to_string()));
+        }
+        parts
+    };
+    let mut parts = split(existing);
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    for (title, body) in split(fresh.trim_start_matches('\n').trim_start_matches("## ")) {
+        let body = format!(
+            "\n_Measured on {date} by `cargo xtask bench --only {only}`, apart from the rest of this file._\n{body}"
+        );
+        match parts.iter_mut().find(|(t, _)| *t == title) {
+            Some(part) => part.1 = body,
+            None => {
+                // New: before "Backlog" for head-of-line, else at the end before the micro one.
+                let at = parts
+                    .iter()
+                    .position(|(t, _)| t == "Backlog" || t.starts_with("Match cost"))
+                    .unwrap_or(parts.len());
+                parts.insert(at, (title, body));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (title, body)) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n## ");
+        }
+        out.push_str(title);
+        out.push('\n');
+        out.push_str(body);
+    }
+    out
 }
 
 fn header(plan: &Plan) -> String {
@@ -506,14 +608,57 @@ async fn latency(binary: &Path, work: &Path) -> String {
     .unwrap();
     let serve = Serve::start(binary, &hooks, &work.join("latency.redb"), &[]).await;
     let total = 10_000;
+    let Latencies {
+        early,
+        count,
+        p50,
+        p99,
+        max,
+    } = steady_latency(&serve, &counts, total, Duration::from_millis(1)).await;
+    eprintln!("  p50 {p50:?}, p99 {p99:?}");
+    format!(
+        "\n## Latency\n\n\
+         A steady 1 000 events/s into `serve` for {} s ({total} events, one per request); for each event, the \
+         time from the poster receiving the 202 to the receiver seeing the webhook. {} of {} webhooks arrived \
+         before their 202 reached the poster (the dispatcher starts as soon as the commit is done); they count \
+         as 0.\n\n\
+         | p50 | p99 | max |\n| ---: | ---: | ---: |\n| {:.2} ms | {:.2} ms | {:.2} ms |\n",
+        total / 1000,
+        early,
+        count,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+    )
+}
+
+/// Latencies from the 202 to the webhook's arrival, for events posted at a steady rate.
+struct Latencies {
+    /// Webhooks that arrived before their 202 reached the poster (counted as 0).
+    early: usize,
+    /// Webhooks measured.
+    count: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Posts `total` plan events `p0`, `p1`, ... to `serve`, one per request, one every `interval`
+/// (posts overlap when an answer is slow), and measures for each the time from the poster
+/// receiving the 202 to `counts`' receiver seeing the webhook.
+async fn steady_latency(
+    serve: &Serve,
+    counts: &Counts,
+    total: usize,
+    interval: Duration,
+) -> Latencies {
     let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let url = format!("{}/v1/events", serve.base);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let client = client();
     for i in 0..total {
-        // One event every millisecond, on schedule (posts overlap when an answer is slow).
-        let due = started + Duration::from_micros(1000 * i as u64);
+        let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
         let (client, url, answered) = (client.clone(), url.clone(), answered.clone());
         tasks.spawn(async move {
@@ -528,14 +673,18 @@ async fn latency(binary: &Path, work: &Path) -> String {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
+    let answered = answered.lock().unwrap().clone();
     for _ in 0..600 {
-        if counts.arrivals.lock().unwrap().len() >= total {
+        let arrived = {
+            let arrivals = counts.arrivals.lock().unwrap();
+            answered.keys().all(|plan| arrivals.contains_key(plan))
+        };
+        if arrived {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let arrivals = counts.arrivals.lock().unwrap().clone();
-    let answered = answered.lock().unwrap().clone();
     let mut early = 0;
     let mut latencies: Vec<Duration> = answered
         .iter()
@@ -554,25 +703,130 @@ async fn latency(binary: &Path, work: &Path) -> String {
             .copied()
             .unwrap_or_default()
     };
-    let (p50, p99, max) = (
-        pct(50),
-        pct(99),
-        latencies.last().copied().unwrap_or_default(),
-    );
-    eprintln!("  p50 {p50:?}, p99 {p99:?}");
-    format!(
-        "\n## Latency\n\n\
-         A steady 1 000 events/s into `serve` for {} s ({total} events, one per request); for each event, the \
-         time from the poster receiving the 202 to the receiver seeing the webhook. {} of {} webhooks arrived \
-         before their 202 reached the poster (the dispatcher starts as soon as the commit is done); they count \
-         as 0.\n\n\
-         | p50 | p99 | max |\n| ---: | ---: | ---: |\n| {:.2} ms | {:.2} ms | {:.2} ms |\n",
-        total / 1000,
+    Latencies {
         early,
-        latencies.len(),
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3,
+        count: latencies.len(),
+        p50: pct(50),
+        p99: pct(99),
+        max: latencies.last().copied().unwrap_or_default(),
+    }
+}
+
+/// A healthy hook's latency while 80 other hooks' receivers accept connections and never
+/// answer, beside the same hook's latency with no stuck receivers, in the same run.
+async fn head_of_line(binary: &Path, work: &Path) -> String {
+    const STUCK: usize = 80;
+    let (rate, seconds) = (200, 10);
+    let total = rate * seconds;
+    let mut rows = String::new();
+    let mut p99s = Vec::new();
+    // The healthy hook alone; beside 80 stuck hooks that fire for other events (only the
+    // warm-up's); beside 80 stuck hooks that fire for every event (81 deliveries stored each).
+    for (stuck, every) in [(0, false), (STUCK, false), (STUCK, true)] {
+        let (stuck_filter, warm_up) = if every {
+            ("on_new_plan", plan_event(usize::MAX))
+        } else {
+            (
+                "on_run_state_change",
+                r#"{"event":"run_state_change","run_id":"r","state":"started","timestamp":"2025-04-17T09:30:00Z"}"#.to_string(),
+            )
+        };
+        let counts = Arc::new(Counts {
+            record_arrivals: true,
+            ..Counts::default()
+        });
+        let (addr, receiver_task) = receiver(any_port(), counts.clone()).await;
+        let mut stuck_urls = Vec::new();
+        let mut stuck_tasks = Vec::new();
+        let held = Arc::new(AtomicU64::new(0));
+        for _ in 0..stuck {
+            let listener = TcpListener::bind(any_port()).await.unwrap();
+            stuck_urls.push(format!("http://{}/", listener.local_addr().unwrap()));
+            let held = held.clone();
+            stuck_tasks.push(tokio::spawn(async move {
+                let mut hanging = Vec::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    held.fetch_add(1, Ordering::SeqCst);
+                    hanging.push(stream);
+                }
+            }));
+        }
+        // The stuck hooks first, the healthy one last.
+        let mut list: Vec<String> = stuck_urls
+            .iter()
+            .map(|url| format!(r#"{{"filter":"{stuck_filter}","parameters":{{"url":"{url}"}}}}"#))
+            .collect();
+        list.push(format!(
+            r#"{{"filter":"on_new_plan","parameters":{{"url":"http://{addr}/"}}}}"#
+        ));
+        let hooks = work.join(format!("hol-{stuck}-{every}-hooks.json"));
+        std::fs::write(&hooks, format!("[{}]", list.join(","))).unwrap();
+        let store = work.join(format!("hol-{stuck}-{every}.redb"));
+        let serve = Serve::start(binary, &hooks, &store, &["--timeout", "5s"]).await;
+        // Warm-up: one event, until every stuck receiver holds its request; then the steady
+        // rate, whose events are numbered from 0 again (the warm-up's webhook is not counted).
+        let (status, _) = post(
+            &client(),
+            &format!("{}/v1/events", serve.base),
+            Bytes::from(warm_up),
+        )
+        .await;
+        assert_eq!(status, 202);
+        for _ in 0..600 {
+            if held.load(Ordering::SeqCst) >= stuck as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let Latencies {
+            count,
+            p50,
+            p99,
+            max,
+            ..
+        } = steady_latency(&serve, &counts, total, Duration::from_secs(1) / rate as u32).await;
+        eprintln!("  {stuck} stuck (every event: {every}): p50 {p50:?}, p99 {p99:?}, max {max:?}");
+        p99s.push(p99);
+        let fires = match (stuck, every) {
+            (0, _) => "none (the healthy hook alone)",
+            (_, false) => "80 stuck hooks, firing for other events",
+            (_, true) => "80 stuck hooks, firing for every event",
+        };
+        let _ = writeln!(
+            rows,
+            "| {fires} | {count} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+        );
+        drop(serve);
+        receiver_task.abort();
+        for task in stuck_tasks {
+            task.abort();
+        }
+    }
+    let verdict = |p99: Duration| {
+        if p99 < Duration::from_millis(100) {
+            "within"
+        } else {
+            "over"
+        }
+    };
+    let (separate, every) = (verdict(p99s[1]), verdict(p99s[2]));
+    format!(
+        "\n## Head-of-line blocking\n\n\
+         One healthy hook beside {STUCK} hooks whose receivers accept the connection and never answer (issue 11, \
+         item 5), against the same healthy hook alone, in the same run. `serve --timeout 5s` with the default \
+         limits (64 requests in the shared pool, a request leaves it for the slow lane after 500 ms, 1 024 in \
+         flight in all); {rate} plan events/s for {seconds} s, one per request; for each, the time from the poster \
+         receiving the 202 to the healthy receiver seeing the webhook. A warm-up event first makes every stuck \
+         receiver hold a request; the stuck hooks then time out and retry (at about 5 s) during the \
+         measurement. In the last row every event also makes a delivery for each stuck hook (81 deliveries \
+         stored per event), so the store writes 81 times as much as in the others: what that row adds over the \
+         second is the store's load, not the stuck receivers' capacity. The healthy hook's p99 is {separate} the \
+         aim of 100 ms beside stuck hooks firing for other events, and {every} it beside stuck hooks firing for \
+         every event. (Before the slow lane: p50 6.7 s, max 14 s, with 15 s timeouts.)\n\n\
+         | other hooks | webhooks measured | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n{rows}"
     )
 }
 

@@ -244,6 +244,14 @@ async fn gone_disables_a_hook_and_enable_resumes_it() {
             .contains("linq_hooks_hooks_disabled 1"),
         "{metrics}"
     );
+    // Disabled by its receiver, not paused: the breaker counts timeouts, not answers.
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("linq_hooks_hooks_paused 0"),
+        "{metrics}"
+    );
 
     back.store(true, Ordering::SeqCst);
     let id = hook["id"].as_str().unwrap().to_string();

@@ -13,7 +13,7 @@ use linq_hooks_transport::{Request, Transport};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Attempt, AttemptResult, Delivery, Head, HookId, Outbox, Outcome};
+use crate::outbox::{Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, Outbox, Outcome};
 use crate::policy::{RetryPolicy, Verdict};
 
 /// How long a worker waits before asking a failing outbox again: the first time...
@@ -21,6 +21,9 @@ const OUTBOX_RETRY: Duration = Duration::from_secs(1);
 /// ...doubling while it keeps failing, up to this (so a damaged store costs a log line per hook
 /// a minute, not a spin).
 const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The longest pause of a hook whose receiver keeps timing out ([`Config::breaker`]).
+const BREAKER_MAX_COOL_DOWN: Duration = Duration::from_secs(5 * 60);
 
 /// How long a worker that panicked waits before it is started again: the first time...
 const RESTART_FIRST: Duration = Duration::from_millis(100);
@@ -34,37 +37,132 @@ const NO_TIMERS: &str = "Dispatcher::run needs a Tokio runtime with time enabled
 
 /// How a [`Dispatcher`] delivers.
 ///
+/// Capacity comes in two lanes, so that receivers that hang cannot take the capacity of those
+/// that answer (see ARCHITECTURE.md, "Capacity"):
+///
+/// - a request counts against [`concurrency`](Config::concurrency) (the shared pool) until it
+///   has been in flight for [`slow_after`](Config::slow_after); then it gives its place back
+///   and waits in the slow lane, if the slow lane has room;
+/// - [`max_in_flight`](Config::max_in_flight) bounds every request in flight, slow ones
+///   included (each is a socket): the slow lane holds `max_in_flight - concurrency`;
+/// - requests in flight to one origin (scheme, host and port of the hook's URL) are at most
+///   `concurrency`, so one receiver cannot fill the slow lane;
+/// - a hook whose requests time out (or take longer than `slow_after` to fail to connect)
+///   [`breaker_after`](Config::breaker_after)
+///   times in a row is paused (its queue kept, in order) for
+///   [`breaker_cool_down`](Config::breaker_cool_down), doubling while it keeps failing.
+///
 /// ```
+/// use std::time::Duration;
 /// let config = linq_hooks_delivery::Config::default();
 /// assert_eq!(config.concurrency, 64);
+/// assert_eq!(config.slow_after, Duration::from_millis(500));
+/// assert_eq!(config.max_in_flight, 1024);
+/// assert_eq!(config.breaker_after, 5);
+/// assert_eq!(config.breaker_cool_down, Duration::from_secs(1));
+///
+/// let config = linq_hooks_delivery::Config::default()
+///     .concurrency(16)
+///     .slow_after(Duration::from_secs(1))
+///     .max_in_flight(256)
+///     .breaker(3, Duration::from_secs(10));
+/// assert_eq!((config.concurrency, config.max_in_flight, config.breaker_after), (16, 256, 3));
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
-    /// At most this many requests in flight, over all hooks.
+    /// At most this many requests in flight that count against the shared pool, over all hooks
+    /// (default 64). A request stops counting once it has been in flight for
+    /// [`slow_after`](Config::slow_after) and the slow lane has room. Also the most requests
+    /// in flight to one origin (scheme, host, port), slow ones included.
     pub concurrency: usize,
+    /// How long a request may be in flight before it leaves the shared pool for the slow lane
+    /// (default 500 ms): a receiver slower than this no longer delays other hooks.
+    pub slow_after: Duration,
+    /// At most this many requests in flight in all, slow ones included (default 1 024; at
+    /// least [`concurrency`](Config::concurrency)): each holds a socket.
+    pub max_in_flight: usize,
+    /// A hook is paused after this many attempts in a row that timed out, or failed to connect
+    /// after trying longer than [`slow_after`](Config::slow_after) (default 5; 0 never pauses).
+    /// A connection refused at once holds nothing: the retry schedule alone spaces those. Its queue is kept; see
+    /// [`breaker_cool_down`](Config::breaker_cool_down).
+    pub breaker_after: u32,
+    /// How long a paused hook waits before it tries again (default 1 s), doubling each time
+    /// that try fails too, up to 5 minutes; any answer from the receiver ends the pause.
+    pub breaker_cool_down: Duration,
     /// When to retry.
     pub policy: RetryPolicy,
     /// Signing secrets for the hooks given to [`Dispatcher::new`] (several during a rotation:
     /// one signature each). With none, requests carry `webhook-id` and `webhook-timestamp` but
     /// no `webhook-signature`. Hooks given with [`Dispatcher::set`] bring their own.
     pub secrets: Vec<Secret>,
+    /// The wall clock (`SystemTime::now` unless a test steps it).
+    clock: WallClock,
+}
+
+/// The wall clock a dispatcher reads: the system's, or one a test sets.
+#[derive(Clone, Default)]
+struct WallClock(Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>);
+
+impl WallClock {
+    fn now(&self) -> SystemTime {
+        self.0
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock())
+    }
+}
+
+impl fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WallClock(set)"
+        } else {
+            "WallClock(system)"
+        })
+    }
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             concurrency: 64,
+            slow_after: Duration::from_millis(500),
+            max_in_flight: 1024,
+            breaker_after: 5,
+            breaker_cool_down: Duration::from_secs(1),
             policy: RetryPolicy::dispatch_default(),
             secrets: Vec::new(),
+            clock: WallClock::default(),
         }
     }
 }
 
 impl Config {
-    /// Sets the bound on requests in flight (at least 1).
+    /// Sets the bound on requests in flight in the shared pool, and per origin (at least 1).
     pub fn concurrency(mut self, concurrency: usize) -> Config {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Sets how long a request may be in flight before it moves to the slow lane.
+    pub fn slow_after(mut self, slow_after: Duration) -> Config {
+        self.slow_after = slow_after;
+        self
+    }
+
+    /// Sets the bound on all requests in flight, slow ones included (raised to
+    /// [`concurrency`](Config::concurrency) if lower when the dispatcher is built).
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Config {
+        self.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// Pauses a hook after `after` attempts in a row that timed out (or failed to connect after
+    /// longer than `slow_after`)
+    /// (0: never), for `cool_down`, doubling while it keeps failing (up to 5 minutes).
+    pub fn breaker(mut self, after: u32, cool_down: Duration) -> Config {
+        self.breaker_after = after;
+        self.breaker_cool_down = cool_down;
         self
     }
 
@@ -77,6 +175,15 @@ impl Config {
     /// Sets the signing secrets.
     pub fn secrets(mut self, secrets: Vec<Secret>) -> Config {
         self.secrets = secrets;
+        self
+    }
+
+    /// Replaces the wall clock, for tests that step it (a clock that jumps back must not make
+    /// retries wait). Waits are measured on Tokio's monotonic clock whatever this says; the
+    /// wall clock gives due times to store, signature timestamps and secrets' ends.
+    #[doc(hidden)]
+    pub fn wall_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Config {
+        self.clock = WallClock(Some(Arc::new(clock)));
         self
     }
 }
@@ -144,7 +251,12 @@ impl Destination {
 /// - Per hook, in order: a hook's next delivery waits until the one before it was delivered or
 ///   given up. Hooks proceed independently; a slow or failing receiver holds up only its own
 ///   hook.
-/// - At most [`Config::concurrency`] requests in flight.
+/// - At most [`Config::concurrency`] requests in flight in the shared pool; a request in
+///   flight longer than [`Config::slow_after`] moves to a slow lane, so that receivers that hang
+///   do not take the capacity of those that answer; at most [`Config::max_in_flight`] in all
+///   ([`Config`] explains the limits).
+/// - A hook whose attempts keep timing out is paused for a while, its
+///   deliveries kept ([`Config::breaker_after`]; [`Health::paused`]).
 /// - Success is a 2xx; connection failures, timeouts, 408, 429 and 5xx are retried as the
 ///   [`RetryPolicy`] says; 410 disables the hook; anything else fails at once ([`Verdict`]).
 /// - The body and `webhook-id` of a delivery are the same on every attempt; the timestamp and
@@ -188,7 +300,13 @@ struct Inner {
     transport: Arc<dyn Transport>,
     outbox: Arc<dyn Outbox>,
     config: Config,
-    permits: Semaphore,
+    /// The shared pool: requests in flight for less than `slow_after`.
+    fast: Semaphore,
+    /// The slow lane: requests in flight for longer (`max_in_flight - concurrency`).
+    slow: Semaphore,
+    /// Requests in flight per origin (at most `concurrency` each); an entry lives while a
+    /// worker holds it.
+    origins: Mutex<HashMap<String, Weak<Semaphore>>>,
     hooks: Mutex<HashMap<HookId, Arc<Slot>>>,
     /// Told when a hook is added (or on close), so that `run` starts its worker.
     added: Notify,
@@ -207,20 +325,97 @@ struct Slot {
     started: AtomicBool,
     /// Whether its worker panicked and waits to be started again.
     failing: AtomicBool,
+    /// Whether its worker may be waiting for a delivery to be added (set before it reads its
+    /// queue, cleared once it has one), for [`Dispatcher::appended`].
+    idle: AtomicBool,
     /// The wait before the next restart, and when the worker last started.
     restart: Mutex<(Duration, Option<Instant>)>,
     /// While its worker cannot read the outbox: the last error (what `health` reports).
     outbox_error: Mutex<Option<String>>,
+    /// Whether the hook is paused after attempts that timed out.
+    breaker: Mutex<Breaker>,
+}
+
+/// A hook's circuit breaker: counts attempts in a row that timed out (or were slow to fail to
+/// connect);
+/// once there are `Config::breaker_after`, the hook pauses for a cool-down, then tries once
+/// more (half open): an answer closes it, another failure pauses it twice as long.
+#[derive(Debug)]
+struct Breaker {
+    failures: u32,
+    /// While open: when the next try may go.
+    open_until: Option<Instant>,
+    /// The next pause.
+    cool_down: Duration,
+}
+
+impl Breaker {
+    fn new(cool_down: Duration) -> Breaker {
+        Breaker {
+            failures: 0,
+            open_until: None,
+            cool_down,
+        }
+    }
+
+    /// How long the hook must still wait, if it is paused.
+    fn wait(&self) -> Option<Duration> {
+        self.open_until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// Notes an attempt's result; says whether the breaker opened because of it.
+    fn note(&mut self, result: AttemptKind, config: &Config) -> bool {
+        match result {
+            AttemptKind::Answered => *self = Breaker::new(config.breaker_cool_down),
+            AttemptKind::Unreachable => {
+                self.failures = self.failures.saturating_add(1);
+                if config.breaker_after > 0 && self.failures >= config.breaker_after {
+                    self.open_until = Some(Instant::now() + self.cool_down);
+                    self.cool_down = (self.cool_down * 2).min(BREAKER_MAX_COOL_DOWN);
+                    return true;
+                }
+            }
+            AttemptKind::Other => {}
+        }
+        false
+    }
+}
+
+/// What an attempt says of the receiver, for the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AttemptKind {
+    /// It answered (any status): it is there.
+    Answered,
+    /// No answer in time, or no connection after longer than `slow_after`: it held capacity
+    /// and gave nothing back.
+    Unreachable,
+    /// Anything else (a request that cannot be sent, a broken answer).
+    Other,
+}
+
+/// A retry this worker scheduled, with its deadline on the monotonic clock: a wall clock that
+/// steps back must not make the wait longer.
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    delivery: DeliveryId,
+    /// The due time stored in the outbox.
+    at: SystemTime,
+    /// The same due time on the monotonic clock.
+    deadline: tokio::time::Instant,
 }
 
 impl Slot {
-    fn new(destination: Destination) -> Slot {
+    fn new(destination: Destination, config: &Config) -> Slot {
         Slot {
+            breaker: Mutex::new(Breaker::new(config.breaker_cool_down)),
             destination: Mutex::new(Arc::new(destination)),
             wake: Notify::new(),
             removed: AtomicBool::new(false),
             started: AtomicBool::new(false),
             failing: AtomicBool::new(false),
+            idle: AtomicBool::new(true),
             restart: Mutex::new((RESTART_FIRST, None)),
             outbox_error: Mutex::new(None),
         }
@@ -342,6 +537,11 @@ pub struct Health {
     /// store), in order, each with the last error (`{:#}`: with its sources). Such a worker
     /// asks again after 1 s, doubling up to 60 s while it keeps failing.
     pub outbox_failing: Vec<(HookId, String)>,
+    /// The hooks paused because their attempts kept timing out (or were slow to fail to connect)
+    /// ([`Config::breaker_after`]), in order: their deliveries wait in the outbox. A paused
+    /// hook is the receiver's trouble, not the dispatcher's: it does not make
+    /// [`is_healthy`](Health::is_healthy) false.
+    pub paused: Vec<HookId>,
 }
 
 impl Health {
@@ -413,7 +613,14 @@ impl Dispatcher {
         let inner = Arc::new(Inner {
             transport,
             outbox,
-            permits: Semaphore::new(config.concurrency.max(1)),
+            fast: Semaphore::new(config.concurrency.clamp(1, Semaphore::MAX_PERMITS)),
+            slow: Semaphore::new(
+                config
+                    .max_in_flight
+                    .saturating_sub(config.concurrency.max(1))
+                    .min(Semaphore::MAX_PERMITS),
+            ),
+            origins: Mutex::new(HashMap::new()),
             config,
             hooks: Mutex::new(HashMap::new()),
             added: Notify::new(),
@@ -438,10 +645,13 @@ impl Dispatcher {
         match hooks.get(&hook) {
             Some(slot) => {
                 *slot.destination.lock().expect("not poisoned") = Arc::new(destination);
+                // What the old destination did says nothing of the new one.
+                *slot.breaker.lock().expect("not poisoned") =
+                    Breaker::new(self.inner.config.breaker_cool_down);
                 slot.wake.notify_one();
             }
             None => {
-                hooks.insert(hook, Arc::new(Slot::new(destination)));
+                hooks.insert(hook, Arc::new(Slot::new(destination, &self.inner.config)));
                 drop(hooks);
                 self.inner.added.notify_one();
             }
@@ -470,6 +680,36 @@ impl Dispatcher {
         }
     }
 
+    /// Tells the worker of `hook` that deliveries were added at the end of its queue: a cheaper
+    /// [`wake`](Dispatcher::wake) for whoever appends, as `serve`'s ingest does. Only a worker
+    /// that may be waiting for deliveries is woken; one sending an earlier delivery, or waiting
+    /// to retry one, reaches the new ones in order without being told, so that a burst of events
+    /// does not make every hook waiting for a retry read its queue again for each of them. For
+    /// any other change (a delivery replayed or made due, a hook enabled), call `wake`.
+    ///
+    /// Call it after the deliveries are visible in the outbox.
+    ///
+    /// This example needs the `memory` feature (for `MemoryTransport`):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use linq_hooks_delivery::transport::MemoryTransport;
+    /// use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox};
+    ///
+    /// let outbox = Arc::new(MemoryOutbox::new(0));
+    /// let transport = Arc::new(MemoryTransport::new());
+    /// let dispatcher = Dispatcher::without_hooks(transport, outbox, Config::default());
+    /// // After appending to hook 7's queue in a store that does not wake the dispatcher itself:
+    /// dispatcher.appended(7); // a hook the dispatcher does not know: nothing happens
+    /// ```
+    pub fn appended(&self, hook: HookId) {
+        if let Some(slot) = self.inner.slot(hook)
+            && slot.idle.load(Ordering::SeqCst)
+        {
+            slot.wake.notify_one();
+        }
+    }
+
     /// Says that no more deliveries will be added: each worker stops once its hook has nothing
     /// left to send (or is disabled), and [`run`](Dispatcher::run) returns when all have.
     pub fn close(&self) {
@@ -492,28 +732,32 @@ impl Dispatcher {
         // The count first: a restart marks its hook failing before it is counted, so a count
         // seen here comes with its hook.
         let worker_restarts = self.inner.restarts.load(Ordering::SeqCst);
-        let (mut failing, mut outbox_failing): (Vec<HookId>, Vec<(HookId, String)>) = {
-            let hooks = self.inner.hooks.lock().expect("not poisoned");
-            let failing = hooks
-                .iter()
-                .filter(|(_, slot)| slot.failing.load(Ordering::SeqCst))
-                .map(|(hook, _)| *hook)
-                .collect();
-            let outbox_failing = hooks
-                .iter()
-                .filter_map(|(hook, slot)| {
-                    let error = slot.outbox_error.lock().expect("not poisoned").clone();
-                    error.map(|error| (*hook, error))
-                })
-                .collect();
-            (failing, outbox_failing)
-        };
+        let (mut failing, mut outbox_failing, mut paused) = (Vec::new(), Vec::new(), Vec::new());
+        for (hook, slot) in self.inner.hooks.lock().expect("not poisoned").iter() {
+            if slot.failing.load(Ordering::SeqCst) {
+                failing.push(*hook);
+            }
+            if let Some(error) = slot.outbox_error.lock().expect("not poisoned").clone() {
+                outbox_failing.push((*hook, error));
+            }
+            if slot
+                .breaker
+                .lock()
+                .expect("not poisoned")
+                .open_until
+                .is_some()
+            {
+                paused.push(*hook);
+            }
+        }
         failing.sort_unstable();
         outbox_failing.sort_unstable();
+        paused.sort_unstable();
         Health {
             worker_restarts,
             failing,
             outbox_failing,
+            paused,
         }
     }
 
@@ -637,10 +881,15 @@ impl Inner {
     async fn work(&self, hook: HookId, slot: &Slot) {
         // The wait after the outbox fails again; a success starts it over.
         let mut outbox_retry = OUTBOX_RETRY;
+        // The retry this worker scheduled last, with its deadline on the monotonic clock.
+        let mut scheduled: Option<Scheduled> = None;
         loop {
             if self.shutdown.is_cancelled() || slot.removed.load(Ordering::SeqCst) {
                 return;
             }
+            // Idle until the queue has a delivery: set before reading it, so that a delivery
+            // appended after the read finds it set and wakes the worker (`appended`).
+            slot.idle.store(true, Ordering::SeqCst);
             let head = match self.outbox.head(hook).await {
                 Ok(head) => {
                     outbox_retry = OUTBOX_RETRY;
@@ -654,7 +903,7 @@ impl Inner {
                         error = &e as &dyn std::error::Error,
                         "cannot read the outbox; trying again in {outbox_retry:?}"
                     );
-                    // `OutboxError` prints its source in its own message: start from the source.
+                    // What failed inside the outbox: health says it cannot read its queue.
                     let text = std::error::Error::source(&e).map_or_else(|| e.to_string(), chain);
                     *slot.outbox_error.lock().expect("not poisoned") = Some(text);
                     // Not woken early: a wake-up (an ingest) does not repair a store.
@@ -667,7 +916,10 @@ impl Inner {
                 }
             };
             let delivery = match head {
-                Head::Ready(delivery) => delivery,
+                Head::Ready(delivery) => {
+                    slot.idle.store(false, Ordering::SeqCst);
+                    delivery
+                }
                 Head::Empty | Head::Disabled => {
                     if self.closed.load(Ordering::SeqCst) {
                         return;
@@ -679,41 +931,145 @@ impl Inner {
                     continue;
                 }
             };
-            if let Some(wait) = delivery
-                .next_attempt_at
-                .and_then(|at| at.duration_since(SystemTime::now()).ok())
-            {
+            if let Some(wait) = self.wait_for(&delivery, scheduled.as_ref()) {
                 // Not due yet: sleep until it is, unless something changes first.
                 self.sleep_or_wake(slot, wait).await;
                 continue;
             }
-            let permit = tokio::select! {
-                permit = self.permits.acquire() => permit.expect("the semaphore is never closed"),
-                () = self.shutdown.cancelled() => return,
-            };
+            let paused = slot.breaker.lock().expect("not poisoned").wait();
+            if let Some(wait) = paused {
+                // The receiver kept timing out: wait out the cool-down, then this
+                // delivery is the probe. Nothing is attempted (or counted) meanwhile.
+                self.sleep_or_wake(slot, wait).await;
+                continue;
+            }
             let destination = Arc::clone(&slot.destination.lock().expect("not poisoned"));
-            let (attempt, verdict) = self.attempt(&destination, &delivery).await;
-            drop(permit);
-            let mut outcome = self.decide(&delivery, verdict, &attempt);
+            let Some((attempt, verdict, kind)) =
+                self.attempt_within_limits(&destination, &delivery).await
+            else {
+                return; // shut down while waiting for capacity
+            };
             let moved = !Arc::ptr_eq(
                 &destination,
                 &slot.destination.lock().expect("not poisoned"),
             );
+            // The old destination's result says nothing of the new one's receiver.
+            if !moved
+                && slot
+                    .breaker
+                    .lock()
+                    .expect("not poisoned")
+                    .note(kind, &self.config)
+            {
+                tracing::warn!(hook, result = %attempt.result, "the receiver keeps timing out: the hook pauses, its deliveries kept");
+            }
+            let now = self.config.clock.now();
+            let mut outcome = self.decide(&delivery, verdict, &attempt, now);
             if moved && outcome != Outcome::Delivered {
                 // The hook was pointed elsewhere while this attempt went to the old place: what
                 // the old place answered says nothing of the new one. Try the new one now.
-                outcome = Outcome::Retry {
-                    at: SystemTime::now(),
-                };
+                outcome = Outcome::Retry { at: now };
             }
+            scheduled = match outcome {
+                Outcome::Retry { at } => Some(Scheduled {
+                    delivery: delivery.id,
+                    at,
+                    deadline: tokio::time::Instant::now()
+                        + at.duration_since(now).unwrap_or_default(),
+                }),
+                _ => None,
+            };
             tracing::debug!(hook, delivery = delivery.id, webhook_id = %delivery.webhook_id, result = %attempt.result, ?outcome, "attempt");
             self.record(&delivery, attempt, outcome).await;
         }
     }
 
+    /// How long `delivery` must still wait, if it is not due. For the retry this worker
+    /// scheduled itself (the same delivery, the same stored due time), the monotonic deadline
+    /// it noted then; for any other (after a restart, a replay, a due time set elsewhere), the
+    /// wall-clock difference, the only measure a stored time has.
+    fn wait_for(&self, delivery: &Delivery, scheduled: Option<&Scheduled>) -> Option<Duration> {
+        let at = delivery.next_attempt_at?;
+        let wait = match scheduled {
+            // A store may keep due times in milliseconds: "the same" allows for the rounding.
+            Some(scheduled)
+                if scheduled.delivery == delivery.id
+                    && abs_diff(scheduled.at, at) < Duration::from_millis(1) =>
+            {
+                scheduled
+                    .deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+            }
+            _ => at
+                .duration_since(self.config.clock.now())
+                .unwrap_or_default(),
+        };
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    /// Makes one attempt once there is capacity for it: a place among the requests in flight to
+    /// its origin, then one in the shared pool, given back for one in the slow lane once the
+    /// request has been in flight for `slow_after`. `None` when shut down while waiting.
+    async fn attempt_within_limits(
+        &self,
+        destination: &Destination,
+        delivery: &Delivery,
+    ) -> Option<(Attempt, Verdict, AttemptKind)> {
+        let origin = self.origin(destination.parameters().url());
+        let _origin = tokio::select! {
+            permit = origin.acquire() => permit.expect("the semaphore is never closed"),
+            () = self.shutdown.cancelled() => return None,
+        };
+        let fast = tokio::select! {
+            permit = self.fast.acquire() => permit.expect("the semaphore is never closed"),
+            () = self.shutdown.cancelled() => return None,
+        };
+        let mut fast = Some(fast);
+        let send = self.attempt(destination, delivery);
+        tokio::pin!(send);
+        let result = tokio::select! {
+            result = &mut send => result,
+            () = tokio::time::sleep(self.config.slow_after) => {
+                // Slow: make room for the requests of receivers that answer. With the slow
+                // lane full, it keeps its place in the shared pool.
+                let slow = self.slow.try_acquire().ok();
+                if slow.is_some() {
+                    fast = None;
+                }
+                let result = send.await;
+                drop(slow);
+                result
+            }
+        };
+        drop(fast);
+        Some(result)
+    }
+
+    /// The bound on requests in flight to the origin of `url`, shared by every worker sending
+    /// there.
+    fn origin(&self, url: &str) -> Arc<Semaphore> {
+        let key = origin_of(url);
+        let mut origins = self.origins.lock().expect("not poisoned");
+        if let Some(semaphore) = origins.get(&key).and_then(Weak::upgrade) {
+            return semaphore;
+        }
+        let semaphore = Arc::new(Semaphore::new(
+            self.config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+        ));
+        origins.insert(key, Arc::downgrade(&semaphore));
+        if origins.len() >= 64 && origins.len().is_power_of_two() {
+            origins.retain(|_, semaphore| semaphore.strong_count() > 0);
+        }
+        semaphore
+    }
+
     /// Makes one attempt: a fresh timestamp and signature over the fixed id and body.
-    async fn attempt(&self, destination: &Destination, delivery: &Delivery) -> (Attempt, Verdict) {
-        let at = SystemTime::now();
+    async fn attempt(
+        &self,
+        destination: &Destination,
+        delivery: &Delivery,
+    ) -> (Attempt, Verdict, AttemptKind) {
+        let at = self.config.clock.now();
         let timestamp = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let parameters = destination.parameters();
         let mut request = Request::new(parameters.url(), delivery.body.clone())
@@ -730,6 +1086,15 @@ impl Inner {
         let result = self.transport.send(request).await;
         let latency = started.elapsed();
         let verdict = Verdict::of(&result);
+        let kind = match &result {
+            Ok(_) => AttemptKind::Answered,
+            // A connection refused at once holds nothing (the retry schedule spaces those);
+            // one that took longer than `slow_after` to fail held a socket all that time.
+            Err(e) if e.is_timeout() || (e.is_connect() && latency >= self.config.slow_after) => {
+                AttemptKind::Unreachable
+            }
+            Err(_) => AttemptKind::Other,
+        };
         let (result, note) = match result {
             Ok(response) => (
                 AttemptResult::Status(response.status()),
@@ -746,10 +1111,17 @@ impl Inner {
                 None => attempt,
             },
             verdict,
+            kind,
         )
     }
 
-    fn decide(&self, delivery: &Delivery, verdict: Verdict, attempt: &Attempt) -> Outcome {
+    fn decide(
+        &self,
+        delivery: &Delivery,
+        verdict: Verdict,
+        attempt: &Attempt,
+        now: SystemTime,
+    ) -> Outcome {
         match verdict {
             Verdict::Delivered => Outcome::Delivered,
             Verdict::Gone => Outcome::HookGone,
@@ -757,9 +1129,7 @@ impl Inner {
             Verdict::Retry { retry_after } => {
                 let attempts = delivery.attempts + 1;
                 match self.config.policy.delay_after(attempts, retry_after) {
-                    Some(delay) => Outcome::Retry {
-                        at: SystemTime::now() + delay,
-                    },
+                    Some(delay) => Outcome::Retry { at: now + delay },
                     None => Outcome::Failed {
                         reason: format!(
                             "gave up after {attempts} attempts; the last: {}",
@@ -783,7 +1153,8 @@ impl Inner {
             tracing::error!(
                 hook = delivery.hook,
                 delivery = delivery.id,
-                "cannot record an attempt: {e}; trying again in {wait:?}"
+                "cannot record an attempt: {}; trying again in {wait:?}",
+                chain(&e)
             );
             if self.shutdown.is_cancelled() {
                 return;
@@ -812,4 +1183,53 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// The origin of a hook's URL (validated: absolute, http or https, with a host), as
+/// `scheme://host:port` in lower case with the default port filled in, so that
+/// `https://A.example/x` and `https://a.example:443/y` share their bound.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let scheme = scheme.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    // After an IPv6 literal's `]`, or anywhere in a name or IPv4 address, `:` starts the port.
+    let has_port = host
+        .rsplit(']')
+        .next()
+        .is_some_and(|tail| tail.contains(':'));
+    match (has_port, scheme.as_str()) {
+        (false, "http") => format!("{scheme}://{host}:80"),
+        (false, "https") => format!("{scheme}://{host}:443"),
+        _ => format!("{scheme}://{host}"),
+    }
+}
+
+fn abs_diff(a: SystemTime, b: SystemTime) -> Duration {
+    a.duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_name_scheme_host_and_port() {
+        for (url, origin) in [
+            ("https://A.example/hook?x=1", "https://a.example:443"),
+            ("https://a.example:443/other", "https://a.example:443"),
+            ("http://a.example", "http://a.example:80"),
+            ("http://user:pw@a.example:8080/x", "http://a.example:8080"),
+            ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+            ("http://[::1]/x", "http://[::1]:80"),
+            ("http://[::1]:9000#f", "http://[::1]:9000"),
+        ] {
+            assert_eq!(origin_of(url), origin, "{url}");
+        }
+    }
 }

@@ -218,7 +218,8 @@ pub enum Outcome {
 ///
 /// ```
 /// let err = linq_hooks_delivery::OutboxError::new("disk full");
-/// assert_eq!(err.to_string(), "outbox: disk full");
+/// assert_eq!(err.to_string(), "the outbox failed");
+/// assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "disk full");
 /// ```
 #[derive(Debug)]
 pub struct OutboxError {
@@ -236,7 +237,8 @@ impl OutboxError {
 
 impl fmt::Display for OutboxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "outbox: {}", self.source)
+        // Its own level only; the store's error is the source (the one error rule).
+        f.write_str("the outbox failed")
     }
 }
 

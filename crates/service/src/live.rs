@@ -257,7 +257,9 @@ impl Live {
     }
 
     /// Stores `events` of `workflow`'s runs with one delivery per hook of the workflow that
-    /// fires, then wakes those hooks. `None` for an unknown workflow.
+    /// fires, then tells those hooks' workers (`Dispatcher::appended`: only idle ones wake, so
+    /// a burst does not make hooks waiting for a retry read their queues). `None` for an
+    /// unknown workflow.
     pub(crate) async fn ingest(
         self: &Arc<Self>,
         workflow: String,
@@ -291,7 +293,7 @@ impl Live {
                 };
                 if let Appended::Stored(accepted) = &appended {
                     for delivery in accepted.iter().flat_map(|event| &event.deliveries) {
-                        live.dispatcher.wake(delivery.hook);
+                        live.dispatcher.appended(delivery.hook);
                     }
                 }
                 Ok(Some(appended))

@@ -21,6 +21,7 @@ pub(crate) struct Metrics {
     queue_depth: Gauge,
     hooks_disabled: Gauge,
     quarantined: Gauge,
+    hooks_paused: Gauge,
     /// Brought up to the dispatcher's count at each render (under the lock, so that two renders
     /// do not both add the same restarts).
     worker_restarts: Mutex<Counter>,
@@ -75,6 +76,13 @@ impl Metrics {
             "Deliveries set aside because their record was damaged in the store",
             quarantined.clone(),
         );
+        let hooks_paused = Gauge::default();
+        registry.register(
+            "hooks_paused",
+            "Hooks paused by their circuit breaker: their receiver kept timing out; their \
+             deliveries wait",
+            hooks_paused.clone(),
+        );
         let worker_restarts = Counter::default();
         registry.register(
             "worker_restarts",
@@ -91,6 +99,7 @@ impl Metrics {
             queue_depth,
             hooks_disabled,
             quarantined,
+            hooks_paused,
         }
     }
 
@@ -107,7 +116,7 @@ impl Metrics {
     }
 
     /// The exposition text, with the gauges read from the store now and the worker restarts
-    /// from the dispatcher's `health`.
+    /// and paused hooks from the dispatcher's `health`.
     pub(crate) fn render(
         &self,
         store: &Store,
@@ -120,6 +129,8 @@ impl Metrics {
                 restarts.inc_by(new);
             }
         }
+        self.hooks_paused
+            .set(i64::try_from(health.paused.len()).unwrap_or(i64::MAX));
         self.queue_depth
             .set(i64::try_from(store.pending()?).unwrap_or(i64::MAX));
         let disabled = store.disabled_hooks()?;
