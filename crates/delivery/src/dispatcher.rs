@@ -1185,26 +1185,18 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The origin of a hook's URL (validated: absolute, http or https, with a host), as
-/// `scheme://host:port` in lower case with the default port filled in, so that
-/// `https://A.example/x` and `https://a.example:443/y` share their bound.
+/// The origin of a hook's URL, as `scheme://host:port` (the `url` crate's WHATWG parsing: lower
+/// case, the default port filled in where the scheme has one), so that `https://A.example/x`
+/// and `https://a.example:443/y` share their bound. A URL it cannot read is its own origin.
 fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let scheme = scheme.to_ascii_lowercase();
-    let host = host.to_ascii_lowercase();
-    // After an IPv6 literal's `]`, or anywhere in a name or IPv4 address, `:` starts the port.
-    let has_port = host
-        .rsplit(']')
-        .next()
-        .is_some_and(|tail| tail.contains(':'));
-    match (has_port, scheme.as_str()) {
-        (false, "http") => format!("{scheme}://{host}:80"),
-        (false, "https") => format!("{scheme}://{host}:443"),
-        _ => format!("{scheme}://{host}"),
+    let Ok(parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    // Names are case-insensitive; the `url` crate lowers them only for http(s) and a few more.
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    match parsed.port_or_known_default() {
+        Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
+        None => format!("{}://{host}", parsed.scheme()),
     }
 }
 
@@ -1228,6 +1220,8 @@ mod tests {
             ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
             ("http://[::1]/x", "http://[::1]:80"),
             ("http://[::1]:9000#f", "http://[::1]:9000"),
+            ("mqtt://Broker.lab/lab/runs", "mqtt://broker.lab"),
+            ("mqtt://broker.lab:1884/x", "mqtt://broker.lab:1884"),
         ] {
             assert_eq!(origin_of(url), origin, "{url}");
         }
