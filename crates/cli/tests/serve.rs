@@ -686,11 +686,10 @@ async fn deliveries_and_the_api_keep_working_under_thousands_of_half_sent_reques
                     .await;
                 let mut buf = [0u8; 256];
                 while !stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf))
-                        .await
-                    {
-                        Ok(Ok(0) | Err(_)) => break,
-                        _ => {}
+                    let read =
+                        tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf));
+                    if let Ok(Ok(0) | Err(_)) = read.await {
+                        break;
                     }
                 }
             }
