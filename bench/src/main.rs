@@ -997,7 +997,7 @@ async fn limits(binary: &Path, work: &Path) -> String {
     ));
     format!(
         "\n## Connection limits\n\n\
-         `serve` with its default limits (header timeout 10 s, body timeout 30 s, at most 1 024 connections), \
+         `serve` with its default limits (header timeout 10 s, body and write timeouts 30 s, at most 1 024 connections), \
          first alone, then while {HALF_SENT} clients each send half a request head, hold it until `serve` cuts it \
          off, and start again ({attempts} half-sent requests attempted in all). In each phase: 5 new connections, \
          each timed from its connect to the answer of its first request, then {EVENTS} events posted one after another on the last \

@@ -33,8 +33,8 @@ use crate::signal::{self, Hangups};
     after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 invalid hook file, 2 usage error, \
 or the store or address cannot be used.\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
 Limits: at start the soft limit on open files is raised to the hard limit. A connection that \
-is too slow with its headers (--header-timeout) or body (--body-timeout), or idle for \
---header-timeout, is closed; at --max-connections, no more are accepted until one closes.\n\n\
+is too slow with its headers (--header-timeout) or body (--body-timeout), idle for \
+--header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, no more are accepted until one closes.\n\n\
 Logs: RUST_LOG=info (or debug, for every attempt)."
 )]
 pub(crate) struct Args {
@@ -82,6 +82,10 @@ pub(crate) struct Args {
     /// trickle does not extend it). Then 408, and the connection is closed.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
     body_timeout: Duration,
+    /// How long writing an answer may make no progress because the client does not read it.
+    /// Then the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    write_timeout: Duration,
     /// At most this many API connections open at once; more wait to be accepted. Lowered, with
     /// a warning, to leave file descriptors for deliveries and the store (a quarter of the
     /// open-file limit, at least 256, is kept for them; the limit is raised to its hard
@@ -128,6 +132,7 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
     config.idempotency_window = args.idempotency_window;
     config.limits.header_timeout = args.header_timeout;
     config.limits.body_timeout = args.body_timeout;
+    config.limits.write_timeout = args.write_timeout;
     config.limits.max_connections =
         limits::connection_cap(args.max_connections as usize, open_files);
 

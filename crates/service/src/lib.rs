@@ -96,8 +96,9 @@ pub struct ServiceConfig {
     /// How long an ingest's `Idempotency-Key` is remembered: a repeat within it stores nothing
     /// and gets the first answer (default 24 h).
     pub idempotency_window: Duration,
-    /// What a client may hold, before authentication: header, body and idle timeouts, and
-    /// the cap on open connections (defaults 10 s, 30 s, 1024; see [`Limits`]).
+    /// What a client may hold, before authentication: header (and idle), body and write
+    /// timeouts, and the cap on open connections (defaults 10 s, 30 s, 30 s, 1024; see
+    /// [`Limits`]).
     pub limits: Limits,
 }
 

@@ -22,6 +22,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -38,6 +39,7 @@ use crate::api::error::{Problem, error_response};
 /// | --- | --- | --- |
 /// | `header_timeout` | 10 s | the connection is closed |
 /// | `body_timeout` | 30 s | 408 is answered and the connection closed |
+/// | `write_timeout` | 30 s | the connection is closed |
 /// | `max_connections` | 1024 | no more connections are accepted until one closes |
 ///
 /// ```
@@ -59,6 +61,10 @@ pub struct Limits {
     /// Request Timeout, and the connection is closed. Default 30 s, enough for the largest body
     /// (1 MiB) at 35 KB/s.
     pub body_timeout: Duration,
+    /// How long writing an answer may make no progress, because the client does not read it
+    /// (a client can pipeline requests and never read the answers, filling the socket's
+    /// buffers). Reached: the connection is closed. Default 30 s.
+    pub write_timeout: Duration,
     /// At most this many connections open at once. At the cap, no more are accepted: further
     /// clients wait in the kernel's listen backlog (bounded, holding none of this process's
     /// file descriptors) until a connection closes, which the timeouts above guarantee.
@@ -71,6 +77,7 @@ impl Default for Limits {
         Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_connections: 1024,
         }
     }
@@ -128,6 +135,11 @@ pub async fn serve(
             let (router, limits) = (router.clone(), Arc::clone(&limits));
             move |request| handle(router.clone(), Arc::clone(&limits), request)
         });
+        let stream = WriteDeadline {
+            inner: stream,
+            limit: limits.write_timeout,
+            stalled: None,
+        };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             if let Err(e) = connection.await {
@@ -267,5 +279,87 @@ impl http_body::Body for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection whose writes fail once they have made no progress for `limit` (the client
+/// stopped reading); reads are untouched (the header and body timeouts bound those).
+struct WriteDeadline {
+    inner: TcpStream,
+    limit: Duration,
+    /// Since when writing has been pending, as a timer.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteDeadline {
+    /// `poll` is a write that returned `Pending` or not; a pending one arms the timer (once) and
+    /// fails when it rings, anything else disarms it.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing of the answer for {}",
+                    humanize(limit)
+                ),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
     }
 }

@@ -219,3 +219,26 @@ async fn over_the_cap_nothing_is_served_until_a_connection_goes() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_off() {
+    let addr = start("no-reader", |c| {
+        c.limits.max_connections = 1;
+        c.limits.write_timeout = Duration::from_secs(2);
+        c.limits.header_timeout = Duration::from_secs(600);
+        c.token = None;
+    })
+    .await;
+    // Pipelined requests for the OpenAPI document (tens of KiB each), never read: the answers
+    // fill both sockets' buffers, and writing stalls. The client holds the only slot.
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /v1/openapi.json HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+    stuck.write_all(&request.repeat(2000)).await.unwrap();
+    // Only once it is cut off can another client be served.
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    let answer = tokio::time::timeout(BOUND, healthz(&mut next))
+        .await
+        .expect("served once the reader that never reads is cut off");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    drop(stuck);
+}
