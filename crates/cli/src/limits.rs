@@ -28,7 +28,7 @@ pub(crate) fn raise_open_files() -> Option<u64> {
 /// The connection cap that leaves descriptors for everything else: deliveries (each request
 /// in flight and each pooled connection is one), the store, the listener, standard streams.
 /// With an open-file limit of `open_files`, at most three quarters of it go to connections,
-/// and at least 256 descriptors stay for the rest.
+/// and at least 256 descriptors stay for the rest. Lowering `wanted` is said on stderr.
 pub(crate) fn connection_cap(wanted: usize, open_files: Option<u64>) -> usize {
     let Some(open_files) = open_files else {
         return wanted;
@@ -37,10 +37,6 @@ pub(crate) fn connection_cap(wanted: usize, open_files: Option<u64>) -> usize {
     let reserve = (open_files / 4).max(256);
     let most = open_files.saturating_sub(reserve).max(1);
     if wanted > most {
-        tracing::warn!(
-            "--max-connections {wanted} lowered to {most}: the open-file limit is {open_files}, \
-             and {reserve} descriptors are kept for deliveries and the store"
-        );
         eprintln!(
             "linq-hooks serve: --max-connections {wanted} lowered to {most}: the open-file limit is \
              {open_files}, and {reserve} descriptors are kept for deliveries and the store"
