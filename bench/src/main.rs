@@ -1001,8 +1001,8 @@ async fn limits(binary: &Path, work: &Path) -> String {
          first alone, then while {HALF_SENT} clients each send half a request head, hold it until `serve` cuts it \
          off, and start again ({attempts} half-sent requests attempted in all). In each phase: 5 new connections, \
          each timed from its connect to the answer of its first request, then {EVENTS} events posted one after another on the last \
-         one, kept alive, each timed to its 202 and from there to the webhook's arrival (0 when the webhook arrived first). A new \
-         connection waits while the cap is full, until the header timeout frees a slot; a connection already \
+         one, kept alive, each timed to its 202 and from there to the webhook's arrival (0 when the webhook arrived first). At the cap a new \
+         connection takes the place of the one that has waited longest for a request; a connection already \
          open is not slowed, and deliveries keep their descriptors.\n\n{table}"
     )
 }

@@ -34,7 +34,8 @@ use crate::signal::{self, Hangups};
 or the store or address cannot be used.\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
 Limits: at start the soft limit on open files is raised to the hard limit. A connection that \
 is too slow with its headers (--header-timeout) or body (--body-timeout), idle for \
---header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, no more are accepted until one closes.\n\n\
+--header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, \
+a new connection takes the place of the one that has waited longest for a request.\n\n\
 Logs: RUST_LOG=info (or debug, for every attempt)."
 )]
 pub(crate) struct Args {
@@ -86,7 +87,9 @@ pub(crate) struct Args {
     /// Then the connection is closed.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
     write_timeout: Duration,
-    /// At most this many API connections open at once; more wait to be accepted. Lowered, with
+    /// At most this many API connections open at once. At the cap, a new connection takes the
+    /// place of the one that has waited longest for a request (idle, or its headers unfinished);
+    /// if every one is in a request, new ones wait to be accepted. Lowered, with
     /// a warning, to leave file descriptors for deliveries and the store (a quarter of the
     /// open-file limit, at least 256, is kept for them; the limit is raised to its hard
     /// maximum at start).

@@ -40,7 +40,7 @@ use crate::api::error::{Problem, error_response};
 /// | `header_timeout` | 10 s | the connection is closed |
 /// | `body_timeout` | 30 s | 408 is answered and the connection closed |
 /// | `write_timeout` | 30 s | the connection is closed |
-/// | `max_connections` | 1024 | no more connections are accepted until one closes |
+/// | `max_connections` | 1024 | a new connection takes the place of the one that has waited longest for a request; with every one in a request, it waits |
 ///
 /// ```
 /// use std::time::Duration;
@@ -65,10 +65,12 @@ pub struct Limits {
     /// (a client can pipeline requests and never read the answers, filling the socket's
     /// buffers). Reached: the connection is closed. Default 30 s.
     pub write_timeout: Duration,
-    /// At most this many connections open at once. At the cap, no more are accepted: further
-    /// clients wait in the kernel's listen backlog (bounded, holding none of this process's
-    /// file descriptors) until a connection closes, which the timeouts above guarantee.
-    /// Default 1024; at least 1.
+    /// At most this many connections open at once. At the cap, a newly accepted connection
+    /// takes the place of the one that has waited longest for a request (idle, or its head
+    /// still incomplete), which is closed: clients holding half-sent requests cannot keep
+    /// everyone else out. If every connection is in a request, nothing more is accepted until
+    /// one closes (further clients wait in the kernel's listen backlog, holding none of this
+    /// process's descriptors). Default 1024; at least 1.
     pub max_connections: usize,
 }
 
@@ -111,6 +113,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let open = Arc::new(Open::default());
     let graceful = GracefulShutdown::new();
     // Dropping the set (this future dropped) aborts every connection.
     let mut connections = JoinSet::new();
@@ -121,19 +124,32 @@ pub async fn serve(
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     loop {
-        // A slot first, then accept: at the cap, connections wait in the backlog.
-        let accepted = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = accept(&listener) => accepted,
         };
-        let (stream, peer, slot) = accepted;
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => tokio::select! {
+                () = &mut shutdown => break,
+                slot = make_room(&open, &slots) => slot,
+            },
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
+        let idle = open.add();
         let service = hyper::service::service_fn({
-            let (router, limits) = (router.clone(), Arc::clone(&limits));
-            move |request| handle(router.clone(), Arc::clone(&limits), request)
+            let (router, limits, idle) = (router.clone(), Arc::clone(&limits), Arc::clone(&idle));
+            move |request| {
+                handle(
+                    router.clone(),
+                    Arc::clone(&limits),
+                    Arc::clone(&idle),
+                    request,
+                )
+            }
         });
         let stream = WriteDeadline {
             inner: stream,
@@ -141,10 +157,17 @@ pub async fn serve(
             stalled: None,
         };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let open = Arc::clone(&open);
         connections.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "connection closed: {e}");
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, "connection closed: {e}");
+                    }
+                }
+                () = idle.evicted() => tracing::debug!(%peer, "closed to make room for a new connection"),
             }
+            open.remove(idle.id);
             drop(slot);
         });
     }
@@ -154,19 +177,93 @@ pub async fn serve(
     });
 }
 
-/// Waits for a free slot, then for a connection. Errors are logged and retried: with the
-/// descriptors exhausted (EMFILE) accept fails at once, so it pauses rather than spin.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
-    let slot = Arc::clone(slots)
-        .acquire_owned()
-        .await
-        .expect("the semaphore is never closed");
+/// At the cap, with a connection accepted: the connection that has waited longest for a
+/// request (idle, or its head still incomplete) is closed to make room, so that clients holding
+/// half-sent requests cannot keep everyone else out; when every connection is in a request,
+/// this waits for one to close.
+async fn make_room(open: &Open, slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    loop {
+        open.evict_longest_waiting();
+        let slot = Arc::clone(slots).acquire_owned();
+        if let Ok(slot) = tokio::time::timeout(Duration::from_millis(100), slot).await {
+            return slot.expect("the semaphore is never closed");
+        }
+    }
+}
+
+/// The open connections, each with whether it waits for a request and since when.
+#[derive(Default)]
+struct Open {
+    next: std::sync::atomic::AtomicU64,
+    all: std::sync::Mutex<std::collections::HashMap<u64, Arc<Idle>>>,
+}
+
+impl Open {
+    fn add(&self) -> Arc<Idle> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let idle = Arc::new(Idle {
+            id,
+            waiting: AtomicBool::new(true),
+            since: std::sync::Mutex::new(tokio::time::Instant::now()),
+            close: tokio::sync::Notify::new(),
+        });
+        self.all.lock().unwrap().insert(id, Arc::clone(&idle));
+        idle
+    }
+
+    fn remove(&self, id: u64) {
+        self.all.lock().unwrap().remove(&id);
+    }
+
+    fn evict_longest_waiting(&self) {
+        let all = self.all.lock().unwrap();
+        let longest = all
+            .values()
+            .filter(|idle| idle.waiting.load(Ordering::Relaxed))
+            .min_by_key(|idle| *idle.since.lock().unwrap());
+        if let Some(idle) = longest {
+            idle.close.notify_one();
+        }
+    }
+}
+
+/// One connection's state between requests.
+struct Idle {
+    id: u64,
+    /// No request of this connection is in the router.
+    waiting: AtomicBool,
+    /// Since its accept or the end of its last request.
+    since: std::sync::Mutex<tokio::time::Instant>,
+    close: tokio::sync::Notify,
+}
+
+impl Idle {
+    fn busy(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    fn done(&self) {
+        *self.since.lock().unwrap() = tokio::time::Instant::now();
+        self.waiting.store(true, Ordering::Relaxed);
+    }
+
+    /// Completes when asked to make room while waiting for a request.
+    async fn evicted(&self) {
+        loop {
+            self.close.notified().await;
+            if self.waiting.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for a connection. Errors are logged and retried: with the descriptors exhausted
+/// (EMFILE) accept fails at once, so it pauses rather than spin.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => return (stream, peer, slot),
+            Ok(accepted) => return accepted,
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
                 tracing::error!(
@@ -191,6 +288,50 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// One request: its body gets the body deadline, then the router answers. If the deadline
 /// passed while the router read the body, the answer is 408 and the connection is closed.
 async fn handle(
+    router: Router,
+    limits: Arc<Limits>,
+    idle: Arc<Idle>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    idle.busy();
+    let response = answer(router, limits, request).await?;
+    // Waiting again once the answer's body is written (or the connection gone).
+    Ok(response.map(|body| Body::new(Answering { body, idle })))
+}
+
+/// An answer's body; its connection counts as waiting for a request once it is dropped.
+struct Answering {
+    body: Body,
+    idle: Arc<Idle>,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.idle.done();
+    }
+}
+
+impl http_body::Body for Answering {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+async fn answer(
     mut router: Router,
     limits: Arc<Limits>,
     request: Request<Incoming>,

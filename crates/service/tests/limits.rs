@@ -186,21 +186,54 @@ async fn idle_connections_are_closed_kept_alive_or_never_used() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_the_cap_nothing_is_served_until_a_connection_goes() {
-    let addr = start("cap", |c| {
+async fn at_the_cap_a_new_connection_takes_the_place_of_a_half_sent_request() {
+    let addr = start("cap-evicts", |c| {
         c.limits.max_connections = 3;
-        // Holders stay for the whole test unless they leave.
+        // Only making room can close the holders.
         c.limits.header_timeout = Duration::from_secs(600);
     })
     .await;
     let mut holders = Vec::new();
     for _ in 0..3 {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        // Answered, so accepted: each holds one of the three slots, idle.
-        assert!(healthz(&mut stream).await.starts_with("HTTP/1.1 200 "));
+        stream
+            .write_all(b"POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty")
+            .await
+            .unwrap();
         holders.push(stream);
     }
-    // A fourth connects (the kernel's backlog takes it) but is not served while the cap holds.
+    // Each newcomer is served, in the place of the holder that has waited longest.
+    for _ in 0..3 {
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        assert!(healthz(&mut next).await.starts_with("HTTP/1.1 200 "));
+        holders.push(next);
+    }
+    let first = &mut holders[0];
+    read_until_closed(first, "the holder that waited longest").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_cap_with_every_connection_in_a_request_nothing_more_is_served() {
+    let addr = start("cap", |c| {
+        c.limits.max_connections = 3;
+        // The holders' requests stay in flight for the whole test unless they leave.
+        c.limits.body_timeout = Duration::from_secs(600);
+        c.token = None;
+    })
+    .await;
+    let mut holders = Vec::new();
+    for n in 0..3 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // A workflow whose body never finishes: the handler waits for it, in the router.
+        let head = format!(
+            "PUT /v1/workflows/w{n} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        holders.push(stream);
+    }
+    // Each of the three is in a request once a fourth has been seen not to be served, so the
+    // fourth is given time to get in: were there room, it would be served at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut fourth = TcpStream::connect(addr).await.unwrap();
     let waiting = tokio::spawn(async move {
         let answer = healthz(&mut fourth).await;
@@ -223,22 +256,26 @@ async fn over_the_cap_nothing_is_served_until_a_connection_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_answers_is_cut_off() {
     let addr = start("no-reader", |c| {
-        c.limits.max_connections = 1;
         c.limits.write_timeout = Duration::from_secs(2);
         c.limits.header_timeout = Duration::from_secs(600);
         c.token = None;
     })
     .await;
     // Pipelined requests for the OpenAPI document (tens of KiB each), never read: the answers
-    // fill both sockets' buffers, and writing stalls. The client holds the only slot.
+    // fill both sockets' buffers, and writing stalls.
     let mut stuck = TcpStream::connect(addr).await.unwrap();
     let request = b"GET /v1/openapi.json HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
     stuck.write_all(&request.repeat(2000)).await.unwrap();
-    // Only once it is cut off can another client be served.
-    let mut next = TcpStream::connect(addr).await.unwrap();
-    let answer = tokio::time::timeout(BOUND, healthz(&mut next))
-        .await
-        .expect("served once the reader that never reads is cut off");
-    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
-    drop(stuck);
+    // Once the server has closed it, writing to it fails (reset, or a broken pipe).
+    let cut_off = tokio::time::timeout(BOUND, async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let write = tokio::time::timeout(Duration::from_secs(1), stuck.write_all(request));
+            if let Ok(Err(_)) = write.await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(cut_off.is_ok(), "still open after {BOUND:?}");
 }
