@@ -816,6 +816,8 @@ struct Phase {
     answer: Vec<Duration>,
     /// From the 202 to the receiver seeing the webhook.
     delivery: Vec<Duration>,
+    /// How often the posting connection was found closed and made again.
+    reconnected: usize,
 }
 
 /// One HTTP/1.1 connection of its own (not a pool, which may open another at any time).
@@ -831,16 +833,24 @@ async fn connection(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest
     sender
 }
 
-/// Sends one request on `sender`; the status once the whole answer is read.
+/// Sends one request on `sender`; the status once the whole answer is read, or `None` if the
+/// connection was closed (as a server may close an idle one).
+async fn try_send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Option<u16> {
+    sender.ready().await.ok()?;
+    let response = sender.send_request(request).await.ok()?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await.ok()?;
+    Some(status)
+}
+
 async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     request: hyper::Request<Full<Bytes>>,
 ) -> u16 {
-    sender.ready().await.expect("the connection is open");
-    let response = sender.send_request(request).await.expect("an answer");
-    let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
-    status
+    try_send(sender, request).await.expect("an answer")
 }
 
 /// `FRESH` new connections, each timed from its connect to the answer of its first request;
@@ -872,14 +882,27 @@ async fn phase(addr: SocketAddr, counts: &Counts, first: usize, events: usize) -
     let mut sender = sender.expect("a connection");
     let mut answered_at = Vec::new();
     let mut answer = Vec::new();
+    let mut reconnected = 0;
     for i in first..first + events {
-        let request = hyper::Request::post("/v1/events")
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(plan_event(i))))
-            .unwrap();
+        // Sent again on a new connection if the server closed this one, as any client does;
+        // the key makes a repeat store nothing.
+        let request = || {
+            hyper::Request::post("/v1/events")
+                .header("host", "127.0.0.1")
+                .header("content-type", "application/json")
+                .header("idempotency-key", format!("bench-{i}"))
+                .body(Full::new(Bytes::from(plan_event(i))))
+                .unwrap()
+        };
         let started = Instant::now();
-        assert_eq!(send(&mut sender, request).await, 202);
+        let status = loop {
+            if let Some(status) = try_send(&mut sender, request()).await {
+                break status;
+            }
+            reconnected += 1;
+            sender = connection(addr).await;
+        };
+        assert_eq!(status, 202);
         answered_at.push((format!("p{i}"), Instant::now()));
         answer.push(started.elapsed());
     }
@@ -904,6 +927,7 @@ async fn phase(addr: SocketAddr, counts: &Counts, first: usize, events: usize) -
         fresh,
         answer,
         delivery,
+        reconnected,
     }
 }
 
@@ -991,6 +1015,11 @@ async fn limits(binary: &Path, work: &Path) -> String {
         format!("{} of {EVENTS}", flooded.delivery.len()),
     ));
     table.push_str(&row(
+        "posting connection found closed (idle, made room for a newcomer) and made again",
+        quiet.reconnected.to_string(),
+        flooded.reconnected.to_string(),
+    ));
+    table.push_str(&row(
         "open descriptors of `serve`",
         quiet_fds.to_string(),
         flooded_fds.to_string(),
@@ -1001,7 +1030,9 @@ async fn limits(binary: &Path, work: &Path) -> String {
          first alone, then while {HALF_SENT} clients each send half a request head, hold it until `serve` cuts it \
          off, and start again ({attempts} half-sent requests attempted in all). In each phase: 5 new connections, \
          each timed from its connect to the answer of its first request, then {EVENTS} events posted one after another on the last \
-         one, kept alive, each timed to its 202 and from there to the webhook's arrival (0 when the webhook arrived first). At the cap a new \
+         one, kept alive, each timed to its 202 (a post finding its connection closed is sent again on a new one, with an \
+         `Idempotency-Key`, and timed from the first try) and from there to the webhook's arrival (0 when the \
+         webhook arrived first). At the cap a new \
          connection takes the place of the one that has waited longest for a request; a connection already \
          open is not slowed, and deliveries keep their descriptors.\n\n{table}"
     )
