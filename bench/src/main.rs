@@ -121,6 +121,10 @@ async fn run(plan: &Plan) -> String {
         eprintln!("== head-of-line blocking");
         sections.push(head_of_line(&binary, &work).await);
     }
+    if runs("limits") {
+        eprintln!("== connection limits");
+        sections.push(limits(&binary, &work).await);
+    }
     if runs("backlog") {
         eprintln!("== backlog");
         sections.push(backlog(plan, &binary, &work).await);
@@ -1000,4 +1004,292 @@ fn parse_duration_ns(text: &str) -> Option<f64> {
         "s" => value * 1e9,
         _ => return None,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Clients that each send half a request head, hold the connection until the server cuts it
+/// off, and start again: the slow-header attack of issue 11, bounded in count.
+struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    connected: Arc<AtomicU64>,
+    attempts: Arc<AtomicU64>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Flood {
+    fn start(addr: SocketAddr, clients: usize) -> Flood {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (connected, attempts) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let (stop, connected, attempts) = (stop.clone(), connected.clone(), attempts.clone());
+            tasks.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    let connect = tokio::net::TcpStream::connect(addr);
+                    let Ok(Ok(mut stream)) =
+                        tokio::time::timeout(Duration::from_secs(5), connect).await
+                    else {
+                        continue;
+                    };
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream
+                        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty")
+                        .await;
+                    let mut buf = [0u8; 256];
+                    while !stop.load(Ordering::Relaxed) {
+                        let read =
+                            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf));
+                        if let Ok(Ok(0) | Err(_)) = read.await {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        Flood {
+            stop,
+            connected,
+            attempts,
+            tasks,
+        }
+    }
+
+    async fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tasks.shutdown().await;
+        self.attempts.load(Ordering::Relaxed)
+    }
+}
+
+/// What one phase of [`limits`] measured.
+struct Phase {
+    /// From connecting a new client to the answer of its first request.
+    fresh: Vec<Duration>,
+    /// From posting an event to its 202, on a kept-alive connection.
+    answer: Vec<Duration>,
+    /// From the 202 to the receiver seeing the webhook.
+    delivery: Vec<Duration>,
+    /// How often the posting connection was found closed and made again.
+    reconnected: usize,
+}
+
+/// One HTTP/1.1 connection of its own (not a pool, which may open another at any time).
+async fn connection(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("a connection");
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("a handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Sends one request on `sender`; the status once the whole answer is read, or `None` if the
+/// connection was closed (as a server may close an idle one).
+async fn try_send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Option<u16> {
+    sender.ready().await.ok()?;
+    let response = sender.send_request(request).await.ok()?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await.ok()?;
+    Some(status)
+}
+
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> u16 {
+    try_send(sender, request).await.expect("an answer")
+}
+
+/// `FRESH` new connections, each timed from its connect to the answer of its first request;
+/// then `events` events posted one after another on the last one, kept alive.
+async fn phase(addr: SocketAddr, counts: &Counts, first: usize, events: usize) -> Phase {
+    const FRESH: usize = 5;
+    let healthz = || {
+        hyper::Request::get("/healthz")
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let mut fresh = Vec::new();
+    let mut sender = None;
+    for _ in 0..FRESH {
+        let started = Instant::now();
+        let timed = tokio::time::timeout(Duration::from_secs(120), async {
+            let mut sender = connection(addr).await;
+            assert_eq!(send(&mut sender, healthz()).await, 200);
+            sender
+        });
+        sender = Some(
+            timed
+                .await
+                .expect("a new connection is answered within 2 minutes"),
+        );
+        fresh.push(started.elapsed());
+    }
+    let mut sender = sender.expect("a connection");
+    let mut answered_at = Vec::new();
+    let mut answer = Vec::new();
+    let mut reconnected = 0;
+    for i in first..first + events {
+        // Sent again on a new connection if the server closed this one, as any client does;
+        // the key makes a repeat store nothing.
+        let request = || {
+            hyper::Request::post("/v1/events")
+                .header("host", "127.0.0.1")
+                .header("content-type", "application/json")
+                .header("idempotency-key", format!("bench-{i}"))
+                .body(Full::new(Bytes::from(plan_event(i))))
+                .unwrap()
+        };
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = try_send(&mut sender, request()).await {
+                break status;
+            }
+            reconnected += 1;
+            sender = connection(addr).await;
+        };
+        assert_eq!(status, 202);
+        answered_at.push((format!("p{i}"), Instant::now()));
+        answer.push(started.elapsed());
+    }
+    let all_arrived = || {
+        let arrivals = counts.arrivals.lock().unwrap();
+        answered_at
+            .iter()
+            .all(|(plan, _)| arrivals.contains_key(plan))
+    };
+    for _ in 0..600 {
+        if all_arrived() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let arrivals = counts.arrivals.lock().unwrap().clone();
+    let delivery = answered_at
+        .iter()
+        .filter_map(|(plan, at)| Some(arrivals.get(plan)?.saturating_duration_since(*at)))
+        .collect();
+    Phase {
+        fresh,
+        answer,
+        delivery,
+        reconnected,
+    }
+}
+
+fn percentile(values: &[Duration], p: usize) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    sorted
+        .get((sorted.len() * p).div_ceil(100).saturating_sub(1))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `serve` with its default limits, measured alone and then while `HALF_SENT` clients hold
+/// half-sent request heads against it.
+async fn limits(binary: &Path, work: &Path) -> String {
+    const HALF_SENT: usize = 2000;
+    const EVENTS: usize = 1000;
+    // The flood's sockets are this process's descriptors.
+    let ours = rlimit::increase_nofile_limit(16_384).unwrap_or(0);
+    if ours < HALF_SENT as u64 + 1000 {
+        return format!(
+            "\n## Connection limits\n\nNot measured: this process may open {ours} files, fewer than the {} it needs.\n",
+            HALF_SENT + 1000
+        );
+    }
+    let counts = Arc::new(Counts {
+        record_arrivals: true,
+        ..Counts::default()
+    });
+    let (addr, _receiver) = receiver(any_port(), counts.clone()).await;
+    let hooks = work.join("limits-hooks.json");
+    std::fs::write(
+        &hooks,
+        format!(r#"[{{"filter":"on_new_plan","parameters":{{"url":"http://{addr}/"}}}}]"#),
+    )
+    .unwrap();
+    let serve = Serve::start(binary, &hooks, &work.join("limits.redb"), &[]).await;
+    let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let quiet_fds = fds(serve.pid());
+    let serve_addr: SocketAddr = serve.base.trim_start_matches("http://").parse().unwrap();
+    let quiet = phase(serve_addr, &counts, 0, EVENTS).await;
+    let flood = Flood::start(serve_addr, HALF_SENT);
+    for _ in 0..600 {
+        if flood.connected.load(Ordering::Relaxed) >= HALF_SENT as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flooded_fds = fds(serve.pid());
+    let flooded = phase(serve_addr, &counts, EVENTS, EVENTS).await;
+    let attempts = flood.stop().await;
+    eprintln!(
+        "  fresh connection p50 {:?} alone, {:?} flooded; delivery p99 {:?} alone, {:?} flooded",
+        percentile(&quiet.fresh, 50),
+        percentile(&flooded.fresh, 50),
+        percentile(&quiet.delivery, 99),
+        percentile(&flooded.delivery, 99)
+    );
+    let row = |name: &str, alone: String, with: String| format!("| {name} | {alone} | {with} |\n");
+    let mut table = format!(
+        "| figure | alone (reference) | with {HALF_SENT} half-sent connections held |\n| --- | ---: | ---: |\n"
+    );
+    for (name, p, pick) in [
+        ("202 to webhook arrival, p50", 50, 0),
+        ("202 to webhook arrival, p99", 99, 0),
+        ("post to 202 (kept-alive connection), p50", 50, 1),
+        ("post to 202 (kept-alive connection), p99", 99, 1),
+        ("new connection to its first answer, median of 5", 50, 2),
+        ("new connection to its first answer, slowest of 5", 100, 2),
+    ] {
+        let of = |phase: &Phase| match pick {
+            0 => percentile(&phase.delivery, p),
+            1 => percentile(&phase.answer, p),
+            _ => percentile(&phase.fresh, p),
+        };
+        table.push_str(&row(name, ms(of(&quiet)), ms(of(&flooded))));
+    }
+    table.push_str(&row(
+        "webhooks delivered",
+        format!("{} of {EVENTS}", quiet.delivery.len()),
+        format!("{} of {EVENTS}", flooded.delivery.len()),
+    ));
+    table.push_str(&row(
+        "posting connection found closed (idle, made room for a newcomer) and made again",
+        quiet.reconnected.to_string(),
+        flooded.reconnected.to_string(),
+    ));
+    table.push_str(&row(
+        "open descriptors of `serve`",
+        quiet_fds.to_string(),
+        flooded_fds.to_string(),
+    ));
+    format!(
+        "\n## Connection limits\n\n\
+         `serve` with its default limits (header timeout 10 s, body and write timeouts 30 s, at most 1 024 connections), \
+         first alone, then while {HALF_SENT} clients each send half a request head, hold it until `serve` cuts it \
+         off, and start again ({attempts} half-sent requests attempted in all). In each phase: 5 new connections, \
+         each timed from its connect to the answer of its first request, then {EVENTS} events posted one after another on the last \
+         one, kept alive, each timed to its 202 (a post finding its connection closed is sent again on a new one, with an \
+         `Idempotency-Key`, and timed from the first try) and from there to the webhook's arrival (0 when the \
+         webhook arrived first). At the cap a new \
+         connection takes the place of the one that has waited longest for a request; a connection already \
+         open is not slowed, and deliveries keep their descriptors.\n\n{table}"
+    )
 }

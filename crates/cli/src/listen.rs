@@ -16,6 +16,7 @@ use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use linq_hooks_events::{Event, Timestamp};
 use linq_hooks_receiver::{Verifier, headers_from_map, parse_body, receive};
+use linq_hooks_service::Limits;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -137,7 +138,9 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
             stopping.notify_one();
         }
     };
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    // The same serving as `serve`'s, with its default limits: a slow or idle client cannot
+    // hold a connection for long, nor open without bound.
+    let server = linq_hooks_service::serve(listener, router, Limits::default(), shutdown);
     // Once stopping, requests in flight get DRAIN to finish; a stalled client does not hold
     // the exit.
     let drained = async {
@@ -145,12 +148,7 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
         tokio::time::sleep(DRAIN).await;
     };
     tokio::select! {
-        served = server => {
-            if let Err(e) = served {
-                eprintln!("error: cannot serve on {local}: {}", report::chain(&e));
-                return Outcome::UsageOrIo;
-            }
-        }
+        () = server => {}
         () = drained => {}
     }
     shared.exit.lock().unwrap().unwrap_or(Outcome::Success)

@@ -5,6 +5,7 @@
 
 mod dispatch;
 mod input;
+mod limits;
 mod listen;
 mod matching;
 mod options;
@@ -69,11 +70,13 @@ impl From<Outcome> for ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // For every command: a process short of descriptors fails in ways far from the cause.
+    let open_files = limits::raise_open_files();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, open_files),
         Command::Listen(args) => listen::run(args),
         Command::Simulate(args) => simulate::run(args),
     }

@@ -10,6 +10,7 @@ use linq_hooks_service::{DEFAULT_WORKFLOW, Registry, Service, ServiceConfig, log
 
 use crate::Outcome;
 use crate::input::{Input, read_hooks};
+use crate::limits;
 use crate::options::{Secrets, Sending};
 use crate::report::chain;
 use crate::signal::{self, Hangups};
@@ -31,6 +32,10 @@ use crate::signal::{self, Hangups};
 #[command(
     after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 invalid hook file, 2 usage error, \
 or the store or address cannot be used.\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
+Limits: at start the soft limit on open files is raised to the hard limit. A connection that \
+is too slow with its headers (--header-timeout) or body (--body-timeout), idle for \
+--header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, \
+a new connection takes the place of the one that has waited longest for a request.\n\n\
 Logs: RUST_LOG=info (or debug, for every attempt)."
 )]
 pub(crate) struct Args {
@@ -69,9 +74,39 @@ pub(crate) struct Args {
     /// retrying a request whose answer it lost) stores nothing and gets the first answer.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     idempotency_window: Duration,
+    /// How long a connection may take to send a request's headers, counted from when it is
+    /// ready for one (accepted, or its previous answer sent): so also how long an idle
+    /// keep-alive connection stays open. Then it is closed. Applies before --token is checked.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    header_timeout: Duration,
+    /// How long a request body may take to arrive in full, from the end of its headers (a
+    /// trickle does not extend it). Then 408, and the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    body_timeout: Duration,
+    /// How long writing an answer may make no progress because the client does not read it.
+    /// Then the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    write_timeout: Duration,
+    /// At most this many API connections open at once. At the cap, a new connection takes the
+    /// place of the one that has waited longest for a request (idle, or its headers unfinished);
+    /// if every one is in a request, new ones wait to be accepted. Lowered, with
+    /// a warning, to leave file descriptors for deliveries and the store (a quarter of the
+    /// open-file limit, at least 256, is kept for them; the limit is raised to its hard
+    /// maximum at start).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
-pub(crate) fn run(args: Args) -> Outcome {
+/// A duration above zero, as humantime writes it (`10s`, `1m 30s`, `500ms`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
     let secrets = match args.secrets.parse() {
         Ok(secrets) => secrets,
         Err(outcome) => return outcome,
@@ -98,6 +133,11 @@ pub(crate) fn run(args: Args) -> Outcome {
     config.shutdown_grace = args.shutdown_grace;
     config.retention = args.retention;
     config.idempotency_window = args.idempotency_window;
+    config.limits.header_timeout = args.header_timeout;
+    config.limits.body_timeout = args.body_timeout;
+    config.limits.write_timeout = args.write_timeout;
+    config.limits.max_connections =
+        limits::connection_cap(args.max_connections as usize, open_files);
 
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
     runtime.block_on(async {

@@ -641,3 +641,135 @@ async fn unknown_event_fields_reach_the_receiver() {
         r#"{"event":"new_plan","plan_id":"p1","message":"The scheduler made a new plan, p1.","timestamp":"2025-04-17T09:30:00.000Z","operator":{"badge":null,"name":"ada"},"plan_version":3}"#
     );
 }
+
+/// The soft and hard limits on open files of process `pid`, from `/proc/PID/limits`.
+#[cfg(target_os = "linux")]
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_string(),
+        fields.next().unwrap().to_string(),
+    )
+}
+
+/// The issue's scenario, bounded: `serve` started with a soft limit of 512 open files (hard
+/// 2048), and 3 000 clients that each send half a request head, hold it, and send another when
+/// cut off. Before the limits, 1 024 of them exhausted the descriptors: the API stopped
+/// answering and deliveries failed with "Too many open files".
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_the_api_keep_working_under_thousands_of_half_sent_requests() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // This process holds the clients' sockets: it needs the descriptors too.
+    let ours = rlimit::increase_nofile_limit(8192).unwrap();
+    let clients = 3000.min(ours.saturating_sub(600) as usize);
+    assert!(clients >= 1500, "too few descriptors to test with: {ours}");
+
+    let receiver = Receiver::start(|_, _| (200, vec![])).await;
+    let hooks = hooks_file("flood", json!([plan_hook(receiver.url("/plans"))]));
+    let mut command = tokio::process::Command::new("sh");
+    command.args([
+        "-c",
+        r#"ulimit -Sn 512 && ulimit -Hn 2048 && exec "$0" "$@""#,
+        env!("CARGO_BIN_EXE_linq-hooks"),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--hooks",
+        &hooks,
+        "--store",
+        &store("flood"),
+        "--header-timeout",
+        "2s",
+    ]);
+    let serve = Serve::start_command(command).await;
+    let pid = serve.child.id().unwrap();
+    assert_eq!(
+        open_files_limits(pid),
+        ("2048".to_string(), "2048".to_string()),
+        "the soft limit is raised to the hard one"
+    );
+
+    let addr: std::net::SocketAddr = serve.base.trim_start_matches("http://").parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (connected, attempts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (stop, connected, attempts) = (stop.clone(), connected.clone(), attempts.clone());
+        flood.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let connect = tokio::net::TcpStream::connect(addr);
+                let Ok(Ok(mut stream)) =
+                    tokio::time::timeout(Duration::from_secs(5), connect).await
+                else {
+                    continue;
+                };
+                connected.fetch_add(1, Ordering::Relaxed);
+                // Half a head, never finished; held until the server cuts it off.
+                let _ = stream
+                    .write_all(b"POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty")
+                    .await;
+                let mut buf = [0u8; 256];
+                while !stop.load(Ordering::Relaxed) {
+                    let read =
+                        tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf));
+                    if let Ok(Ok(0) | Err(_)) = read.await {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    // The cap (1 024) is full and the backlog behind it too.
+    eventually("the flood's connections are made", || {
+        let connected = connected.clone();
+        async move { connected.load(Ordering::Relaxed) >= 1500 }
+    })
+    .await;
+
+    // The API answers (once a slot frees, which the header timeout guarantees), and the
+    // webhook is delivered: deliveries have their descriptors.
+    let body = serde_json::to_vec(&plan(1)).unwrap();
+    let events = format!("{}/v1/events", serve.base);
+    let mut reply = None;
+    for _ in 0..10 {
+        let post = request("POST", &events, Some(body.clone()), None);
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(30), post).await {
+            reply = Some(r);
+            break;
+        }
+    }
+    let reply = reply.expect("the API answers during the flood");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    for _ in 0..60 {
+        if !receiver.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let received = receiver.received();
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        received.len(),
+        1,
+        "the webhook is delivered during the flood"
+    );
+    assert_eq!(received[0].json()["plan_id"], "p1");
+    flood.shutdown().await;
+    let made = attempts.load(Ordering::Relaxed);
+    let (_, stderr) = serve.terminate().await;
+    assert!(
+        !stderr.contains("Too many open files"),
+        "{made} half-sent requests attempted: {stderr}"
+    );
+    eprintln!("{made} half-sent requests attempted");
+}

@@ -38,6 +38,7 @@
 mod api;
 mod live;
 mod metrics;
+mod serving;
 
 use std::fmt;
 use std::future::Future;
@@ -57,6 +58,7 @@ pub use crate::api::openapi;
 pub use crate::live::DEFAULT_WORKFLOW;
 use crate::live::{ChangeError, Live};
 use crate::metrics::{MeteredOutbox, Metrics};
+pub use crate::serving::{Limits, serve};
 
 /// How often delivered records older than the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -67,6 +69,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// let config = linq_hooks_service::ServiceConfig::new("store.redb");
 /// assert_eq!(config.listen.to_string(), "127.0.0.1:8625");
 /// assert_eq!(config.delivery.policy.to_string(), "5s,5m,30m,2h,5h,10h,10h");
+/// assert_eq!(config.limits.max_connections, 1024);
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -93,6 +96,10 @@ pub struct ServiceConfig {
     /// How long an ingest's `Idempotency-Key` is remembered: a repeat within it stores nothing
     /// and gets the first answer (default 24 h).
     pub idempotency_window: Duration,
+    /// What a client may hold, before authentication: header (and idle), body and write
+    /// timeouts, and the cap on open connections (defaults 10 s, 30 s, 30 s, 1024; see
+    /// [`Limits`]).
+    pub limits: Limits,
 }
 
 impl ServiceConfig {
@@ -107,6 +114,7 @@ impl ServiceConfig {
             shutdown_grace: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             idempotency_window: Duration::from_secs(24 * 60 * 60),
+            limits: Limits::default(),
         }
     }
 }
@@ -203,6 +211,7 @@ pub struct Service {
     dispatching: tokio::task::JoinHandle<()>,
     pruning: tokio::task::JoinHandle<()>,
     shutdown_grace: Duration,
+    limits: Limits,
 }
 
 impl fmt::Debug for Service {
@@ -357,6 +366,7 @@ impl Service {
             dispatching,
             pruning,
             shutdown_grace: config.shutdown_grace,
+            limits: config.limits,
         })
     }
 
@@ -380,19 +390,9 @@ impl Service {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = api::router(Arc::clone(&self.state));
-        // Answers go out at once, not held back by Nagle's algorithm waiting for an ACK.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let mut serving = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let mut serving = tokio::spawn(serve(self.listener, app, self.limits, async move {
+            let _ = stopped.await;
+        }));
         tokio::select! {
             result = &mut serving => {
                 tracing::error!("the API stopped serving: {result:?}");

@@ -226,7 +226,7 @@ async fn openapi_json() -> Response {
 #[openapi(
     info(
         title = "linq-hooks serve",
-        description = "The dispatcher service of linq-hooks: workflows and their hooks as live data, events in, signed webhooks out (Standard Webhooks), durably, in order per hook. Every error answer is {\"errors\": [{\"path\", \"message\"}]}. On every endpoint: a request body must be sent as `Content-Type: application/json` (else 415); a request whose `Origin` is another site's is refused (403); without a token, a request whose `Host` is not a loopback name or address is refused (403, against DNS rebinding).",
+        description = "The dispatcher service of linq-hooks: workflows and their hooks as live data, events in, signed webhooks out (Standard Webhooks), durably, in order per hook. Every error answer is {\"errors\": [{\"path\", \"message\"}]}. On every endpoint: a request body must be sent as `Content-Type: application/json` (else 415); a request whose `Origin` is another site's is refused (403); without a token, a request whose `Host` is not a loopback name or address is refused (403, against DNS rebinding); a request body that does not arrive in full within the body timeout (serve --body-timeout, default 30 s) gets 408 and the connection is closed.",
         license(name = "Apache-2.0")
     ),
     paths(
