@@ -141,11 +141,12 @@ async fn run(plan: &Plan) -> String {
 }
 
 /// The sections of a run, in the order they are run and written (`--only` names them).
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "throughput",
     "ingest",
     "latency",
     "head-of-line",
+    "limits",
     "backlog",
     "micro",
 ];
