@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod mosquitto;
 mod receiver;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use client::{Reply, request};
+pub use mosquitto::Mosquitto;
 pub use receiver::{Answer, Received, Receiver};
 
 /// One case of the LINQ SDK conformance data (`fixtures/linq-sdk/hook-cases.jsonl`): a hook
