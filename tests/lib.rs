@@ -9,6 +9,7 @@
 
 mod client;
 mod proxy;
+mod mosquitto;
 mod receiver;
 mod socks;
 
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 pub use client::{Reply, request};
 pub use proxy::{ForwardProxy, Proxied};
+pub use mosquitto::Mosquitto;
 pub use receiver::{Answer, Received, Receiver};
 pub use socks::Socks5Proxy;
 

@@ -105,9 +105,17 @@ async fn run(plan: &Plan) -> String {
         panic!("no section {unknown}; there are {}", SECTIONS.join(", "));
     }
     let mut sections = Vec::new();
-    if runs("throughput") {
+    if runs("throughput") || runs("mqtt") {
         eprintln!("== delivery throughput");
-        sections.push(throughput(plan, &binary, &work).await);
+        let (section, http_figures) = throughput(plan, &binary, &work).await;
+        if runs("throughput") {
+            sections.push(section);
+        }
+        if runs("mqtt") {
+            // Beside HTTP's figures from the same run.
+            eprintln!("== MQTT delivery throughput");
+            sections.push(mqtt_throughput(plan, &binary, &work, &http_figures).await);
+        }
     }
     if runs("ingest") {
         eprintln!("== durable ingest");
@@ -141,8 +149,9 @@ async fn run(plan: &Plan) -> String {
 }
 
 /// The sections of a run, in the order they are run and written (`--only` names them).
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "throughput",
+    "mqtt",
     "ingest",
     "latency",
     "head-of-line",
@@ -354,7 +363,9 @@ fn per_second(n: usize, elapsed: Duration) -> f64 {
 // ---------------------------------------------------------------------------------------------
 
 /// `dispatch` of N events against the same number of bare POSTs at the same concurrency.
-async fn throughput(plan: &Plan, binary: &Path, work: &Path) -> String {
+/// The throughput section, and the dispatch figures (1 000 hooks, then 1 hook) for the MQTT one.
+async fn throughput(plan: &Plan, binary: &Path, work: &Path) -> (String, [f64; 2]) {
+    let mut figures = [0.0; 2];
     let counts = Arc::new(Counts::default());
     let (addr, _receiver) = receiver(any_port(), counts.clone()).await;
     let n = plan.events;
@@ -367,6 +378,7 @@ async fn throughput(plan: &Plan, binary: &Path, work: &Path) -> String {
     let events: String = (0..n).map(|i| task_event(i, i % 1000) + "\n").collect();
     let (ours, ceiling) =
         dispatch_against_ceiling(binary, work, &counts, &hooks, &events, n, 64).await;
+    figures[0] = ours;
     let _ = writeln!(
         table,
         "| 1 000 hooks, concurrency 64 | {n} | {ours:.0}/s | {ceiling:.0}/s | {:.2} |",
@@ -380,20 +392,22 @@ async fn throughput(plan: &Plan, binary: &Path, work: &Path) -> String {
     let events: String = (0..n).map(|i| plan_event(i) + "\n").collect();
     let (ours, ceiling) =
         dispatch_against_ceiling(binary, work, &counts, &hooks, &events, n, 1).await;
+    figures[1] = ours;
     let _ = writeln!(
         table,
         "| 1 hook (in order: one at a time), concurrency 1 | {n} | {ours:.0}/s | {ceiling:.0}/s | {:.2} |",
         ours / ceiling
     );
 
-    format!(
+    let section = format!(
         "\n## Delivery throughput\n\n\
          `linq-hooks dispatch --concurrency C` delivering {n} events read from a file to a minimal hyper receiver that \
          answers 200, against the ceiling: a bare hyper client sending the same number of POSTs with the same \
          bodies and the same concurrency to the same receiver. Deliveries per second, whole run (the dispatch \
          figure includes process start-up and reading the file). Per hook, deliveries go in order, so one hook \
          never has more than one request in flight: its ceiling is measured at concurrency 1.\n\n{table}"
-    )
+    );
+    (section, figures)
 }
 
 async fn dispatch_against_ceiling(
@@ -468,6 +482,124 @@ async fn dispatch_against_ceiling(
         hooks.len()
     );
     (ours, ceiling)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// The same two dispatch cases with MQTT hooks (`mqtt://` to a local mosquitto, one topic per
+/// hook), beside the HTTP figures of the same run. A QoS 1 subscriber to every topic checks
+/// that each webhook reached the broker and was routed; the figure is dispatch's own time
+/// (it ends when every PUBACK is in).
+async fn mqtt_throughput(plan: &Plan, binary: &Path, work: &Path, http: &[f64; 2]) -> String {
+    // No cap on what the broker queues for the subscriber, so that it never drops a message.
+    let broker = linq_hooks_tests::Mosquitto::start_with("max_queued_messages 0\n");
+    let received = Arc::new(AtomicU64::new(0));
+    let mut options =
+        rumqttc::v5::MqttOptions::new("linq-hooks-bench-subscriber", "127.0.0.1", broker.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 64);
+    client
+        .subscribe("bench/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let subscriber = tokio::spawn({
+        let received = received.clone();
+        async move {
+            use rumqttc::v5::Event::Incoming;
+            use rumqttc::v5::mqttbytes::v5::Packet;
+            let mut subscribed_tx = Some(subscribed_tx);
+            while let Ok(event) = eventloop.poll().await {
+                match event {
+                    Incoming(Packet::SubAck(_)) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Incoming(Packet::Publish(_)) => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), subscribed)
+        .await
+        .expect("the bench subscriber is subscribed")
+        .unwrap();
+
+    let n = plan.events;
+    let port = broker.port();
+    let hooks_path = work.join("mqtt-hooks.json");
+    let events_path = work.join("mqtt-events.ndjson");
+    let mut table = String::from(
+        "| case | deliveries | MQTT (linq-hooks dispatch) | HTTP (linq-hooks dispatch, above) | MQTT / HTTP |\n| --- | ---: | ---: | ---: | ---: |\n",
+    );
+    let cases = [
+        ("1 000 hooks, concurrency 64", 1000, 64, http[0]),
+        (
+            "1 hook (in order: one at a time), concurrency 1",
+            1,
+            1,
+            http[1],
+        ),
+    ];
+    for (name, hooks, concurrency, http) in cases {
+        let (hooks_json, events): (Vec<String>, String) = if hooks == 1 {
+            (
+                vec![format!(
+                    r#"{{"filter":"on_new_plan","parameters":{{"url":"mqtt://127.0.0.1:{port}/bench/one"}}}}"#
+                )],
+                (0..n).map(|i| plan_event(i) + "\n").collect(),
+            )
+        } else {
+            (
+                (0..hooks).map(|i| format!(r#"{{"filter":"on_task_state_change","parameters":{{"url":"mqtt://127.0.0.1:{port}/bench/h{i}"}},"task_ids":["t{i}"]}}"#)).collect(),
+                (0..n).map(|i| task_event(i, i % hooks) + "\n").collect(),
+            )
+        };
+        std::fs::write(&hooks_path, format!("[{}]", hooks_json.join(","))).unwrap();
+        std::fs::write(&events_path, events).unwrap();
+        let before = received.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let status = tokio::process::Command::new(binary)
+            .args(["dispatch", "--hooks"])
+            .arg(&hooks_path)
+            .args(["--concurrency", &concurrency.to_string()])
+            .arg(&events_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .await
+            .unwrap();
+        let ours = per_second(n, started.elapsed());
+        assert!(status.success(), "dispatch over MQTT failed: {status}");
+        // Every PUBACK is in; the subscriber gets its copies shortly after (bounded wait).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while received.load(Ordering::Relaxed) - before < n as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "the subscriber got {} of {n}",
+                received.load(Ordering::Relaxed) - before
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("  MQTT {name}: dispatch {ours:.0}/s (HTTP {http:.0}/s)");
+        let _ = writeln!(
+            table,
+            "| {name} | {n} | {ours:.0}/s | {http:.0}/s | {:.2} |",
+            ours / http
+        );
+    }
+    subscriber.abort();
+    format!(
+        "\n## MQTT delivery throughput\n\n\
+         The same two cases with `mqtt://` hooks: `linq-hooks dispatch` publishing {n} webhooks with QoS 1 to a local \
+         mosquitto (Debian's; one topic per hook), a delivery counted when its PUBACK is in. A QoS 1 subscriber to \
+         every topic checks that each arrived. Beside it, the HTTP figure from the table above (same run, same events). \
+         All hooks share one connection to the broker, where HTTP uses up to C pooled connections.\n\n{table}"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

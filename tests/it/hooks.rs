@@ -206,7 +206,7 @@ fn every_problem_is_reported_with_its_path() {
     check_invalid(
         input,
         &[
-            "hooks[1].parameters.url: unsupported URL scheme `ftp:`; hooks post to http or https URLs",
+            "hooks[1].parameters.url: unsupported URL scheme `ftp:`; hook URLs are http://, https://, mqtt://, mqtts://",
             "hooks[2].parameters.url: relative URL without a scheme",
             "hooks[3].parameters.url: URL has no host",
             "hooks[3].parameters.headers.Host: header `Host` is set by the delivery itself and cannot be set by a hook",
@@ -223,11 +223,11 @@ fn stricter_url_checks() {
         ("relative/path", "relative URL without a scheme"),
         (
             "ftp://example.com",
-            "unsupported URL scheme `ftp:`; hooks post to http or https URLs",
+            "unsupported URL scheme `ftp:`; hook URLs are http://, https://, mqtt://, mqtts://",
         ),
         (
             "javascript:alert(1)",
-            "unsupported URL scheme `javascript:`; hooks post to http or https URLs",
+            "unsupported URL scheme `javascript:`; hook URLs are http://, https://, mqtt://, mqtts://",
         ),
         ("http://exa mple.com", "URL contains whitespace (\\u{20})"),
         ("http://", "URL has no host"),

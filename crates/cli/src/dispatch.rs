@@ -8,21 +8,25 @@ use std::time::Duration;
 use linq_hooks_delivery::{Config, Dispatcher, HookReport, MemoryOutbox, NewDelivery, RetryPolicy};
 use linq_hooks_events::parse_event;
 use linq_hooks_filter::Matcher;
-use linq_hooks_http::HttpTransport;
 use linq_hooks_model::Hook;
+use linq_hooks_transport::ByScheme;
 
 use crate::input::{Input, read_hooks};
 use crate::options::{Secrets, Sending};
+use crate::transports;
 use crate::{Outcome, report};
 
-/// Deliver events to the hooks that fire for them, over HTTP, and report per hook.
+/// Deliver events to the hooks that fire for them, over HTTP or MQTT (by the hook URL's
+/// scheme), and report per hook.
 ///
 /// Reads one JSON event per line. Per hook, webhooks go in event order: a hook's next webhook
 /// waits until the previous one was delivered or given up; different hooks proceed side by
 /// side. A 2xx is success; connection errors, timeouts, 408, 429 and 5xx are retried on the
 /// schedule (±20% jitter; a Retry-After header is honoured); other answers fail at once, and
 /// 410 Gone also stops further deliveries to that hook. Every request is signed (Standard
-/// Webhooks) with each --secret.
+/// Webhooks) with each --secret. An `mqtt://host[:port]/topic` hook (`mqtts://` for TLS) is
+/// published with QoS 1, the signature headers as MQTT 5 user properties; the broker's PUBACK
+/// is success, a lost connection or no PUBACK in time is retried.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 every webhook delivered, 1 invalid input (bad lines are listed with \
@@ -41,6 +45,8 @@ pub(crate) struct Args {
     retry_schedule: RetryPolicy,
     #[command(flatten)]
     sending: Sending,
+    #[command(flatten)]
+    mqtt: transports::Mqtt,
     /// The events, one JSON object per line; `-` or nothing reads standard input.
     events: Option<PathBuf>,
 }
@@ -54,7 +60,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(parsed) => parsed.hooks.into(),
         Err(outcome) => return outcome,
     };
-    let transport = match args.sending.transport() {
+    let transport = match transports::by_scheme(&args.sending, &args.mqtt) {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
@@ -106,7 +112,7 @@ struct Read {
 
 async fn deliver(
     hooks: Arc<[Hook]>,
-    transport: Arc<HttpTransport>,
+    transport: Arc<ByScheme>,
     config: Config,
     name: String,
     reader: Box<dyn BufRead + Send>,

@@ -13,6 +13,7 @@ mod report;
 mod serve;
 mod signal;
 mod simulate;
+mod transports;
 mod validate;
 
 use std::io::IsTerminal;

@@ -14,6 +14,7 @@ use crate::limits;
 use crate::options::{Secrets, Sending};
 use crate::report::chain;
 use crate::signal::{self, Hangups};
+use crate::transports;
 
 /// Run the dispatcher service: workflows and their hooks registered over HTTP, events accepted
 /// and stored durably, webhooks delivered.
@@ -23,7 +24,8 @@ use crate::signal::{self, Hangups};
 /// then posts each event of a run to `POST /v1/workflows/{id}/events`; the answer (202) comes
 /// once the event and its deliveries are committed to the store file, so nothing acknowledged
 /// is lost, even if `serve` is killed. Deliveries go out in order per hook, retried on the
-/// schedule for hours. A workflow can be replaced while deliveries wait: a hook that fires for
+/// schedule for hours, over HTTP for `http(s)://` hook URLs and MQTT 5 for `mqtt(s)://` ones
+/// (QoS 1 to the broker, signature headers as user properties). A workflow can be replaced while deliveries wait: a hook that fires for
 /// the same events keeps its id and its queue, and its waiting deliveries go to its new URL.
 ///
 /// With --hooks FILE, FILE is the workflow `default` (its events go to `POST /v1/events`),
@@ -64,6 +66,8 @@ pub(crate) struct Args {
     retry_schedule: RetryPolicy,
     #[command(flatten)]
     sending: Sending,
+    #[command(flatten)]
+    mqtt: transports::Mqtt,
     /// At shutdown, how long requests and attempts in flight may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -118,7 +122,7 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
         },
         None => None,
     };
-    let transport = match args.sending.transport() {
+    let transport = match transports::by_scheme(&args.sending, &args.mqtt) {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };

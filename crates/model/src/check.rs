@@ -17,7 +17,16 @@ pub(crate) const RESERVED_HEADERS: [&str; 7] = [
     "webhook-signature",
 ];
 
-/// A hook URL must be an absolute `http` or `https` URL with a host.
+/// The URL schemes a hook may use: those of the transports built in (HTTP: `http`, `https`;
+/// MQTT: `mqtt`, `mqtts`).
+///
+/// ```
+/// assert_eq!(linq_hooks_model::URL_SCHEMES, ["http", "https", "mqtt", "mqtts"]);
+/// ```
+pub const URL_SCHEMES: [&str; 4] = ["http", "https", "mqtt", "mqtts"];
+
+/// A hook URL must be an absolute URL of one of [`URL_SCHEMES`] with a host; an MQTT URL must
+/// name a topic a message can be published to.
 pub(crate) fn url(url: &str, path: &Path, problems: &mut Vec<Diagnostic>) {
     if let Err(message) = url_problem(url) {
         problems.push(Diagnostic::new(path.to_string(), message));
@@ -47,9 +56,10 @@ fn url_problem(text: &str) -> Result<(), String> {
         Err(e) => return Err(format!("invalid URL: {e}")),
     };
     let scheme = parsed.scheme();
-    if scheme != "http" && scheme != "https" {
+    if !URL_SCHEMES.contains(&scheme) {
         return Err(format!(
-            "unsupported URL scheme `{scheme}:`; hooks post to http or https URLs"
+            "unsupported URL scheme `{scheme}:`; hook URLs are {}",
+            URL_SCHEMES.map(|s| format!("{s}://")).join(", ")
         ));
     }
     // `http:example.com` and `http:\\example.com` parse in a browser, not in an HTTP client.
@@ -66,7 +76,57 @@ fn url_problem(text: &str) -> Result<(), String> {
                 .into(),
         );
     }
+    if scheme.starts_with("mqtt") {
+        return mqtt_topic_problem(&parsed);
+    }
     Ok(())
+}
+
+/// An MQTT URL's path is the topic (percent-decoded): there must be one, without the
+/// wildcards only subscribers use; a query or fragment would be lost.
+fn mqtt_topic_problem(url: &url::Url) -> Result<(), String> {
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("an MQTT URL has no query or fragment (`?`, `#`)".into());
+    }
+    let path = url.path().strip_prefix('/').unwrap_or(url.path());
+    if path.is_empty() {
+        return Err("no MQTT topic: the URL's path names it, as in mqtt://broker/lab/runs".into());
+    }
+    let decoded = percent_decode(path)
+        .ok_or("the MQTT topic is not UTF-8 once percent-decoded (`%` escapes)")?;
+    if decoded.contains(['+', '#']) {
+        return Err(format!(
+            "MQTT topic `{decoded}` holds a wildcard (`+` or `#`), which only subscribers use"
+        ));
+    }
+    if decoded.contains('\0') {
+        return Err("the MQTT topic contains a NUL character".into());
+    }
+    Ok(())
+}
+
+/// `%XX` escapes decoded, as the MQTT transport decodes the topic; `None` if the result is not
+/// UTF-8. A `%` without two hex digits stays as it is.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A header must have a token name that the delivery does not own, and a value of visible
@@ -149,7 +209,35 @@ mod tests {
             ("", Some("URL is empty")),
             ("/hooks", Some("relative URL without a scheme")),
             ("example.com/hooks", Some("relative URL without a scheme")),
-            ("ftp://example.com", Some("unsupported URL scheme `ftp:`")),
+            ("mqtt://broker.lab/lab/runs", None),
+            ("mqtts://broker.lab:8884/a%20b/c", None),
+            ("mqtt://[::1]:1884/x", None),
+            (
+                "ftp://example.com",
+                Some(
+                    "unsupported URL scheme `ftp:`; hook URLs are http://, https://, mqtt://, mqtts://",
+                ),
+            ),
+            ("mqtt://broker.lab", Some("no MQTT topic")),
+            ("mqtt://broker.lab/", Some("no MQTT topic")),
+            (
+                "mqtt://broker.lab/a/+",
+                Some("MQTT topic `a/+` holds a wildcard"),
+            ),
+            (
+                "mqtt://broker.lab/a/%23",
+                Some("MQTT topic `a/#` holds a wildcard"),
+            ),
+            ("mqtt://broker.lab/a#b", Some("an MQTT URL has no query")),
+            ("mqtt://broker.lab/a?x=1", Some("an MQTT URL has no query")),
+            ("mqtt://broker.lab/%FF", Some("the MQTT topic is not UTF-8")),
+            (
+                "mqtt://broker.lab/%00",
+                Some("the MQTT topic contains a NUL"),
+            ),
+            ("mqtt://u:p@broker.lab/a", Some("URL contains credentials")),
+            ("mqtt:///a", Some("URL has no host")),
+            ("mqtt:broker/a", Some("expected `//` after `mqtt:`")),
             (
                 "javascript:alert(1)",
                 Some("unsupported URL scheme `javascript:`"),

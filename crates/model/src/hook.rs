@@ -42,7 +42,8 @@ pub type Headers = BTreeMap<String, String>;
 #[cfg_attr(feature = "schema", schemars(transform = crate::schema::summary))]
 #[cfg_attr(feature = "schema", schemars(rename = "HookParameters"))]
 pub struct HookParameters {
-    /// The absolute `http` or `https` URL the hook posts to.
+    /// The absolute URL the hook delivers to: `http` or `https` (posted), `mqtt` or `mqtts`
+    /// (published to the broker, on the topic its path names).
     url: String,
     /// HTTP headers to include in the request.
     #[cfg_attr(

@@ -73,6 +73,7 @@ mod parse;
 #[cfg(feature = "schema")]
 pub mod schema;
 
+pub use check::URL_SCHEMES;
 pub use error::{Diagnostic, Error};
 pub use hook::{
     Headers, Hook, HookKind, HookParameters, LabwareMovementHook, NewPlanHook, RunStateChangeHook,

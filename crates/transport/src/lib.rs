@@ -8,8 +8,9 @@
 //!
 //! This crate holds only the contract, so that code that delivers webhooks can be written and
 //! tested without an HTTP stack: it does not depend on hyper or any TLS library. The HTTP
-//! implementation is `linq-hooks-http`; an in-memory one for tests is `MemoryTransport` (cargo
-//! feature `memory`).
+//! implementation is `linq-hooks-http`, the MQTT one `linq-hooks-mqtt`; an in-memory one for
+//! tests is `MemoryTransport` (cargo feature `memory`). [`ByScheme`] sends each request with the
+//! transport for its URL's scheme, so one dispatcher delivers over several transports.
 //!
 //! # Implementing a transport
 //!
@@ -48,6 +49,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod by_scheme;
 mod error;
 #[cfg(feature = "memory")]
 mod memory;
@@ -56,6 +58,7 @@ mod response;
 
 use std::sync::Arc;
 
+pub use by_scheme::ByScheme;
 /// The cheaply cloned byte buffer of request and response bodies (from the `bytes` crate).
 ///
 /// ```
