@@ -8,8 +8,8 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod proxy;
 mod mosquitto;
+mod proxy;
 mod receiver;
 mod socks;
 
@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use client::{Reply, request};
-pub use proxy::{ForwardProxy, Proxied};
 pub use mosquitto::Mosquitto;
+pub use proxy::{ForwardProxy, Proxied};
 pub use receiver::{Answer, Received, Receiver};
 pub use socks::Socks5Proxy;
 
