@@ -146,7 +146,7 @@ impl Sending {
     }
 
     /// `--deny-private`, `--deny-cidr` and `--allow-cidr` as a policy.
-    fn egress(&self) -> EgressPolicy {
+    pub(crate) fn egress(&self) -> EgressPolicy {
         let mut policy = EgressPolicy::new();
         if self.deny_private {
             policy = policy.deny_private();

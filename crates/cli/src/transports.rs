@@ -23,11 +23,13 @@ pub(crate) struct Mqtt {
     mqtt_credentials: Option<String>,
 }
 
-/// The HTTP transport of `sending` and the MQTT transport with the same timeout and extra CA,
-/// routed by scheme. Problems are printed on stderr (never the credentials).
+/// The HTTP transport of `sending` and the MQTT transport with the same timeout, extra CA and
+/// egress policy, routed by scheme. Problems are printed on stderr (never the credentials).
 pub(crate) fn by_scheme(sending: &Sending, mqtt: &Mqtt) -> Result<ByScheme, Outcome> {
     let http = sending.transport()?;
-    let mut builder = MqttTransport::builder().timeout(sending.timeout);
+    let mut builder = MqttTransport::builder()
+        .timeout(sending.timeout)
+        .egress(sending.egress());
     if let Some(pair) = &mqtt.mqtt_credentials {
         let Some((user, password)) = pair.split_once(':') else {
             eprintln!("error: --mqtt-credentials: expected USER:PASSWORD (no `:` found)");

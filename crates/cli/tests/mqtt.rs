@@ -254,6 +254,34 @@ async fn dispatch_publishes_to_an_mqtt_hook_and_reports_a_broker_that_is_down() 
     assert!(stderr.contains("could not connect"), "{stderr}");
 }
 
+/// `--deny-cidr` holds for MQTT hooks as for HTTP ones: nothing reaches a refused broker, each
+/// delivery fails at once naming the rule (exit 3), and nothing is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_egress_policy_holds_for_mqtt_hooks() {
+    let broker = Mosquitto::start();
+    let inbox = subscribe(&broker, "plans").await;
+    let hooks = hooks_file(
+        "egress-mqtt",
+        json!([common::plan_hook(broker.url("plans"))]),
+    );
+    let events: String = (0..2).map(|n| format!("{}\n", common::plan(n))).collect();
+    let out = common::linq_hooks(
+        &["dispatch", "--hooks", &hooks, "--deny-cidr", "127.0.0.0/8"],
+        &events,
+    )
+    .await;
+    let stderr = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "blocked by the egress policy: refused by --deny-cidr 127.0.0.0/8: 127.0.0.1:{}",
+            broker.port()
+        )),
+        "{stderr}"
+    );
+    assert!(inbox.lock().unwrap().is_empty(), "nothing was published");
+}
+
 #[tokio::test]
 async fn validate_accepts_mqtt_urls_and_names_the_schemes_it_knows() {
     let hooks = hooks_file(

@@ -28,8 +28,8 @@ use linq_hooks_transport::BoxError;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::egress::{EgressPolicy, Refused};
 use crate::proxy::Proxies;
+use crate::{EgressPolicy, Refused};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 type Tcp = TokioIo<TcpStream>;

@@ -64,7 +64,6 @@
 
 mod builder;
 mod connect;
-mod egress;
 mod error;
 mod proxy;
 
@@ -79,10 +78,9 @@ use hyper_util::client::legacy::Client;
 use linq_hooks_transport::{Error, MAX_RESPONSE_BODY, Request, Response, Transport, async_trait};
 
 pub use builder::{BuildError, Builder};
-pub use egress::{EgressPolicy, PRIVATE_RANGES, PrivateRange, Refused};
-/// An IPv4 or IPv6 network, such as `10.0.0.0/8` (from the `ipnet` crate), for
-/// [`EgressPolicy`]; parse one with `str::parse`.
-pub use ipnet::IpNet;
+/// The egress policy lives in the transport crate, shared by every transport that connects to
+/// addresses; re-exported here for the HTTP transport's users.
+pub use linq_hooks_transport::{EgressPolicy, IpNet, PRIVATE_RANGES, PrivateRange, Refused};
 pub use proxy::{Proxies, ProxyError};
 
 /// The `user-agent` of every request: `linq-hooks/` and this crate's version.

@@ -9,6 +9,8 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use linq_hooks_transport::EgressPolicy;
+
 use crate::target::Credentials;
 use crate::{Inner, MqttTransport};
 
@@ -34,6 +36,7 @@ pub struct Builder {
     keep_alive: Duration,
     extra_roots_pem: Vec<Vec<u8>>,
     credentials: Option<Credentials>,
+    egress: EgressPolicy,
 }
 
 impl Default for Builder {
@@ -44,6 +47,7 @@ impl Default for Builder {
             keep_alive: Duration::from_secs(30),
             extra_roots_pem: Vec::new(),
             credentials: None,
+            egress: EgressPolicy::new(),
         }
     }
 }
@@ -116,6 +120,28 @@ impl Builder {
         self
     }
 
+    /// Which addresses a broker may have (default [`EgressPolicy::new`]: all), the same policy
+    /// as the HTTP transport's. It is checked when a connection is opened: the broker's name
+    /// is resolved and each address checked; a publish whose broker has no allowed address
+    /// fails with [`is_refused`](linq_hooks_transport::Error::is_refused), naming the rule, and
+    /// nothing is sent. An `mqtt://` connection goes to the allowed address itself, so the name
+    /// is not looked up again (DNS rebinding cannot slip through). An `mqtts://` connection is
+    /// opened by name, which TLS checks the broker's certificate against, so the MQTT client
+    /// looks the name up again: a name that resolves to an allowed address when checked and
+    /// another one a moment later could slip through; give such brokers by IP address, or
+    /// keep their names in a DNS you trust.
+    ///
+    /// ```
+    /// use linq_hooks_transport::EgressPolicy;
+    ///
+    /// let builder = linq_hooks_mqtt::MqttTransport::builder()
+    ///     .egress(EgressPolicy::new().deny_private());
+    /// ```
+    pub fn egress(mut self, policy: EgressPolicy) -> Self {
+        self.egress = policy;
+        self
+    }
+
     /// Loads the root certificates and builds the transport.
     ///
     /// Fails when an extra CA bundle is not valid PEM, holds no certificate or holds one that
@@ -173,6 +199,7 @@ impl Builder {
                 keep_alive: self.keep_alive,
                 tls: Arc::new(tls),
                 credentials: self.credentials,
+                egress: (!self.egress.allows_everything()).then(|| Arc::new(self.egress)),
                 connections: Mutex::new(HashMap::new()),
             }),
         })
@@ -187,6 +214,7 @@ impl fmt::Debug for Builder {
             .field("keep_alive", &self.keep_alive)
             .field("extra_root_pem_bundles", &self.extra_roots_pem.len())
             .field("credentials", &self.credentials)
+            .field("egress", &self.egress)
             .finish()
     }
 }

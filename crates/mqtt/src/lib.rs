@@ -44,6 +44,7 @@
 //! | the TLS handshake failed | `is_tls` |
 //! | no PUBACK within [`timeout`](Builder::timeout) | `is_timeout` |
 //! | the URL or the `Authorization` header cannot be used (nothing is sent) | `is_invalid_request` |
+//! | the [egress policy](Builder::egress) refuses every address of the broker (nothing is sent) | `is_refused` |
 //!
 //! A refusal's body names the MQTT reason (and the broker's reason string, if it sent one),
 //! so attempt records show it.
@@ -75,7 +76,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use linq_hooks_transport::{Error, Request, Response, Transport, async_trait};
+use linq_hooks_transport::{EgressPolicy, Error, Request, Response, Transport, async_trait};
 use rumqttc::v5::MqttOptions;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAck, PubAckReason, PublishProperties};
 use rumqttc::{TlsConfiguration, Transport as Link};
@@ -124,6 +125,8 @@ struct Inner {
     keep_alive: Duration,
     tls: Arc<rustls::ClientConfig>,
     credentials: Option<Credentials>,
+    /// `None` when the policy allows everything: nothing to check.
+    egress: Option<Arc<EgressPolicy>>,
     connections: Mutex<HashMap<Key, Arc<Connection>>>,
 }
 
@@ -194,27 +197,73 @@ impl MqttTransport {
         })
     }
 
-    /// The open connection for `key`, or a new one in place of a lost one.
-    fn connection(&self, key: &Key) -> Arc<Connection> {
+    /// The open connection for `key`, or a new one in place of a lost one: where a new one goes
+    /// is checked by the egress policy first.
+    async fn connection(&self, key: &Key) -> Result<Arc<Connection>, Error> {
+        if let Some(connection) = self.live(key) {
+            return Ok(connection);
+        }
+        let host = self.checked_host(&key.broker).await?;
         let mut connections = self
             .inner
             .connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Another publish may have opened it while this one was resolving.
         if let Some(connection) = connections.get(key)
             && !connection.is_lost()
         {
-            return connection.clone();
+            return Ok(connection.clone());
         }
-        let connection = Arc::new(Connection::open(self.options(key)));
+        let connection = Arc::new(Connection::open(self.options(key, host)));
         connections.insert(key.clone(), connection.clone());
-        connection
+        Ok(connection)
     }
 
-    fn options(&self, key: &Key) -> MqttOptions {
+    fn live(&self, key: &Key) -> Option<Arc<Connection>> {
+        let connections = self
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        connections
+            .get(key)
+            .filter(|connection| !connection.is_lost())
+            .cloned()
+    }
+
+    /// The host a new connection to `broker` is opened to. Without an egress policy, the
+    /// broker's own. With one, the broker's name is resolved here and each address checked;
+    /// `mqtt://` then connects to the first allowed address itself (no second lookup), while
+    /// `mqtts://` keeps the name, which TLS verifies the broker's certificate against (the MQTT
+    /// client resolves it again: see the crate docs).
+    async fn checked_host(&self, broker: &Broker) -> Result<String, Error> {
+        let Some(policy) = &self.inner.egress else {
+            return Ok(bracketed(&broker.host));
+        };
+        let addrs = tokio::net::lookup_host((broker.host.as_str(), broker.port))
+            .await
+            .map_err(|e| Error::connect(format!("{broker}: cannot resolve the name: {e}")))?;
+        let mut refused = None;
+        for addr in addrs {
+            match policy.check(addr) {
+                Ok(()) if broker.tls => return Ok(bracketed(&broker.host)),
+                Ok(()) => return Ok(bracketed(&addr.ip().to_string())),
+                Err(refusal) => {
+                    refused.get_or_insert(refusal);
+                }
+            }
+        }
+        Err(match refused {
+            Some(refusal) => Error::refused(refusal),
+            None => Error::connect(format!("{broker}: the name resolves to no address")),
+        })
+    }
+
+    fn options(&self, key: &Key, host: String) -> MqttOptions {
         // Unique per connection: a broker drops the older of two connections with one id.
         let id = format!("linq-hooks-{:016x}", fastrand::u64(..));
-        let mut options = MqttOptions::new(id, key.broker.host.clone(), key.broker.port);
+        let mut options = MqttOptions::new(id, host, key.broker.port);
         options
             .set_keep_alive(self.inner.keep_alive)
             .set_clean_start(true)
@@ -230,7 +279,7 @@ impl MqttTransport {
 
     async fn attempt(&self, request: Request, publish: Publish) -> Result<Response, Error> {
         let broker = &publish.key.broker;
-        let connection = self.connection(&publish.key);
+        let connection = self.connection(&publish.key).await?;
         let ack = match connection
             .publish(&publish.topic, request.body().clone(), publish.properties)
             .await
@@ -256,6 +305,15 @@ impl Transport for MqttTransport {
             Ok(result) => result,
             Err(_elapsed) => Err(Error::timeout()),
         }
+    }
+}
+
+/// An IPv6 address in brackets, as the MQTT client joins host and port with `:`.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
     }
 }
 

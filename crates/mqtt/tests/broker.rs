@@ -329,3 +329,51 @@ async fn credentials_come_from_authorization_or_the_builder_never_the_url() {
     assert!(bearer.is_invalid_request(), "{bearer:#}");
     assert!(!format!("{bearer:#}").contains("abc"));
 }
+
+/// The egress policy applies to brokers as it does to HTTP receivers: a broker whose address a
+/// rule refuses gets nothing, whether named by address or by a name that resolves to it, and
+/// the refusal names the rule; a rule that allows it lets the publish through.
+#[tokio::test]
+async fn the_egress_policy_refuses_a_broker_naming_the_rule() {
+    use linq_hooks_transport::EgressPolicy;
+
+    let broker = Mosquitto::start();
+    let mut received = subscribe(&broker, "t").await;
+    // `localhost` may resolve to ::1 before 127.0.0.1: both are refused.
+    let deny_loopback = || {
+        EgressPolicy::new()
+            .deny_cidr("127.0.0.0/8".parse().unwrap())
+            .deny_cidr("::1/128".parse().unwrap())
+    };
+    let denied = MqttTransport::builder()
+        .timeout(Duration::from_secs(10))
+        .egress(deny_loopback())
+        .build()
+        .unwrap();
+    let by_name = format!("mqtt://localhost:{}/t", broker.port());
+    for url in [broker.url("t"), by_name.clone()] {
+        let err = denied.send(Request::new(&url, "no")).await.unwrap_err();
+        assert!(err.is_refused(), "{url}: {err:#}");
+        let text = format!("{err:#}");
+        let port = broker.port();
+        assert!(
+            text == format!(
+                "blocked by the egress policy: refused by --deny-cidr 127.0.0.0/8: 127.0.0.1:{port}"
+            ) || text
+                == format!(
+                    "blocked by the egress policy: refused by --deny-cidr ::1/128: [::1]:{port}"
+                ),
+            "{url}: {text}"
+        );
+    }
+
+    let allowed = MqttTransport::builder()
+        .timeout(Duration::from_secs(10))
+        .egress(deny_loopback().allow_cidr("127.0.0.1/32".parse().unwrap()))
+        .build()
+        .unwrap();
+    let response = allowed.send(Request::new(&by_name, "yes")).await.unwrap();
+    assert!(response.is_success());
+    // Only the allowed publish reached the broker.
+    assert_eq!(next(&mut received).await.payload.as_ref(), b"yes");
+}

@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 
 mod by_scheme;
+mod egress;
 mod error;
 #[cfg(feature = "memory")]
 mod memory;
@@ -67,7 +68,11 @@ pub use by_scheme::ByScheme;
 /// assert_eq!(body, for_retry);
 /// ```
 pub use bytes::Bytes;
+pub use egress::{EgressPolicy, PRIVATE_RANGES, PrivateRange, Refused};
 pub use error::{BoxError, Error};
+/// An IPv4 or IPv6 network, such as `10.0.0.0/8` (from the `ipnet` crate), for
+/// [`EgressPolicy`]; parse one with `str::parse`.
+pub use ipnet::IpNet;
 #[cfg(feature = "memory")]
 pub use memory::MemoryTransport;
 pub use request::Request;

@@ -1,4 +1,5 @@
-//! The egress policy: which addresses the transport may connect to (against SSRF).
+//! The egress policy: which addresses a transport may connect to (against SSRF). Transports
+//! that connect to addresses (HTTP, MQTT) check each one with it; it does no IO itself.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,18 +25,19 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 /// between, so a name that resolves to a public address when checked and a private one when
 /// used (DNS rebinding) cannot slip through. URLs with an IP address as host are checked the
 /// same way. Of a name's addresses, the refused ones are skipped; when none is left the attempt
-/// fails with [`is_refused`](linq_hooks_transport::Error::is_refused), naming the rule. An
+/// fails with [`is_refused`](crate::Error::is_refused), naming the rule. An
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is checked as its IPv4 address.
 ///
-/// Through a proxy ([`Proxies`](crate::Proxies)) the transport connects to the proxy, so the
+/// Through a proxy (`linq_hooks_http::Proxies`) the transport connects to the proxy, so the
 /// proxy's address is checked; a target whose host is an IP address is checked too, before
 /// the proxy is asked. A target host *name* is resolved by the proxy, out of the transport's
-/// sight: there the proxy's own rules must do the job.
+/// sight: there the proxy's own rules must do the job. Each transport's documentation says
+/// how it applies the policy.
 ///
 /// Rules are named in refusals as `linq-hooks`'s command-line flags spell them:
 ///
 /// ```
-/// use linq_hooks_http::EgressPolicy;
+/// use linq_hooks_transport::EgressPolicy;
 ///
 /// let policy = EgressPolicy::new()
 ///     .deny_private()
@@ -67,7 +69,7 @@ impl EgressPolicy {
     /// A policy that allows every address (the default).
     ///
     /// ```
-    /// let policy = linq_hooks_http::EgressPolicy::new();
+    /// let policy = linq_hooks_transport::EgressPolicy::new();
     /// assert!(policy.allows_everything());
     /// assert!(policy.check("127.0.0.1:80".parse()?).is_ok());
     /// # Ok::<(), std::net::AddrParseError>(())
@@ -80,7 +82,7 @@ impl EgressPolicy {
     /// registries mark as not globally reachable, and multicast.
     ///
     /// ```
-    /// let policy = linq_hooks_http::EgressPolicy::new().deny_private();
+    /// let policy = linq_hooks_transport::EgressPolicy::new().deny_private();
     /// assert!(policy.check("192.168.1.20:443".parse()?).is_err());
     /// assert!(policy.check("[fd12::1]:443".parse()?).is_err());
     /// assert!(policy.check("93.184.215.14:443".parse()?).is_ok());
@@ -95,7 +97,7 @@ impl EgressPolicy {
     /// times. A bare address is a network of one (`10.0.0.5` is `10.0.0.5/32`).
     ///
     /// ```
-    /// let policy = linq_hooks_http::EgressPolicy::new()
+    /// let policy = linq_hooks_transport::EgressPolicy::new()
     ///     .deny_private()
     ///     .allow_cidr("127.0.0.1/32".parse()?);
     /// assert!(policy.check("127.0.0.1:8080".parse()?).is_ok());
@@ -111,7 +113,7 @@ impl EgressPolicy {
     /// covers them). May be given many times.
     ///
     /// ```
-    /// let policy = linq_hooks_http::EgressPolicy::new().deny_cidr("127.0.0.0/8".parse()?);
+    /// let policy = linq_hooks_transport::EgressPolicy::new().deny_cidr("127.0.0.0/8".parse()?);
     /// let refused = policy.check("127.0.0.1:4567".parse()?).unwrap_err();
     /// assert_eq!(refused.to_string(), "refused by --deny-cidr 127.0.0.0/8: 127.0.0.1:4567");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -124,7 +126,7 @@ impl EgressPolicy {
     /// True when no rule denies anything (allow rules alone change nothing).
     ///
     /// ```
-    /// use linq_hooks_http::EgressPolicy;
+    /// use linq_hooks_transport::EgressPolicy;
     /// assert!(EgressPolicy::new().allows_everything());
     /// assert!(!EgressPolicy::new().deny_private().allows_everything());
     /// ```
@@ -137,7 +139,7 @@ impl EgressPolicy {
     /// Allow rules first, then deny rules in the order given, then `deny_private`.
     ///
     /// ```
-    /// let policy = linq_hooks_http::EgressPolicy::new().deny_private();
+    /// let policy = linq_hooks_transport::EgressPolicy::new().deny_private();
     /// let refused = policy.check("10.1.2.3:443".parse()?).unwrap_err();
     /// assert_eq!(refused.address(), "10.1.2.3:443".parse()?);
     /// assert_eq!(refused.to_string(), "refused by --deny-private (private-use 10.0.0.0/8): 10.1.2.3:443");
@@ -169,7 +171,7 @@ impl EgressPolicy {
 /// `--deny-private (NAME NET)`.
 ///
 /// ```
-/// let policy = linq_hooks_http::EgressPolicy::new().deny_private();
+/// let policy = linq_hooks_transport::EgressPolicy::new().deny_private();
 /// let refused = policy.check("[fe80::1]:443".parse()?).unwrap_err();
 /// assert_eq!(refused.to_string(), "refused by --deny-private (link-local fe80::/10): [fe80::1]:443");
 /// # Ok::<(), std::net::AddrParseError>(())
@@ -193,7 +195,13 @@ impl Refused {
     }
 
     /// The same refusal for `port`: a resolver knows the address before the port.
-    pub(crate) fn with_port(mut self, port: u16) -> Self {
+    ///
+    /// ```
+    /// let policy = linq_hooks_transport::EgressPolicy::new().deny_cidr("127.0.0.0/8".parse().unwrap());
+    /// let refused = policy.check("127.0.0.1:0".parse().unwrap()).unwrap_err().with_port(1883);
+    /// assert_eq!(refused.address().port(), 1883);
+    /// ```
+    pub fn with_port(mut self, port: u16) -> Self {
         self.addr.set_port(port);
         self
     }
@@ -253,7 +261,7 @@ const fn v6(segments: [u16; 8], prefix: u8, name: &'static str) -> PrivateRange 
 /// addresses (`::/96`, deprecated) are refused whole.
 ///
 /// ```
-/// use linq_hooks_http::PRIVATE_RANGES;
+/// use linq_hooks_transport::PRIVATE_RANGES;
 /// assert!(PRIVATE_RANGES.iter().any(|r| r.net.to_string() == "100.64.0.0/10"));
 /// assert!(PRIVATE_RANGES.iter().any(|r| r.net.to_string() == "fc00::/7"));
 /// ```
