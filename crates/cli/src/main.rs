@@ -71,6 +71,7 @@ impl From<Outcome> for ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    quiet_store_panics();
     // For every command: a process short of descriptors fails in ways far from the cause.
     let open_files = limits::raise_open_files();
     match cli.command {
@@ -82,6 +83,34 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
     }
     .into()
+}
+
+/// redb panics on some damage to a store file; the outbox catches those panics and reports
+/// each as an error ("the store file is damaged (redb panicked: ...)"), logged once by whoever
+/// met it. The default panic hook would first print the panic, with a whole backtrace under
+/// `RUST_BACKTRACE=1` (about 140 lines each time a hook's worker asks the store again), so for
+/// panics raised in redb's code it logs one line at debug level instead; other panics keep the
+/// default report.
+fn quiet_store_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_redb = info.location().is_some_and(|location| {
+            location
+                .file()
+                .split(['/', '\\'])
+                .any(|part| part == "redb" || part.starts_with("redb-"))
+        });
+        if in_redb {
+            let location = info.location().map(ToString::to_string).unwrap_or_default();
+            tracing::debug!(
+                %location,
+                "redb panicked: {} (a damaged store file; reported where it is caught)",
+                info.payload_as_str().unwrap_or("a panic without a message")
+            );
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default: warnings and errors).

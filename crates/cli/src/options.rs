@@ -45,8 +45,8 @@ impl Secrets {
 /// egress policy.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Sending {
-    /// The time one request may take, connection and response included.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    /// The time one request may take, connection and response included (more than zero).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = positive_duration)]
     pub(crate) timeout: Duration,
     /// At most this many requests in flight, over all hooks.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -77,6 +77,16 @@ pub(crate) struct Sending {
     /// network of one). Repeatable.
     #[arg(long = "deny-cidr", value_name = "CIDR", value_parser = parse_cidr)]
     pub(crate) deny_cidr: Vec<IpNet>,
+}
+
+/// A duration above zero, as humantime writes it (`10s`, `1m 30s`, `500ms`): for timeouts,
+/// where zero would fail everything at once.
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A network as `--allow-cidr` and `--deny-cidr` take it: `10.0.0.0/8`, `fd00::/8`, or a bare

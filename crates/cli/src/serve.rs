@@ -11,7 +11,7 @@ use linq_hooks_service::{DEFAULT_WORKFLOW, Registry, Service, ServiceConfig, log
 use crate::Outcome;
 use crate::input::{Input, read_hooks};
 use crate::limits;
-use crate::options::{Secrets, Sending};
+use crate::options::{Secrets, Sending, positive_duration};
 use crate::report::chain;
 use crate::signal::{self, Hangups};
 use crate::transports;
@@ -99,15 +99,6 @@ pub(crate) struct Args {
     /// maximum at start).
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
-}
-
-/// A duration above zero, as humantime writes it (`10s`, `1m 30s`, `500ms`).
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be more than zero".to_string()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {

@@ -345,6 +345,8 @@ async fn usage_errors_exit_2() {
         ],
         vec!["dispatch", "--hooks", &hooks_path, "--concurrency", "0"],
         vec!["dispatch", "--hooks", &hooks_path, "--timeout", "forever"],
+        // Found in review: accepted, then every attempt "timed out" at once (exit 3).
+        vec!["dispatch", "--hooks", &hooks_path, "--timeout", "0s"],
         vec!["dispatch", "--hooks", &hooks_path, "no/such/events.ndjson"],
         vec![
             "dispatch",

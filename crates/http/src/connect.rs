@@ -260,6 +260,26 @@ impl Service<http::Uri> for Connector {
         if let Err(refused) = check_literal(self.policy.as_deref(), &target) {
             return Box::pin(async move { Err(refused.into()) });
         }
+        let proxy = intercept.uri().clone();
+        let connecting = self.through(&target, &intercept);
+        Box::pin(async move {
+            connecting
+                .await
+                .map_err(|source| match find_refused(&*source) {
+                    Some(_) => source,
+                    None => ThroughProxy { proxy, source }.into(),
+                })
+        })
+    }
+}
+
+impl Connector {
+    /// The connection to `target` through the proxy `intercept` names, its errors as they come.
+    fn through(
+        &mut self,
+        target: &http::Uri,
+        intercept: &hyper_util::client::proxy::matcher::Intercept,
+    ) -> BoxFuture<Conn> {
         if let Some(scheme @ ("socks5" | "socks5h")) = intercept.uri().scheme_str() {
             return Box::pin(socks5(
                 self.direct.clone(),
@@ -269,7 +289,7 @@ impl Service<http::Uri> for Connector {
                     .raw_auth()
                     .map(|(user, password)| (user.to_string(), password.to_string())),
                 scheme == "socks5",
-                with_port(&target),
+                with_port(target),
             ));
         }
         if target.scheme_str() == Some("https") {
@@ -278,7 +298,7 @@ impl Service<http::Uri> for Connector {
                 tunnel = tunnel.with_auth(auth.clone());
             }
             // The tunnel takes a missing port for 443; say it.
-            let target = with_port(&target);
+            let target = with_port(target);
             Box::pin(async move {
                 let io = match tunnel.call(target).await {
                     Ok(io) => io,
@@ -295,6 +315,28 @@ impl Service<http::Uri> for Connector {
                 })
             })
         }
+    }
+}
+
+/// A failure on the way through a proxy (the proxy down, refusing the tunnel, a SOCKS5
+/// handshake that failed): says which proxy, so that "connection refused" is not taken for the
+/// receiver's. Shown as `through the proxy http://127.0.0.1:3128/`, the cause as its source;
+/// the proxy URL without credentials.
+#[derive(Debug)]
+struct ThroughProxy {
+    proxy: http::Uri,
+    source: BoxError,
+}
+
+impl std::fmt::Display for ThroughProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "through the proxy {}", self.proxy)
+    }
+}
+
+impl std::error::Error for ThroughProxy {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 

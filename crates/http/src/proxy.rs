@@ -151,6 +151,12 @@ impl Proxies {
             shown.push(format!("https targets via {}", intercept.uri()));
             builder = builder.https(url);
         }
+        // `*` sends everything direct, IP-address targets included, as in curl: hyper-util's
+        // matcher applies `*` to host names only, so `http://10.0.0.5/` would still go through
+        // the proxy.
+        if no.split(',').any(|entry| entry.trim() == "*") {
+            return Ok(Proxies::none());
+        }
         if !no.trim().is_empty() {
             shown.push(format!("except {}", no.trim()));
         }
@@ -383,6 +389,40 @@ mod tests {
         ] {
             assert!(proxies.proxy_for(proxied).is_some(), "{proxied}");
         }
+    }
+
+    /// `NO_PROXY=*` with a hook written with an IP address went through the proxy (found by
+    /// `HTTP_PROXY=http://127.0.0.1:3128 NO_PROXY=* linq-hooks dispatch` to
+    /// `http://127.0.0.1:9000/p1`): `*` is every host, addresses included, as in curl.
+    #[test]
+    fn no_proxy_star_sends_everything_direct() {
+        for no in ["*", " * ", "lab.example, *"] {
+            let proxies = Proxies::from_lookup(|name| match name {
+                "HTTP_PROXY" | "HTTPS_PROXY" => Some("http://127.0.0.1:3128".to_string()),
+                "NO_PROXY" => Some(no.to_string()),
+                _ => None,
+            })
+            .unwrap();
+            for direct in [
+                "http://127.0.0.1:9000/p1",
+                "https://[::1]:9000/",
+                "http://10.1.2.3/",
+                "https://hooks.example/",
+            ] {
+                assert_eq!(proxies.proxy_for(direct), None, "NO_PROXY={no:?}: {direct}");
+            }
+            assert!(proxies.is_none(), "NO_PROXY={no:?}");
+            assert_eq!(proxies.to_string(), "none");
+            let proxies = Proxies::all("http://127.0.0.1:3128", no).unwrap();
+            assert_eq!(
+                proxies.proxy_for("http://127.0.0.1:9000/p1"),
+                None,
+                "--proxy, NO_PROXY={no:?}"
+            );
+        }
+        // A bad proxy URL is still refused with `NO_PROXY=*`.
+        let err = Proxies::all("socks4://p:1080", "*").unwrap_err();
+        assert!(err.is_unsupported_scheme());
     }
 
     #[test]

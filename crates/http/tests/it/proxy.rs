@@ -141,6 +141,32 @@ async fn credentials_in_the_proxy_url_become_proxy_authorization_basic() {
     );
 }
 
+/// With `HTTP_PROXY` naming a proxy that is down, `dispatch` said only "could not connect: ...
+/// Connection refused", as if the receiver were down: the error names the proxy.
+#[tokio::test]
+async fn a_proxy_that_is_down_is_named_in_the_error() {
+    let server = serve(|_| async { response(200, "") }).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let transport = through(Proxies::all(&proxy_url, "").unwrap());
+    let https_target = format!("https://127.0.0.1:{}/hook", server.addr.port());
+
+    for target in [server.url("/hook"), https_target] {
+        let err = transport
+            .send(Request::new(target.clone(), "{}"))
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{target}: {}", chain(&err));
+        let text = chain(&err);
+        assert!(
+            text.contains(&format!("through the proxy {proxy_url}/")),
+            "{target}: {text}"
+        );
+    }
+    assert!(server.requests().is_empty());
+}
+
 #[tokio::test]
 async fn no_proxy_hosts_are_reached_directly() {
     let server = serve(|_| async { response(200, "") }).await;
