@@ -504,6 +504,27 @@ pub(crate) fn quarantine(
     let readable = found
         .as_deref()
         .and_then(|bytes| decode_record::<DeliveryRecord>(bytes).ok());
+    // A queue entry that names a delivery never made, or one of another hook or no longer
+    // pending, is itself the damage (a flipped bit in its key): the record it names is left
+    // alone, and the delivery whose entry it was is put back in its queue.
+    let never_made = found.is_none()
+        && txn
+            .open_table(COUNTERS)?
+            .get("next_delivery")?
+            .is_none_or(|next| id >= next.value());
+    let stray = readable
+        .as_ref()
+        .is_some_and(|record| record.hook != hook || record.state != DeliveryState::Pending);
+    if never_made || stray {
+        drop(deliveries);
+        tracing::warn!(
+            hook,
+            delivery = id,
+            "a damaged queue entry was dropped ({reason}); putting back what it stood for"
+        );
+        requeue_orphans(txn)?;
+        return Ok(true);
+    }
     let record = match readable {
         Some(record) => DeliveryRecord {
             state: DeliveryState::Quarantined,
@@ -539,7 +560,52 @@ pub(crate) fn quarantine(
     deliveries.insert(id, encode(&record).as_slice())?;
     drop(deliveries);
     set_state(txn, id, DeliveryState::Pending, DeliveryState::Quarantined)?;
+    // The damage may have moved another delivery's entry too.
+    requeue_orphans(txn)?;
     Ok(true)
+}
+
+/// Puts back in its hook's queue every pending delivery that has no queue entry (the entry was
+/// lost to damage: a flipped bit in its key moves it to another key), in id order as always;
+/// returns them as `(hook, delivery)`. Reads the keys of the pending index and of the queues,
+/// and the record of each delivery found missing: run when a store is opened, and when damage
+/// to a queue is found.
+pub(crate) fn requeue_orphans(txn: &WriteTransaction) -> Result<Vec<(HookId, u64)>, redb::Error> {
+    let mut queued: Vec<u64> = Vec::new();
+    for entry in txn.open_table(PENDING)?.iter()? {
+        queued.push(entry?.0.value().1);
+    }
+    queued.sort_unstable();
+    let pending = DeliveryState::Pending.code();
+    let mut missing = Vec::new();
+    for entry in txn
+        .open_table(BY_STATE)?
+        .range((pending, 0)..=(pending, u64::MAX))?
+    {
+        let id = entry?.0.value().1;
+        if queued.binary_search(&id).is_err() {
+            missing.push(id);
+        }
+    }
+    let mut requeued = Vec::new();
+    for id in missing {
+        let record = {
+            let deliveries = txn.open_table(DELIVERIES)?;
+            load(&deliveries, id)?
+        };
+        let Some(record) = record.filter(|r| r.state == DeliveryState::Pending) else {
+            continue;
+        };
+        txn.open_table(PENDING)?.insert((record.hook, id), ())?;
+        count_pending(txn, record.hook, |count| count + 1)?;
+        tracing::warn!(
+            hook = record.hook,
+            delivery = id,
+            "a pending delivery had lost its place in its hook's queue; put back"
+        );
+        requeued.push((record.hook, id));
+    }
+    Ok(requeued)
 }
 
 /// Makes the first delivery of `hook`'s queue due now, on a fresh retry schedule: its hook's

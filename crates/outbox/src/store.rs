@@ -222,6 +222,9 @@ impl Store {
                 crate::edits::Opened::Storage(e) => StoreError::storage(context(), e),
                 crate::edits::Opened::Refused(e) => e,
             })?;
+            // A queue entry lost to damage leaves its delivery pending but never sent: put
+            // such deliveries back before any worker reads a queue.
+            crate::edits::requeue_orphans(&txn).map_err(|e| StoreError::storage(context(), e))?;
             txn.commit()
                 .map_err(|e| StoreError::storage(context(), e))?;
             Ok(db)
@@ -600,6 +603,13 @@ impl Store {
                 },
                 None => return damaged("it has no record".into()),
             };
+            if record.hook != hook || record.state != DeliveryState::Pending {
+                return damaged(format!(
+                    "its queue entry does not match its record ({}, hook {})",
+                    record.state.as_str(),
+                    record.hook
+                ));
+            }
             let body = match txn.open_table(EVENT_BODIES)?.get(record.event)? {
                 Some(value) => match unseal(value.value()) {
                     Ok(body) => Bytes::copy_from_slice(body),

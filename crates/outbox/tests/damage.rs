@@ -343,3 +343,88 @@ async fn a_store_written_by_the_version_before_opens() {
     deliver(&store, &plan).await;
     assert_eq!(store.pending().unwrap(), 3);
 }
+
+/// Rewrites the queue entry `from` (hook, delivery) of the store file at `path` as `to`: what a
+/// flipped bit in the entry's key does, made exactly (where such a bit falls in the file
+/// depends on the B-tree's layout).
+fn move_queue_entry(path: &Path, from: (u64, u64), to: (u64, u64)) {
+    let queues = redb::TableDefinition::<(u64, u64), ()>::new("pending");
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(queues).unwrap();
+        assert!(table.remove(from).unwrap().is_some(), "{from:?} is queued");
+        table.insert(to, ()).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+/// Takes every delivery of `hook`'s queue in turn and delivers it; returns their bodies.
+async fn drain(store: &Store, hook: HookId) -> Vec<String> {
+    let mut bodies = Vec::new();
+    while let Head::Ready(delivery) = store.head(hook).await.unwrap() {
+        bodies.push(String::from_utf8(delivery.body.to_vec()).unwrap());
+        deliver(store, &delivery).await;
+    }
+    bodies
+}
+
+/// The reviewer's input: one bit (17) flipped in the delivery id of a queue entry. The entry
+/// then names a delivery never made, and the delivery it stood for, whose record is sound,
+/// was pending for ever, never sent, with its hook's queue empty and `/healthz` ok. Now the
+/// delivery is put back in its place when the store opens, the stray entry is dropped when
+/// reached, and nothing is quarantined: nothing was lost.
+#[tokio::test]
+async fn a_flipped_bit_in_a_queue_entry_loses_no_delivery() {
+    let path = store_path("flip-queue-id");
+    let hook = filled(&path, 5).await;
+    // Deliveries 1..=5 are e0..e4; e1's entry now names delivery 2 | 1 << 17.
+    move_queue_entry(&path, (hook, 2), (hook, 2 | 1 << 17));
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        drain(&store, hook).await,
+        (0..5)
+            .map(|i| format!(r#"{{"tag":"e{i}"}}"#))
+            .collect::<Vec<_>>(),
+        "every delivery, in order"
+    );
+    assert_eq!(store.count(DeliveryState::Quarantined).unwrap(), 0);
+    assert_eq!(store.count(DeliveryState::Delivered).unwrap(), 5);
+    assert_eq!(store.pending().unwrap(), 0);
+}
+
+/// Other bits of the same kind: the entry names another hook (its delivery would have gone to
+/// the wrong receiver), or a delivery that is no longer pending (which would have been sent
+/// again). The stray entry is dropped, the delivery it names is left as it is, and the one it
+/// stood for is put back in its own hook's queue.
+#[tokio::test]
+async fn a_queue_entry_moved_to_another_hook_or_delivery_is_not_followed() {
+    let path = store_path("flip-queue-hook");
+    let store = Store::open(&path).unwrap();
+    let hooks = register(&store, "lab", 2).await;
+    let (a, b) = (hooks[0], hooks[1]);
+    for i in 0..4 {
+        store
+            .append(vec![event(&[a], &format!("e{i}"))])
+            .await
+            .unwrap();
+    }
+    // e0 (delivery 1) is delivered; the others wait.
+    deliver(&store, &head(&store, a).await).await;
+    drop(store);
+    move_queue_entry(&path, (a, 3), (b, 3)); // e2's entry in hook b's queue
+    move_queue_entry(&path, (a, 4), (a, 1)); // e3's entry names the delivered e0
+
+    let store = Store::open(&path).unwrap();
+    assert!(
+        matches!(store.head(b).await.unwrap(), Head::Empty),
+        "hook b is not sent hook a's delivery"
+    );
+    assert_eq!(
+        drain(&store, a).await,
+        [r#"{"tag":"e1"}"#, r#"{"tag":"e2"}"#, r#"{"tag":"e3"}"#],
+    );
+    assert_eq!(store.count(DeliveryState::Delivered).unwrap(), 4);
+    assert_eq!(store.count(DeliveryState::Quarantined).unwrap(), 0);
+}
