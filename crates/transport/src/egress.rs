@@ -153,6 +153,17 @@ impl EgressPolicy {
             return Ok(());
         }
         let refused = |rule| Err(Refused { addr, rule });
+        if canonical.is_unspecified() {
+            // Connecting to 0.0.0.0 or :: reaches this host, as its loopback address does: a
+            // rule that refuses the one refuses the other.
+            let loopback: IpAddr = match canonical {
+                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            };
+            if let Err(Refused { rule, .. }) = self.check(SocketAddr::new(loopback, addr.port())) {
+                return refused(rule);
+            }
+        }
         if let Some(net) = self.deny.iter().find(|net| covers(net)) {
             return refused(Rule::DenyCidr(*net));
         }
@@ -418,6 +429,27 @@ mod tests {
         );
         assert_eq!(refusal(&policy, "127.0.0.5:4567"), None);
         assert_eq!(refusal(&policy, "[::ffff:127.0.0.5]:4567"), None);
+    }
+
+    #[test]
+    /// The reviewer's input: `http://0.0.0.0:9000/` reached a receiver on loopback through
+    /// `--deny-cidr 127.0.0.0/8`, since a connection to the unspecified address goes to this
+    /// host. It is refused by the rule that refuses loopback, for either family.
+    #[test]
+    fn the_unspecified_address_is_judged_as_loopback() {
+        let policy = EgressPolicy::new().deny_cidr("127.0.0.0/8".parse().unwrap());
+        assert_eq!(
+            refusal(&policy, "0.0.0.0:9000").as_deref(),
+            Some("refused by --deny-cidr 127.0.0.0/8: 0.0.0.0:9000")
+        );
+        assert_eq!(refusal(&policy, "[::]:9000"), None, "::1 is not denied");
+        let both = policy.deny_cidr("::1/128".parse().unwrap());
+        assert_eq!(
+            refusal(&both, "[::]:9000").as_deref(),
+            Some("refused by --deny-cidr ::1/128: [::]:9000")
+        );
+        let allowed = both.allow_cidr("127.0.0.1/32".parse().unwrap());
+        assert_eq!(refusal(&allowed, "0.0.0.0:9000"), None);
     }
 
     #[test]
