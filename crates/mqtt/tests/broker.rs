@@ -377,3 +377,61 @@ async fn the_egress_policy_refuses_a_broker_naming_the_rule() {
     // Only the allowed publish reached the broker.
     assert_eq!(next(&mut received).await.payload.as_ref(), b"yes");
 }
+
+/// A test CA and a certificate it signed for `localhost`, as PEM: (CA, server certificate,
+/// server key).
+fn test_pki() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "linq-hooks test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// `mqtts://`: TLS to a real broker (mosquitto's listener with a certificate from a lab's own
+/// CA), trusted through `extra_root_pem` as the HTTP transport trusts it; without that CA the
+/// handshake fails as a TLS error and nothing is published.
+#[tokio::test]
+async fn mqtts_goes_over_tls_trusting_an_extra_ca() {
+    let (ca, cert, key) = test_pki();
+    let dir = std::env::temp_dir().join(format!("linq-hooks-mqtts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, pem) in [("ca.pem", &ca), ("cert.pem", &cert), ("key.pem", &key)] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let d = dir.display();
+    let broker = Mosquitto::start_with(&format!(
+        "certfile {d}/cert.pem\nkeyfile {d}/key.pem\ncafile {d}/ca.pem"
+    ));
+    let url = format!("mqtts://localhost:{}/lab/runs", broker.port());
+
+    let trusting = MqttTransport::builder()
+        .timeout(Duration::from_secs(10))
+        .extra_root_pem(ca.as_bytes())
+        .build()
+        .unwrap();
+    let response = trusting
+        .send(signed(&url, r#"{"n":1}"#, "msg_tls"))
+        .await
+        .unwrap();
+    // The broker's PUBACK came over TLS: nobody is subscribed, so "accepted".
+    assert_eq!(response.status(), 202);
+
+    let err = transport()
+        .send(Request::new(&url, r#"{"n":2}"#))
+        .await
+        .unwrap_err();
+    assert!(err.is_tls(), "{err:#}");
+}
