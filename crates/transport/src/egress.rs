@@ -431,7 +431,6 @@ mod tests {
         assert_eq!(refusal(&policy, "[::ffff:127.0.0.5]:4567"), None);
     }
 
-    #[test]
     /// The reviewer's input: `http://0.0.0.0:9000/` reached a receiver on loopback through
     /// `--deny-cidr 127.0.0.0/8`, since a connection to the unspecified address goes to this
     /// host. It is refused by the rule that refuses loopback, for either family.
