@@ -232,6 +232,12 @@ async fn dispatch_publishes_to_an_mqtt_hook_and_reports_a_broker_that_is_down() 
     )
     .await;
     assert!(out.status.success(), "{}", common::text(&out.stderr));
+    // The broker has acknowledged all three; its copies to the subscriber may still be on
+    // their way.
+    eventually("the three reach the subscriber", || async {
+        first_mqtt(&inbox).len() >= 3
+    })
+    .await;
     let plans: Vec<_> = first_mqtt(&inbox)
         .iter()
         .map(|body| body["plan_id"].as_str().unwrap().to_string())
