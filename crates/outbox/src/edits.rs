@@ -507,15 +507,7 @@ pub(crate) fn quarantine(
     // A queue entry that names a delivery never made, or one of another hook or no longer
     // pending, is itself the damage (a flipped bit in its key): the record it names is left
     // alone, and the delivery whose entry it was is put back in its queue.
-    let never_made = found.is_none()
-        && txn
-            .open_table(COUNTERS)?
-            .get("next_delivery")?
-            .is_none_or(|next| id >= next.value());
-    let stray = readable
-        .as_ref()
-        .is_some_and(|record| record.hook != hook || record.state != DeliveryState::Pending);
-    if never_made || stray {
+    if is_stray(txn, hook, id, found.is_some(), readable.as_ref())? {
         drop(deliveries);
         tracing::warn!(
             hook,
@@ -563,6 +555,82 @@ pub(crate) fn quarantine(
     // The damage may have moved another delivery's entry too.
     requeue_orphans(txn)?;
     Ok(true)
+}
+
+/// Whether the queue entry `(hook, id)` is damage rather than a delivery: it names a delivery
+/// never made (no record, an id the counter has not reached), or one whose sound record is of
+/// another hook or no longer pending. `found`: whether there is a record; `readable`: it, if
+/// it passed its seal. An unreadable record is a delivery, to quarantine, not a stray.
+fn is_stray(
+    txn: &WriteTransaction,
+    hook: HookId,
+    id: u64,
+    found: bool,
+    readable: Option<&DeliveryRecord>,
+) -> Result<bool, redb::Error> {
+    if let Some(record) = readable {
+        return Ok(record.hook != hook || record.state != DeliveryState::Pending);
+    }
+    Ok(!found
+        && txn
+            .open_table(COUNTERS)?
+            .get("next_delivery")?
+            .is_none_or(|next| id >= next.value()))
+}
+
+/// Checks the queues when a store is opened, before any worker reads one. A hook whose
+/// entries do not number what its pending count says (an entry moved to another hook's queue
+/// by a flipped bit in its key changes both) has each entry checked against its record, and
+/// stray ones dropped; then every pending delivery without an entry is put back
+/// ([`requeue_orphans`]), and the counts of the hooks checked are made right. Reads the keys
+/// of the queues and the counts, and records only of the hooks found wrong.
+pub(crate) fn check_queues(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    let mut entries: BTreeMap<u64, u64> = BTreeMap::new();
+    for entry in txn.open_table(PENDING)?.iter()? {
+        *entries.entry(entry?.0.value().0).or_default() += 1;
+    }
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    for entry in txn.open_table(PENDING_COUNTS)?.iter()? {
+        let (hook, count) = entry?;
+        counts.insert(hook.value(), count.value());
+    }
+    let mut suspects: Vec<u64> = entries.keys().chain(counts.keys()).copied().collect();
+    suspects.sort_unstable();
+    suspects.dedup();
+    suspects.retain(|hook| entries.get(hook) != counts.get(hook));
+    for &hook in &suspects {
+        let ids: Vec<u64> = txn
+            .open_table(PENDING)?
+            .range((hook, 0)..=(hook, u64::MAX))?
+            .map(|entry| entry.map(|(key, _)| key.value().1))
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            let found: Option<Vec<u8>> = txn
+                .open_table(DELIVERIES)?
+                .get(id)?
+                .map(|v| v.value().to_vec());
+            let readable = found
+                .as_deref()
+                .and_then(|bytes| decode_record::<DeliveryRecord>(bytes).ok());
+            if is_stray(txn, hook, id, found.is_some(), readable.as_ref())? {
+                txn.open_table(PENDING)?.remove((hook, id))?;
+                tracing::warn!(
+                    hook,
+                    delivery = id,
+                    "a damaged queue entry was dropped at opening (it does not match its record)"
+                );
+            }
+        }
+    }
+    requeue_orphans(txn)?;
+    for hook in suspects {
+        let actual = txn
+            .open_table(PENDING)?
+            .range((hook, 0)..=(hook, u64::MAX))?
+            .count() as u64;
+        count_pending(txn, hook, |_| actual)?;
+    }
+    Ok(())
 }
 
 /// Puts back in its hook's queue every pending delivery that has no queue entry (the entry was

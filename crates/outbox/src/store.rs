@@ -222,9 +222,9 @@ impl Store {
                 crate::edits::Opened::Storage(e) => StoreError::storage(context(), e),
                 crate::edits::Opened::Refused(e) => e,
             })?;
-            // A queue entry lost to damage leaves its delivery pending but never sent: put
-            // such deliveries back before any worker reads a queue.
-            crate::edits::requeue_orphans(&txn).map_err(|e| StoreError::storage(context(), e))?;
+            // A queue entry damaged on disk must not strand its delivery nor send it to
+            // another hook: checked before any worker reads a queue.
+            crate::edits::check_queues(&txn).map_err(|e| StoreError::storage(context(), e))?;
             txn.commit()
                 .map_err(|e| StoreError::storage(context(), e))?;
             Ok(db)
