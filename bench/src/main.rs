@@ -960,8 +960,7 @@ async fn head_of_line(binary: &Path, work: &Path) -> String {
          receiver hold a request; the stuck hooks then time out and retry (at about 5 s) during the \
          measurement. In the last row every event also makes a delivery for each stuck hook (81 deliveries \
          stored per event), so the store writes 81 times as much as in the others; what that row adds over the \
-         second is likely that load rather than the stuck receivers' capacity (with 60 s timeouts, so that no \
-         stuck attempt ends during the run, an earlier run measured 61 ms), but it is not measured apart here. The healthy hook's p99 is {separate} the \
+         second is likely that load rather than the stuck receivers' capacity, but it is not measured apart here. The healthy hook's p99 is {separate} the \
          aim of 100 ms beside stuck hooks firing for other events, and {every} it beside stuck hooks firing for \
          every event. (Before the slow lane: p50 6.7 s, max 14 s, with 15 s timeouts.)\n\n\
          | other hooks | webhooks measured | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n{rows}"

@@ -208,12 +208,16 @@ impl Config {
 pub struct Destination {
     parameters: HookParameters,
     secrets: Vec<(Secret, Option<SystemTime>)>,
+    /// `scheme://host:port` of the URL, the key of its bound on requests in flight: read once
+    /// here rather than at every attempt.
+    origin: String,
 }
 
 impl Destination {
     /// Deliveries to these parameters, unsigned until a secret is added.
     pub fn new(parameters: HookParameters) -> Destination {
         Destination {
+            origin: origin_of(parameters.url()),
             parameters,
             secrets: Vec::new(),
         }
@@ -1015,7 +1019,7 @@ impl Inner {
         destination: &Destination,
         delivery: &Delivery,
     ) -> Option<(Attempt, Verdict, AttemptKind)> {
-        let origin = self.origin(destination.parameters().url());
+        let origin = self.origin(&destination.origin);
         let _origin = tokio::select! {
             permit = origin.acquire() => permit.expect("the semaphore is never closed"),
             () = self.shutdown.cancelled() => return None,
@@ -1045,18 +1049,17 @@ impl Inner {
         Some(result)
     }
 
-    /// The bound on requests in flight to the origin of `url`, shared by every worker sending
-    /// there.
-    fn origin(&self, url: &str) -> Arc<Semaphore> {
-        let key = origin_of(url);
+    /// The bound on requests in flight to `origin` ([`origin_of`] a URL), shared by every worker
+    /// sending there.
+    fn origin(&self, origin: &str) -> Arc<Semaphore> {
         let mut origins = self.origins.lock().expect("not poisoned");
-        if let Some(semaphore) = origins.get(&key).and_then(Weak::upgrade) {
+        if let Some(semaphore) = origins.get(origin).and_then(Weak::upgrade) {
             return semaphore;
         }
         let semaphore = Arc::new(Semaphore::new(
             self.config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
         ));
-        origins.insert(key, Arc::downgrade(&semaphore));
+        origins.insert(origin.to_string(), Arc::downgrade(&semaphore));
         if origins.len() >= 64 && origins.len().is_power_of_two() {
             origins.retain(|_, semaphore| semaphore.strong_count() > 0);
         }

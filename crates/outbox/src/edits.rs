@@ -586,8 +586,11 @@ fn is_stray(
 /// of the queues and the counts, and records only of the hooks found wrong.
 pub(crate) fn check_queues(txn: &WriteTransaction) -> Result<(), redb::Error> {
     let mut entries: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut queued: Vec<u64> = Vec::new();
     for entry in txn.open_table(PENDING)?.iter()? {
-        *entries.entry(entry?.0.value().0).or_default() += 1;
+        let (hook, id) = entry?.0.value();
+        *entries.entry(hook).or_default() += 1;
+        queued.push(id);
     }
     let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
     for entry in txn.open_table(PENDING_COUNTS)?.iter()? {
@@ -614,6 +617,10 @@ pub(crate) fn check_queues(txn: &WriteTransaction) -> Result<(), redb::Error> {
                 .and_then(|bytes| decode_record::<DeliveryRecord>(bytes).ok());
             if is_stray(txn, hook, id, found.is_some(), readable.as_ref())? {
                 txn.open_table(PENDING)?.remove((hook, id))?;
+                // Its id no longer has a place (unless another entry names it too).
+                if let Some(at) = queued.iter().position(|&queued| queued == id) {
+                    queued.swap_remove(at);
+                }
                 tracing::warn!(
                     hook,
                     delivery = id,
@@ -622,7 +629,7 @@ pub(crate) fn check_queues(txn: &WriteTransaction) -> Result<(), redb::Error> {
             }
         }
     }
-    requeue_orphans(txn)?;
+    requeue_missing(txn, queued)?;
     for hook in suspects {
         let actual = txn
             .open_table(PENDING)?
@@ -643,6 +650,14 @@ pub(crate) fn requeue_orphans(txn: &WriteTransaction) -> Result<Vec<(HookId, u64
     for entry in txn.open_table(PENDING)?.iter()? {
         queued.push(entry?.0.value().1);
     }
+    requeue_missing(txn, queued)
+}
+
+/// [`requeue_orphans`], given the ids that have a queue entry.
+fn requeue_missing(
+    txn: &WriteTransaction,
+    mut queued: Vec<u64>,
+) -> Result<Vec<(HookId, u64)>, redb::Error> {
     queued.sort_unstable();
     let pending = DeliveryState::Pending.code();
     let mut missing = Vec::new();
