@@ -82,14 +82,11 @@ impl std::str::FromStr for StatusClass {
 ///
 /// ```
 /// use linq_hooks_outbox::{DeliveryFilter, DeliveryState};
-/// let failed_of_hook_3 = DeliveryFilter {
-///     hook: Some(3),
-///     state: Some(DeliveryState::Failed),
-///     limit: 50,
-///     ..DeliveryFilter::default()
-/// };
-/// assert_eq!(DeliveryFilter::default().limit, 100);
-/// # let _ = failed_of_hook_3;
+/// let mut failed_of_hook_3 = DeliveryFilter::default();
+/// assert_eq!(failed_of_hook_3.limit, 100);
+/// failed_of_hook_3.hook = Some(3);
+/// failed_of_hook_3.state = Some(DeliveryState::Failed);
+/// failed_of_hook_3.limit = 50;
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -232,7 +229,9 @@ impl Store {
     /// # let _ = std::fs::remove_file(dir.join("q.redb"));
     /// use linq_hooks_outbox::{DeliveryFilter, Store};
     /// let store = Store::open(dir.join("q.redb"))?;
-    /// let page = store.deliveries(&DeliveryFilter { workflow: Some("lab-a".into()), ..Default::default() })?;
+    /// let mut filter = DeliveryFilter::default();
+    /// filter.workflow = Some("lab-a".into());
+    /// let page = store.deliveries(&filter)?;
     /// assert!(page.deliveries.is_empty() && page.next_before.is_none());
     /// # Ok::<(), linq_hooks_outbox::StoreError>(())
     /// ```
