@@ -85,13 +85,9 @@ impl ListDeliveries {
                     .map_err(|e| ApiError::invalid("status", e))?,
             );
         }
-        let limit = match self.limit {
-            None => None,
-            Some(text) => Some(
-                super::canonical_number(&text)
-                    .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-            ),
-        };
+        let limit = self.limit.map(|text| {
+            super::canonical_number(&text).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        });
         filter.limit = check_limit(limit, MAX_LIMIT)?;
         if let Some(cursor) = self.cursor {
             filter.before = Some(parse_cursor(&cursor).ok_or_else(|| {
