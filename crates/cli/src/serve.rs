@@ -147,6 +147,14 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
         };
         let service = match Service::start(config, Arc::new(transport)).await {
             Ok(service) => service,
+            Err(e) if e.is_store_in_use() => {
+                eprintln!(
+                    "error: the store {} is in use: another `linq-hooks serve` holds it (one \
+                     process at a time); stop that one, or give this one another --store",
+                    args.store.display()
+                );
+                return Outcome::UsageOrIo;
+            }
             Err(e) => {
                 eprintln!("error: {}", chain(&e));
                 return Outcome::UsageOrIo;
