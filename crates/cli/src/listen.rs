@@ -49,8 +49,8 @@ pub(crate) struct Args {
     secrets: Secrets,
     /// Print one JSON object per request instead of a line (NDJSON, for scripts): received,
     /// method, path, status, attempt, webhook_id, verified (true, false, or null without
-    /// --secret), event, error, ignored, headers, and body (as JSON; body_text when it is not
-    /// JSON).
+    /// --secret), event, error, ignored, forwarded (the --forward-to URL, or null), headers,
+    /// and body (as JSON; body_text when it is not JSON).
     #[arg(long)]
     json: bool,
     /// The status to answer a webhook that passes.
@@ -84,12 +84,15 @@ Output: one line per request on standard output, flushed at once, in columns:
   5. the event kind (`-` when the body is not an event)
   6. key=value fields: run, task, labware (with phase, from, to), plan, workflow, workcell,
      state; path; id (the webhook-id); error=\"...\" when refused; ignored=\"...\" when
-     acknowledged unread. A value with spaces or quotes is written as a JSON string.
+     acknowledged unread; forwarded=URL when relayed by --forward-to. A value with spaces or
+     quotes is written as a JSON string.
 
 Answers: 405 to methods other than POST, 413 to bodies over 1 MiB, 401 when the signature does
 not verify (with --secret), 400 when the body is not an event (not JSON, a missing field), 204
 to an event of a kind this version does not know (a newer sender's: acknowledged and ignored,
 so it is not retried), 503 to the first --fail-first attempts of a webhook-id, then --status.
+With --forward-to, a webhook that passes gets the app's answer instead, or 502 (504 after 30 s)
+when the app cannot be reached.
 
 Exit codes: 0 stopped by SIGINT or SIGTERM, 2 usage error or cannot listen on the address.";
 
@@ -248,6 +251,7 @@ impl Forward {
                 record.status = Some(parts.status);
                 record.ignored = None;
                 record.forwarded = Some(Forwarded {
+                    to: self.url.to_string(),
                     content_type: parts.headers.get(CONTENT_TYPE).cloned(),
                     body,
                 });
@@ -267,6 +271,8 @@ impl Forward {
 
 /// The answer of the `--forward-to` app, passed on to the sender.
 struct Forwarded {
+    /// Where it was forwarded.
+    to: String,
     content_type: Option<HeaderValue>,
     body: Bytes,
 }
@@ -561,8 +567,9 @@ impl Record {
             line.push_str(" ignored=");
             line.push_str(&serde_json::Value::from(ignored.as_str()).to_string());
         }
-        if self.forwarded.is_some() {
-            line.push_str(" forwarded");
+        if let Some(forwarded) = &self.forwarded {
+            line.push_str(" forwarded=");
+            line.push_str(&quoted(&forwarded.to));
         }
         line
     }
@@ -598,7 +605,10 @@ impl Record {
         record.insert("event".into(), self.kind.clone().into());
         record.insert("error".into(), self.error.clone().into());
         record.insert("ignored".into(), self.ignored.clone().into());
-        record.insert("forwarded".into(), self.forwarded.is_some().into());
+        record.insert(
+            "forwarded".into(),
+            self.forwarded.as_ref().map(|f| f.to.clone()).into(),
+        );
         record.insert("headers".into(), Value::Object(headers));
         if let Some(body) = &self.body {
             match serde_json::from_slice::<Value>(body) {
