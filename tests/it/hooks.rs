@@ -429,7 +429,7 @@ fn unknown_fields_are_warned_about_and_ignored() {
 fn unknown_fields_suggest_the_field_meant() {
     let cases = [
         (
-            r#"{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "trigger": "end"}"#,
+            r#"{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "labware_ids": [], "trigger": "end"}"#,
             "trigger: unknown field, ignored; did you mean `trigger_on`?",
         ),
         (
@@ -437,8 +437,8 @@ fn unknown_fields_suggest_the_field_meant() {
             "parameters.header: unknown field, ignored; did you mean `headers`?",
         ),
         (
-            r#"{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "labware_id": ["p1"]}"#,
-            "labware_id: unknown field, ignored; did you mean `labware_ids`?",
+            r#"{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "labware_ids": [], "TriggerOn": "end"}"#,
+            "TriggerOn: unknown field, ignored; did you mean `trigger_on`?",
         ),
         (
             r#"{"filter": "on_new_plan", "parameters": {"url": "http://x.example"}, "Parameter": 1}"#,
