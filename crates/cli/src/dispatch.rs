@@ -273,7 +273,13 @@ fn print_summary(hooks: &[Hook], reports: &[HookReport]) {
 fn print_table(hooks: &[Hook], reports: &[HookReport]) -> Result<(), crate::output::Stopped> {
     outln!(
         "{:>4}  {:<40}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}",
-        "hook", "url", "delivered", "failed", "attempts", "p50", "p99"
+        "hook",
+        "url",
+        "delivered",
+        "failed",
+        "attempts",
+        "p50",
+        "p99"
     )?;
     for (i, (hook, report)) in hooks.iter().zip(reports).enumerate() {
         let failed = report.failed.len() + gone_pending(report);

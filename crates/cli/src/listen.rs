@@ -241,7 +241,11 @@ impl Forward {
             let body = Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
                 (
                     StatusCode::BAD_GATEWAY,
-                    format!("cannot read the answer of {}: {}", self.url, report::chain(&*e)),
+                    format!(
+                        "cannot read the answer of {}: {}",
+                        self.url,
+                        report::chain(&*e)
+                    ),
                 )
             })?;
             Ok::<_, (StatusCode, String)>((parts, body.to_bytes()))

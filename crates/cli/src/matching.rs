@@ -55,7 +55,8 @@ pub(crate) fn run(args: &Args) -> Outcome {
         &events.name(),
         |problem| eprintln!("{problem}"),
         |event| {
-            let matching = serde_json::to_string(&matcher.matching(&event)).expect("indices serialize");
+            let matching =
+                serde_json::to_string(&matcher.matching(&event)).expect("indices serialize");
             match outln!("{matching}") {
                 Ok(()) => ControlFlow::Continue(()),
                 // No one reads the answers: stop reading the events.

@@ -652,7 +652,10 @@ async fn without_a_secret_bodies_are_read_unchecked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_to_relays_verified_webhooks_and_answers_with_the_apps_answer() {
     let app = linq_hooks_tests::Receiver::start_with_body(|_, _| {
-        ((201, vec![("content-type", "text/plain".to_string())]), b"taken by the app".to_vec())
+        (
+            (201, vec![("content-type", "text/plain".to_string())]),
+            b"taken by the app".to_vec(),
+        )
     })
     .await;
     let listen = Listen::start(&["--secret", SECRET, "--forward-to", &app.url("/webhooks")]).await;
@@ -662,7 +665,10 @@ async fn forward_to_relays_verified_webhooks_and_answers_with_the_apps_answer() 
     let relayed = app.received();
     assert_eq!(relayed.len(), 1);
     let request = &relayed[0];
-    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/webhooks"));
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/webhooks")
+    );
     assert_eq!(request.body, body);
     assert_eq!(request.header("content-type"), Some("application/json"));
     // The app can verify it: the signature headers came along, unchanged.
@@ -680,12 +686,20 @@ async fn forward_to_relays_verified_webhooks_and_answers_with_the_apps_answer() 
     // Signed with another secret: refused here, never forwarded.
     let (status, _) = listen.post_signed(OTHER_SECRET, body, &[]).await;
     assert_eq!(status, 401);
-    assert_eq!(app.received().len(), 1, "an unverified webhook is not forwarded");
+    assert_eq!(
+        app.received().len(),
+        1,
+        "an unverified webhook is not forwarded"
+    );
 
     let stdout = listen.stop().await;
     let lines = lines(&stdout);
     assert_eq!(lines[0].status, 201, "{stdout}");
-    assert_eq!(lines[0].field("forwarded"), Some(app.url("/webhooks").as_str()), "{stdout}");
+    assert_eq!(
+        lines[0].field("forwarded"),
+        Some(app.url("/webhooks").as_str()),
+        "{stdout}"
+    );
     assert_eq!(lines[1].status, 401, "{stdout}");
 
     // The app is down: 502, naming where it could not forward.
@@ -704,9 +718,23 @@ async fn forward_to_relays_verified_webhooks_and_answers_with_the_apps_answer() 
     listen.stop().await;
 
     // Only http:// URLs.
-    let out = linq_hooks(&["listen", "--listen", "127.0.0.1:0", "--forward-to", "localhost:3000"], "").await;
+    let out = linq_hooks(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward-to",
+            "localhost:3000",
+        ],
+        "",
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("expected an http:// URL"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("expected an http:// URL"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -58,11 +58,14 @@ async fn a_reader_that_closes_the_pipe_ends_the_command_quietly() {
         format!(r#""$BIN" validate --normalized {hooks} | head -1"#),
         // An endless stream of events: `match` must stop reading once no one reads answers.
         format!(r#"yes '{event}' | "$BIN" match --hooks examples/workflow.json | head -1"#),
-        format!(r#""$BIN" simulate --runs 300 | head -1"#),
+        r#""$BIN" simulate --runs 300 | head -1"#.to_string(),
     ];
     for pipeline in cases {
         // The binary's own status, however `head` and `yes` ended.
-        let out = bash(&format!("{pipeline} >/dev/null; echo \"status=${{PIPESTATUS[-2]}}\"")).await;
+        let out = bash(&format!(
+            "{pipeline} >/dev/null; echo \"status=${{PIPESTATUS[-2]}}\""
+        ))
+        .await;
         let stdout = text(&out.stdout);
         let stderr = text(&out.stderr);
         assert!(!stderr.contains("panicked"), "{pipeline}: {stderr}");
@@ -78,7 +81,14 @@ async fn dispatch_keeps_its_exit_code_when_no_one_reads_the_summary() {
     let hooks = hooks_file("closed-pipe", json!([plan_hook(receiver.url("/h"))]));
     let events = temp_file("closed-pipe.ndjson", &format!("{}\n{{not json\n", plan(1)));
     let mut child = tokio::process::Command::new(BIN)
-        .args(["dispatch", "--hooks", &hooks, "--retry-schedule", &["200ms"; 20].join(","), &events])
+        .args([
+            "dispatch",
+            "--hooks",
+            &hooks,
+            "--retry-schedule",
+            &["200ms"; 20].join(","),
+            &events,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,7 +96,10 @@ async fn dispatch_keeps_its_exit_code_when_no_one_reads_the_summary() {
         .spawn()
         .unwrap();
     drop(child.stdout.take()); // the reader is gone before anything is printed
-    eventually("a first attempt", || async { !receiver.received().is_empty() }).await;
+    eventually("a first attempt", || async {
+        !receiver.received().is_empty()
+    })
+    .await;
     on.store(true, Ordering::SeqCst);
     let out = child.wait_with_output().await.unwrap();
     let stderr = text(&out.stderr);
@@ -186,7 +199,10 @@ async fn match_answers_each_event_of_a_stream_on_its_own_line() {
 /// Each valid line of `stream` matched alone: what the stream's answers must be, line by line.
 async fn each_alone(hooks: &std::path::Path, stream: &str) -> Vec<String> {
     let mut answers = Vec::new();
-    for line in stream.lines().filter(|l| !l.is_empty() && !l.contains("launch")) {
+    for line in stream
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains("launch"))
+    {
         let out = linq_hooks(&["match", "--hooks", hooks.to_str().unwrap()], line).await;
         assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
         answers.push(text(&out.stdout));
@@ -237,19 +253,29 @@ async fn ctrl_c_during_dispatch_prints_what_was_settled_and_exits_130() {
     let (good, failing, hooks) = half_settled().await;
     let events = temp_file(
         "interrupt.ndjson",
-        &(1..=3).map(|n| format!("{}\n", plan(n))).collect::<String>(),
+        &(1..=3)
+            .map(|n| format!("{}\n", plan(n)))
+            .collect::<String>(),
     );
     let child = tokio::process::Command::new(BIN)
-        .args(["dispatch", "--hooks", &hooks, "--retry-schedule", "1h", &events])
+        .args([
+            "dispatch",
+            "--hooks",
+            &hooks,
+            "--retry-schedule",
+            "1h",
+            &events,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    eventually("the good hook has all three, the failing one its first attempt", || async {
-        good.received().len() == 3 && failing.received().len() == 1
-    })
+    eventually(
+        "the good hook has all three, the failing one its first attempt",
+        || async { good.received().len() == 3 && failing.received().len() == 1 },
+    )
     .await;
     kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
@@ -264,8 +290,16 @@ async fn ctrl_c_during_dispatch_prints_what_was_settled_and_exits_130() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     // hook, url, delivered, failed, attempts.
-    assert_eq!(rows[0][..5], ["0", &good.url("/ok"), "3", "0", "3"], "{stdout}");
-    assert_eq!(rows[1][..5], ["1", &failing.url("/fail"), "0", "0", "1"], "{stdout}");
+    assert_eq!(
+        rows[0][..5],
+        ["0", &good.url("/ok"), "3", "0", "3"],
+        "{stdout}"
+    );
+    assert_eq!(
+        rows[1][..5],
+        ["1", &failing.url("/fail"), "0", "0", "1"],
+        "{stdout}"
+    );
     assert!(
         stderr.contains("interrupted: 3 webhook(s) not settled"),
         "{stderr}"
@@ -273,7 +307,10 @@ async fn ctrl_c_during_dispatch_prints_what_was_settled_and_exits_130() {
     assert_eq!(failing.received().len(), 1, "nothing more is sent");
 
     let help = text(&linq_hooks(&["dispatch", "--help"], "").await.stdout);
-    assert!(help.contains("130 interrupted by SIGINT (Ctrl-C)"), "{help}");
+    assert!(
+        help.contains("130 interrupted by SIGINT (Ctrl-C)"),
+        "{help}"
+    );
 }
 
 /// A pseudo-terminal: the master's output collected by a thread, and its slave side.
@@ -353,8 +390,17 @@ async fn on_a_terminal_dispatch_says_it_waits_for_stdin_and_shows_retries_waitin
         .await
         .expect("dispatch ends after SIGINT, even while standard input is open")
         .unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", terminal.screen.lock().unwrap());
-    assert!(text(&out.stdout).starts_with("hook"), "{}", text(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        terminal.screen.lock().unwrap()
+    );
+    assert!(
+        text(&out.stdout).starts_with("hook"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,7 +429,10 @@ async fn a_busy_port_leaves_no_new_store_behind() {
     let out = linq_hooks(&["serve", "--store", &path, "--listen", &addr], "").await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
     assert!(
         !std::path::Path::new(&path).exists(),
         "no store file made by a serve that could not start"
