@@ -33,7 +33,8 @@ use crate::transports;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 invalid hook file, 2 usage error, \
-or the store or address cannot be used.\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
+or the store or address cannot be used (a store another `linq-hooks serve` holds is named as \
+such; the address is bound first, so a taken one leaves no new store file).\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
 Limits: at start the soft limit on open files is raised to the hard limit. A connection that \
 is too slow with its headers (--header-timeout) or body (--body-timeout), idle for \
 --header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, \
