@@ -14,6 +14,7 @@ use linq_hooks_transport::ByScheme;
 
 use crate::input::{EventLines, Input, read_event_lines, read_hooks};
 use crate::options::{Secrets, Sending};
+use crate::output::errln;
 use crate::output::outln;
 use crate::{Outcome, report, signal, transports};
 
@@ -78,14 +79,14 @@ pub(crate) fn run(args: Args) -> Outcome {
     let stop = match runtime.block_on(async { signal::stop_signal() }) {
         Ok(stop) => stop,
         Err(e) => {
-            eprintln!("error: cannot handle signals: {}", report::chain(&e));
+            errln!("error: cannot handle signals: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
     let reader = match events.open() {
         Ok(reader) => reader,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return Outcome::UsageOrIo;
         }
     };
@@ -112,14 +113,14 @@ pub(crate) fn run(args: Args) -> Outcome {
     let failed = report_failures(&hooks, &reports);
     if interrupted {
         let unsettled: usize = reports.iter().filter(|r| !r.gone).map(|r| r.pending).sum();
-        eprintln!(
+        errln!(
             "interrupted: {unsettled} webhook(s) not settled were not sent further; the summary \
              above counts what was settled"
         );
         return Outcome::Interrupted;
     }
     if read.invalid > 0 {
-        eprintln!(
+        errln!(
             "{}: {} invalid line(s); nothing was sent for them",
             events.name(),
             read.invalid
@@ -167,7 +168,7 @@ async fn deliver(
             read_event_lines(
                 reader,
                 &name,
-                |problem| progress.suspend(|| eprintln!("{problem}")),
+                |problem| progress.suspend(|| errln!("{problem}")),
                 |event| {
                     for delivery in NewDelivery::for_event(&matcher, &event) {
                         let hook = delivery.hook;
@@ -212,7 +213,7 @@ async fn deliver(
             interrupted,
         }),
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             Err(Outcome::UsageOrIo)
         }
     }
@@ -318,13 +319,14 @@ fn report_failures(hooks: &[Hook], reports: &[HookReport]) -> usize {
     for (i, (hook, report)) in hooks.iter().zip(reports).enumerate() {
         let url = hook.parameters().url();
         for delivery in &report.failed {
-            eprintln!(
+            errln!(
                 "failed: hook {i} ({url}): {}: {}",
-                delivery.webhook_id, delivery.reason
+                delivery.webhook_id,
+                delivery.reason
             );
         }
         if gone_pending(report) > 0 {
-            eprintln!(
+            errln!(
                 "failed: hook {i} ({url}): {} webhook(s) not delivered: the receiver answered 410 Gone",
                 report.pending
             );

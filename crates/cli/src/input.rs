@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use linq_hooks_events::{Event, parse_event};
 use linq_hooks_model::{ParsedHooks, parse_hooks};
 
+use crate::output::errln;
 use crate::{Outcome, report};
 
 /// A named input: a file, or standard input when the path is `-` or absent.
@@ -41,7 +42,7 @@ impl Input {
     /// for it: a user who forgot the file name otherwise sees a command that hangs.
     fn hint_if_terminal(&self) {
         if self.path.is_none() && std::io::stdin().is_terminal() {
-            eprintln!(
+            errln!(
                 "reading {} from standard input (a terminal); end with {END_OF_INPUT}",
                 self.what
             );
@@ -95,26 +96,26 @@ impl Input {
 pub(crate) fn read_hooks(input: &Input) -> Result<ParsedHooks, Outcome> {
     let name = input.name();
     let text = input.read_to_string().map_err(|message| {
-        eprintln!("error: {message}");
+        errln!("error: {message}");
         Outcome::UsageOrIo
     })?;
     match parse_hooks(&text) {
         Ok(parsed) => {
             for warning in &parsed.warnings {
-                eprintln!("warning: {name}: {warning}");
+                errln!("warning: {name}: {warning}");
             }
             Ok(parsed)
         }
         Err(err) if err.is_syntax() => {
-            eprintln!("error: {name}: {}", report::chain(&err));
+            errln!("error: {name}: {}", report::chain(&err));
             Err(Outcome::Invalid)
         }
         Err(err) => {
             for problem in err.problems() {
-                eprintln!("error: {name}: {problem}");
+                errln!("error: {name}: {problem}");
             }
             let n = err.problems().len();
-            eprintln!(
+            errln!(
                 "{name}: invalid, {n} problem{}",
                 if n == 1 { "" } else { "s" }
             );

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::options::Secrets;
+use crate::output::errln;
 use crate::{Outcome, report, signal};
 
 /// The largest body read; a larger one gets 413.
@@ -105,7 +106,7 @@ pub(crate) fn run(args: Args) -> Outcome {
     let forward = match args.forward_to.as_deref().map(Forward::new).transpose() {
         Ok(forward) => forward,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return Outcome::UsageOrIo;
         }
     };
@@ -127,14 +128,14 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
     let stop_signal = match signal::stop_signal() {
         Ok(stop_signal) => stop_signal,
         Err(e) => {
-            eprintln!("error: cannot handle signals: {}", report::chain(&e));
+            errln!("error: cannot handle signals: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {}", report::chain(&e));
+            errln!("error: cannot listen on {addr}: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
@@ -144,7 +145,7 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
         1 => "checking signatures with 1 secret".to_string(),
         n => format!("checking signatures with {n} secrets"),
     };
-    eprintln!("listening on http://{local}; {checking}; Ctrl-C stops");
+    errln!("listening on http://{local}; {checking}; Ctrl-C stops");
 
     // Any method, any path: one handler answers everything.
     let router = Router::new().fallback(handle).with_state(shared.clone());

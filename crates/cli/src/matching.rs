@@ -7,6 +7,7 @@ use linq_hooks_filter::Matcher;
 
 use crate::Outcome;
 use crate::input::{Input, read_event_lines, read_hooks};
+use crate::output::errln;
 use crate::output::outln;
 
 /// For each event, print the indices of the hooks that fire, as a JSON array such as `[0,3]`.
@@ -34,7 +35,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args) -> Outcome {
     let hooks_input = Input::new(Some(args.hooks.clone()));
     if hooks_input.is_stdin() {
-        eprintln!("error: --hooks needs a file; standard input is for the events");
+        errln!("error: --hooks needs a file; standard input is for the events");
         return Outcome::UsageOrIo;
     }
     let hooks = match read_hooks(&hooks_input) {
@@ -45,7 +46,7 @@ pub(crate) fn run(args: &Args) -> Outcome {
     let reader = match events.open() {
         Ok(reader) => reader,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return Outcome::UsageOrIo;
         }
     };
@@ -53,7 +54,7 @@ pub(crate) fn run(args: &Args) -> Outcome {
     let read = read_event_lines(
         reader,
         &events.name(),
-        |problem| eprintln!("{problem}"),
+        |problem| errln!("{problem}"),
         |event| {
             let matching =
                 serde_json::to_string(&matcher.matching(&event)).expect("indices serialize");
@@ -68,7 +69,7 @@ pub(crate) fn run(args: &Args) -> Outcome {
         Ok(read) if read.invalid > 0 => Outcome::Invalid,
         Ok(_) => Outcome::Success,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             Outcome::UsageOrIo
         }
     }

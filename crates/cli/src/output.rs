@@ -1,10 +1,12 @@
-//! Standard output, for every command: the one place that decides what a failed write means.
+//! Standard output and standard error, for every command: the one place that decides what a
+//! failed write means (`outln!` and `errln!` instead of `println!` and `eprintln!`).
 //!
 //! A reader that stops reading (`linq-hooks validate --normalized FILE | head -1`) closes the
 //! pipe, and the next write fails with `BrokenPipe`. That is the reader's choice, not an error:
 //! the command stops printing, quietly, and exits with the code it would have had anyway (0
 //! when nothing else went wrong). Any other write error (a full disk) is printed once on stderr
-//! and makes the exit code 2. `println!` would panic in both cases instead.
+//! and makes the exit code 2. `println!` would panic in both cases instead. A failed write on
+//! standard error is ignored: there is no one left to tell.
 
 use std::fmt;
 use std::io::Write;
@@ -54,10 +56,10 @@ pub(crate) fn failed(error: std::io::Error) -> Stopped {
         .is_ok()
         && state == FAILED
     {
-        eprintln!(
+        error_line(format_args!(
             "error: cannot write to standard output: {}",
             report::chain(&error)
-        );
+        ));
     }
     Stopped
 }
@@ -79,3 +81,19 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// Writes one line on standard error, ignoring a failure: standard error is where failures are
+/// told, so when it is gone (`linq-hooks validate *.json 2>&1 | head -1`) there is no one left
+/// to tell, and `eprintln!` would panic instead. Every message of the CLI goes through it.
+pub(crate) fn error_line(args: fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
+/// `eprintln!` that does not panic: [`error_line`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::error_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use errln;

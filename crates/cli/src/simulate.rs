@@ -9,6 +9,7 @@ use linq_hooks_http::HttpTransport;
 use linq_hooks_simulator::Simulation;
 use linq_hooks_transport::{Bytes, Request, Transport};
 
+use crate::output::errln;
 use crate::{Outcome, report};
 
 /// The most events in one request to `serve` when not pacing.
@@ -89,7 +90,7 @@ pub(crate) fn run(args: Args) -> Outcome {
             let transport = match HttpTransport::new() {
                 Ok(transport) => transport,
                 Err(e) => {
-                    eprintln!("error: cannot set up HTTP: {}", report::chain(&e));
+                    errln!("error: cannot set up HTTP: {}", report::chain(&e));
                     return Outcome::UsageOrIo;
                 }
             };
@@ -260,23 +261,23 @@ impl Ingest {
                 }
                 (Ok(response), _) => {
                     let answer = String::from_utf8_lossy(response.body());
-                    eprintln!(
+                    errln!(
                         "error: {}: {events} refused with status {}{}",
                         self.url,
                         response.status(),
                         if answer.trim().is_empty() { "" } else { ":" }
                     );
                     if !answer.trim().is_empty() {
-                        eprintln!("{}", answer.trim_end());
+                        errln!("{}", answer.trim_end());
                     }
                     return Err(Outcome::Invalid);
                 }
                 (Err(e), _) => {
-                    eprintln!("error: {}: {}", self.url, report::chain(e));
+                    errln!("error: {}: {}", self.url, report::chain(e));
                     return Err(Outcome::UsageOrIo);
                 }
             };
-            eprintln!(
+            errln!(
                 "error: {}: {events} not accepted after {attempts} attempt{}: {why}",
                 self.url,
                 if attempts == 1 { "" } else { "s" }

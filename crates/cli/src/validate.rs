@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::Outcome;
 use crate::input::{Input, read_hooks};
+use crate::output::errln;
 use crate::output::outln;
 
 /// Check hooks: one hook object, an array of hooks, `{"hooks": [...]}`, or the LINQ API's
@@ -46,14 +47,14 @@ pub(crate) fn run(args: &Args) -> Outcome {
             .collect()
     };
     if args.normalized && inputs.len() > 1 {
-        eprintln!(
+        errln!(
             "error: --normalized prints one file's hooks; give one file (got {})",
             inputs.len()
         );
         return Outcome::UsageOrIo;
     }
     if inputs.iter().filter(|input| input.is_stdin()).count() > 1 {
-        eprintln!("error: standard input (`-`) can be read only once");
+        errln!("error: standard input (`-`) can be read only once");
         return Outcome::UsageOrIo;
     }
     // Every file is checked even once standard output is gone (`| head -1`): the exit code
@@ -73,7 +74,7 @@ fn check(input: &Input, args: &Args) -> Outcome {
     let name = input.name();
     if args.strict && !parsed.warnings.is_empty() {
         let n = parsed.warnings.len();
-        eprintln!(
+        errln!(
             "{name}: invalid under --strict, {n} warning{}",
             if n == 1 { "" } else { "s" }
         );

@@ -60,6 +60,28 @@ async fn a_reader_that_closes_the_pipe_ends_the_command_quietly() {
         format!(r#"yes '{event}' | "$BIN" match --hooks examples/workflow.json | head -1"#),
         r#""$BIN" simulate --runs 300 | head -1"#.to_string(),
     ];
+    // Standard error closed too: thousands of problems, each a line, into a pipe `head` left.
+    let broken = temp_file(
+        "many-broken-hooks.json",
+        &json!(
+            (0..3000)
+                .map(|_| json!({"filter": "on_new_plan", "parameters": {"url": "/relative"}}))
+                .collect::<Vec<_>>()
+        )
+        .to_string(),
+    );
+    let out = bash(&format!(
+        r#""$BIN" validate {broken} 2>&1 | head -1 >/dev/null; echo "status=${{PIPESTATUS[0]}}""#
+    ))
+    .await;
+    // 1 (invalid), not 101 (a panic printing to stderr).
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "status=1",
+        "{}",
+        text(&out.stderr)
+    );
+
     for pipeline in cases {
         // The binary's own status, however `head` and `yes` ended.
         let out = bash(&format!(
