@@ -414,12 +414,48 @@ fn unknown_fields_are_warned_about_and_ignored() {
         r#"{"hooks": [{"filter": "on_task_state_change", "parameters": {"url": "http://x.example", "header": {}}, "task_ids": [], "task_id": "t1"},
                       {"filter": "on_run_state_change", "parameters": {"url": "http://x.example"}, "task_ids": ["t1"]}]}"#,
         &[
-            "hooks[0].parameters.header: unknown field, ignored",
+            "hooks[0].parameters.header: unknown field, ignored; did you mean `headers`?",
+            // `task_ids` is there already: `task_id` is not a misspelling of it.
             "hooks[0].task_id: unknown field, ignored",
             "hooks[1].task_ids: unknown field, ignored",
         ],
     );
     assert_eq!(hooks.len(), 2);
+}
+
+/// An unknown field close to a known one of its object names it (Jaro similarity above 0.7,
+/// case ignored); one close to nothing does not.
+#[test]
+fn unknown_fields_suggest_the_field_meant() {
+    let cases = [
+        (
+            r#"{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "labware_ids": [], "trigger": "end"}"#,
+            "trigger: unknown field, ignored; did you mean `trigger_on`?",
+        ),
+        (
+            r#"{"filter": "on_new_plan", "parameters": {"url": "http://x.example", "header": {"X-A": "1"}}}"#,
+            "parameters.header: unknown field, ignored; did you mean `headers`?",
+        ),
+        (
+            r#"{"filter": "on_labware_movement", "parameters": {"url": "http://x.example"}, "labware_ids": [], "TriggerOn": "end"}"#,
+            "TriggerOn: unknown field, ignored; did you mean `trigger_on`?",
+        ),
+        (
+            r#"{"filter": "on_new_plan", "parameters": {"url": "http://x.example"}, "Parameter": 1}"#,
+            "Parameter: unknown field, ignored",
+        ),
+        (
+            r#"{"filter": "on_new_plan", "parameters": {"url": "http://x.example", "Headers": {}}}"#,
+            "parameters.Headers: unknown field, ignored; did you mean `headers`?",
+        ),
+        (
+            r#"{"filter": "on_new_plan", "parameters": {"url": "http://x.example"}, "tags": ["a"]}"#,
+            "tags: unknown field, ignored",
+        ),
+    ];
+    for (input, warning) in cases {
+        check_valid(input, &[warning]);
+    }
 }
 
 /// A byte order mark before the JSON (what some Windows editors write) is ignored, as RFC 8259

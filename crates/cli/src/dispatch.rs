@@ -1,20 +1,22 @@
 //! `linq-hooks dispatch`: deliver a stream of events to the hooks that fire, then report.
 
+use std::future::Future;
 use std::io::{BufRead, IsTerminal};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use linq_hooks_delivery::{Config, Dispatcher, HookReport, MemoryOutbox, NewDelivery, RetryPolicy};
-use linq_hooks_events::parse_event;
 use linq_hooks_filter::Matcher;
 use linq_hooks_model::Hook;
 use linq_hooks_transport::ByScheme;
 
-use crate::input::{Input, read_hooks};
+use crate::input::{EventLines, Input, read_event_lines, read_hooks};
 use crate::options::{Secrets, Sending};
-use crate::transports;
-use crate::{Outcome, report};
+use crate::output::errln;
+use crate::output::outln;
+use crate::{Outcome, report, signal, transports};
 
 /// Deliver events to the hooks that fire for them, over HTTP or MQTT (by the hook URL's
 /// scheme), and report per hook.
@@ -31,7 +33,10 @@ use crate::{Outcome, report};
 #[command(
     after_help = "Exit codes: 0 every webhook delivered, 1 invalid input (bad lines are listed with \
 their line number and nothing is sent for them; the rest are delivered), 2 usage or I/O error, \
-3 some webhooks failed for good (each is listed).\n\nLogs: RUST_LOG=debug shows every attempt."
+3 some webhooks failed for good (each is listed), 130 interrupted by SIGINT (Ctrl-C) or SIGTERM: \
+no new attempt starts, those in flight finish, and the summary of what was settled is printed \
+(webhooks not settled are counted on stderr and not sent).\n\nOn a terminal, stderr shows progress: \
+webhooks settled, and how many wait for a retry.\n\nLogs: RUST_LOG=debug shows every attempt."
 )]
 pub(crate) struct Args {
     /// The hook file: one hook, an array of hooks, `{"hooks": [...]}`, or the LINQ API's
@@ -64,37 +69,61 @@ pub(crate) fn run(args: Args) -> Outcome {
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
-    let events = Input::new(args.events.clone());
-    let reader = match events.open() {
-        Ok(reader) => reader,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Outcome::UsageOrIo;
-        }
-    };
+    let events = Input::new(args.events.clone()).of("events");
     let config = Config::default()
         .concurrency(args.sending.concurrency as usize)
         .policy(args.retry_schedule)
         .secrets(secrets);
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
-    let outcome = runtime.block_on(deliver(
+    // Handlers first, before anything is sent: from here on Ctrl-C ends with the summary.
+    let stop = match runtime.block_on(async { signal::stop_signal() }) {
+        Ok(stop) => stop,
+        Err(e) => {
+            errln!("error: cannot handle signals: {}", report::chain(&e));
+            return Outcome::UsageOrIo;
+        }
+    };
+    let reader = match events.open() {
+        Ok(reader) => reader,
+        Err(message) => {
+            errln!("error: {message}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let delivered = runtime.block_on(deliver(
         hooks.clone(),
         Arc::new(transport),
         config,
         events.name(),
         reader,
+        stop,
     ));
-    let (reports, read) = match outcome {
-        Ok(done) => done,
+    // The reading thread may still wait on a stream that never ends (interrupted): it is not
+    // waited for.
+    runtime.shutdown_background();
+    let Delivered {
+        reports,
+        read,
+        interrupted,
+    } = match delivered {
+        Ok(delivered) => delivered,
         Err(outcome) => return outcome,
     };
     print_summary(&hooks, &reports);
     let failed = report_failures(&hooks, &reports);
-    if read.invalid_lines > 0 {
-        eprintln!(
+    if interrupted {
+        let unsettled: usize = reports.iter().filter(|r| !r.gone).map(|r| r.pending).sum();
+        errln!(
+            "interrupted: {unsettled} webhook(s) not settled were not sent further; the summary \
+             above counts what was settled"
+        );
+        return Outcome::Interrupted;
+    }
+    if read.invalid > 0 {
+        errln!(
             "{}: {} invalid line(s); nothing was sent for them",
             events.name(),
-            read.invalid_lines
+            read.invalid
         );
         Outcome::Invalid
     } else if failed > 0 {
@@ -104,10 +133,12 @@ pub(crate) fn run(args: Args) -> Outcome {
     }
 }
 
-/// What reading the event stream found.
-#[derive(Default)]
-struct Read {
-    invalid_lines: usize,
+/// What a run of the dispatcher came to.
+struct Delivered {
+    reports: Vec<HookReport>,
+    read: EventLines,
+    /// Stopped by SIGINT or SIGTERM before every webhook was settled.
+    interrupted: bool,
 }
 
 async fn deliver(
@@ -116,7 +147,8 @@ async fn deliver(
     config: Config,
     name: String,
     reader: Box<dyn BufRead + Send>,
-) -> Result<(Vec<HookReport>, Read), Outcome> {
+    stop: impl Future<Output = ()>,
+) -> Result<Delivered, Outcome> {
     let outbox = Arc::new(MemoryOutbox::new(hooks.len()));
     let dispatcher = Dispatcher::new(hooks.clone(), transport, outbox.clone(), config)
         .expect("the outbox is made for these hooks");
@@ -131,52 +163,60 @@ async fn deliver(
     let reading = tokio::task::spawn_blocking({
         let (dispatcher, outbox, progress) =
             (dispatcher.clone(), outbox.clone(), progress.bar.clone());
-        move || read_events(reader, &name, &hooks, &dispatcher, &outbox, &progress)
+        move || {
+            let matcher = Matcher::new(hooks.iter());
+            read_event_lines(
+                reader,
+                &name,
+                |problem| progress.suspend(|| errln!("{problem}")),
+                |event| {
+                    for delivery in NewDelivery::for_event(&matcher, &event) {
+                        let hook = delivery.hook;
+                        outbox.push(delivery);
+                        progress.inc_length(1);
+                        dispatcher.wake(hook);
+                    }
+                    ControlFlow::Continue(())
+                },
+            )
+        }
     });
-    let read = reading.await.expect("the reader does not panic");
-    dispatcher.close();
-    running.await.expect("the dispatcher does not panic");
+    let work = async {
+        let read = reading.await.expect("the reader does not panic");
+        dispatcher.close();
+        read
+    };
+    let mut running = running;
+    tokio::pin!(stop);
+    let (read, interrupted) = tokio::select! {
+        read = work => {
+            tokio::select! {
+                done = &mut running => {
+                    done.expect("the dispatcher does not panic");
+                    (read, false)
+                }
+                () = &mut stop => (read, true),
+            }
+        }
+        () = &mut stop => (Ok(EventLines::default()), true),
+    };
+    if interrupted {
+        // No new attempt starts; those in flight finish (bounded by --timeout).
+        dispatcher.shutdown();
+        running.await.expect("the dispatcher does not panic");
+    }
     progress.finish();
     match read {
-        Ok(read) => Ok((outbox.reports(), read)),
+        Ok(read) => Ok(Delivered {
+            reports: outbox.reports(),
+            read,
+            interrupted,
+        }),
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             Err(Outcome::UsageOrIo)
         }
     }
-}
-
-fn read_events(
-    reader: Box<dyn BufRead + Send>,
-    name: &str,
-    hooks: &[Hook],
-    dispatcher: &Dispatcher,
-    outbox: &MemoryOutbox,
-    progress: &indicatif::ProgressBar,
-) -> Result<Read, String> {
-    let matcher = Matcher::new(hooks);
-    let mut read = Read::default();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read {name}: {}", report::chain(&e)))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = match parse_event(&line) {
-            Ok(event) => event,
-            Err(err) => {
-                progress.suspend(|| eprintln!("error: {name}:{}: {}", i + 1, report::chain(&err)));
-                read.invalid_lines += 1;
-                continue;
-            }
-        };
-        for delivery in NewDelivery::for_event(&matcher, &event) {
-            let hook = delivery.hook;
-            outbox.push(delivery);
-            progress.inc_length(1);
-            dispatcher.wake(hook);
-        }
-    }
-    Ok(read)
 }
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise.
@@ -195,7 +235,7 @@ impl Progress {
         }
         let bar = indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {pos}/{len} webhooks settled {wide_bar} {elapsed}",
+                "{spinner} {pos}/{len} webhooks settled{msg} {wide_bar} {elapsed}",
             )
             .expect("a valid template"),
         );
@@ -204,6 +244,10 @@ impl Progress {
             async move {
                 loop {
                     bar.set_position(outbox.settled() as u64);
+                    bar.set_message(match outbox.retrying() {
+                        0 => String::new(),
+                        n => format!(", {n} waiting to retry"),
+                    });
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -222,24 +266,42 @@ impl Progress {
     }
 }
 
+/// The table on standard output; a reader that is gone (`| head -1`) ends it quietly.
 fn print_summary(hooks: &[Hook], reports: &[HookReport]) {
-    println!(
+    let _ = print_table(hooks, reports);
+}
+
+fn print_table(hooks: &[Hook], reports: &[HookReport]) -> Result<(), crate::output::Stopped> {
+    outln!(
         "{:>4}  {:<40}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}",
-        "hook", "url", "delivered", "failed", "attempts", "p50", "p99"
-    );
+        "hook",
+        "url",
+        "delivered",
+        "failed",
+        "attempts",
+        "p50",
+        "p99"
+    )?;
     for (i, (hook, report)) in hooks.iter().zip(reports).enumerate() {
-        let failed = report.failed.len() + report.pending;
+        let failed = report.failed.len() + gone_pending(report);
         let mut latencies = report.latencies.clone();
         latencies.sort_unstable();
-        println!(
+        outln!(
             "{i:>4}  {:<40}  {:>9}  {failed:>6}  {:>8}  {:>9}  {:>9}",
             hook.parameters().url(),
             report.delivered,
             report.attempts,
             percentile(&latencies, 50),
             percentile(&latencies, 99),
-        );
+        )?;
     }
+    Ok(())
+}
+
+/// The deliveries a hook's 410 Gone left unsent (failed); without one, those still pending
+/// were not settled (an interrupted run).
+fn gone_pending(report: &HookReport) -> usize {
+    if report.gone { report.pending } else { 0 }
 }
 
 /// The `p`th percentile of sorted latencies (nearest rank), in milliseconds; `-` for none.
@@ -257,18 +319,19 @@ fn report_failures(hooks: &[Hook], reports: &[HookReport]) -> usize {
     for (i, (hook, report)) in hooks.iter().zip(reports).enumerate() {
         let url = hook.parameters().url();
         for delivery in &report.failed {
-            eprintln!(
+            errln!(
                 "failed: hook {i} ({url}): {}: {}",
-                delivery.webhook_id, delivery.reason
+                delivery.webhook_id,
+                delivery.reason
             );
         }
-        if report.pending > 0 {
-            eprintln!(
+        if gone_pending(report) > 0 {
+            errln!(
                 "failed: hook {i} ({url}): {} webhook(s) not delivered: the receiver answered 410 Gone",
                 report.pending
             );
         }
-        failed += report.failed.len() + report.pending;
+        failed += report.failed.len() + gone_pending(report);
     }
     failed
 }

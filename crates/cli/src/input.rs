@@ -1,23 +1,51 @@
 //! Reading a command's input: a file path, or `-` (or nothing) for standard input.
 
-use std::io::Read;
+use std::io::{BufRead, IsTerminal, Read};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use linq_hooks_events::{Event, parse_event};
 use linq_hooks_model::{ParsedHooks, parse_hooks};
 
+use crate::output::errln;
 use crate::{Outcome, report};
 
 /// A named input: a file, or standard input when the path is `-` or absent.
 #[derive(Clone, Debug)]
 pub(crate) struct Input {
     path: Option<PathBuf>,
+    /// What is read, in the words of the hint on a terminal (`hooks`, `events`).
+    what: &'static str,
 }
+
+/// What a terminal says ends the input.
+#[cfg(unix)]
+const END_OF_INPUT: &str = "Ctrl-D";
+#[cfg(not(unix))]
+const END_OF_INPUT: &str = "Ctrl-Z then Enter";
 
 impl Input {
     pub(crate) fn new(path: Option<PathBuf>) -> Input {
         Input {
             path: path.filter(|p| p.as_os_str() != "-"),
+            what: "input",
+        }
+    }
+
+    /// Names what is read (`hooks`, `events`), for the hint printed when it is a terminal.
+    pub(crate) fn of(mut self, what: &'static str) -> Input {
+        self.what = what;
+        self
+    }
+
+    /// When this input is standard input and a terminal, says on stderr that the command waits
+    /// for it: a user who forgot the file name otherwise sees a command that hangs.
+    fn hint_if_terminal(&self) {
+        if self.path.is_none() && std::io::stdin().is_terminal() {
+            errln!(
+                "reading {} from standard input (a terminal); end with {END_OF_INPUT}",
+                self.what
+            );
         }
     }
 
@@ -42,7 +70,10 @@ impl Input {
                     Box::new(std::io::BufReader::new(file)) as Box<dyn std::io::BufRead + Send>
                 })
                 .map_err(|e| format!("cannot read {}: {}", self.name(), report::chain(&e))),
-            None => Ok(Box::new(std::io::BufReader::new(std::io::stdin()))),
+            None => {
+                self.hint_if_terminal();
+                Ok(Box::new(std::io::BufReader::new(std::io::stdin())))
+            }
         }
     }
 
@@ -51,6 +82,7 @@ impl Input {
         let result = match &self.path {
             Some(path) => std::fs::read_to_string(path),
             None => {
+                self.hint_if_terminal();
                 let mut text = String::new();
                 std::io::stdin().read_to_string(&mut text).map(|_| text)
             }
@@ -64,26 +96,26 @@ impl Input {
 pub(crate) fn read_hooks(input: &Input) -> Result<ParsedHooks, Outcome> {
     let name = input.name();
     let text = input.read_to_string().map_err(|message| {
-        eprintln!("error: {message}");
+        errln!("error: {message}");
         Outcome::UsageOrIo
     })?;
     match parse_hooks(&text) {
         Ok(parsed) => {
             for warning in &parsed.warnings {
-                eprintln!("warning: {name}: {warning}");
+                errln!("warning: {name}: {warning}");
             }
             Ok(parsed)
         }
         Err(err) if err.is_syntax() => {
-            eprintln!("error: {name}: {}", report::chain(&err));
+            errln!("error: {name}: {}", report::chain(&err));
             Err(Outcome::Invalid)
         }
         Err(err) => {
             for problem in err.problems() {
-                eprintln!("error: {name}: {problem}");
+                errln!("error: {name}: {problem}");
             }
             let n = err.problems().len();
-            eprintln!(
+            errln!(
                 "{name}: invalid, {n} problem{}",
                 if n == 1 { "" } else { "s" }
             );
@@ -92,15 +124,43 @@ pub(crate) fn read_hooks(input: &Input) -> Result<ParsedHooks, Outcome> {
     }
 }
 
-/// Reads one event, printing the problem on stderr. The error is the outcome to exit with:
-/// [`Outcome::UsageOrIo`] when unreadable, [`Outcome::Invalid`] when invalid.
-pub(crate) fn read_event(input: &Input) -> Result<Event, Outcome> {
-    let text = input.read_to_string().map_err(|message| {
-        eprintln!("error: {message}");
-        Outcome::UsageOrIo
-    })?;
-    parse_event(&text).map_err(|err| {
-        eprintln!("error: {}: {}", input.name(), report::chain(&err));
-        Outcome::Invalid
-    })
+/// What reading an event stream found.
+#[derive(Debug, Default)]
+pub(crate) struct EventLines {
+    /// Lines that were not an event (each reported through `invalid`).
+    pub(crate) invalid: usize,
+}
+
+/// Reads an event stream, one JSON event per line (NDJSON; blank lines skipped), as `dispatch`
+/// and `match` take it: each event goes to `each` as soon as its line is read (so a stream that
+/// is still coming is handled as it comes), which may stop the reading with
+/// `ControlFlow::Break`. A line that is not an event is counted and reported to `invalid` as
+/// `error: NAME:LINE: why`; the lines after it are still read.
+///
+/// The error is the message for a stream that could not be read.
+pub(crate) fn read_event_lines(
+    reader: Box<dyn BufRead + Send>,
+    name: &str,
+    mut invalid: impl FnMut(&str),
+    mut each: impl FnMut(Event) -> ControlFlow<()>,
+) -> Result<EventLines, String> {
+    let mut read = EventLines::default();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read {name}: {}", report::chain(&e)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_event(&line) {
+            Ok(event) => {
+                if each(event).is_break() {
+                    break;
+                }
+            }
+            Err(err) => {
+                invalid(&format!("error: {name}:{}: {}", i + 1, report::chain(&err)));
+                read.invalid += 1;
+            }
+        }
+    }
+    Ok(read)
 }

@@ -1,6 +1,8 @@
 //! The process's limit on open files: raised at start, and shared between the API's
 //! connections and everything else `serve` opens.
 
+use crate::output::errln;
+
 /// The most open files asked for: Linux's default ceiling (`fs.nr_open`), since a hard limit of
 /// "unlimited" cannot be given to the soft one.
 const WANTED: u64 = 1 << 20;
@@ -37,7 +39,7 @@ pub(crate) fn connection_cap(wanted: usize, open_files: Option<u64>) -> usize {
     let reserve = (open_files / 4).max(256);
     let most = open_files.saturating_sub(reserve).max(1);
     if wanted > most {
-        eprintln!(
+        errln!(
             "linq-hooks serve: --max-connections {wanted} lowered to {most}: the open-file limit is \
              {open_files}, and {reserve} descriptors are kept for deliveries and the store"
         );

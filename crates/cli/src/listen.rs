@@ -1,7 +1,6 @@
 //! `linq-hooks listen`: a webhook receiver for trying hooks out, one line per request.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +12,10 @@ use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use linq_hooks_events::{Event, Timestamp};
 use linq_hooks_receiver::{Verifier, headers_from_map, parse_body, receive};
 use linq_hooks_service::Limits;
@@ -22,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::options::Secrets;
+use crate::output::errln;
 use crate::{Outcome, report, signal};
 
 /// The largest body read; a larger one gets 413.
@@ -47,8 +50,8 @@ pub(crate) struct Args {
     secrets: Secrets,
     /// Print one JSON object per request instead of a line (NDJSON, for scripts): received,
     /// method, path, status, attempt, webhook_id, verified (true, false, or null without
-    /// --secret), event, error, ignored, headers, and body (as JSON; body_text when it is not
-    /// JSON).
+    /// --secret), event, error, ignored, forwarded (the --forward-to URL, or null), headers,
+    /// and body (as JSON; body_text when it is not JSON).
     #[arg(long)]
     json: bool,
     /// The status to answer a webhook that passes.
@@ -58,6 +61,15 @@ pub(crate) struct Args {
     /// retries. Requests without a webhook-id are not failed.
     #[arg(long, value_name = "N", default_value_t = 0)]
     fail_first: u32,
+    /// Relay each webhook that passes (with --secret: whose signature verifies) to the app at
+    /// this http:// URL, as `stripe listen --forward-to` does: a POST of the same body with the
+    /// webhook-*, content-type and user-agent headers, so the app can verify it. The app's
+    /// answer (status, content-type, body) is the answer to the sender, and its status is the
+    /// one printed. An app that cannot be reached gets the sender a 502 (504 after 30 s
+    /// without an answer) saying why; a refused webhook (401, 400, ...) or one failed on
+    /// purpose (--fail-first) is not forwarded.
+    #[arg(long, value_name = "URL")]
+    forward_to: Option<String>,
 }
 
 const AFTER_HELP: &str = "\
@@ -73,12 +85,15 @@ Output: one line per request on standard output, flushed at once, in columns:
   5. the event kind (`-` when the body is not an event)
   6. key=value fields: run, task, labware (with phase, from, to), plan, workflow, workcell,
      state; path; id (the webhook-id); error=\"...\" when refused; ignored=\"...\" when
-     acknowledged unread. A value with spaces or quotes is written as a JSON string.
+     acknowledged unread; forwarded=URL when relayed by --forward-to. A value with spaces or
+     quotes is written as a JSON string.
 
 Answers: 405 to methods other than POST, 413 to bodies over 1 MiB, 401 when the signature does
 not verify (with --secret), 400 when the body is not an event (not JSON, a missing field), 204
 to an event of a kind this version does not know (a newer sender's: acknowledged and ignored,
 so it is not retried), 503 to the first --fail-first attempts of a webhook-id, then --status.
+With --forward-to, a webhook that passes gets the app's answer instead, or 502 (504 after 30 s)
+when the app cannot be reached.
 
 Exit codes: 0 stopped by SIGINT or SIGTERM, 2 usage error or cannot listen on the address.";
 
@@ -88,6 +103,13 @@ pub(crate) fn run(args: Args) -> Outcome {
         Err(outcome) => return outcome,
     };
     let secret_count = secrets.len();
+    let forward = match args.forward_to.as_deref().map(Forward::new).transpose() {
+        Ok(forward) => forward,
+        Err(message) => {
+            errln!("error: {message}");
+            return Outcome::UsageOrIo;
+        }
+    };
     let shared = Arc::new(Shared {
         verifier: (!secrets.is_empty()).then(|| Verifier::new(secrets)),
         json: args.json,
@@ -95,7 +117,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         fail_first: args.fail_first,
         attempts: Mutex::default(),
         stop: Notify::new(),
-        exit: Mutex::new(None),
+        forward,
     });
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
     runtime.block_on(serve(args.listen, shared, secret_count))
@@ -106,14 +128,14 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
     let stop_signal = match signal::stop_signal() {
         Ok(stop_signal) => stop_signal,
         Err(e) => {
-            eprintln!("error: cannot handle signals: {}", report::chain(&e));
+            errln!("error: cannot handle signals: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {}", report::chain(&e));
+            errln!("error: cannot listen on {addr}: {}", report::chain(&e));
             return Outcome::UsageOrIo;
         }
     };
@@ -123,7 +145,7 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
         1 => "checking signatures with 1 secret".to_string(),
         n => format!("checking signatures with {n} secrets"),
     };
-    eprintln!("listening on http://{local}; {checking}; Ctrl-C stops");
+    errln!("listening on http://{local}; {checking}; Ctrl-C stops");
 
     // Any method, any path: one handler answers everything.
     let router = Router::new().fallback(handle).with_state(shared.clone());
@@ -151,7 +173,7 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>, secret_count: usize) -> Ou
         () = server => {}
         () = drained => {}
     }
-    shared.exit.lock().unwrap().unwrap_or(Outcome::Success)
+    Outcome::Success
 }
 
 /// What every request handler shares.
@@ -163,12 +185,108 @@ struct Shared {
     attempts: Mutex<Attempts>,
     /// Notified when standard output fails: there is no one left to tell.
     stop: Notify,
-    exit: Mutex<Option<Outcome>>,
+    /// `--forward-to`: where webhooks that pass are relayed.
+    forward: Option<Forward>,
+}
+
+/// How long the app of `--forward-to` may take to answer; then 504.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The request headers relayed to the app besides the `webhook-*` ones.
+const RELAYED: [&str; 2] = ["content-type", "user-agent"];
+
+/// `--forward-to`: relays webhooks to a local app over the workspace's HTTP client (hyper-util),
+/// one connection pool for all of them.
+struct Forward {
+    url: axum::http::Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Forward {
+    fn new(url: &str) -> Result<Forward, String> {
+        let parsed: axum::http::Uri = url
+            .parse()
+            .map_err(|e| format!("--forward-to {url}: not a URL: {e}"))?;
+        if parsed.scheme_str() != Some("http") || parsed.host().is_none() {
+            return Err(format!(
+                "--forward-to {url}: expected an http:// URL with a host, such as http://127.0.0.1:3000/webhooks"
+            ));
+        }
+        Ok(Forward {
+            url: parsed,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// POSTs the webhook (its body as received, its `webhook-*`, content-type and user-agent
+    /// headers) to the app, and makes the app's answer (status, content-type, body) the answer
+    /// to the sender. An app that cannot be reached or does not answer in time makes a 502
+    /// (504 on the timeout) that says so.
+    async fn relay(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) {
+        let mut request = axum::http::Request::post(self.url.clone());
+        for (name, value) in headers {
+            if name.as_str().starts_with("webhook-") || RELAYED.contains(&name.as_str()) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .body(Full::new(body))
+            .expect("a request from a valid URI and received headers");
+        let answer = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot forward to {}: {}", self.url, report::chain(&e)),
+                )
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "cannot read the answer of {}: {}",
+                        self.url,
+                        report::chain(&*e)
+                    ),
+                )
+            })?;
+            Ok::<_, (StatusCode, String)>((parts, body.to_bytes()))
+        };
+        match tokio::time::timeout(FORWARD_TIMEOUT, answer).await {
+            Ok(Ok((parts, body))) => {
+                record.status = Some(parts.status);
+                record.ignored = None;
+                record.forwarded = Some(Forwarded {
+                    to: self.url.to_string(),
+                    content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+                    body,
+                });
+            }
+            Ok(Err((status, why))) => record.refuse(status, why),
+            Err(_) => record.refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "cannot forward to {}: no answer in {}s",
+                    self.url,
+                    FORWARD_TIMEOUT.as_secs()
+                ),
+            ),
+        }
+    }
+}
+
+/// The answer of the `--forward-to` app, passed on to the sender.
+struct Forwarded {
+    /// Where it was forwarded.
+    to: String,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
 }
 
 impl Shared {
     /// Checks a webhook's signature (with secrets) and its body, and decides the answer.
-    fn judge(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) {
+    /// Whether it passed: not refused, not failed on purpose (--fail-first), so it may be
+    /// forwarded.
+    fn judge(&self, record: &mut Record, headers: &HeaderMap, body: Bytes) -> bool {
         let webhook_headers = headers_from_map(headers);
         let result = match &self.verifier {
             Some(verifier) => receive(verifier, webhook_headers, &body).map(|w| w.event),
@@ -210,39 +328,27 @@ impl Shared {
             }
         }
         record.body = Some(body);
+        let failing = record.attempt.is_some_and(|n| n <= self.fail_first);
         if record.status.is_none() {
-            let failing = record.attempt.is_some_and(|n| n <= self.fail_first);
             record.status = Some(if failing {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 self.status
             });
         }
+        record.error.is_none() && !failing
     }
 
-    /// Prints the record; when standard output is gone, asks the server to stop.
+    /// Prints the record; when standard output is gone, asks the server to stop (how that
+    /// ends is `output`'s to say: a closed pipe exits 0, as `listen | head` should).
     fn print(&self, record: &Record) {
         let text = if self.json {
             record.json().to_string()
         } else {
             record.line()
         };
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-            let mut exit = self.exit.lock().unwrap();
-            if exit.is_none() {
-                // A closed pipe (`listen | head`) is the reader's choice, not an error.
-                *exit = Some(if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    Outcome::Success
-                } else {
-                    eprintln!(
-                        "error: cannot write to standard output: {}",
-                        report::chain(&e)
-                    );
-                    Outcome::UsageOrIo
-                });
-                self.stop.notify_one();
-            }
+        if crate::output::outln!("{text}").is_err() {
+            self.stop.notify_one();
         }
     }
 }
@@ -258,7 +364,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             record.attempt = Some(shared.attempts.lock().unwrap().count(id));
         }
         match Limited::new(body, MAX_BODY).collect().await {
-            Ok(body) => shared.judge(&mut record, &parts.headers, body.to_bytes()),
+            Ok(body) => {
+                let body = body.to_bytes();
+                let passed = shared.judge(&mut record, &parts.headers, body.clone());
+                if passed && let Some(forward) = &shared.forward {
+                    forward.relay(&mut record, &parts.headers, body).await;
+                }
+            }
             Err(e) if e.is::<LengthLimitError>() => {
                 record.refuse(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB".into());
             }
@@ -349,6 +461,8 @@ struct Record {
     error: Option<String>,
     /// Why a request that was acknowledged was not read (an unknown kind of event).
     ignored: Option<String>,
+    /// The answer of the `--forward-to` app, when relayed.
+    forwarded: Option<Forwarded>,
 }
 
 impl Record {
@@ -382,6 +496,7 @@ impl Record {
             status: None,
             error: None,
             ignored: None,
+            forwarded: None,
         }
     }
 
@@ -394,8 +509,19 @@ impl Record {
         self.status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The answer: the status, and for a refusal `{"error": "..."}`.
+    /// The answer: the status, and for a refusal `{"error": "..."}`; a relayed webhook gets
+    /// the app's answer.
     fn response(&self) -> Response {
+        if let Some(forwarded) = &self.forwarded {
+            let mut response = Response::new(Body::from(forwarded.body.clone()));
+            *response.status_mut() = self.status();
+            if let Some(content_type) = &forwarded.content_type {
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, content_type.clone());
+            }
+            return response;
+        }
         let body = match &self.error {
             Some(error) => Bytes::from(serde_json::json!({ "error": error }).to_string()),
             None => Bytes::new(),
@@ -446,6 +572,10 @@ impl Record {
             line.push_str(" ignored=");
             line.push_str(&serde_json::Value::from(ignored.as_str()).to_string());
         }
+        if let Some(forwarded) = &self.forwarded {
+            line.push_str(" forwarded=");
+            line.push_str(&quoted(&forwarded.to));
+        }
         line
     }
 
@@ -480,6 +610,10 @@ impl Record {
         record.insert("event".into(), self.kind.clone().into());
         record.insert("error".into(), self.error.clone().into());
         record.insert("ignored".into(), self.ignored.clone().into());
+        record.insert(
+            "forwarded".into(),
+            self.forwarded.as_ref().map(|f| f.to.clone()).into(),
+        );
         record.insert("headers".into(), Value::Object(headers));
         if let Some(body) = &self.body {
             match serde_json::from_slice::<Value>(body) {

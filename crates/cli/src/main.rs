@@ -9,6 +9,7 @@ mod limits;
 mod listen;
 mod matching;
 mod options;
+mod output;
 mod report;
 mod serve;
 mod signal;
@@ -26,7 +27,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "linq-hooks", version)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 invalid input, 2 usage or I/O error, 3 delivery failed.\nLogs: set RUST_LOG (for example RUST_LOG=debug)."
+    after_help = "Exit codes: 0 success, 1 invalid input, 2 usage or I/O error, 3 delivery failed, \
+130 dispatch interrupted (SIGINT, Ctrl-C, or SIGTERM).\nA closed standard output (`| head`) is not an \
+error: the command stops printing and exits as it would have otherwise.\nLogs: set RUST_LOG (for example RUST_LOG=debug)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +58,9 @@ pub(crate) enum Outcome {
     UsageOrIo,
     /// Exit 3: some webhooks could not be delivered; each is listed on stderr.
     DeliveryFailed,
+    /// Exit 130 (128 + SIGINT, as shells report it): stopped by SIGINT or SIGTERM before the
+    /// work was done; what was settled is reported.
+    Interrupted,
 }
 
 impl From<Outcome> for ExitCode {
@@ -64,6 +70,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Invalid => 1,
             Outcome::UsageOrIo => 2,
             Outcome::DeliveryFailed => 3,
+            Outcome::Interrupted => 130,
         })
     }
 }
@@ -74,15 +81,15 @@ fn main() -> ExitCode {
     quiet_store_panics();
     // For every command: a process short of descriptors fails in ways far from the cause.
     let open_files = limits::raise_open_files();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
         Command::Serve(args) => serve::run(args, open_files),
         Command::Listen(args) => listen::run(args),
         Command::Simulate(args) => simulate::run(args),
-    }
-    .into()
+    };
+    output::outcome(outcome).into()
 }
 
 /// redb panics on some damage to a store file; the outbox catches those panics and reports

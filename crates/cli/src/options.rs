@@ -6,6 +6,7 @@ use std::time::Duration;
 use linq_hooks_http::{EgressPolicy, HttpTransport, IpNet, Proxies};
 use linq_hooks_signature::Secret;
 
+use crate::output::errln;
 use crate::{Outcome, report};
 
 /// `--secret` (or `LINQ_HOOKS_SECRET`): what `dispatch` and `serve` sign with and `listen`
@@ -33,7 +34,7 @@ impl Secrets {
             .enumerate()
             .map(|(i, value)| {
                 value.parse::<Secret>().map_err(|e| {
-                    eprintln!("error: --secret number {}: {}", i + 1, report::chain(&e));
+                    errln!("error: --secret number {}: {}", i + 1, report::chain(&e));
                     Outcome::UsageOrIo
                 })
             })
@@ -127,7 +128,7 @@ impl Sending {
             match std::fs::read(path) {
                 Ok(pem) => builder = builder.extra_root_pem(&pem),
                 Err(e) => {
-                    eprintln!(
+                    errln!(
                         "error: cannot read {}: {}",
                         path.display(),
                         report::chain(&e)
@@ -137,7 +138,7 @@ impl Sending {
             }
         }
         builder.build().map_err(|e| {
-            eprintln!("error: cannot set up HTTP: {}", report::chain(&e));
+            errln!("error: cannot set up HTTP: {}", report::chain(&e));
             Outcome::UsageOrIo
         })
     }
@@ -150,7 +151,7 @@ impl Sending {
             None => ("", Proxies::from_env()),
         };
         proxies.map_err(|e| {
-            eprintln!("error: {flag}{e}");
+            errln!("error: {flag}{e}");
             Outcome::UsageOrIo
         })
     }

@@ -12,6 +12,7 @@ use crate::Outcome;
 use crate::input::{Input, read_hooks};
 use crate::limits;
 use crate::options::{Secrets, Sending, positive_duration};
+use crate::output::errln;
 use crate::report::chain;
 use crate::signal::{self, Hangups};
 use crate::transports;
@@ -33,7 +34,8 @@ use crate::transports;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 invalid hook file, 2 usage error, \
-or the store or address cannot be used.\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
+or the store or address cannot be used (a store another `linq-hooks serve` holds is named as \
+such; the address is bound first, so a taken one leaves no new store file).\n\nSignals: SIGTERM, SIGINT stop gracefully; SIGHUP re-reads --hooks.\n\n\
 Limits: at start the soft limit on open files is raised to the hard limit. A connection that \
 is too slow with its headers (--header-timeout) or body (--body-timeout), idle for \
 --header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, \
@@ -141,18 +143,26 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
         let (stop, hangups) = match signals {
             Ok(signals) => signals,
             Err(e) => {
-                eprintln!("error: cannot install signal handlers: {e}");
+                errln!("error: cannot install signal handlers: {e}");
                 return Outcome::UsageOrIo;
             }
         };
         let service = match Service::start(config, Arc::new(transport)).await {
             Ok(service) => service,
+            Err(e) if e.is_store_in_use() => {
+                errln!(
+                    "error: the store {} is in use: another `linq-hooks serve` holds it (one \
+                     process at a time); stop that one, or give this one another --store",
+                    args.store.display()
+                );
+                return Outcome::UsageOrIo;
+            }
             Err(e) => {
-                eprintln!("error: {}", chain(&e));
+                errln!("error: {}", chain(&e));
                 return Outcome::UsageOrIo;
             }
         };
-        eprintln!(
+        errln!(
             "linq-hooks serve: listening on http://{}, store {}{}",
             service.local_addr(),
             args.store.display(),
@@ -165,7 +175,7 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
             tokio::spawn(reload_on_hangup(path, service.registry(), hangups));
         }
         service.run_until(stop).await;
-        eprintln!("linq-hooks serve: stopped");
+        errln!("linq-hooks serve: stopped");
         Outcome::Success
     })
 }
@@ -180,7 +190,7 @@ async fn reload_on_hangup(path: PathBuf, registry: Registry, mut hangups: Hangup
             .await
             .expect("reading does not panic");
         let Ok(parsed) = read else {
-            eprintln!(
+            errln!(
                 "linq-hooks serve: SIGHUP: {} is not applied; the workflow `{DEFAULT_WORKFLOW}` is unchanged",
                 path.display()
             );
@@ -189,7 +199,7 @@ async fn reload_on_hangup(path: PathBuf, registry: Registry, mut hangups: Hangup
         match registry.put(DEFAULT_WORKFLOW, parsed.hooks).await {
             Ok(change) => {
                 log_change(&change);
-                eprintln!(
+                errln!(
                     "linq-hooks serve: SIGHUP: reloaded {}: {} hook(s) kept, {} added, {} removed ({} pending deliveries cancelled)",
                     path.display(),
                     change.kept.len(),
@@ -198,7 +208,7 @@ async fn reload_on_hangup(path: PathBuf, registry: Registry, mut hangups: Hangup
                     change.cancelled_deliveries
                 );
             }
-            Err(e) => eprintln!(
+            Err(e) => errln!(
                 "linq-hooks serve: SIGHUP: cannot apply {}: {}",
                 path.display(),
                 chain(&e)

@@ -9,6 +9,7 @@ use linq_hooks_http::HttpTransport;
 use linq_hooks_simulator::Simulation;
 use linq_hooks_transport::{Bytes, Request, Transport};
 
+use crate::output::errln;
 use crate::{Outcome, report};
 
 /// The most events in one request to `serve` when not pacing.
@@ -31,7 +32,7 @@ const BATCH: usize = 100;
     after_help = "Exit codes: 0 every event printed (or accepted by the server), 1 the server \
 refused events (a 4xx; its answer is printed), 2 usage or I/O error, or the server still \
 unreachable or failing (connection errors, 5xx) after the retries.\n\nWith --ingest, events \
-go to URL/v1/events as JSON: batches of up to 100 as an array, or one object per request with \
+go to URL/v1/events (or to URL itself when it ends in /events) as JSON: batches of up to 100 as an array, or one object per request with \
 --rate. 202 Accepted (any 2xx) means taken; connection errors, timeouts, 408, 429 and 5xx are \
 retried on --retry-schedule (a Retry-After is honoured)."
 )]
@@ -46,8 +47,9 @@ pub(crate) struct Args {
     /// 2 s). By default events go out as fast as they can be written. Starts the first run now.
     #[arg(long, value_name = "EVENTS_PER_S", value_parser = parse_rate)]
     rate: Option<Duration>,
-    /// Post the events to a running `linq-hooks serve` at URL/v1/events (for example
-    /// http://127.0.0.1:8625) instead of printing them.
+    /// Post the events to a running `linq-hooks serve` instead of printing them: a base URL
+    /// (http://127.0.0.1:8625, posting to its /v1/events), or an endpoint's whole URL
+    /// (http://127.0.0.1:8625/v1/events, or …/v1/workflows/ID/events for a workflow's).
     #[arg(long, value_name = "URL")]
     ingest: Option<String>,
     /// With --ingest, send `Authorization: Bearer TOKEN`.
@@ -88,12 +90,12 @@ pub(crate) fn run(args: Args) -> Outcome {
             let transport = match HttpTransport::new() {
                 Ok(transport) => transport,
                 Err(e) => {
-                    eprintln!("error: cannot set up HTTP: {}", report::chain(&e));
+                    errln!("error: cannot set up HTTP: {}", report::chain(&e));
                     return Outcome::UsageOrIo;
                 }
             };
             let ingest = Ingest {
-                url: format!("{}/v1/events", url.trim_end_matches('/')),
+                url: events_url(url),
                 token: args.token.clone(),
                 policy: args.retry_schedule.clone(),
                 transport,
@@ -104,6 +106,17 @@ pub(crate) fn run(args: Args) -> Outcome {
                 .expect("a Tokio runtime starts");
             runtime.block_on(ingest.post_all(events, pacer))
         }
+    }
+}
+
+/// Where `--ingest URL` posts: the URL itself when it names an events endpoint
+/// (`…/v1/events`, `…/v1/workflows/{id}/events`), else the base URL's `/v1/events`.
+fn events_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.ends_with("/events") {
+        url.to_string()
+    } else {
+        format!("{url}/v1/events")
     }
 }
 
@@ -149,11 +162,11 @@ fn print(events: impl Iterator<Item = Event>, mut pacer: Option<Pacer>) -> Outco
     };
     match write() {
         Ok(()) => Outcome::Success,
-        // The reader stopped (`simulate | head`): that is its choice, not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Success,
+        // A reader that stopped (`simulate | head`) is its choice, not an error; `output`
+        // decides, for every command alike.
         Err(e) => {
-            eprintln!("error: cannot write the events: {}", report::chain(&e));
-            Outcome::UsageOrIo
+            crate::output::failed(e);
+            Outcome::Success
         }
     }
 }
@@ -194,7 +207,7 @@ impl Ingest {
             sent += batch.len();
             requests += 1;
         }
-        println!(
+        let _ = crate::output::outln!(
             "{}: {sent} event{} accepted in {requests} request{}",
             self.url,
             if sent == 1 { "" } else { "s" },
@@ -248,23 +261,23 @@ impl Ingest {
                 }
                 (Ok(response), _) => {
                     let answer = String::from_utf8_lossy(response.body());
-                    eprintln!(
+                    errln!(
                         "error: {}: {events} refused with status {}{}",
                         self.url,
                         response.status(),
                         if answer.trim().is_empty() { "" } else { ":" }
                     );
                     if !answer.trim().is_empty() {
-                        eprintln!("{}", answer.trim_end());
+                        errln!("{}", answer.trim_end());
                     }
                     return Err(Outcome::Invalid);
                 }
                 (Err(e), _) => {
-                    eprintln!("error: {}: {}", self.url, report::chain(e));
+                    errln!("error: {}: {}", self.url, report::chain(e));
                     return Err(Outcome::UsageOrIo);
                 }
             };
-            eprintln!(
+            errln!(
                 "error: {}: {events} not accepted after {attempts} attempt{}: {why}",
                 self.url,
                 if attempts == 1 { "" } else { "s" }

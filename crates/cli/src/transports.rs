@@ -6,6 +6,7 @@ use linq_hooks_mqtt::MqttTransport;
 use linq_hooks_transport::ByScheme;
 
 use crate::options::Sending;
+use crate::output::errln;
 use crate::{Outcome, report};
 
 /// `--mqtt-credentials` (or `LINQ_HOOKS_MQTT_CREDENTIALS`).
@@ -32,7 +33,7 @@ pub(crate) fn by_scheme(sending: &Sending, mqtt: &Mqtt) -> Result<ByScheme, Outc
         .egress(sending.egress());
     if let Some(pair) = &mqtt.mqtt_credentials {
         let Some((user, password)) = pair.split_once(':') else {
-            eprintln!("error: --mqtt-credentials: expected USER:PASSWORD (no `:` found)");
+            errln!("error: --mqtt-credentials: expected USER:PASSWORD (no `:` found)");
             return Err(Outcome::UsageOrIo);
         };
         builder = builder.credentials(user, password);
@@ -42,7 +43,7 @@ pub(crate) fn by_scheme(sending: &Sending, mqtt: &Mqtt) -> Result<ByScheme, Outc
         match std::fs::read(path) {
             Ok(pem) => builder = builder.extra_root_pem(&pem),
             Err(e) => {
-                eprintln!(
+                errln!(
                     "error: cannot read {}: {}",
                     path.display(),
                     report::chain(&e)
@@ -52,7 +53,7 @@ pub(crate) fn by_scheme(sending: &Sending, mqtt: &Mqtt) -> Result<ByScheme, Outc
         }
     }
     let mqtt = builder.build().map_err(|e| {
-        eprintln!("error: cannot set up MQTT: {}", report::chain(&e));
+        errln!("error: cannot set up MQTT: {}", report::chain(&e));
         Outcome::UsageOrIo
     })?;
     Ok(ByScheme::new()

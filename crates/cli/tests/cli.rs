@@ -374,14 +374,15 @@ fn match_refuses_invalid_events_and_hook_files_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "error: <stdin>: phase: unknown variant `middle`, expected `start` or `end`\n"
+        // Named by its line, as `dispatch` names a bad line of its stream.
+        "error: <stdin>:1: phase: unknown variant `middle`, expected `start` or `end`\n"
     );
     assert!(out.stdout.is_empty());
 
     let out = linq_hooks(&["match", "--hooks", &hooks], r#"{"event": "launch"}"#);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).starts_with(r#"error: <stdin>: event: unknown event "launch""#),
+        text(&out.stderr).starts_with(r#"error: <stdin>:1: event: unknown event "launch""#),
         "{}",
         text(&out.stderr)
     );
@@ -389,7 +390,7 @@ fn match_refuses_invalid_events_and_hook_files_with_exit_1() {
     let out = linq_hooks(&["match", "--hooks", &hooks], "{not json");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).starts_with("error: <stdin>: invalid JSON: "),
+        text(&out.stderr).starts_with("error: <stdin>:1: invalid JSON: "),
         "{}",
         text(&out.stderr)
     );

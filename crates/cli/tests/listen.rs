@@ -646,6 +646,97 @@ async fn without_a_secret_bodies_are_read_unchecked() {
     );
 }
 
+/// `--forward-to`: a verified webhook reaches the app as it came (method, body, signature
+/// headers), and the app's answer is the sender's; an unverified one never reaches the app; an
+/// app that is down makes a 502 that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_to_relays_verified_webhooks_and_answers_with_the_apps_answer() {
+    let app = linq_hooks_tests::Receiver::start_with_body(|_, _| {
+        (
+            (201, vec![("content-type", "text/plain".to_string())]),
+            b"taken by the app".to_vec(),
+        )
+    })
+    .await;
+    let listen = Listen::start(&["--secret", SECRET, "--forward-to", &app.url("/webhooks")]).await;
+    let body = br#"{"event": "new_plan", "plan_id": "p1", "timestamp": "2025-04-17T09:30:00Z"}"#;
+    let (status, answer) = listen.post_signed(SECRET, body, &[]).await;
+    assert_eq!((status, answer.as_str()), (201, "taken by the app"));
+    let relayed = app.received();
+    assert_eq!(relayed.len(), 1);
+    let request = &relayed[0];
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/webhooks")
+    );
+    assert_eq!(request.body, body);
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    // The app can verify it: the signature headers came along, unchanged.
+    let verifier = linq_hooks_receiver::Verifier::new(vec![SECRET.parse::<Secret>().unwrap()]);
+    let mut headers = axum::http::HeaderMap::new();
+    for (name, value) in &request.headers {
+        headers.append(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    let headers = linq_hooks_receiver::headers_from_map(&headers);
+    linq_hooks_receiver::receive(&verifier, headers, &request.body).expect("verifies at the app");
+
+    // Signed with another secret: refused here, never forwarded.
+    let (status, _) = listen.post_signed(OTHER_SECRET, body, &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        app.received().len(),
+        1,
+        "an unverified webhook is not forwarded"
+    );
+
+    let stdout = listen.stop().await;
+    let lines = lines(&stdout);
+    assert_eq!(lines[0].status, 201, "{stdout}");
+    assert_eq!(
+        lines[0].field("forwarded"),
+        Some(app.url("/webhooks").as_str()),
+        "{stdout}"
+    );
+    assert_eq!(lines[1].status, 401, "{stdout}");
+
+    // The app is down: 502, naming where it could not forward.
+    let down = format!("http://127.0.0.1:{}/webhooks", free_port());
+    let listen = Listen::start(&["--secret", SECRET, "--forward-to", &down]).await;
+    let (status, answer) = listen.post_signed(SECRET, body, &[]).await;
+    assert_eq!(status, 502, "{answer}");
+    let error: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cannot forward to {down}: ")),
+        "{answer}"
+    );
+    listen.stop().await;
+
+    // Only http:// URLs.
+    let out = linq_hooks(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward-to",
+            "localhost:3000",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("expected an http:// URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn a_taken_port_or_a_bad_secret_exits_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

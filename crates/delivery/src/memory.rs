@@ -154,6 +154,24 @@ impl MemoryOutbox {
             .sum()
     }
 
+    /// How many hooks' next deliveries wait for a retry (attempted before, not settled yet),
+    /// over all hooks: at most one per hook, since a hook's deliveries go in order. A hook
+    /// disabled by 410 Gone is not counted.
+    ///
+    /// ```
+    /// let outbox = linq_hooks_delivery::MemoryOutbox::new(2);
+    /// assert_eq!(outbox.retrying(), 0);
+    /// ```
+    pub fn retrying(&self) -> usize {
+        let state = self.state.lock().expect("not poisoned");
+        state
+            .hooks
+            .values()
+            .filter(|q| !q.report.gone)
+            .filter(|q| q.deliveries.front().is_some_and(|d| d.attempts > 0))
+            .count()
+    }
+
     /// What became of each hook's deliveries so far, for the hooks `0..n` registered by
     /// [`new(n)`](MemoryOutbox::new), in hook order. Other hooks: [`report`](MemoryOutbox::report).
     pub fn reports(&self) -> Vec<HookReport> {

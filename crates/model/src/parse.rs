@@ -576,12 +576,29 @@ impl Reader {
 
     fn warn_unknown(&mut self, map: &Map<String, Value>, known: &[&str], path: &Path) {
         for key in map.keys().filter(|key| !known.contains(&key.as_str())) {
-            self.warnings.push(Diagnostic::new(
-                path.key(key).to_string(),
-                "unknown field, ignored",
-            ));
+            let message = match did_you_mean(key, known, map) {
+                Some(meant) => format!("unknown field, ignored; did you mean `{meant}`?"),
+                None => "unknown field, ignored".to_string(),
+            };
+            self.warnings
+                .push(Diagnostic::new(path.key(key).to_string(), message));
         }
     }
+}
+
+/// The known field an unknown `key` most likely meant: the closest by Jaro similarity (case
+/// ignored) above 0.7, clap's threshold for "did you mean" (`trigger` → `trigger_on`,
+/// `header` → `headers`, `filtre` → `filter`). A field the object already has is not
+/// suggested: `task_id` beside `task_ids` is not a misspelling of it.
+fn did_you_mean<'a>(key: &str, known: &[&'a str], map: &Map<String, Value>) -> Option<&'a str> {
+    let key = key.to_lowercase();
+    known
+        .iter()
+        .filter(|field| !map.contains_key(**field))
+        .map(|field| (strsim::jaro(&key, field), *field))
+        .filter(|(similarity, _)| *similarity > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, field)| field)
 }
 
 const DOCUMENT_SHAPES: &str = "a hook object, an array of hooks, an object with a `hooks` array, \

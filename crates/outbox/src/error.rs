@@ -26,6 +26,8 @@ enum Kind {
     /// The store file is damaged: a record failed its checksum, redb found its structures
     /// broken (or panicked on them), or the file is empty.
     Damaged(String),
+    /// Another process (or another `Store` in this one) has the file open: redb locks it.
+    InUse(String),
     /// The store's writer has stopped.
     Closed,
 }
@@ -39,6 +41,8 @@ impl StoreError {
         let source = source.into();
         let kind = if matches!(source, redb::Error::Corrupted(_)) {
             Kind::Damaged(context.into())
+        } else if matches!(source, redb::Error::DatabaseAlreadyOpen) {
+            Kind::InUse(context.into())
         } else {
             Kind::Storage(context.into())
         };
@@ -103,6 +107,25 @@ impl StoreError {
         matches!(self.kind, Kind::Damaged(_))
     }
 
+    /// The store file is open elsewhere: another process (another `linq-hooks serve`, most
+    /// likely) or another [`Store`](crate::Store) of this one holds it, and redb's lock on the
+    /// file lets one opener at a time. Nothing was changed; open it again once the other has
+    /// let go.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("outbox-doc-in-use-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("store.redb");
+    /// let first = linq_hooks_outbox::Store::open(&path).unwrap();
+    /// let err = linq_hooks_outbox::Store::open(&path).unwrap_err();
+    /// assert!(err.is_in_use());
+    /// assert!(!err.is_damaged());
+    /// drop(first);
+    /// ```
+    pub fn is_in_use(&self) -> bool {
+        matches!(self.kind, Kind::InUse(_))
+    }
+
     /// The store is shutting down.
     pub fn is_closed(&self) -> bool {
         matches!(self.kind, Kind::Closed)
@@ -113,7 +136,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             // Only this level: the cause is the source (ARCHITECTURE.md, "one error rule").
-            Kind::Storage(context) | Kind::Damaged(context) => f.write_str(context),
+            Kind::Storage(context) | Kind::Damaged(context) | Kind::InUse(context) => {
+                f.write_str(context)
+            }
             Kind::Closed => f.write_str("the store is closed"),
         }
     }

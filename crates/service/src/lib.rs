@@ -171,6 +171,13 @@ impl StartError {
             StartErrorKind::Store(_) | StartErrorKind::Default(_)
         )
     }
+
+    /// The store file is held by another process (another `linq-hooks serve` on the same
+    /// `--store`): see [`StoreError::is_in_use`](linq_hooks_outbox::StoreError::is_in_use).
+    /// Also [`is_store`](StartError::is_store).
+    pub fn is_store_in_use(&self) -> bool {
+        matches!(&self.kind, StartErrorKind::Store(e) if e.is_in_use())
+    }
 }
 
 impl fmt::Display for StartError {
@@ -303,8 +310,9 @@ impl Registry {
 }
 
 impl Service {
-    /// Opens the store, applies [`ServiceConfig::default_hooks`], binds the address and starts
-    /// delivering what the store holds.
+    /// Binds the address, opens the store, applies [`ServiceConfig::default_hooks`] and starts
+    /// delivering what the store holds. The address is bound first, so a port in use leaves no
+    /// new store file behind.
     pub async fn start(
         config: ServiceConfig,
         transport: Arc<dyn Transport>,
@@ -322,12 +330,13 @@ impl Service {
         let store_error = |e| StartError {
             kind: StartErrorKind::Store(e),
         };
-        let store = Store::open(&config.store).map_err(store_error)?;
+        // The address first: a port in use must not leave a new, empty store file behind.
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError {
                 kind: StartErrorKind::Bind(config.listen, e),
             })?;
+        let store = Store::open(&config.store).map_err(store_error)?;
         let metrics = Arc::new(Metrics::new());
         let outbox = Arc::new(MeteredOutbox {
             store: store.clone(),
