@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod guard;
 mod hooks;
+mod stats;
 pub(crate) mod types;
 mod workflows;
 
@@ -55,6 +56,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(workflows::router())
         .merge(hooks::router())
         .merge(deliveries::router())
+        .merge(stats::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_announced_oversize))
@@ -235,6 +237,7 @@ async fn openapi_json() -> Response {
         workflows::list, workflows::get_one, workflows::put, workflows::delete, workflows::secret, workflows::rotate,
         hooks::list, hooks::get_one, hooks::patch, hooks::enable,
         deliveries::list, deliveries::get_one, deliveries::retry,
+        stats::deliveries,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
