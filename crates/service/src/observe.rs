@@ -169,7 +169,7 @@ impl Observer {
                     webhook_id = %delivery.webhook_id,
                     attempts,
                     last_status,
-                    reason = %reason,
+                    reason = reason.as_str(),
                     "delivery given up: it stays failed until replayed"
                 );
                 self.note_trouble(hook, Trouble::DeliveryFailed, now);
