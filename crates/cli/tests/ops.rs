@@ -95,7 +95,8 @@ fn find<'a>(lines: &'a [Value], level: &str, message_starts: &str, hook: &str) -
 /// the minute's counts; a removed hook's series and counts go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
-    let ops = Receiver::start(|request, _| (if verified(request) { 200 } else { 401 }, vec![])).await;
+    let ops =
+        Receiver::start(|request, _| (if verified(request) { 200 } else { 401 }, vec![])).await;
     let (gone, gone_back) = switchable(410).await;
     let (down, down_back) = switchable(500).await;
     let hooks = hooks_file(
@@ -127,7 +128,12 @@ async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["hook"].as_str().unwrap().to_string(), d["id"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["hook"].as_str().unwrap().to_string(),
+                d["id"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let [(gone_hook, gone_delivery), (down_hook, down_delivery)] = ids.as_slice() else {
         panic!("two deliveries: {ids:?}");
@@ -168,7 +174,11 @@ async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
         panic!("one hook.disabled: {events:?}");
     };
     assert_eq!(
-        (disabled.workflow_id.as_str(), &disabled.hook, disabled.delivery),
+        (
+            disabled.workflow_id.as_str(),
+            &disabled.hook,
+            disabled.delivery
+        ),
         ("default", gone_hook, *gone_delivery)
     );
     let [OpsData::DeliveryFailed(failed)] = by_type["delivery.failed"].as_slice() else {
@@ -203,11 +213,17 @@ async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
     };
     let labels = |hook: &str, extra: &str| format!("workflow=\"default\",hook=\"{hook}\"{extra}");
     assert_eq!(
-        sample("linq_hooks_hook_attempts_total", &labels(gone_hook, ",class=\"4xx\"")),
+        sample(
+            "linq_hooks_hook_attempts_total",
+            &labels(gone_hook, ",class=\"4xx\"")
+        ),
         1.0
     );
     assert_eq!(
-        sample("linq_hooks_hook_attempts_total", &labels(down_hook, ",class=\"5xx\"")),
+        sample(
+            "linq_hooks_hook_attempts_total",
+            &labels(down_hook, ",class=\"5xx\"")
+        ),
         2.0
     );
     assert_eq!(
@@ -337,7 +353,14 @@ async fn attempts_at_debug_have_readable_fields() {
     let hooks = hooks_file("debug-log", json!([plan_hook(down.url("/down"))]));
     let store = store("debug-log");
     let serve = serve_with(
-        &["--hooks", &hooks, "--store", &store, "--retry-schedule", "10ms,10ms"],
+        &[
+            "--hooks",
+            &hooks,
+            "--store",
+            &store,
+            "--retry-schedule",
+            "10ms,10ms",
+        ],
         &[("RUST_LOG", "debug")],
     )
     .await;
@@ -377,7 +400,11 @@ async fn attempts_at_debug_have_readable_fields() {
         assert!(line.contains("result=status 503"), "{line}");
     }
     assert!(attempts[0].contains("outcome=\"retry\"") || attempts[0].contains("outcome=retry"));
-    assert!(attempts[0].contains("next_attempt_at=20"), "{}", attempts[0]);
+    assert!(
+        attempts[0].contains("next_attempt_at=20"),
+        "{}",
+        attempts[0]
+    );
     assert!(attempts[2].contains("failed"), "{}", attempts[2]);
 }
 
@@ -387,7 +414,13 @@ async fn attempts_at_debug_have_readable_fields() {
 async fn ops_url_needs_a_valid_secret() {
     let store = store("ops-usage");
     let out = common::linq_hooks(
-        &["serve", "--store", &store, "--ops-url", "http://127.0.0.1:9/ops"],
+        &[
+            "serve",
+            "--store",
+            &store,
+            "--ops-url",
+            "http://127.0.0.1:9/ops",
+        ],
         "",
     )
     .await;
@@ -410,7 +443,10 @@ async fn ops_url_needs_a_valid_secret() {
     let stderr = common::text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--ops-secret"), "{stderr}");
-    assert!(!stderr.contains("not-base64"), "the secret is not quoted: {stderr}");
+    assert!(
+        !stderr.contains("not-base64"),
+        "the secret is not quoted: {stderr}"
+    );
     let out = common::linq_hooks(
         &[
             "serve",
@@ -455,8 +491,16 @@ fn check_exposition(text: &str) -> HashMap<(String, String), f64> {
             let (name, kind) = rest.split_once(' ').expect(&at);
             assert!(valid_name(name), "{at}");
             assert!(
-                ["counter", "gauge", "histogram", "summary", "unknown", "info", "stateset"]
-                    .contains(&kind),
+                [
+                    "counter",
+                    "gauge",
+                    "histogram",
+                    "summary",
+                    "unknown",
+                    "info",
+                    "stateset"
+                ]
+                .contains(&kind),
                 "{at}"
             );
             assert!(
@@ -464,7 +508,9 @@ fn check_exposition(text: &str) -> HashMap<(String, String), f64> {
                 "TYPE twice: {at}"
             );
             assert!(
-                !samples.keys().any(|(sample, _)| family_of(sample, &types) == Some(name)),
+                !samples
+                    .keys()
+                    .any(|(sample, _)| family_of(sample, &types) == Some(name)),
                 "TYPE after samples: {at}"
             );
             continue;
@@ -527,7 +573,10 @@ fn check_exposition(text: &str) -> HashMap<(String, String), f64> {
             "{family}{{{labels}}}: buckets not cumulative: {counts:?}"
         );
         let (last_le, last) = *counts.last().unwrap();
-        assert!(last_le.is_infinite(), "{family}{{{labels}}}: no +Inf bucket");
+        assert!(
+            last_le.is_infinite(),
+            "{family}{{{labels}}}: no +Inf bucket"
+        );
         let count = samples
             .get(&(format!("{family}_count"), labels.clone()))
             .unwrap_or_else(|| panic!("{family}{{{labels}}}: no _count"));

@@ -62,8 +62,8 @@ pub use crate::live::DEFAULT_WORKFLOW;
 use crate::live::{ChangeError, Live};
 use crate::metrics::Metrics;
 use crate::observe::{ObservedOutbox, Observer};
-pub use crate::ops::OpsWebhooks;
 use crate::ops::OpsSender;
+pub use crate::ops::OpsWebhooks;
 pub use crate::serving::{Limits, serve};
 
 /// How often delivered records older than the retention are pruned.
@@ -341,9 +341,9 @@ impl Service {
                 kind: StartErrorKind::Bind(config.listen, e),
             })?;
         let metrics = Arc::new(Metrics::new());
-        let ops = config.ops.map(|ops| {
-            OpsSender::new(ops, Arc::clone(&transport), metrics.ops_dropped.clone())
-        });
+        let ops = config
+            .ops
+            .map(|ops| OpsSender::new(ops, Arc::clone(&transport), metrics.ops_dropped.clone()));
         let observer = Arc::new(Observer::new(metrics.clone(), ops));
         let outbox = Arc::new(ObservedOutbox {
             store: store.clone(),
@@ -353,8 +353,13 @@ impl Service {
             (!config.delivery.secrets.is_empty()).then(|| config.delivery.secrets.clone());
         let dispatcher = Dispatcher::without_hooks(transport, outbox, config.delivery);
         let live = Arc::new(
-            Live::load(store.clone(), dispatcher.clone(), default_secrets, observer.clone())
-                .map_err(store_error)?,
+            Live::load(
+                store.clone(),
+                dispatcher.clone(),
+                default_secrets,
+                observer.clone(),
+            )
+            .map_err(store_error)?,
         );
         if let Some(hooks) = config.default_hooks {
             let change = live

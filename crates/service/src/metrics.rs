@@ -223,7 +223,9 @@ impl Metrics {
         self.attempts.inc();
         self.attempt_seconds.observe(latency.as_secs_f64());
         let class = class_of(result);
-        self.attempt_classes.get_or_create(&ClassLabel { class }).inc();
+        self.attempt_classes
+            .get_or_create(&ClassLabel { class })
+            .inc();
         self.outcomes
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.as_str(),
@@ -376,7 +378,10 @@ mod tests {
         assert_eq!(series_of(&text, "hook_1"), 0, "{text}");
         assert_eq!(series_of(&text, "hook_2"), SERIES_PER_HOOK);
         // The totals over every hook stay.
-        assert!(text.contains("linq_hooks_attempt_results_total{class=\"error\"} 8"), "{text}");
+        assert!(
+            text.contains("linq_hooks_attempt_results_total{class=\"error\"} 8"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -243,7 +243,10 @@ mod tests {
             panic!("a head");
         };
         let body: serde_json::Value = serde_json::from_slice(&head.body).unwrap();
-        assert_eq!(body["data"]["hook"], "hook_2", "the oldest (hook_1) was dropped");
+        assert_eq!(
+            body["data"]["hook"], "hook_2",
+            "the oldest (hook_1) was dropped"
+        );
         // A retry keeps it first, due later; delivered removes it.
         let attempt = Attempt::new(
             std::time::SystemTime::now(),

@@ -33,7 +33,8 @@ pub(crate) struct Stats {
 
 /// Whole minutes since the Unix epoch.
 pub(crate) fn minute_of(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60)
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
 }
 
 impl Stats {

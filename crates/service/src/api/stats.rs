@@ -67,7 +67,10 @@ pub(super) async fn deliveries(
         Some(text) => super::canonical_number(text)
             .filter(|n| (1..=KEEP_MINUTES).contains(n))
             .ok_or_else(|| {
-                ApiError::invalid("minutes", format!("expected a number from 1 to {KEEP_MINUTES}"))
+                ApiError::invalid(
+                    "minutes",
+                    format!("expected a number from 1 to {KEEP_MINUTES}"),
+                )
             })?,
     };
     let hook = match query.hook.as_deref() {
