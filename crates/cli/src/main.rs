@@ -62,7 +62,8 @@ enum Command {
     #[command(name = "match")]
     Match(matching::Args),
     Dispatch(dispatch::Args),
-    Serve(serve::Args),
+    // Boxed: `serve` has the most options by far.
+    Serve(Box<serve::Args>),
     Listen(listen::Args),
     Simulate(simulate::Args),
 }
@@ -107,7 +108,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
-        Command::Serve(args) => serve::run(args, open_files),
+        Command::Serve(args) => serve::run(*args, open_files),
         Command::Listen(args) => listen::run(args),
         Command::Simulate(args) => simulate::run(args),
     }
