@@ -255,3 +255,76 @@ impl Outbox for ObservedOutbox {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use linq_hooks_delivery::HookParameters;
+    use linq_hooks_transport::MemoryTransport;
+
+    use super::*;
+    use crate::ops::OpsWebhooks;
+
+    fn delivery(id: u64, hook: HookId) -> Delivery {
+        Delivery {
+            id,
+            hook,
+            webhook_id: format!("msg_{id}"),
+            body: "{}".into(),
+            attempts: 0,
+            next_attempt_at: None,
+        }
+    }
+
+    fn attempt(status: u16) -> Attempt {
+        Attempt::new(
+            SystemTime::now(),
+            Duration::from_millis(3),
+            AttemptResult::Status(status),
+        )
+    }
+
+    /// A pause, then a give-up, then a delivery: one `hook.recovered` naming both troubles in
+    /// order; a hook never in trouble recovers from nothing; a removed hook is forgotten.
+    #[test]
+    fn a_hook_in_trouble_recovers_once_it_delivers() {
+        let metrics = Arc::new(Metrics::new());
+        let parameters = HookParameters::new("https://ops.example/", Default::default()).unwrap();
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+        let ops = OpsSender::new(
+            OpsWebhooks::new(parameters, secret),
+            Arc::new(MemoryTransport::new()),
+            metrics.ops_dropped.clone(),
+        );
+        let observer = Observer::new(metrics, Some(ops));
+        observer.hooks.write().unwrap().insert(1, "lab".into());
+        observer.hooks.write().unwrap().insert(2, "lab".into());
+
+        observer.note_trouble(1, Trouble::HookPaused, SystemTime::now());
+        let failed = Outcome::Failed {
+            reason: "status 400".into(),
+        };
+        observer.recorded(&delivery(7, 1), &attempt(400), &failed);
+        observer.recorded(&delivery(8, 1), &attempt(200), &Outcome::Delivered);
+        observer.recorded(&delivery(9, 2), &attempt(200), &Outcome::Delivered);
+        observer.recorded(&delivery(10, 1), &attempt(200), &Outcome::Delivered);
+
+        let sent = observer.ops().unwrap().waiting();
+        let types: Vec<&str> = sent.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["delivery.failed", "hook.recovered"]);
+        assert_eq!(sent[0]["data"]["last_status"], 400);
+        assert_eq!(sent[1]["data"]["hook"], "hook_1");
+        assert_eq!(sent[1]["data"]["delivery"], 8);
+        assert_eq!(
+            sent[1]["data"]["after"],
+            serde_json::json!(["hook.paused", "delivery.failed"])
+        );
+
+        observer.note_trouble(2, Trouble::HookDisabled, SystemTime::now());
+        observer.forget(2);
+        observer.recorded(&delivery(11, 2), &attempt(200), &Outcome::Delivered);
+        assert_eq!(observer.ops().unwrap().waiting().len(), 2, "forgotten");
+        assert!(observer.stats.per_minute(SystemTime::now(), 60, Some(2)).is_empty());
+    }
+}

@@ -110,6 +110,18 @@ impl OpsSender {
     pub(crate) fn send(&self, event: &OpsEvent) {
         self.outbox.push(event);
     }
+
+    /// The bodies waiting, oldest first.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> Vec<serde_json::Value> {
+        self.outbox
+            .queue
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(d, _)| serde_json::from_slice(&d.body).expect("JSON"))
+            .collect()
+    }
 }
 
 /// The operational webhooks waiting, oldest first.
