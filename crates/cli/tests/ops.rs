@@ -309,8 +309,20 @@ async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
         "{stats}"
     );
 
+    // A hook pointed elsewhere, with a header added.
+    let patched = serve
+        .call(
+            "PATCH",
+            &format!("/v1/hooks/{gone_hook}"),
+            Some(
+                json!({"parameters": {"url": gone.url("/moved"), "headers": {"X-Lab": "bench-3"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+
     // The log: JSON lines, and at info (the default filter) the disable, the give-up, the
-    // recoveries and the registry change, each naming the hook as `hook_N`.
+    // recoveries and the registry changes, each naming the hook as `hook_N`.
     let (code, stderr) = serve.terminate().await;
     assert_eq!(code, Some(0), "{stderr}");
     let lines = json_lines(&stderr);
@@ -338,6 +350,20 @@ async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
             && line["fields"]["message"] == "workflow registered"
             && line["fields"]["removed"] == down_hook.as_str()),
         "the registry change names the removed hook: {stderr}"
+    );
+    let changed = find(&lines, "INFO", "hook parameters changed", gone_hook);
+    assert_eq!(changed["fields"]["url"], gone.url("/moved"));
+    assert_eq!(changed["fields"]["previous_url"], gone.url("/gone"));
+    assert!(
+        changed["fields"]["headers_added"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("x-lab"),
+        "{changed}"
+    );
+    assert!(
+        !stderr.contains("bench-3"),
+        "header values are not logged: {stderr}"
     );
     assert!(
         !lines.iter().any(|line| line["level"] == "DEBUG"),

@@ -18,6 +18,10 @@
 //! | `GET /v1/hooks`, `GET`/`PATCH /v1/hooks/{hook_id}`, `POST /v1/hooks/{hook_id}/enable` | hooks by id |
 //! | `GET /v1/deliveries?state=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
+//! | `GET /v1/stats/deliveries?minutes=…&hook=…` | attempts per hook per minute, the last hour |
+//!
+//! With [`ServiceConfig::ops`], events about the dispatcher itself (`hook.disabled`,
+//! `delivery.failed`, `hook.recovered`; [`linq_hooks_events::ops`]) are posted to one more URL.
 //!
 //! The whole API is described by [`openapi`] (also `schemas/openapi.json`).
 //!

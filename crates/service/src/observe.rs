@@ -325,6 +325,11 @@ mod tests {
         observer.forget(2);
         observer.recorded(&delivery(11, 2), &attempt(200), &Outcome::Delivered);
         assert_eq!(observer.ops().unwrap().waiting().len(), 2, "forgotten");
-        assert!(observer.stats.per_minute(SystemTime::now(), 60, Some(2)).is_empty());
+        assert!(
+            observer
+                .stats
+                .per_minute(SystemTime::now(), 60, Some(2))
+                .is_empty()
+        );
     }
 }
