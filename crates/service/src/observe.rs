@@ -130,7 +130,11 @@ impl Observer {
                 .observe(hook, now, matches!(outcome, Outcome::Delivered));
         }
         drop(hooks);
-        let workflow = workflow.unwrap_or_default();
+        // A hook removed while its attempt was in flight: its deliveries are cancelled, and
+        // there is no one to report its trouble or recovery to.
+        let Some(workflow) = workflow else {
+            return;
+        };
         let attempts = delivery.attempts.saturating_add(1);
         match outcome {
             Outcome::Delivered => {
