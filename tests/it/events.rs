@@ -416,3 +416,62 @@ fn unknown_fields_are_kept_after_the_known_ones() {
         "{body}"
     );
 }
+
+/// Every kind of operational webhook (`serve --ops-url`) as sent validates against the
+/// committed `schemas/ops-event.schema.json` and reads back the same; a body with an unknown
+/// `type`, or without its `data`, does not validate.
+#[test]
+fn operational_webhooks_match_their_schema() {
+    use linq_hooks_events::ops::{
+        DeliveryFailed, HookDisabled, HookRecovered, OpsData, OpsEvent, Trouble,
+    };
+    let schema = read_json("schemas/ops-event.schema.json");
+    assert_eq!(
+        schema,
+        linq_hooks_events::schema::ops_event().to_value(),
+        "run `cargo xtask schema`"
+    );
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let timestamp = "2026-11-30T02:46:42.123Z".parse().unwrap();
+    let all = [
+        OpsData::HookDisabled(HookDisabled {
+            workflow_id: "lab".into(),
+            hook: "hook_1".into(),
+            delivery: 4,
+            webhook_id: "msg_4".into(),
+            reason: "the receiver answered 410 Gone".into(),
+        }),
+        OpsData::DeliveryFailed(DeliveryFailed {
+            workflow_id: "lab".into(),
+            hook: "hook_2".into(),
+            delivery: 5,
+            webhook_id: "msg_5".into(),
+            attempts: 8,
+            last_status: None,
+            reason: "gave up after 8 attempts; the last: could not connect".into(),
+        }),
+        OpsData::HookRecovered(HookRecovered {
+            workflow_id: "lab".into(),
+            hook: "hook_2".into(),
+            delivery: 6,
+            since: timestamp,
+            after: vec![Trouble::DeliveryFailed, Trouble::HookPaused],
+        }),
+    ];
+    for data in all {
+        let event = OpsEvent { timestamp, data };
+        let body = serde_json::to_value(&event).unwrap();
+        assert!(validator.is_valid(&body), "{body}");
+        assert_eq!(body["type"], event.data.type_name());
+        assert_eq!(
+            serde_json::from_value::<OpsEvent>(body.clone()).unwrap(),
+            event
+        );
+        let mut unknown = body.clone();
+        unknown["type"] = json!("hook.exploded");
+        assert!(!validator.is_valid(&unknown), "{unknown}");
+        let mut no_data = body;
+        no_data.as_object_mut().unwrap().remove("data");
+        assert!(!validator.is_valid(&no_data), "{no_data}");
+    }
+}

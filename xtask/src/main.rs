@@ -62,6 +62,10 @@ fn schemas() -> Vec<(String, String)> {
         let path = format!("events/{}.schema.json", kind.name());
         all.push((path, pretty(events::body(kind).to_value())));
     }
+    all.push((
+        "ops-event.schema.json".to_string(),
+        pretty(events::ops_event().to_value()),
+    ));
     // Already pretty JSON with a final newline: what `GET /v1/openapi.json` serves.
     all.push(("openapi.json".to_string(), linq_hooks_service::openapi()));
     all

@@ -29,11 +29,34 @@ use clap::{Parser, Subcommand};
 #[command(
     after_help = "Exit codes: 0 success, 1 invalid input, 2 usage or I/O error, 3 delivery failed, \
 130 dispatch interrupted (SIGINT, Ctrl-C, or SIGTERM).\nA closed standard output (`| head`) is not an \
-error: the command stops printing and exits as it would have otherwise.\nLogs: set RUST_LOG (for example RUST_LOG=debug)."
+error: the command stops printing and exits as it would have otherwise.\nLogs: on stderr; RUST_LOG chooses which (default warn, and for serve info for its own lines: \
+give-ups, 410s, recoveries, registry changes; RUST_LOG=debug for every attempt); --log-format json \
+writes one JSON object a line."
 )]
 struct Cli {
+    /// How log lines are written on stderr: `text` (one readable line each) or `json` (one JSON
+    /// object a line, with `timestamp`, `level`, `fields` and `target`, for a log pipeline).
+    /// RUST_LOG still decides which lines.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        env = "LINQ_HOOKS_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One readable line each.
+    Text,
+    /// One JSON object a line (tracing-subscriber's JSON formatter).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,7 +65,8 @@ enum Command {
     #[command(name = "match")]
     Match(matching::Args),
     Dispatch(dispatch::Args),
-    Serve(serve::Args),
+    // Boxed: `serve` has the most options by far.
+    Serve(Box<serve::Args>),
     Listen(listen::Args),
     Simulate(simulate::Args),
 }
@@ -77,7 +101,13 @@ impl From<Outcome> for ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A service's log is how its operators follow it: `serve` says what it decides (give-ups,
+    // 410s, registry changes) at info by default; one-shot commands report on their own.
+    let default_filter = match cli.command {
+        Command::Serve(_) => SERVE_DEFAULT_FILTER,
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_filter);
     quiet_store_panics();
     // For every command: a process short of descriptors fails in ways far from the cause.
     let open_files = limits::raise_open_files();
@@ -85,7 +115,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
-        Command::Serve(args) => serve::run(args, open_files),
+        Command::Serve(args) => serve::run(*args, open_files),
         Command::Listen(args) => listen::run(args),
         Command::Simulate(args) => simulate::run(args),
     };
@@ -120,13 +150,25 @@ fn quiet_store_panics() {
     }));
 }
 
-/// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default: warnings and errors).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+/// `serve`'s filter when RUST_LOG is not set: our own crates' lines (`linq_hooks*` targets) at
+/// info, libraries' at warn.
+const SERVE_DEFAULT_FILTER: &str = "warn,linq_hooks=info";
+
+/// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (else `default_filter`), as
+/// text or as JSON (one object a line: `timestamp` in RFC 3339, `level`, `fields` with the
+/// message, `target`). The one place logging is set up.
+fn init_logging(format: LogFormat, default_filter: &str) {
+    // An empty RUST_LOG (`RUST_LOG= linq-hooks …`) means "not set", not "nothing".
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

@@ -118,7 +118,21 @@ impl Sending {
     pub(crate) fn transport(&self) -> Result<HttpTransport, Outcome> {
         let proxies = self.proxies()?;
         let egress = self.egress();
-        tracing::info!(%proxies, ?egress, "sending");
+        let cidrs = |nets: &[IpNet]| {
+            nets.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        tracing::info!(
+            %proxies,
+            deny_private = self.deny_private,
+            allow_cidr = %cidrs(&self.allow_cidr),
+            deny_cidr = %cidrs(&self.deny_cidr),
+            timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            concurrency = self.concurrency,
+            "sending settings"
+        );
         let mut builder = HttpTransport::builder()
             .timeout(self.timeout)
             .pool_max_idle_per_host(self.concurrency as usize)

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linq_hooks_delivery::{Config, RetryPolicy};
-use linq_hooks_service::{DEFAULT_WORKFLOW, Registry, Service, ServiceConfig, log_change};
+use linq_hooks_model::HookParameters;
+use linq_hooks_service::{
+    DEFAULT_WORKFLOW, OpsWebhooks, Registry, Service, ServiceConfig, log_change,
+};
+use linq_hooks_signature::Secret;
 
 use crate::Outcome;
 use crate::input::{Input, read_hooks};
@@ -40,7 +44,11 @@ Limits: at start the soft limit on open files is raised to the hard limit. A con
 is too slow with its headers (--header-timeout) or body (--body-timeout), idle for \
 --header-timeout, or not reading its answers (--write-timeout), is closed; at --max-connections, \
 a new connection takes the place of the one that has waited longest for a request.\n\n\
-Logs: RUST_LOG=info (or debug, for every attempt)."
+Logs: by default linq-hooks' own lines at info (give-ups, 410s, recoveries, registry changes) \
+and libraries' at warn; RUST_LOG=debug for every attempt; --log-format json (or \
+LINQ_HOOKS_LOG_FORMAT=json) for one JSON object a line.\n\n\
+Operational webhooks: with --ops-url, `hook.disabled`, `delivery.failed` and `hook.recovered` \
+are posted there, signed with --ops-secret (schemas/ops-event.schema.json)."
 )]
 pub(crate) struct Args {
     /// A hook file to serve as the workflow `default` (one hook, an array of hooks, or a LINQ
@@ -101,6 +109,40 @@ pub(crate) struct Args {
     /// maximum at start).
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Post operational webhooks to this URL: `hook.disabled` (a receiver answered 410 Gone),
+    /// `delivery.failed` (a delivery given up) and `hook.recovered` (a hook that had either, or
+    /// was paused for timing out, delivered again). Signed like every webhook, with
+    /// --ops-secret; sent by a dispatcher of their own, from a queue in memory (1 000 at most,
+    /// the oldest dropped when full), retried after 5s, 30s, 2m, 10m, 30m.
+    #[arg(long, value_name = "URL", requires = "ops_secret")]
+    ops_url: Option<String>,
+    /// The secret operational webhooks are signed with (`whsec_` and base64; make one as for
+    /// any receiver). Required with --ops-url.
+    #[arg(
+        long,
+        value_name = "whsec_...",
+        env = "LINQ_HOOKS_OPS_SECRET",
+        hide_env_values = true,
+        requires = "ops_url"
+    )]
+    ops_secret: Option<String>,
+}
+
+/// `--ops-url` and `--ops-secret`, checked; the problem printed on stderr. The secret is
+/// parsed here, not by clap, whose errors would quote it.
+fn ops_webhooks(args: &Args) -> Result<Option<OpsWebhooks>, Outcome> {
+    let (Some(url), Some(secret)) = (&args.ops_url, &args.ops_secret) else {
+        return Ok(None);
+    };
+    let parameters = HookParameters::new(url.clone(), Default::default()).map_err(|e| {
+        eprintln!("error: --ops-url: {}", chain(&e));
+        Outcome::UsageOrIo
+    })?;
+    let secret: Secret = secret.parse().map_err(|e| {
+        eprintln!("error: --ops-secret: {}", chain(&e));
+        Outcome::UsageOrIo
+    })?;
+    Ok(Some(OpsWebhooks::new(parameters, secret)))
 }
 
 pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
@@ -114,6 +156,10 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
             Err(outcome) => return outcome,
         },
         None => None,
+    };
+    let ops = match ops_webhooks(&args) {
+        Ok(ops) => ops,
+        Err(outcome) => return outcome,
     };
     let transport = match transports::by_scheme(&args.sending, &args.mqtt) {
         Ok(transport) => transport,
@@ -135,6 +181,7 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
     config.limits.write_timeout = args.write_timeout;
     config.limits.max_connections =
         limits::connection_cap(args.max_connections as usize, open_files);
+    config.ops = ops;
 
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
     runtime.block_on(async {

@@ -253,7 +253,13 @@ impl Ingest {
                         Err(e) => report::chain(e),
                     };
                     if let Some(delay) = self.policy.delay_after(attempts, retry_after) {
-                        tracing::warn!("{}: {events}: {why}; retrying in {delay:?}", self.url);
+                        tracing::warn!(
+                            url = %self.url,
+                            events = %events,
+                            reason = %why,
+                            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            "posting events failed; retrying"
+                        );
                         tokio::time::sleep(delay).await;
                         continue;
                     }

@@ -371,21 +371,22 @@ impl Breaker {
             .filter(|wait| !wait.is_zero())
     }
 
-    /// Notes an attempt's result; says whether the breaker opened because of it.
-    fn note(&mut self, result: AttemptKind, config: &Config) -> bool {
+    /// Notes an attempt's result; the pause, when the breaker opened because of it.
+    fn note(&mut self, result: AttemptKind, config: &Config) -> Option<Duration> {
         match result {
             AttemptKind::Answered => *self = Breaker::new(config.breaker_cool_down),
             AttemptKind::Unreachable => {
                 self.failures = self.failures.saturating_add(1);
                 if config.breaker_after > 0 && self.failures >= config.breaker_after {
-                    self.open_until = Some(Instant::now() + self.cool_down);
+                    let pause = self.cool_down;
+                    self.open_until = Some(Instant::now() + pause);
                     self.cool_down = (self.cool_down * 2).min(BREAKER_MAX_COOL_DOWN);
-                    return true;
+                    return Some(pause);
                 }
             }
             AttemptKind::Other => {}
         }
-        false
+        None
     }
 }
 
@@ -853,7 +854,11 @@ impl Dispatcher {
                             let delay = slot.restart_delay();
                             slot.failing.store(true, Ordering::SeqCst);
                             self.inner.restarts.fetch_add(1, Ordering::SeqCst);
-                            tracing::error!(hook, "a delivery worker panicked ({e}); starting it again in {delay:?}");
+                            tracing::error!(
+                                hook = %HookName(hook),
+                                restart_in_ms = millis(delay),
+                                "a delivery worker panicked ({e}); starting it again"
+                            );
                             let id = self.spawn_worker(&mut workers, hook, &slot, Some(delay));
                             serving.insert(id, (hook, slot));
                         }
@@ -937,10 +942,11 @@ impl Inner {
                 }
                 Err(e) => {
                     // One line per attempt: the back-off is what bounds the log.
-                    tracing::error!(
-                        hook,
+                    tracing::warn!(
+                        hook = %HookName(hook),
                         error = &e as &dyn std::error::Error,
-                        "cannot read the outbox; trying again in {outbox_retry:?}"
+                        retry_in_ms = millis(outbox_retry),
+                        "cannot read the outbox; trying again"
                     );
                     // What failed inside the outbox: health says it cannot read its queue.
                     let text = std::error::Error::source(&e).map_or_else(|| e.to_string(), chain);
@@ -993,14 +999,23 @@ impl Inner {
                 &slot.destination.lock().expect("not poisoned"),
             );
             // The old destination's result says nothing of the new one's receiver.
-            if !moved
-                && slot
-                    .breaker
+            let paused = if moved {
+                None
+            } else {
+                slot.breaker
                     .lock()
                     .expect("not poisoned")
                     .note(kind, &self.config)
-            {
-                tracing::warn!(hook, result = %attempt.result, "the receiver keeps timing out: the hook pauses, its deliveries kept");
+            };
+            if let Some(pause) = paused {
+                tracing::warn!(
+                    hook = %HookName(hook),
+                    delivery = delivery.id,
+                    result = %attempt.result,
+                    pause_ms = millis(pause),
+                    "the receiver keeps timing out: the hook pauses, its deliveries kept"
+                );
+                self.outbox.paused(hook);
             }
             let now = self.config.clock.now();
             let mut outcome = self.decide(&delivery, verdict, &attempt, now);
@@ -1018,7 +1033,7 @@ impl Inner {
                 }),
                 _ => None,
             };
-            tracing::debug!(hook, delivery = delivery.id, webhook_id = %delivery.webhook_id, result = %attempt.result, ?outcome, "attempt");
+            log_attempt(hook, &delivery, &attempt, &outcome);
             self.record(&delivery, attempt, outcome).await;
         }
     }
@@ -1182,11 +1197,12 @@ impl Inner {
             .record(delivery, attempt.clone(), outcome.clone())
             .await
         {
-            tracing::error!(
-                hook = delivery.hook,
+            tracing::warn!(
+                hook = %HookName(delivery.hook),
                 delivery = delivery.id,
-                "cannot record an attempt: {}; trying again in {wait:?}",
-                chain(&e)
+                error = &e as &dyn std::error::Error,
+                retry_in_ms = millis(wait),
+                "cannot record an attempt; trying again"
             );
             if self.shutdown.is_cancelled() {
                 return;
@@ -1203,6 +1219,54 @@ impl Inner {
             () = self.shutdown.cancelled() => {}
         }
     }
+}
+
+/// A hook as logs and the API spell it: `hook_` and its number (under `dispatch`, its index
+/// in the hook file, from 0).
+struct HookName(HookId);
+
+impl fmt::Display for HookName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hook_{}", self.0)
+    }
+}
+
+/// A duration in whole milliseconds, for log fields.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One `debug` line per attempt, in fields a reader (or a JSON log pipeline) takes as they are:
+/// times in RFC 3339 (UTC, milliseconds), the latency in milliseconds to the microsecond, the
+/// outcome as a word.
+fn log_attempt(hook: HookId, delivery: &Delivery, attempt: &Attempt, outcome: &Outcome) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    // Microseconds over 1000: the shortest decimal that reads back the same (`0.035`, not
+    // `0.034999999999999996`).
+    let latency_ms = attempt.latency.as_micros() as f64 / 1000.0;
+    let next_attempt_at = match outcome {
+        Outcome::Retry { at } => Some(humantime::format_rfc3339_millis(*at)),
+        _ => None,
+    };
+    let reason = match outcome {
+        Outcome::Failed { reason } => Some(reason.as_str()),
+        _ => None,
+    };
+    tracing::debug!(
+        hook = %HookName(hook),
+        delivery = delivery.id,
+        webhook_id = %delivery.webhook_id,
+        attempt = delivery.attempts.saturating_add(1),
+        at = %humantime::format_rfc3339_millis(attempt.at),
+        latency_ms,
+        result = %attempt.result,
+        outcome = outcome.as_str(),
+        next_attempt_at = next_attempt_at.map(tracing::field::display),
+        reason,
+        "attempt"
+    );
 }
 
 /// An error and its sources, `a: b: c`.

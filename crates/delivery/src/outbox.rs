@@ -265,6 +265,25 @@ pub enum Outcome {
     HookGone,
 }
 
+impl Outcome {
+    /// The outcome as one word, as logs and metrics label it: `delivered`, `retry`, `failed` or
+    /// `gone`.
+    ///
+    /// ```
+    /// use linq_hooks_delivery::Outcome;
+    /// assert_eq!(Outcome::HookGone.as_str(), "gone");
+    /// assert_eq!(Outcome::Failed { reason: "status 400".into() }.as_str(), "failed");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+            Outcome::HookGone => "gone",
+        }
+    }
+}
+
 /// An outbox's failure (a full disk, a broken store).
 ///
 /// ```
@@ -345,6 +364,16 @@ pub trait Outbox: Send + Sync {
     /// adds deliveries calls [`Dispatcher::wake`](crate::Dispatcher::wake).
     fn subscribe(&self, waker: HookWaker) {
         let _ = waker;
+    }
+
+    /// Told when `hook`'s circuit breaker opens: its receiver kept timing out, and its worker
+    /// pauses (its deliveries kept; see [`Config::breaker_after`]). Called after the attempt
+    /// that opened it is decided, before that attempt is [`record`](Outbox::record)ed. The
+    /// default ignores it; `serve` remembers it, to report the hook's recovery.
+    ///
+    /// [`Config::breaker_after`]: crate::Config::breaker_after
+    fn paused(&self, hook: HookId) {
+        let _ = hook;
     }
 
     /// Records an attempt at `delivery` (the value `head` returned) and its outcome.

@@ -507,3 +507,68 @@ async fn retry_now_wakes_a_hook_the_breaker_paused() {
     assert_eq!(outbox.report(0).delivered, 3);
     assert!(dispatcher.health().paused.is_empty());
 }
+
+/// A [`MemoryOutbox`] that notes each `paused` call, with the attempts recorded by then.
+struct NotesPauses {
+    inner: Arc<MemoryOutbox>,
+    paused: Mutex<Vec<(linq_hooks_delivery::HookId, u64)>>,
+}
+
+#[linq_hooks_delivery::async_trait]
+impl linq_hooks_delivery::Outbox for NotesPauses {
+    async fn head(
+        &self,
+        hook: linq_hooks_delivery::HookId,
+    ) -> Result<linq_hooks_delivery::Head, linq_hooks_delivery::OutboxError> {
+        self.inner.head(hook).await
+    }
+
+    fn subscribe(&self, waker: linq_hooks_delivery::HookWaker) {
+        self.inner.subscribe(waker);
+    }
+
+    fn paused(&self, hook: linq_hooks_delivery::HookId) {
+        let recorded = self.inner.report(hook).attempts;
+        self.paused.lock().unwrap().push((hook, recorded));
+    }
+
+    async fn record(
+        &self,
+        delivery: &linq_hooks_delivery::Delivery,
+        attempt: linq_hooks_delivery::Attempt,
+        outcome: linq_hooks_delivery::Outcome,
+    ) -> Result<(), linq_hooks_delivery::OutboxError> {
+        self.inner.record(delivery, attempt, outcome).await
+    }
+}
+
+/// The outbox hears of a pause once, when the breaker opens: after the attempt that opened it
+/// was decided, before it is recorded (so a service can count the pause as trouble).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_is_told_when_a_hook_pauses() {
+    // Two connections hang (two timeouts: the breaker opens), then the receiver answers.
+    let receiver = Receiver::start(2).await;
+    let inner = Arc::new(MemoryOutbox::new(1));
+    push(&inner, 0, 1);
+    let outbox = Arc::new(NotesPauses {
+        inner: inner.clone(),
+        paused: Mutex::new(Vec::new()),
+    });
+    let config = Config::default()
+        .breaker(2, Duration::from_millis(100))
+        .policy(RetryPolicy::new(vec![Duration::from_millis(10); 5]));
+    let dispatcher = Dispatcher::new(
+        hooks(&[receiver.url()]),
+        http(Duration::from_millis(200)),
+        outbox.clone(),
+        config,
+    )
+    .unwrap();
+    dispatcher.close();
+    tokio::time::timeout(Duration::from_secs(60), dispatcher.run())
+        .await
+        .expect("the probe after the pause delivers");
+    assert_eq!(*outbox.paused.lock().unwrap(), [(0, 1)]);
+    let report = inner.report(0);
+    assert_eq!((report.delivered, report.attempts), (1, 3));
+}

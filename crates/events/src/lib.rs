@@ -58,6 +58,7 @@
 
 mod error;
 mod kinds;
+pub mod ops;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod state;

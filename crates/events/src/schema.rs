@@ -66,6 +66,17 @@ pub fn body(kind: EventKind) -> Schema {
     schema
 }
 
+/// The schema of an operational webhook's body ([`crate::ops::OpsEvent`]): `type`, `timestamp`
+/// and `data`, one of the three kinds of `serve --ops-url`.
+///
+/// ```
+/// let schema = linq_hooks_events::schema::ops_event();
+/// assert_eq!(schema.get("title").unwrap(), "OpsEvent");
+/// ```
+pub fn ops_event() -> Schema {
+    generator().into_root_schema_for::<crate::ops::OpsEvent>()
+}
+
 /// `message` may be absent on input, but every body sent carries one.
 fn require_message(schema: &mut serde_json::Map<String, Value>) {
     let message = schema

@@ -390,9 +390,10 @@ fn load(
     match decode_record(value.value()) {
         Ok(record) => Ok(Some(record)),
         Err(e) => {
-            tracing::error!(
+            tracing::warn!(
                 delivery = id,
-                "a delivery record cannot be read ({e}); leaving it alone"
+                reason = %e,
+                "a delivery record cannot be read; leaving it alone"
             );
             Ok(None)
         }
@@ -730,9 +731,10 @@ pub(crate) fn quarantine(
     if is_stray(txn, hook, id, found.is_some(), readable.as_ref())? {
         drop(deliveries);
         tracing::warn!(
-            hook,
+            hook = %format_args!("hook_{hook}"),
             delivery = id,
-            "a damaged queue entry was dropped ({reason}); putting back what it stood for"
+            reason = %reason,
+            "a damaged queue entry was dropped; putting back what it stood for"
         );
         requeue_orphans(txn)?;
         return Ok(true);
@@ -850,7 +852,7 @@ pub(crate) fn check_queues(txn: &WriteTransaction) -> Result<(), redb::Error> {
                     queued.swap_remove(at);
                 }
                 tracing::warn!(
-                    hook,
+                    hook = %format_args!("hook_{hook}"),
                     delivery = id,
                     "a damaged queue entry was dropped at opening (it does not match its record)"
                 );
@@ -910,7 +912,7 @@ fn requeue_missing(
         txn.open_table(PENDING)?.insert((record.hook, id), ())?;
         count_pending(txn, record.hook, |count| count + 1)?;
         tracing::warn!(
-            hook = record.hook,
+            hook = %format_args!("hook_{}", record.hook),
             delivery = id,
             "a pending delivery had lost its place in its hook's queue; put back"
         );

@@ -794,10 +794,11 @@ impl Outbox for Store {
             match self.head_now(hook).map_err(OutboxError::new)? {
                 HeadRead::Head(head) => return Ok(head),
                 HeadRead::Damaged { id, reason } => {
-                    tracing::error!(
-                        hook,
+                    tracing::warn!(
+                        hook = %format_args!("hook_{hook}"),
                         delivery = id,
-                        "a delivery cannot be read ({reason}); quarantining it"
+                        reason = %reason,
+                        "a delivery cannot be read; quarantining it"
                     );
                     let reason = format!("quarantined: {reason}");
                     let done = self

@@ -18,6 +18,10 @@
 //! | `GET /v1/hooks`, `GET`/`PATCH /v1/hooks/{hook_id}`, `POST /v1/hooks/{hook_id}/enable` | hooks by id |
 //! | `GET /v1/deliveries?state=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
+//! | `GET /v1/stats/deliveries?minutes=…&hook=…` | attempts per hook per minute, the last hour |
+//!
+//! With [`ServiceConfig::ops`], events about the dispatcher itself (`hook.disabled`,
+//! `delivery.failed`, `hook.recovered`; [`linq_hooks_events::ops`]) are posted to one more URL.
 //!
 //! The whole API is described by [`openapi`] (also `schemas/openapi.json`).
 //!
@@ -38,7 +42,10 @@
 mod api;
 mod live;
 mod metrics;
+mod observe;
+mod ops;
 mod serving;
+mod stats;
 
 use std::fmt;
 use std::future::Future;
@@ -57,7 +64,10 @@ use crate::api::AppState;
 pub use crate::api::openapi;
 pub use crate::live::DEFAULT_WORKFLOW;
 use crate::live::{ChangeError, Live};
-use crate::metrics::{MeteredOutbox, Metrics};
+use crate::metrics::Metrics;
+use crate::observe::{ObservedOutbox, Observer};
+use crate::ops::OpsSender;
+pub use crate::ops::OpsWebhooks;
 pub use crate::serving::{Limits, serve};
 
 /// How often delivered records older than the retention are pruned.
@@ -100,6 +110,9 @@ pub struct ServiceConfig {
     /// timeouts, and the cap on open connections (defaults 10 s, 30 s, 30 s, 1024; see
     /// [`Limits`]).
     pub limits: Limits,
+    /// Where to post operational webhooks (`hook.disabled`, `delivery.failed`,
+    /// `hook.recovered`; `serve --ops-url`), if anywhere (default: nowhere).
+    pub ops: Option<OpsWebhooks>,
 }
 
 impl ServiceConfig {
@@ -115,6 +128,7 @@ impl ServiceConfig {
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             limits: Limits::default(),
+            ops: None,
         }
     }
 }
@@ -216,6 +230,8 @@ pub struct Service {
     listener: TcpListener,
     state: Arc<AppState>,
     dispatching: tokio::task::JoinHandle<()>,
+    /// The operational webhooks' own dispatcher, when `--ops-url` is set.
+    ops_dispatching: Option<tokio::task::JoinHandle<()>>,
     pruning: tokio::task::JoinHandle<()>,
     shutdown_grace: Duration,
     limits: Limits,
@@ -338,15 +354,25 @@ impl Service {
             })?;
         let store = Store::open(&config.store).map_err(store_error)?;
         let metrics = Arc::new(Metrics::new());
-        let outbox = Arc::new(MeteredOutbox {
+        let ops = config
+            .ops
+            .map(|ops| OpsSender::new(ops, Arc::clone(&transport), metrics.ops_dropped.clone()));
+        let observer = Arc::new(Observer::new(metrics.clone(), ops));
+        let outbox = Arc::new(ObservedOutbox {
             store: store.clone(),
-            metrics: metrics.clone(),
+            observer: observer.clone(),
         });
         let default_secrets =
             (!config.delivery.secrets.is_empty()).then(|| config.delivery.secrets.clone());
         let dispatcher = Dispatcher::without_hooks(transport, outbox, config.delivery);
         let live = Arc::new(
-            Live::load(store.clone(), dispatcher.clone(), default_secrets).map_err(store_error)?,
+            Live::load(
+                store.clone(),
+                dispatcher.clone(),
+                default_secrets,
+                observer.clone(),
+            )
+            .map_err(store_error)?,
         );
         if let Some(hooks) = config.default_hooks {
             let change = live
@@ -362,6 +388,10 @@ impl Service {
             let dispatcher = dispatcher.clone();
             async move { dispatcher.run().await }
         });
+        let ops_dispatching = observer.ops().map(|ops| {
+            let dispatcher = ops.dispatcher.clone();
+            tokio::spawn(async move { dispatcher.run().await })
+        });
         let pruning = tokio::spawn(prune_forever(store.clone(), config.retention));
         let state = Arc::new(AppState {
             live,
@@ -373,6 +403,7 @@ impl Service {
             listener,
             state,
             dispatching,
+            ops_dispatching,
             pruning,
             shutdown_grace: config.shutdown_grace,
             limits: config.limits,
@@ -404,17 +435,24 @@ impl Service {
         }));
         tokio::select! {
             result = &mut serving => {
-                tracing::error!("the API stopped serving: {result:?}");
+                tracing::error!(result = ?result, "the API stopped serving");
             }
             () = shutdown => {}
         }
         tracing::info!("shutting down: finishing requests and attempts in flight");
         let _ = stop.send(());
         self.state.live.dispatcher.shutdown();
+        if let Some(ops) = self.state.live.observer.ops() {
+            // What it has not sent is lost: operational webhooks are kept in memory only.
+            ops.dispatcher.shutdown();
+        }
         self.pruning.abort();
         let finish = async {
             let _ = (&mut serving).await;
             let _ = self.dispatching.await;
+            if let Some(ops) = self.ops_dispatching {
+                let _ = ops.await;
+            }
         };
         if tokio::time::timeout(self.shutdown_grace, finish)
             .await
@@ -428,14 +466,30 @@ impl Service {
     }
 }
 
-/// One line for a registry change, at `info`.
+/// One line for a registry change, at `info`: the workflow, whether it was created, the hooks
+/// kept, added and removed (`hook_N`, comma-separated) and the pending deliveries cancelled.
+///
+/// ```no_run
+/// # async fn reload(service: &linq_hooks_service::Service, hooks: Vec<linq_hooks_model::Hook>) {
+/// let change = service.registry().put("default", hooks).await.unwrap();
+/// linq_hooks_service::log_change(&change);
+/// // INFO workflow registered workflow=default created=false kept=hook_1 added=hook_4 removed=hook_2 cancelled_deliveries=3
+/// # }
+/// ```
 pub fn log_change(change: &WorkflowChange) {
+    let names = |hooks: &[linq_hooks_delivery::HookId]| {
+        hooks
+            .iter()
+            .map(|hook| format!("hook_{hook}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     tracing::info!(
         workflow = %change.workflow.id,
         created = change.created,
-        kept = change.kept.len(),
-        added = change.added.len(),
-        removed = change.removed.len(),
+        kept = %names(&change.kept),
+        added = %names(&change.added),
+        removed = %names(&change.removed),
         cancelled_deliveries = change.cancelled_deliveries,
         "workflow registered"
     );
@@ -449,7 +503,10 @@ async fn prune_forever(store: Store, retention: Duration) {
         loop {
             match store.prune(cutoff).await {
                 Ok(0) => break,
-                Ok(n) => tracing::info!("pruned {n} delivered records older than the retention"),
+                Ok(n) => tracing::info!(
+                    pruned = n,
+                    "pruned delivered records older than the retention"
+                ),
                 Err(e) => {
                     // The subscriber prints the error's sources too (`error.sources=[…]`).
                     tracing::warn!(

@@ -21,6 +21,8 @@ use linq_hooks_outbox::{
 use linq_hooks_signature::Secret;
 use tokio::sync::RwLock;
 
+use crate::observe::Observer;
+
 /// The workflow `POST /v1/events` and `serve --hooks` use.
 pub const DEFAULT_WORKFLOW: &str = "default";
 
@@ -45,6 +47,8 @@ pub(crate) struct Live {
     workflows: RwLock<HashMap<String, LiveWorkflow>>,
     /// `--secret`: the `default` workflow signs with exactly these, whatever is stored.
     default_secrets: Option<Vec<Secret>>,
+    /// Told which hooks are registered (per-hook metrics and stats exist for these only).
+    pub(crate) observer: Arc<Observer>,
 }
 
 /// Why a registry change could not be made.
@@ -70,12 +74,14 @@ impl Live {
         store: Store,
         dispatcher: Dispatcher,
         default_secrets: Option<Vec<Secret>>,
+        observer: Arc<Observer>,
     ) -> Result<Live, StoreError> {
         let live = Live {
             store,
             dispatcher,
             workflows: RwLock::new(HashMap::new()),
             default_secrets,
+            observer,
         };
         let mut workflows = HashMap::new();
         for workflow in live.store.workflows()? {
@@ -91,6 +97,7 @@ impl Live {
             self.dispatcher
                 .set(hook.id, self.destination(workflow, hook));
         }
+        self.observer.show(workflow);
         let hooks: Vec<Hook> = workflow.hooks.iter().map(|h| h.hook.clone()).collect();
         workflows.insert(
             workflow.id.clone(),
@@ -187,6 +194,7 @@ impl Live {
             let change = live.store.put_workflow(id, hooks, secret).await?;
             for removed in &change.removed {
                 live.dispatcher.remove(*removed);
+                live.observer.forget(*removed);
             }
             live.show(&change.workflow, &mut workflows);
             Ok(change)
@@ -208,6 +216,7 @@ impl Live {
                 .ok_or(ChangeError::NotFound)?;
             for removed in &removal.removed {
                 live.dispatcher.remove(*removed);
+                live.observer.forget(*removed);
             }
             workflows.remove(&id);
             Ok(removal)
@@ -223,6 +232,7 @@ impl Live {
     ) -> Result<StoredHook, ChangeError> {
         self.change(move |live| async move {
             let mut workflows = live.workflows.write().await;
+            let before = live.store.hook(hook)?;
             let stored = live
                 .store
                 .set_parameters(hook, parameters)
@@ -231,6 +241,7 @@ impl Live {
             if let Some(workflow) = live.store.workflow(&stored.workflow)? {
                 live.show(&workflow, &mut workflows);
             }
+            log_patch(before.as_ref().map(|b| b.hook.parameters()), &stored);
             Ok(stored)
         })
         .await
@@ -315,4 +326,37 @@ impl Live {
             .await
             .expect("registry changes do not panic")
     }
+}
+
+/// One `info` line for a hook's new parameters, saying what changed: the URL (old and new) and
+/// the names of the headers added, removed or changed (never their values, which often carry
+/// credentials).
+fn log_patch(before: Option<&HookParameters>, after: &StoredHook) {
+    let new = after.hook.parameters();
+    let url_changed = before.is_none_or(|old| old.url() != new.url());
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(old) = before {
+        for (name, value) in new.headers() {
+            match old.headers().get(name) {
+                None => added.push(name.as_str()),
+                Some(was) if was != value => changed.push(name.as_str()),
+                Some(_) => {}
+            }
+        }
+        for name in old.headers().keys() {
+            if !new.headers().contains_key(name) {
+                removed.push(name.as_str());
+            }
+        }
+    }
+    tracing::info!(
+        workflow = %after.workflow,
+        hook = %format_args!("hook_{}", after.id),
+        url = new.url(),
+        previous_url = before.filter(|_| url_changed).map(|old| old.url()),
+        headers_added = %added.join(","),
+        headers_removed = %removed.join(","),
+        headers_changed = %changed.join(","),
+        "hook parameters changed"
+    );
 }

@@ -137,7 +137,7 @@ pub async fn serve(
             },
         };
         if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let idle = open.add();
         let service = hyper::service::service_fn({
@@ -162,7 +162,7 @@ pub async fn serve(
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
-                        tracing::debug!(%peer, "connection closed: {e}");
+                        tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 }
                 () = idle.evicted() => tracing::debug!(%peer, "closed to make room for a new connection"),

@@ -26,6 +26,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/deliveries"),
     ("get", "/v1/deliveries/{id}"),
     ("post", "/v1/deliveries/{id}/retry"),
+    ("get", "/v1/stats/deliveries"),
 ];
 
 /// `/healthz` answers 503 with its own body (`HealthOut`: status and reason), by design.

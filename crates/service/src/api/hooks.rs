@@ -143,7 +143,6 @@ pub(super) async fn patch(
             "change a hook",
             format!("no hook {}", hook_id(id)),
         ))?;
-    tracing::info!(hook = %hook_id(id), workflow = %hook.workflow, url = hook.hook.parameters().url(), "hook parameters changed");
     Ok(Json(PatchedHookOut {
         hook: HookOut::from(&hook),
         warnings,

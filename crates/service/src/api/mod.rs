@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod guard;
 mod hooks;
+mod stats;
 pub(crate) mod types;
 mod workflows;
 
@@ -55,6 +56,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(workflows::router())
         .merge(hooks::router())
         .merge(deliveries::router())
+        .merge(stats::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_announced_oversize))
@@ -193,9 +195,11 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Prometheus text exposition.
+/// Prometheus metrics in the OpenMetrics text format (what prometheus-client writes: counters
+/// declared without their `_total`, a final `# EOF`), which Prometheus reads. Per-hook series
+/// (labels `workflow`, `hook`) exist for registered hooks only.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = error::ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = error::ErrorBody)))]
+    responses((status = 200, content_type = "application/openmetrics-text", body = String), (status = 401, body = error::ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = error::ErrorBody)))]
 async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
     let text = state
         .metrics
@@ -204,7 +208,9 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        // The format prometheus-client writes; declared as what it is, so that Prometheus
+        // reads the counters' TYPE lines (named without `_total`) right.
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     Ok(response)
 }
@@ -235,6 +241,7 @@ async fn openapi_json() -> Response {
         workflows::list, workflows::get_one, workflows::put, workflows::delete, workflows::secret, workflows::rotate,
         hooks::list, hooks::get_one, hooks::patch, hooks::enable, hooks::retry, hooks::recover,
         deliveries::list, deliveries::get_one, deliveries::retry, events::get_one,
+        stats::deliveries,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -290,7 +290,9 @@ impl From<&AttemptInfo> for AttemptOut {
     fn from(attempt: &AttemptInfo) -> AttemptOut {
         AttemptOut {
             at: rfc3339(attempt.at),
-            latency_ms: attempt.latency.as_secs_f64() * 1000.0,
+            // Microseconds over 1000: the shortest decimal that reads back the same (`0.035`,
+            // not `0.034999999999999996`).
+            latency_ms: attempt.latency.as_micros() as f64 / 1000.0,
             status: attempt.status,
             error: attempt.error.clone(),
             response_body: attempt.response_body.clone(),

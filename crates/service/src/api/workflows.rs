@@ -160,7 +160,13 @@ pub(super) async fn delete(
             "delete a workflow",
             format!("no workflow {id}"),
         ))?;
-    tracing::info!(workflow = %id, removed = removal.removed.len(), cancelled_deliveries = removal.cancelled_deliveries, "workflow deleted");
+    let removed: Vec<String> = removal.removed.iter().map(|h| hook_id(*h)).collect();
+    tracing::info!(
+        workflow = %id,
+        removed = %removed.join(","),
+        cancelled_deliveries = removal.cancelled_deliveries,
+        "workflow deleted"
+    );
     Ok(Json(DeletedOut {
         workflow_id: id,
         removed: removal.removed.iter().copied().map(hook_id).collect(),
