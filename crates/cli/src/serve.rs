@@ -135,11 +135,11 @@ fn ops_webhooks(args: &Args) -> Result<Option<OpsWebhooks>, Outcome> {
         return Ok(None);
     };
     let parameters = HookParameters::new(url.clone(), Default::default()).map_err(|e| {
-        eprintln!("error: --ops-url: {}", chain(&e));
+        errln!("error: --ops-url: {}", chain(&e));
         Outcome::UsageOrIo
     })?;
     let secret: Secret = secret.parse().map_err(|e| {
-        eprintln!("error: --ops-secret: {}", chain(&e));
+        errln!("error: --ops-secret: {}", chain(&e));
         Outcome::UsageOrIo
     })?;
     Ok(Some(OpsWebhooks::new(parameters, secret)))
