@@ -18,6 +18,7 @@
 //! | `GET /v1/hooks`, `GET`/`PATCH /v1/hooks/{hook_id}`, `POST /v1/hooks/{hook_id}/enable` | hooks by id |
 //! | `GET /v1/deliveries?state=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
+//! | `GET /ui` (`GET /` redirects there) | the web dashboard: HTML, script and style embedded in the binary, no token needed to load it |
 //!
 //! The whole API is described by [`openapi`] (also `schemas/openapi.json`).
 //!
@@ -39,6 +40,7 @@ mod api;
 mod live;
 mod metrics;
 mod serving;
+mod ui;
 
 use std::fmt;
 use std::future::Future;
@@ -82,7 +84,8 @@ pub struct ServiceConfig {
     pub store: PathBuf,
     /// Where the API listens (default `127.0.0.1:8625`).
     pub listen: SocketAddr,
-    /// When set, every endpoint but `/healthz` requires `Authorization: Bearer <token>`.
+    /// When set, every endpoint but `/healthz` and the dashboard (`/ui`, which holds no data)
+    /// requires `Authorization: Bearer <token>`.
     /// Required to listen on anything but a loopback address.
     pub token: Option<String>,
     /// Requests in flight and the retry schedule (default for the service: 5s, 5m, 30m, 2h, 5h,
