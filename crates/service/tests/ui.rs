@@ -84,7 +84,10 @@ async fn the_page_and_its_assets_are_served_without_a_token_under_a_strict_polic
     let addr = start("assets").await;
     let page = get(addr, "/ui", &[]).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert!(page.body.starts_with("<!doctype html>"));
     // Every asset the page names is served, with its own media type.
     let assets = [
@@ -92,12 +95,15 @@ async fn the_page_and_its_assets_are_served_without_a_token_under_a_strict_polic
         ("/ui/app.css", "text/css; charset=utf-8"),
     ];
     for (path, _) in assets {
-        assert!(page.body.contains(&format!("\"{path}\"")), "the page loads {path}");
+        assert!(
+            page.body.contains(&format!("\"{path}\"")),
+            "the page loads {path}"
+        );
     }
-    for answer in [&page]
-        .into_iter()
-        .chain(&[get(addr, assets[0].0, &[]).await, get(addr, assets[1].0, &[]).await])
-    {
+    for answer in [&page].into_iter().chain(&[
+        get(addr, assets[0].0, &[]).await,
+        get(addr, assets[1].0, &[]).await,
+    ]) {
         let policy = answer.header("content-security-policy").expect("a CSP");
         for directive in [
             "default-src 'none'",
@@ -142,7 +148,12 @@ async fn the_api_still_needs_the_token_and_unknown_ui_paths_are_404() {
     let missing = get(addr, "/ui/secrets.json", &[]).await;
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("errors"), "{}", missing.body);
-    let with = get(addr, "/v1/deliveries", &[("authorization", "Bearer sesame")]).await;
+    let with = get(
+        addr,
+        "/v1/deliveries",
+        &[("authorization", "Bearer sesame")],
+    )
+    .await;
     assert_eq!(with.status, 200, "{}", with.body);
 }
 

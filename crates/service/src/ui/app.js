@@ -41,7 +41,8 @@ class ApiError extends Error {
 
 async function api(method, path) {
   const headers = { Accept: "application/json" };
-  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const token = state.token;
+  if (token) headers.Authorization = "Bearer " + token;
   let response;
   try {
     response = await fetch(path, { method, headers, cache: "no-store" });
@@ -56,7 +57,11 @@ async function api(method, path) {
     body = null;
   }
   if (response.status === 401) {
-    askForToken(state.token ? "That token was refused: give the one serve was started with." : null);
+    // Only if the token sent is still the one in use: calls sent before the user gave one
+    // answer 401 after the form is gone.
+    if (token === state.token) {
+      askForToken(token ? "That token was refused: give the one serve was started with." : null);
+    }
     throw new ApiError(401, "a token is needed");
   }
   if (!response.ok) {
@@ -134,7 +139,7 @@ function redraw(region, data, draw) {
   const container = $(region);
   const active = document.activeElement;
   const focusKey = active && container.contains(active) ? active.getAttribute("data-focus") : null;
-  container.replaceChildren(...[].concat(draw()));
+  container.replaceChildren(...[].concat(draw()).filter((child) => child !== null && child !== undefined));
   if (focusKey) {
     const again = container.querySelector('[data-focus="' + CSS.escape(focusKey) + '"]');
     if (again) again.focus();
@@ -431,7 +436,8 @@ async function loadDetail() {
 }
 
 function drawDetail(d, event) {
-  const field = (name, value) => [h("dt", {}, name), h("dd", {}, value)];
+  // Two fields a row; a wide one has a row of its own.
+  const field = (name, value, wide) => [h("dt", { class: wide ? "first" : null }, name), h("dd", { class: wide ? "wide" : null }, value)];
   const attempts = d.attempt_log || [];
   const actions = deliveryActions(d, "detail-").filter(Boolean);
   return [
@@ -440,10 +446,11 @@ function drawDetail(d, event) {
       field("Hook", h("code", {}, d.hook)),
       field("Workflow", d.workflow_id || "—"),
       field("Event", String(d.event)),
-      field("webhook-id", h("code", {}, d.webhook_id)),
       field("Created", when(d.created_at)),
+      field("Attempts", String(d.attempts)),
       d.state === "pending" ? field("Next attempt", when(d.next_attempt_at)) : field("Finished", when(d.finished_at)),
-      d.failure ? field("Why", d.failure) : null),
+      field("webhook-id", h("code", {}, d.webhook_id), true),
+      d.failure ? field("Why", d.failure, true) : null),
     actions.length ? h("div", { class: "actions" }, actions) : null,
     h("h3", {}, "Attempts (" + attempts.length + ")"),
     attempts.length === 0 ? h("p", { class: "muted" }, "None yet.") :

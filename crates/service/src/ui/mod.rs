@@ -52,7 +52,10 @@ pub(crate) fn is_public(path: &str) -> bool {
 pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
-        .route("/ui", get(|request: Request| async move { serve(&INDEX, request.headers()) }))
+        .route(
+            "/ui",
+            get(|request: Request| async move { serve(&INDEX, request.headers()) }),
+        )
         .route("/ui/", get(|| async { Redirect::to("/ui") }))
         .route(
             "/ui/app.js",
@@ -86,7 +89,10 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -108,7 +114,10 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -122,7 +131,14 @@ mod tests {
         for path in ["/", "/ui", "/ui/", "/ui/app.js", "/ui/app.css"] {
             assert!(is_public(path), "{path}");
         }
-        for path in ["/uix", "/v1/ui", "/v1/deliveries", "/metrics", "//ui", "/UI"] {
+        for path in [
+            "/uix",
+            "/v1/ui",
+            "/v1/deliveries",
+            "/metrics",
+            "//ui",
+            "/UI",
+        ] {
             assert!(!is_public(path), "{path}");
         }
     }
