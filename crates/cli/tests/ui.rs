@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use common::{Serve, hooks_file, plan, plan_hook, store, switchable};
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use linq_hooks_tests::{Receiver, request};
 use serde_json::{Value, json};
@@ -246,12 +247,9 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
         .for_element(Locator::Css("#token-form:not([hidden]) #token"))
         .await
         .expect("the page asks for the token");
-    field.send_keys(TOKEN).await.unwrap();
-    browser
-        .find(Locator::Css("#token-form button[type=\"submit\"]"))
-        .await
-        .unwrap()
-        .click()
+    // By keyboard: the token, then Enter submits the form.
+    field
+        .send_keys(&format!("{TOKEN}{}", char::from(Key::Enter)))
         .await
         .unwrap();
 
@@ -270,7 +268,7 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
         .unwrap();
     assert_eq!(hooks_shown.len(), 2, "both hooks are listed");
 
-    // The receiver is back; replay from the page.
+    // The receiver is back; replay from the page, by keyboard (Enter on the focused button).
     back.store(true, Ordering::SeqCst);
     browser
         .find(Locator::Css(&format!(
@@ -278,7 +276,7 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
         )))
         .await
         .expect("a Replay button on the failed delivery")
-        .click()
+        .send_keys(&char::from(Key::Enter).to_string())
         .await
         .unwrap();
     until("the page shows the delivery delivered", || async {

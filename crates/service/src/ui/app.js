@@ -248,8 +248,10 @@ function drawHook(hook, charts) {
     h("td", { class: "c-time" }, last),
     charts ? h("td", { class: "c-chart" }, chart(hook.id)) : null,
     h("td", { class: "c-actions" },
-      h("button", { type: "button", "data-action": "hook-retry", "data-hook": hook.id, "data-focus": "hook-retry-" + hook.id,
-        title: "Attempt its waiting delivery now" }, "Retry now"),
+      s.pending > 0
+        ? h("button", { type: "button", "data-action": "hook-retry", "data-hook": hook.id, "data-focus": "hook-retry-" + hook.id,
+            title: "Attempt its waiting delivery now" }, "Retry now")
+        : null,
       s.enabled === false
         ? h("button", { type: "button", "data-action": "enable", "data-hook": hook.id, "data-focus": "enable-" + hook.id }, "Enable")
         : null,
@@ -337,13 +339,21 @@ async function loadDeliveries() {
   if (!state.mode) await detectMode();
   let rows;
   if (state.mode === "filters") {
-    const query = new URLSearchParams();
-    for (const [name, value] of Object.entries(state.filters)) if (value) query.set(name, value);
-    query.set("limit", String(PAGE));
-    if (state.cursor) query.set("cursor", state.cursor);
-    const body = await api("GET", "/v1/deliveries?" + query);
-    rows = body.deliveries;
-    state.nextCursor = body.next_cursor || null;
+    // A page examines a bounded number of deliveries, so a narrow filter may answer a short
+    // page (even an empty one) with a cursor: read on, a few pages at most, to fill this one.
+    rows = [];
+    let cursor = state.cursor;
+    for (let read = 0; read < 5 && rows.length < PAGE; read++) {
+      const query = new URLSearchParams();
+      for (const [name, value] of Object.entries(state.filters)) if (value) query.set(name, value);
+      query.set("limit", String(PAGE - rows.length));
+      if (cursor) query.set("cursor", cursor);
+      const body = await api("GET", "/v1/deliveries?" + query);
+      rows.push(...body.deliveries);
+      cursor = body.next_cursor || null;
+      if (!cursor) break;
+    }
+    state.nextCursor = cursor;
     $("list-mode").textContent = "";
   } else {
     // An older serve lists one state at a time (oldest first) and takes only state and limit:
