@@ -14,10 +14,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Serve, hooks_file, plan, plan_hook, store, switchable};
+use common::{Serve, hooks_file, plan, plan_hook, store};
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -25,6 +26,8 @@ use linq_hooks_tests::{Receiver, request};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "dashboard-test-token";
+/// What the failing receiver answers, with its 500.
+const FAILURE: &str = "database unavailable: lab-log is read-only for maintenance";
 /// How long any one thing the test waits for may take before it fails.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -189,7 +192,19 @@ async fn row_state(browser: &Client, id: u64) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
-    let (flaky, back) = switchable(500).await;
+    // The receiver says why it fails, as a real one would, until it is back.
+    let back = Arc::new(AtomicBool::new(false));
+    let flaky = Receiver::start_with_body({
+        let back = back.clone();
+        move |_, _| {
+            if back.load(Ordering::SeqCst) {
+                ((200, vec![]), b"ok".to_vec())
+            } else {
+                ((500, vec![]), FAILURE.as_bytes().to_vec())
+            }
+        }
+    })
+    .await;
     let steady = Receiver::start(|_, _| (200, vec![])).await;
     let hooks = hooks_file(
         "ui",
@@ -324,6 +339,44 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     .await;
     assert!(attempts[0].contains("500"), "{attempts:?}");
     assert!(attempts[2].contains("200"), "{attempts:?}");
+    // Where this serve keeps the receiver's answers and the event bodies, the page shows them.
+    if detail["attempt_log"][2].get("response_body").is_some() {
+        let shown = until("the page shows the receiver's answer", || async {
+            let answers = browser
+                .find_all(Locator::Css("#detail-body li[data-attempt] pre"))
+                .await
+                .ok()?;
+            let mut texts = Vec::new();
+            for answer in answers {
+                texts.push(answer.prop("textContent").await.ok()??);
+            }
+            (texts.len() == 3).then_some(texts)
+        })
+        .await;
+        assert_eq!(shown[0], FAILURE);
+        assert_eq!(shown[2], "ok");
+    }
+    let event = request(
+        "GET",
+        &format!("{}/v1/events/{}", serve.base, detail["event"]),
+        None,
+        Some(TOKEN),
+    )
+    .await
+    .unwrap();
+    if event.status == 200 {
+        let body = until("the page shows the event body", || async {
+            text_of(&browser, "#detail-body pre.event-body").await
+        })
+        .await;
+        assert!(body.contains("\"plan_id\": \"p1\""), "{body}");
+    } else {
+        let said = until("the page says why it cannot show the event", || async {
+            text_of(&browser, "#detail-body p.error").await
+        })
+        .await;
+        assert!(said.contains("/v1/events/"), "{said}");
+    }
 
     // A laptop screen shows it without scrolling sideways.
     let widths = browser

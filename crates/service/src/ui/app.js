@@ -223,7 +223,7 @@ function drawWorkflows() {
           h("th", { scope: "col", class: "c-num" }, "Pending"),
           h("th", { scope: "col", class: "c-num" }, "Failed"),
           h("th", { scope: "col", class: "c-time" }, "Last attempt"),
-          charts ? h("th", { scope: "col", class: "c-chart" }, "Per minute, last hour") : null,
+          charts ? h("th", { scope: "col", class: "c-chart", title: "Deliveries (up) and failed attempts (down) per minute" }, "Last hour") : null,
           h("th", { scope: "col", class: "c-actions" }, "Actions"))),
         h("tbody", {}, workflow.hooks.map((hook) => drawHook(hook, charts))))));
 }
@@ -471,9 +471,8 @@ function drawDetail(d, event) {
           a.status !== null && a.status !== undefined ? statusText(a.status) : h("span", { class: "badge state-failed" }, "no answer"),
           " ", h("span", { class: "muted" }, Math.round(a.latency_ms) + " ms")),
         a.error ? h("div", { class: "error" }, a.error) : null,
-        a.response_body === undefined ? null :
-          a.response_body === null ? h("div", { class: "muted small" }, "No response body.") :
-          h("details", {},
+        a.response_body === undefined || a.response_body === null ? null :
+          h("details", { open: i === attempts.length - 1 },
             h("summary", {}, "Response body" + (a.response_body_truncated ? " (first 1 KiB)" : "")),
             h("pre", {}, a.response_body + (a.response_body_truncated ? "\n…" : "")))))),
     h("h3", {}, "Event body"),
