@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Serve, hooks_file, plan, plan_hook, store};
+use common::{Serve, hooks_file, plan, plan_hook, store, switchable};
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -160,6 +160,20 @@ async fn api(serve: &Serve, method: &str, path: &str, body: Option<Value>, statu
     reply.body
 }
 
+/// The id of the hook whose URL ends with `path`.
+async fn hook_of(serve: &Serve, path: &str) -> String {
+    let hooks = api(serve, "GET", "/v1/hooks", None, 200).await;
+    let hook = hooks["hooks"].as_array().unwrap().iter().find(|h| {
+        h["parameters"]["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(path))
+    });
+    hook.unwrap_or_else(|| panic!("no hook posts to {path}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Waits (bounded) until `check` answers `Some`.
 async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -206,11 +220,14 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     })
     .await;
     let steady = Receiver::start(|_, _| (200, vec![])).await;
+    // 410 Gone disables its hook; its deliveries wait for an enable.
+    let (gone, returned) = switchable(410).await;
     let hooks = hooks_file(
         "ui",
         json!([
             plan_hook(flaky.url("/lab-log")),
-            plan_hook(steady.url("/notify"))
+            plan_hook(steady.url("/notify")),
+            plan_hook(gone.url("/archive"))
         ]),
     );
     let serve = Serve::start(&[
@@ -226,14 +243,28 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     ])
     .await;
     let mut failing = Vec::new();
+    let (lab_log, archive) = (
+        hook_of(&serve, "/lab-log").await,
+        hook_of(&serve, "/archive").await,
+    );
     for n in 1..=2 {
         let accepted = api(&serve, "POST", "/v1/events", Some(plan(n)), 202).await;
-        let first = &accepted["deliveries"][0];
+        let first = accepted["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["hook"] == lab_log.as_str())
+            .unwrap();
         failing.push((
             first["id"].as_u64().unwrap(),
             first["webhook_id"].as_str().unwrap().to_string(),
         ));
     }
+    until("the 410 disables the archive's hook", || async {
+        let hook = api(&serve, "GET", &format!("/v1/hooks/{archive}"), None, 200).await;
+        (hook["state"]["enabled"] == false).then_some(())
+    })
+    .await;
     for (id, _) in &failing {
         until(
             "the deliveries to the receiver answering 500 fail",
@@ -281,7 +312,7 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
         .find_all(Locator::Css("#workflows tr[data-hook]"))
         .await
         .unwrap();
-    assert_eq!(hooks_shown.len(), 2, "both hooks are listed");
+    assert_eq!(hooks_shown.len(), 3, "every hook is listed");
 
     // The receiver is back; replay from the page, by keyboard (Enter on the focused button).
     back.store(true, Ordering::SeqCst);
@@ -404,6 +435,38 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot: {}", path.display());
+
+    // The archive is back: enable its hook from the page; its two deliveries go out.
+    let archive_state = format!("tr[data-hook=\"{archive}\"] [data-field=\"hook-state\"]");
+    assert_eq!(
+        text_of(&browser, &archive_state).await.as_deref(),
+        Some("disabled (410)")
+    );
+    returned.store(true, Ordering::SeqCst);
+    browser
+        .find(Locator::Css(&format!(
+            "tr[data-hook=\"{archive}\"] button[data-action=\"enable\"]"
+        )))
+        .await
+        .expect("an Enable button on the disabled hook")
+        .click()
+        .await
+        .unwrap();
+    until("the page shows the hook enabled", || async {
+        (text_of(&browser, &archive_state).await.as_deref() == Some("enabled")).then_some(())
+    })
+    .await;
+    until("the archive gets both events", || async {
+        let mut plans: Vec<String> = gone
+            .received()
+            .iter()
+            .filter(|r| r.path == "/archive")
+            .map(|r| r.json()["plan_id"].as_str().unwrap().to_string())
+            .collect();
+        plans.dedup();
+        (plans.ends_with(&["p1".into(), "p2".into()])).then_some(())
+    })
+    .await;
 
     browser.close().await.unwrap();
     drop(driver);

@@ -232,10 +232,10 @@ function drawHook(hook, charts) {
   const s = hook.state || {};
   const url = (hook.parameters && hook.parameters.url) || "";
   const stateCell = s.enabled === false
-    ? h("span", { class: "badge state-failed", title: s.disabled_at ? "disabled at " + s.disabled_at : null }, "disabled (410)")
+    ? h("span", { class: "badge state-failed", "data-field": "hook-state", title: s.disabled_at ? "disabled at " + s.disabled_at : null }, "disabled (410)")
     : s.consecutive_failures > 0
-      ? h("span", { class: "badge state-pending" }, "failing ×" + s.consecutive_failures)
-      : h("span", { class: "badge state-delivered" }, "enabled");
+      ? h("span", { class: "badge state-pending", "data-field": "hook-state", title: s.consecutive_failures + " failed attempts in a row" }, "failing ×" + s.consecutive_failures)
+      : h("span", { class: "badge state-delivered", "data-field": "hook-state" }, "enabled");
   const last = s.last_attempt_at === undefined
     ? h("span", { class: "muted" }, "—")
     : h("span", {}, when(s.last_attempt_at), " ", s.last_status !== undefined ? statusText(s.last_status) : null);
