@@ -468,6 +468,43 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     })
     .await;
 
+    // The filters: failed ones only. (An older serve lists by state; a newer one filters.)
+    browser
+        .find(Locator::Id("f-state"))
+        .await
+        .unwrap()
+        .select_by_value("failed")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#filters button[type=\"submit\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let listed = until("only failed deliveries are listed", || async {
+        let rows = browser
+            .find_all(Locator::Css("#deliveries tr[data-delivery]"))
+            .await
+            .ok()?;
+        let mut listed = Vec::new();
+        for row in rows {
+            let id = row.attr("data-delivery").await.ok()??;
+            let state = row
+                .find(Locator::Css("[data-field=\"state\"]"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            listed.push((id.parse::<u64>().ok()?, state));
+        }
+        (listed.iter().all(|(_, state)| state == "failed")).then_some(listed)
+    })
+    .await;
+    assert_eq!(listed, vec![(failing[1].0, "failed".to_string())]);
+
     browser.close().await.unwrap();
     drop(driver);
     serve.kill().await;
