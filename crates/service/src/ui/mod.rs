@@ -1,4 +1,4 @@
-//! The web dashboard at `/ui`: one HTML page, its script and its style sheet, embedded in the
+//! The web dashboard at `/ui`: one HTML page, its script, its style sheet and its icon, embedded in the
 //! binary (nothing fetched from elsewhere at run time, no build step).
 //!
 //! The page holds no data: everything it shows it reads from the API with the bearer token the
@@ -41,6 +41,10 @@ const STYLE: Asset = Asset {
     body: include_bytes!("app.css"),
     content_type: "text/css; charset=utf-8",
 };
+const ICON: Asset = Asset {
+    body: include_bytes!("favicon.svg"),
+    content_type: "image/svg+xml",
+};
 
 /// Whether `path` is the dashboard's (the page, its assets, or `/`, which redirects to it):
 /// served without the bearer token, since none of it holds data.
@@ -48,7 +52,8 @@ pub(crate) fn is_public(path: &str) -> bool {
     path == "/" || path == "/ui" || path.starts_with("/ui/")
 }
 
-/// `GET /` (a redirect to `/ui`), `GET /ui`, `GET /ui/app.js`, `GET /ui/app.css`.
+/// `GET /` (a redirect to `/ui`), `GET /ui`, `GET /ui/app.js`, `GET /ui/app.css`,
+/// `GET /ui/favicon.svg`.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
@@ -65,6 +70,10 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/ui/app.css",
             get(|request: Request| async move { serve(&STYLE, request.headers()) }),
         )
+        .route(
+            "/ui/favicon.svg",
+            get(|request: Request| async move { serve(&ICON, request.headers()) }),
+        )
 }
 
 /// The assets' common `ETag`: the version and a digest of every file, computed once.
@@ -72,7 +81,7 @@ fn etag() -> &'static HeaderValue {
     static ETAG: OnceLock<HeaderValue> = OnceLock::new();
     ETAG.get_or_init(|| {
         let mut digest = Sha256::new();
-        for asset in [&INDEX, &SCRIPT, &STYLE] {
+        for asset in [&INDEX, &SCRIPT, &STYLE, &ICON] {
             digest.update(asset.body);
         }
         let hex: String = digest.finalize()[..8]
