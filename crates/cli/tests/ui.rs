@@ -36,6 +36,8 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Chromedriver {
     child: std::process::Child,
     url: String,
+    /// The browser's temporary directory (its profile, its singleton socket), removed at drop.
+    temp: PathBuf,
 }
 
 impl Chromedriver {
@@ -55,8 +57,13 @@ impl Chromedriver {
             .local_addr()
             .unwrap()
             .port();
+        let temp =
+            std::env::temp_dir().join(format!("linq-hooks-ui-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&temp).unwrap();
         let mut command = std::process::Command::new(&binary);
         command
+            // Chromium leaves its singleton socket's directory in TMPDIR: ours, removed at drop.
+            .env("TMPDIR", &temp)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             // The page shows times in the browser's zone: fixed, so screenshots compare.
@@ -75,6 +82,7 @@ impl Chromedriver {
         let driver = Chromedriver {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            temp,
         };
         let status = format!("{}/status", driver.url);
         let ready = async {
@@ -137,6 +145,7 @@ impl Drop for Chromedriver {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.temp);
     }
 }
 
