@@ -191,7 +191,8 @@ async function loadWorkflows() {
   }
   state.workflows = all;
   fillHookChoices();
-  redraw("workflows", { all, stats: state.stats }, drawWorkflows);
+  // The minute too: the chart's bars move left as time passes, activity or not.
+  redraw("workflows", { all, stats: state.stats, minute: Math.floor(Date.now() / 60000) }, drawWorkflows);
 }
 
 async function loadStats() {
