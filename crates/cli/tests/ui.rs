@@ -169,6 +169,19 @@ async fn api(serve: &Serve, method: &str, path: &str, body: Option<Value>, statu
     reply.body
 }
 
+/// The page is no wider than the window: nothing to scroll sideways.
+async fn assert_no_horizontal_scroll(browser: &Client) {
+    let widths = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (scroll, inner) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+    assert!(scroll <= inner, "horizontal scroll: {scroll} > {inner}");
+}
+
 /// The id of the hook whose URL ends with `path`.
 async fn hook_of(serve: &Serve, path: &str) -> String {
     let hooks = api(serve, "GET", "/v1/hooks", None, 200).await;
@@ -419,15 +432,7 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     }
 
     // A laptop screen shows it without scrolling sideways.
-    let widths = browser
-        .execute(
-            "return [document.documentElement.scrollWidth, window.innerWidth];",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let (scroll, inner) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
-    assert!(scroll <= inner, "horizontal scroll: {scroll} > {inner}");
+    assert_no_horizontal_scroll(&browser).await;
 
     // The picture: the page from its top, the delivery's attempts beside the list.
     browser
@@ -513,6 +518,27 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     })
     .await;
     assert_eq!(listed, vec![(failing[1].0, "failed".to_string())]);
+
+    // Long values (the longest workflow id there may be, a long URL) wrap; nothing widens the page.
+    let long_id = "w".repeat(128);
+    let long_url = format!("http://127.0.0.1:9/{}", "segment".repeat(40));
+    api(
+        &serve,
+        "PUT",
+        &format!("/v1/workflows/{long_id}"),
+        Some(json!({"hooks": [{"filter": "on_new_plan", "parameters": {"url": long_url}}]})),
+        201,
+    )
+    .await;
+    until("the page lists the new workflow", || async {
+        let ids = browser
+            .find_all(Locator::Css("#workflows .workflow h3 code"))
+            .await
+            .ok()?;
+        (ids.len() == 2).then_some(())
+    })
+    .await;
+    assert_no_horizontal_scroll(&browser).await;
 
     browser.close().await.unwrap();
     drop(driver);
