@@ -519,6 +519,60 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
     .await;
     assert_eq!(listed, vec![(failing[1].0, "failed".to_string())]);
 
+    // Where serve can recover a hook's failed deliveries since a time, do it from the page: the
+    // one left failed goes out again, with its webhook-id.
+    let openapi = api(&serve, "GET", "/v1/openapi.json", None, 200).await;
+    if openapi["paths"]
+        .get("/v1/hooks/{hook_id}/recover")
+        .is_some()
+    {
+        let (left, left_webhook_id) = failing[1].clone();
+        browser
+            .find(Locator::Id("recover-hook"))
+            .await
+            .unwrap()
+            .select_by_value(&lab_log)
+            .await
+            .unwrap();
+        // A date picker's typing differs by locale; its value is the same everywhere.
+        browser
+            .execute(
+                "document.getElementById('recover-since').value = '2000-01-01T00:00:00';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("#recover-form button[type=\"submit\"]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until("the page lists no failed delivery", || async {
+            let rows = browser
+                .find_all(Locator::Css("#deliveries tr[data-delivery]"))
+                .await
+                .ok()?;
+            rows.is_empty().then_some(())
+        })
+        .await;
+        until("the recovered delivery arrives", || async {
+            let got = flaky
+                .received()
+                .iter()
+                .filter(|r| r.header("webhook-id") == Some(left_webhook_id.as_str()))
+                .count();
+            (got == 3).then_some(())
+        })
+        .await;
+        until("it is delivered", || async {
+            let d = api(&serve, "GET", &format!("/v1/deliveries/{left}"), None, 200).await;
+            (d["state"] == "delivered").then_some(())
+        })
+        .await;
+    }
+
     // Long values (the longest workflow id there may be, a long URL) wrap; nothing widens the page.
     let long_id = "w".repeat(128);
     let long_url = format!("http://127.0.0.1:9/{}", "segment".repeat(40));
