@@ -169,8 +169,14 @@ async fn a_receiver_down_then_up_gets_everything_in_order() {
     serve.post_plans(0..20).await;
     // Nobody listens yet: attempts fail to connect and are retried.
     eventually("attempts fail", || async {
-        let pending = serve.get("/v1/deliveries?state=pending&limit=1").await;
-        pending["deliveries"][0]["attempts"].as_u64().unwrap_or(0) >= 2
+        // Newest first: the oldest (the head, the one attempted) is last.
+        let pending = serve.get("/v1/deliveries?state=pending&limit=1000").await;
+        let pending = pending["deliveries"].as_array().unwrap();
+        pending
+            .last()
+            .and_then(|d| d["attempts"].as_u64())
+            .unwrap_or(0)
+            >= 2
     })
     .await;
     let receiver = Receiver::start_on(port, |_, _| (200, vec![])).await;
@@ -567,7 +573,8 @@ async fn sigterm_stops_cleanly_and_pending_deliveries_wait_for_the_next_start() 
     let pending = serve.get("/v1/deliveries?state=pending").await;
     assert_eq!(pending["deliveries"].as_array().unwrap().len(), 3);
     assert!(
-        pending["deliveries"][0]["next_attempt_at"].is_string(),
+        // Newest first: the head, the one attempted, is last.
+        pending["deliveries"][2]["next_attempt_at"].is_string(),
         "the retry time survived"
     );
 }

@@ -338,6 +338,8 @@ struct Slot {
     outbox_error: Mutex<Option<String>>,
     /// Whether the hook is paused after attempts that timed out.
     breaker: Mutex<Breaker>,
+    /// Set by [`Dispatcher::retry_now`]: the worker forgets the retry deadline it keeps.
+    retry_now: AtomicBool,
 }
 
 /// A hook's circuit breaker: counts attempts in a row that timed out (or were slow to fail to
@@ -422,6 +424,7 @@ impl Slot {
             idle: AtomicBool::new(true),
             restart: Mutex::new((RESTART_FIRST, None)),
             outbox_error: Mutex::new(None),
+            retry_now: AtomicBool::new(false),
         }
     }
 
@@ -684,6 +687,33 @@ impl Dispatcher {
         }
     }
 
+    /// Has the worker of `hook` attempt its head now: an operator's "retry now", after the
+    /// outbox made the head due (cleared its stored due time). The worker forgets the retry
+    /// deadline it keeps on the monotonic clock, a pause of the circuit breaker ends (the next
+    /// attempt is its probe: another timeout pauses the hook again, for twice as long), and the
+    /// worker wakes. Nothing else changes: the delivery keeps its `webhook-id` and the attempts
+    /// of its round (a failure goes on with its retry schedule). A hook the dispatcher does not
+    /// know is ignored.
+    ///
+    /// This example needs the `memory` feature (for `MemoryTransport`):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use linq_hooks_delivery::transport::MemoryTransport;
+    /// use linq_hooks_delivery::{Config, Dispatcher, MemoryOutbox};
+    ///
+    /// let outbox = Arc::new(MemoryOutbox::new(1));
+    /// let dispatcher = Dispatcher::without_hooks(Arc::new(MemoryTransport::new()), outbox, Config::default());
+    /// dispatcher.retry_now(0); // not set yet: nothing happens
+    /// ```
+    pub fn retry_now(&self, hook: HookId) {
+        if let Some(slot) = self.inner.slot(hook) {
+            slot.retry_now.store(true, Ordering::SeqCst);
+            slot.breaker.lock().expect("not poisoned").open_until = None;
+            slot.wake.notify_one();
+        }
+    }
+
     /// Tells the worker of `hook` that deliveries were added at the end of its queue: a cheaper
     /// [`wake`](Dispatcher::wake) for whoever appends, as `serve`'s ingest does. Only a worker
     /// that may be waiting for deliveries is woken; one sending an earlier delivery, or waiting
@@ -890,6 +920,11 @@ impl Inner {
         loop {
             if self.shutdown.is_cancelled() || slot.removed.load(Ordering::SeqCst) {
                 return;
+            }
+            if slot.retry_now.swap(false, Ordering::SeqCst) {
+                // The outbox made the head due now: the monotonic deadline noted for it must
+                // not hold it back.
+                scheduled = None;
             }
             // Idle until the queue has a delivery: set before reading it, so that a delivery
             // appended after the read finds it set and wakes the worker (`appended`).
@@ -1098,24 +1133,18 @@ impl Inner {
             }
             Err(_) => AttemptKind::Other,
         };
-        let (result, note) = match result {
-            Ok(response) => (
-                AttemptResult::Status(response.status()),
-                response
-                    .body_error()
-                    .map(|e| format!("the response body broke off: {e}")),
-            ),
-            Err(error) => (AttemptResult::Error(format!("{error:#}")), None),
+        let attempt = match result {
+            Ok(response) => {
+                let attempt = Attempt::new(at, latency, AttemptResult::Status(response.status()))
+                    .with_response_body(response.body(), response.is_body_truncated());
+                match response.body_error() {
+                    Some(e) => attempt.with_note(format!("the response body broke off: {e}")),
+                    None => attempt,
+                }
+            }
+            Err(error) => Attempt::new(at, latency, AttemptResult::Error(format!("{error:#}"))),
         };
-        let attempt = Attempt::new(at, latency, result);
-        (
-            match note {
-                Some(note) => attempt.with_note(note),
-                None => attempt,
-            },
-            verdict,
-            kind,
-        )
+        (attempt, verdict, kind)
     }
 
     fn decide(

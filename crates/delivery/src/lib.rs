@@ -63,7 +63,7 @@ pub use dispatcher::{Config, Destination, Dispatcher, DispatcherError, Health, H
 pub use memory::{FailedDelivery, HookReport, MemoryOutbox};
 pub use outbox::{
     Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, NewDelivery, Outbox, OutboxError,
-    Outcome,
+    Outcome, RESPONSE_BODY_KEPT,
 };
 pub use policy::{ParsePolicyError, RetryPolicy, Verdict};
 

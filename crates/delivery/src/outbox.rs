@@ -151,7 +151,17 @@ pub struct Attempt {
     /// Something worth keeping that did not decide the outcome: a response body that broke off
     /// after its status arrived.
     pub note: Option<String>,
+    /// The start of the receiver's answer, as text: at most [`RESPONSE_BODY_KEPT`] bytes of
+    /// it, read as UTF-8 with invalid sequences replaced (U+FFFD), never cut inside a
+    /// character. `None` when no answer came or it had no body.
+    pub response_body: Option<String>,
+    /// Whether the answer's body was longer than what `response_body` keeps.
+    pub response_body_truncated: bool,
 }
+
+/// How much of a response body an [`Attempt`] keeps: 1 KiB, enough for a receiver's reason
+/// (a 401's "signature mismatch", a 400's validation message) without storing pages of HTML.
+pub const RESPONSE_BODY_KEPT: usize = 1024;
 
 impl Attempt {
     /// An attempt started `at`, that took `latency` and brought back `result`.
@@ -161,7 +171,48 @@ impl Attempt {
             latency,
             result,
             note: None,
+            response_body: None,
+            response_body_truncated: false,
         }
+    }
+
+    /// Keeps the start of the receiver's answer: at most [`RESPONSE_BODY_KEPT`] bytes of
+    /// `body`, as lossy UTF-8 text cut at a character boundary; `truncated` also when the
+    /// transport itself cut the body (`Response::is_body_truncated`). An empty body keeps
+    /// nothing.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use linq_hooks_delivery::{Attempt, AttemptResult, RESPONSE_BODY_KEPT};
+    ///
+    /// let at = SystemTime::now();
+    /// let short = Attempt::new(at, Duration::ZERO, AttemptResult::Status(401))
+    ///     .with_response_body(b"signature mismatch", false);
+    /// assert_eq!(short.response_body.as_deref(), Some("signature mismatch"));
+    /// assert!(!short.response_body_truncated);
+    ///
+    /// let long = Attempt::new(at, Duration::ZERO, AttemptResult::Status(500))
+    ///     .with_response_body("é".repeat(1000).as_bytes(), false); // 2 000 bytes
+    /// assert_eq!(long.response_body.as_deref().unwrap().len(), RESPONSE_BODY_KEPT);
+    /// assert!(long.response_body_truncated);
+    /// ```
+    pub fn with_response_body(mut self, body: &[u8], truncated: bool) -> Attempt {
+        if body.is_empty() {
+            return self;
+        }
+        let mut kept = &body[..body.len().min(RESPONSE_BODY_KEPT)];
+        let cut = kept.len() < body.len();
+        if cut {
+            // Not inside a character: drop the incomplete sequence the cut left at the end.
+            if let Err(e) = std::str::from_utf8(kept)
+                && e.error_len().is_none()
+            {
+                kept = &kept[..e.valid_up_to()];
+            }
+        }
+        self.response_body = Some(String::from_utf8_lossy(kept).into_owned());
+        self.response_body_truncated = cut || truncated;
+        self
     }
 
     /// Adds a note.

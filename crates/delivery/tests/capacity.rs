@@ -473,3 +473,37 @@ async fn appended_wakes_an_idle_worker_and_leaves_one_waiting_for_a_retry_alone(
     assert_eq!(outbox.inner.report(1).pending, 101);
     running.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_now_wakes_a_hook_the_breaker_paused() {
+    // The first 2 connections hang (each attempt times out), then the receiver answers.
+    let receiver = Receiver::start(2).await;
+    let outbox = Arc::new(MemoryOutbox::new(1));
+    push(&outbox, 0, 3);
+    // Paused for an hour after two timeouts in a row.
+    let config = Config::default()
+        .breaker(2, Duration::from_secs(3600))
+        .policy(RetryPolicy::new(vec![Duration::from_millis(10); 10]));
+    let dispatcher = Dispatcher::new(
+        hooks(&[receiver.url()]),
+        http(Duration::from_millis(200)),
+        outbox.clone(),
+        config,
+    )
+    .unwrap();
+    dispatcher.close();
+    let running = spawn_run(&dispatcher);
+    until("the hook pauses after two attempts", || {
+        dispatcher.health().paused == [0] && outbox.report(0).attempts == 2
+    })
+    .await;
+    // An operator's retry now: the pause ends, the head is the probe, and it gets through.
+    dispatcher.retry_now(0);
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("delivered long before the hour's pause would end")
+        .unwrap();
+    assert_eq!(receiver.bodies(), expected(3), "every delivery, in order");
+    assert_eq!(outbox.report(0).delivered, 3);
+    assert!(dispatcher.health().paused.is_empty());
+}

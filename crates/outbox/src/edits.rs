@@ -9,14 +9,18 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use crate::error::StoreError;
 use crate::records::*;
 use crate::store::{
-    AcceptedDelivery, AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, encode,
+    AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
+    Replay, Retry, encode,
 };
 use crate::views::decode_record;
 
-/// The on-disk format; a store of another format is refused, but format 2 is sealed in place.
-/// Format 1 (before hook ids) named hooks by their index in a hook file; format 2 stored records
-/// as bare JSON; format 3 seals each record with its checksum (`records::seal`).
-const FORMAT: u64 = 3;
+/// The on-disk format; a store of another format is refused, but formats 2 and 3 are upgraded
+/// in place. Format 1 (before hook ids) named hooks by their index in a hook file; format 2
+/// stored records as bare JSON; format 3 seals each record with its checksum
+/// (`records::seal`); format 4 adds the indexes of deliveries by hook and by event and the
+/// per-hook counts of failed deliveries (`upgrade_to_4`). Records of format 4 have fields
+/// format 3 lacks, all optional (serde defaults), so older records read as they are.
+const FORMAT: u64 = 4;
 
 pub(crate) enum Opened {
     Storage(redb::Error),
@@ -46,16 +50,24 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
         (Some(FORMAT), _) => {}
         (Some(2), _) => {
             let sealed = seal_format_2(txn)?;
+            let indexed = upgrade_to_4(txn)?;
             txn.open_table(COUNTERS)?.insert("format", FORMAT)?;
             tracing::info!(
-                "the store was upgraded from format 2 to {FORMAT}: {sealed} records sealed with their checksums"
+                "the store was upgraded from format 2 to {FORMAT}: {sealed} records sealed with their checksums, {indexed} deliveries indexed by hook and event"
+            );
+        }
+        (Some(3), _) => {
+            let indexed = upgrade_to_4(txn)?;
+            txn.open_table(COUNTERS)?.insert("format", FORMAT)?;
+            tracing::info!(
+                "the store was upgraded from format 3 to {FORMAT}: {indexed} deliveries indexed by hook and event"
             );
         }
         (found, _) => {
             let found = found.unwrap_or(1);
             return Err(Opened::Refused(StoreError::corrupt(format!(
                 "the store has format {found}; this version reads format {FORMAT} and upgrades \
-                 format 2 in place \
+                 format 2 or 3 in place \
                  (format 1 named hooks by their place in a hook file: drain it with the \
                  version that wrote it, or start a new store)"
             ))));
@@ -66,6 +78,8 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
     txn.open_table(EVENT_REFS)?;
     txn.open_table(PENDING)?;
     txn.open_table(BY_STATE)?;
+    txn.open_table(BY_HOOK_STATE)?;
+    txn.open_table(EVENT_DELIVERIES)?;
     txn.open_table(DELIVERED_AT)?;
     txn.open_table(ATTEMPTS)?;
     txn.open_table(HOOKS)?;
@@ -109,6 +123,37 @@ fn seal_format_2(txn: &WriteTransaction) -> Result<u64, redb::Error> {
     Ok(sealed)
 }
 
+/// Format 3 → 4, in the opening's transaction (all or nothing): indexes every delivery by
+/// (hook, state) and by event, and counts each hook's failed deliveries into its state. Reads
+/// each delivery record once; a record that cannot be read is left out (the queue check and
+/// `head` quarantine it when its hook reaches it). Returns how many deliveries it indexed.
+fn upgrade_to_4(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+    let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
+    let mut by_event = txn.open_table(EVENT_DELIVERIES)?;
+    let mut failed: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut indexed = 0;
+    for entry in txn.open_table(DELIVERIES)?.iter()? {
+        let (id, value) = entry?;
+        let id = id.value();
+        let Ok(record) = decode_record::<DeliveryRecord>(value.value()) else {
+            continue;
+        };
+        by_hook_state.insert((record.hook, record.state.code(), id), ())?;
+        if record.event != 0 {
+            by_event.insert((record.event, id), ())?;
+        }
+        if record.state == DeliveryState::Failed {
+            *failed.entry(record.hook).or_default() += 1;
+        }
+        indexed += 1;
+    }
+    drop((by_hook_state, by_event));
+    for (hook, n) in failed {
+        update_hook(txn, hook, |h| h.failed = n)?;
+    }
+    Ok(indexed)
+}
+
 fn next_id(counters: &mut redb::Table<'_, &str, u64>, name: &str) -> Result<u64, redb::Error> {
     let id = counters.get(name)?.map_or(1, |v| v.value());
     counters.insert(name, id + 1)?;
@@ -145,6 +190,8 @@ pub(crate) fn append(
     let mut deliveries = txn.open_table(DELIVERIES)?;
     let mut pending = txn.open_table(PENDING)?;
     let mut by_state = txn.open_table(BY_STATE)?;
+    let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
+    let mut by_event = txn.open_table(EVENT_DELIVERIES)?;
     let defs = txn.open_table(HOOK_DEFS)?;
     let mut live: BTreeMap<HookId, bool> = BTreeMap::new();
     let mut accepted = Vec::with_capacity(events.len());
@@ -201,6 +248,8 @@ pub(crate) fn append(
                 next_attempt_ms: None,
                 finished_ms,
                 failure,
+                last_attempt_ms: None,
+                last_status: None,
             };
             deliveries.insert(id, encode(&record).as_slice())?;
             if is_live {
@@ -208,6 +257,8 @@ pub(crate) fn append(
                 *added.entry(hook).or_default() += 1;
             }
             by_state.insert((state.code(), id), ())?;
+            by_hook_state.insert((hook, state.code(), id), ())?;
+            by_event.insert((event_id, id), ())?;
             made.push(AcceptedDelivery {
                 id,
                 hook,
@@ -219,7 +270,17 @@ pub(crate) fn append(
             deliveries: made,
         });
     }
-    drop((counters, bodies, refs, deliveries, pending, by_state, defs));
+    drop((
+        counters,
+        bodies,
+        refs,
+        deliveries,
+        pending,
+        by_state,
+        by_hook_state,
+        by_event,
+        defs,
+    ));
     for (hook, n) in added {
         count_pending(txn, hook, |count| count + n)?;
     }
@@ -338,15 +399,20 @@ fn load(
     }
 }
 
+/// Moves delivery `id` of `hook` from state `from` to `to` in the indexes by state.
 fn set_state(
     txn: &WriteTransaction,
     id: u64,
+    hook: HookId,
     from: DeliveryState,
     to: DeliveryState,
 ) -> Result<(), redb::Error> {
     let mut by_state = txn.open_table(BY_STATE)?;
     by_state.remove((from.code(), id))?;
     by_state.insert((to.code(), id), ())?;
+    let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
+    by_hook_state.remove((hook, from.code(), id))?;
+    by_hook_state.insert((hook, to.code(), id), ())?;
     Ok(())
 }
 
@@ -362,9 +428,7 @@ fn update_hook(
         .unwrap_or_default();
     let before = record.clone();
     change(&mut record);
-    if record.disabled_ms != before.disabled_ms
-        || record.consecutive_failures != before.consecutive_failures
-    {
+    if record != before {
         hooks.insert(hook, encode(&record).as_slice())?;
     }
     Ok(before)
@@ -391,12 +455,17 @@ pub(crate) fn record(
         AttemptResult::Status(status) => (Some(*status), attempt.note.clone()),
         AttemptResult::Error(error) => (None, Some(error.clone())),
     };
+    let at_ms = millis(attempt.at);
     let stored = AttemptRecord {
-        at_ms: millis(attempt.at),
+        at_ms,
         latency_us: u64::try_from(attempt.latency.as_micros()).unwrap_or(u64::MAX),
         status,
         error,
+        response_body: attempt.response_body.clone(),
+        response_body_truncated: attempt.response_body_truncated,
     };
+    record.last_attempt_ms = Some(at_ms);
+    record.last_status = status;
     if record.state != DeliveryState::Pending {
         // Cancelled while the attempt was in flight (its hook was removed): the attempt goes on
         // record, the state stays.
@@ -411,6 +480,10 @@ pub(crate) fn record(
     txn.open_table(ATTEMPTS)?
         .insert((id, record.attempts), encode(&stored).as_slice())?;
     let hook = record.hook;
+    update_hook(txn, hook, |h| {
+        h.last_attempt_ms = Some(at_ms);
+        h.last_status = status;
+    })?;
     match outcome {
         Outcome::Delivered => {
             record.state = DeliveryState::Delivered;
@@ -418,7 +491,13 @@ pub(crate) fn record(
             record.next_attempt_ms = None;
             txn.open_table(PENDING)?.remove((hook, id))?;
             count_pending(txn, hook, |count| count.saturating_sub(1))?;
-            set_state(txn, id, DeliveryState::Pending, DeliveryState::Delivered)?;
+            set_state(
+                txn,
+                id,
+                hook,
+                DeliveryState::Pending,
+                DeliveryState::Delivered,
+            )?;
             txn.open_table(DELIVERED_AT)?.insert((now, id), ())?;
             update_hook(txn, hook, |h| h.consecutive_failures = 0)?;
         }
@@ -433,8 +512,11 @@ pub(crate) fn record(
             record.failure = Some(reason.clone());
             txn.open_table(PENDING)?.remove((hook, id))?;
             count_pending(txn, hook, |count| count.saturating_sub(1))?;
-            set_state(txn, id, DeliveryState::Pending, DeliveryState::Failed)?;
-            update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
+            set_state(txn, id, hook, DeliveryState::Pending, DeliveryState::Failed)?;
+            update_hook(txn, hook, |h| {
+                h.consecutive_failures += 1;
+                h.failed += 1;
+            })?;
         }
         Outcome::HookGone => {
             // The delivery waits with the hook; enabling starts it on a fresh schedule.
@@ -451,8 +533,8 @@ pub(crate) fn record(
 }
 
 pub(crate) fn replay(txn: &WriteTransaction, id: DeliveryId) -> Result<Replay, redb::Error> {
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let Some(mut record) = load(&deliveries, id)? else {
+    let deliveries = txn.open_table(DELIVERIES)?;
+    let Some(record) = load(&deliveries, id)? else {
         return Ok(Replay::NotFound);
     };
     if record.state != DeliveryState::Failed {
@@ -461,16 +543,154 @@ pub(crate) fn replay(txn: &WriteTransaction, id: DeliveryId) -> Result<Replay, r
     if !is_live(txn, record.hook)? {
         return Ok(Replay::HookRemoved { hook: record.hook });
     }
+    drop(deliveries);
+    let hook = record.hook;
+    make_pending_again(txn, id, record)?;
+    Ok(Replay::Replayed { hook })
+}
+
+/// Makes failed delivery `id` (its `record`, of a hook in the registry) pending again: same
+/// `webhook-id`, a fresh retry schedule. Its queue entry is keyed by its id, so it takes its
+/// place in id order: behind older deliveries still waiting, ahead of newer ones.
+fn make_pending_again(
+    txn: &WriteTransaction,
+    id: DeliveryId,
+    mut record: DeliveryRecord,
+) -> Result<(), redb::Error> {
+    let hook = record.hook;
     record.state = DeliveryState::Pending;
     record.round_attempts = 0;
     record.next_attempt_ms = None;
     record.finished_ms = None;
     record.failure = None;
-    deliveries.insert(id, encode(&record).as_slice())?;
-    txn.open_table(PENDING)?.insert((record.hook, id), ())?;
-    count_pending(txn, record.hook, |count| count + 1)?;
-    set_state(txn, id, DeliveryState::Failed, DeliveryState::Pending)?;
-    Ok(Replay::Replayed { hook: record.hook })
+    txn.open_table(DELIVERIES)?
+        .insert(id, encode(&record).as_slice())?;
+    txn.open_table(PENDING)?.insert((hook, id), ())?;
+    count_pending(txn, hook, |count| count + 1)?;
+    set_state(txn, id, hook, DeliveryState::Failed, DeliveryState::Pending)?;
+    update_hook(txn, hook, |h| h.failed = h.failed.saturating_sub(1))?;
+    Ok(())
+}
+
+/// Retries delivery `id`: a pending one is made due now (with the head of its hook's queue,
+/// which goes first), a failed one is replayed (see [`replay`]).
+pub(crate) fn retry(txn: &WriteTransaction, id: DeliveryId) -> Result<Retry, redb::Error> {
+    let record = {
+        let deliveries = txn.open_table(DELIVERIES)?;
+        load(&deliveries, id)?
+    };
+    let Some(record) = record else {
+        return Ok(Retry::NotFound);
+    };
+    match record.state {
+        DeliveryState::Failed => Ok(match replay(txn, id)? {
+            Replay::Replayed { hook } => Retry::Replayed { hook },
+            Replay::HookRemoved { hook } => Retry::HookRemoved { hook },
+            Replay::NotFailed(state) => Retry::NotRetriable(state),
+            _ => Retry::NotFound,
+        }),
+        DeliveryState::Pending => {
+            let hook = record.hook;
+            if is_disabled(txn, hook)? {
+                return Ok(Retry::HookDisabled { hook });
+            }
+            let head = due_now(txn, hook)?;
+            if head != Some(id) {
+                make_due(txn, id)?;
+            }
+            Ok(Retry::Now { hook, head })
+        }
+        other => Ok(Retry::NotRetriable(other)),
+    }
+}
+
+/// Makes the head of `hook`'s queue due now (its round's attempts kept); says what was done.
+pub(crate) fn retry_hook(txn: &WriteTransaction, hook: HookId) -> Result<HookRetry, redb::Error> {
+    if !is_live(txn, hook)? {
+        return Ok(HookRetry::NotFound);
+    }
+    if is_disabled(txn, hook)? {
+        return Ok(HookRetry::Disabled);
+    }
+    let head = due_now(txn, hook)?;
+    let pending = txn
+        .open_table(PENDING_COUNTS)?
+        .get(hook)?
+        .map_or(0, |v| v.value());
+    Ok(HookRetry::Woken { pending, head })
+}
+
+/// Replays every failed delivery of `hook` created at `since_ms` or later, in id order (see
+/// [`make_pending_again`] for where each goes in the queue). Walks the hook's failed
+/// deliveries only (the index by hook and state).
+pub(crate) fn recover(
+    txn: &WriteTransaction,
+    hook: HookId,
+    since_ms: u64,
+) -> Result<Recovery, redb::Error> {
+    if !is_live(txn, hook)? {
+        return Ok(Recovery::NotFound);
+    }
+    let failed = DeliveryState::Failed.code();
+    let ids: Vec<u64> = txn
+        .open_table(BY_HOOK_STATE)?
+        .range((hook, failed, 0)..=(hook, failed, u64::MAX))?
+        .map(|entry| entry.map(|(key, _)| key.value().2))
+        .collect::<Result<_, _>>()?;
+    let mut replayed = Vec::new();
+    for id in ids {
+        let record = {
+            let deliveries = txn.open_table(DELIVERIES)?;
+            load(&deliveries, id)?
+        };
+        let Some(record) = record else { continue };
+        if record.state != DeliveryState::Failed
+            || record.hook != hook
+            || record.created_ms < since_ms
+        {
+            continue;
+        }
+        make_pending_again(txn, id, record)?;
+        replayed.push(id);
+    }
+    Ok(Recovery::Replayed(replayed))
+}
+
+/// Whether a 410 disabled `hook`.
+fn is_disabled(txn: &WriteTransaction, hook: HookId) -> Result<bool, redb::Error> {
+    Ok(match txn.open_table(HOOKS)?.get(hook)? {
+        Some(value) => decode_record::<HookRecord>(value.value())
+            .map(|h| h.disabled_ms.is_some())
+            .unwrap_or(false),
+        None => false,
+    })
+}
+
+/// Makes the head of `hook`'s queue due now, keeping its round's attempts; returns its id.
+fn due_now(txn: &WriteTransaction, hook: HookId) -> Result<Option<DeliveryId>, redb::Error> {
+    let first = txn
+        .open_table(PENDING)?
+        .range((hook, 0)..=(hook, u64::MAX))?
+        .next()
+        .transpose()?
+        .map(|(key, _)| key.value().1);
+    if let Some(id) = first {
+        make_due(txn, id)?;
+    }
+    Ok(first)
+}
+
+/// Clears delivery `id`'s due time, if it has one.
+fn make_due(txn: &WriteTransaction, id: DeliveryId) -> Result<(), redb::Error> {
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    if let Some(mut record) = load(&deliveries, id)?
+        && record.state == DeliveryState::Pending
+        && record.next_attempt_ms.is_some()
+    {
+        record.next_attempt_ms = None;
+        deliveries.insert(id, encode(&record).as_slice())?;
+    }
+    Ok(())
 }
 
 pub(crate) fn enable(txn: &WriteTransaction, hook: HookId) -> Result<Option<bool>, redb::Error> {
@@ -546,12 +766,20 @@ pub(crate) fn quarantine(
                 next_attempt_ms: None,
                 finished_ms: Some(now),
                 failure: Some(reason.to_string()),
+                last_attempt_ms: None,
+                last_status: None,
             }
         }
     };
     deliveries.insert(id, encode(&record).as_slice())?;
     drop(deliveries);
-    set_state(txn, id, DeliveryState::Pending, DeliveryState::Quarantined)?;
+    set_state(
+        txn,
+        id,
+        hook,
+        DeliveryState::Pending,
+        DeliveryState::Quarantined,
+    )?;
     // The damage may have moved another delivery's entry too.
     requeue_orphans(txn)?;
     Ok(true)
@@ -737,7 +965,13 @@ pub(crate) fn cancel_pending(
             record.failure = Some(reason.to_string());
             deliveries.insert(id, encode(&record).as_slice())?;
         }
-        set_state(txn, id, DeliveryState::Pending, DeliveryState::Cancelled)?;
+        set_state(
+            txn,
+            id,
+            hook,
+            DeliveryState::Pending,
+            DeliveryState::Cancelled,
+        )?;
     }
     txn.open_table(PENDING_COUNTS)?.remove(hook)?;
     txn.open_table(HOOKS)?.remove(hook)?;
@@ -760,10 +994,17 @@ pub(crate) fn prune(txn: &WriteTransaction, cutoff: u64, now: u64) -> Result<usi
     let mut by_state = txn.open_table(BY_STATE)?;
     let mut refs = txn.open_table(EVENT_REFS)?;
     let mut bodies = txn.open_table(EVENT_BODIES)?;
+    let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
+    let mut by_event = txn.open_table(EVENT_DELIVERIES)?;
     for &(at, id) in &old {
         delivered_at.remove((at, id))?;
         by_state.remove((DeliveryState::Delivered.code(), id))?;
-        let event = load(&deliveries, id)?.map(|r| r.event);
+        let record = load(&deliveries, id)?;
+        let event = record.as_ref().map(|r| r.event);
+        if let Some(record) = &record {
+            by_hook_state.remove((record.hook, DeliveryState::Delivered.code(), id))?;
+            by_event.remove((record.event, id))?;
+        }
         deliveries.remove(id)?;
         attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
         if let Some(event) = event {

@@ -5,9 +5,12 @@
 //! store through the [`Outbox`] trait, so a crash at any point loses nothing that was
 //! acknowledged. Many appends arriving together share one commit.
 //!
-//! What it keeps: event bodies (once per event), deliveries (hook, `webhook-id`, state,
-//! attempts), every attempt (time, status or error, latency), and each hook's state (disabled
-//! by a 410, consecutive failures).
+//! What it keeps: event bodies (once per event, for as long as any of its deliveries is kept),
+//! deliveries (hook, `webhook-id`, state, attempts), every attempt (time, status or error,
+//! latency, the first 1 KiB of the answer's body), and each hook's state (disabled by a 410,
+//! consecutive failures, failed deliveries, its last attempt). Deliveries are indexed by state,
+//! by hook and state, and by event, so that listing them ([`Store::deliveries`]) does bounded
+//! work per page whatever the store holds.
 //!
 //! [`Dispatcher`]: linq_hooks_delivery::Dispatcher
 //! [`Outbox`]: linq_hooks_delivery::Outbox
@@ -37,6 +40,7 @@
 
 mod edits;
 mod error;
+mod query;
 mod records;
 mod registry;
 mod store;
@@ -44,10 +48,12 @@ mod views;
 mod writer;
 
 pub use error::StoreError;
+pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
 pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval, WorkflowSecrets,
 };
 pub use store::{
-    AcceptedDelivery, AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, Store,
+    AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
+    Replay, Retry, Store,
 };

@@ -19,7 +19,8 @@ pub(crate) const HOOK_DEFS: TableDefinition<'_, u64, &[u8]> = TableDefinition::n
 /// Event id → the JSON body every delivery of the event posts.
 pub(crate) const EVENT_BODIES: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("event_bodies");
-/// Event id → how many deliveries still refer to the body.
+/// Event id → how many deliveries of the event are kept: the body goes when the last of them
+/// is pruned, so an event is shown with its body for as long as any of its deliveries is.
 pub(crate) const EVENT_REFS: TableDefinition<'_, u64, u32> = TableDefinition::new("event_refs");
 /// Delivery id → its record (JSON).
 pub(crate) const DELIVERIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("deliveries");
@@ -31,6 +32,13 @@ pub(crate) const PENDING_COUNTS: TableDefinition<'_, u64, u64> =
     TableDefinition::new("pending_counts");
 /// (state, delivery id): deliveries by state, for listing.
 pub(crate) const BY_STATE: TableDefinition<'_, (u8, u64), ()> = TableDefinition::new("by_state");
+/// (hook, state, delivery id): each hook's deliveries by state (format 4), for listing by hook
+/// or workflow and for recovering a hook's failed deliveries without walking the others.
+pub(crate) const BY_HOOK_STATE: TableDefinition<'_, (u64, u8, u64), ()> =
+    TableDefinition::new("by_hook_state");
+/// (event id, delivery id): each event's deliveries (format 4), for showing an event.
+pub(crate) const EVENT_DELIVERIES: TableDefinition<'_, (u64, u64), ()> =
+    TableDefinition::new("event_deliveries");
 /// (delivered at, delivery id): for pruning after the retention.
 pub(crate) const DELIVERED_AT: TableDefinition<'_, (u64, u64), ()> =
     TableDefinition::new("delivered_at");
@@ -172,6 +180,13 @@ pub(crate) struct DeliveryRecord {
     pub(crate) finished_ms: Option<u64>,
     /// Why it was given up or cancelled.
     pub(crate) failure: Option<String>,
+    /// When the last attempt started (format 4; `None` in older records, whose last attempt
+    /// is then read from the attempts table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_attempt_ms: Option<u64>,
+    /// The last attempt's HTTP status, if it got an answer (format 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_status: Option<u16>,
 }
 
 /// A state in a stored record: its name (`"pending"`, …), as format 2 has always written it.
@@ -196,13 +211,34 @@ pub(crate) struct AttemptRecord {
     pub(crate) latency_us: u64,
     pub(crate) status: Option<u16>,
     pub(crate) error: Option<String>,
+    /// The start of the answer's body (at most 1 KiB of it, as text); absent in records of
+    /// format 3 and before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) response_body: Option<String>,
+    /// Whether the body was longer than `response_body`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) response_body_truncated: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// A hook's state as stored.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct HookRecord {
     pub(crate) disabled_ms: Option<u64>,
     pub(crate) consecutive_failures: u32,
+    /// How many of its deliveries are failed (format 4: counted when a store of format 3 is
+    /// opened, then kept in the transaction of each change).
+    #[serde(default)]
+    pub(crate) failed: u64,
+    /// When its last attempt started (format 4).
+    #[serde(default)]
+    pub(crate) last_attempt_ms: Option<u64>,
+    /// Its last attempt's HTTP status, if it got an answer (format 4).
+    #[serde(default)]
+    pub(crate) last_status: Option<u16>,
 }
 
 /// A delivery, as stored.
@@ -232,9 +268,12 @@ pub struct DeliveryInfo {
     pub finished_at: Option<SystemTime>,
     /// Why it was given up, cancelled or quarantined.
     pub failure: Option<String>,
+    /// The last attempt's HTTP status; `None` when it got no answer or none was made.
+    pub last_status: Option<u16>,
 }
 
 impl DeliveryInfo {
+    /// The view of a record whose last attempt is known (see [`DeliveryRecord::last_known`]).
     pub(crate) fn new(id: DeliveryId, record: &DeliveryRecord) -> DeliveryInfo {
         DeliveryInfo {
             id,
@@ -247,7 +286,16 @@ impl DeliveryInfo {
             next_attempt_at: record.next_attempt_ms.map(from_millis),
             finished_at: record.finished_ms.map(from_millis),
             failure: record.failure.clone(),
+            last_status: record.last_status,
         }
+    }
+}
+
+impl DeliveryRecord {
+    /// Whether the record says how its last attempt went: it made none, or it was written by
+    /// format 4, which keeps `last_attempt_ms` (older records need the attempts table).
+    pub(crate) fn last_known(&self) -> bool {
+        self.attempts == 0 || self.last_attempt_ms.is_some()
     }
 }
 
@@ -263,6 +311,12 @@ pub struct AttemptInfo {
     pub status: Option<u16>,
     /// The error, when none did.
     pub error: Option<String>,
+    /// The start of the receiver's answer: at most 1 KiB of its body, as UTF-8 text (invalid
+    /// sequences replaced by U+FFFD); `None` when no answer came, it had no body, or the
+    /// attempt was recorded by a version before this field.
+    pub response_body: Option<String>,
+    /// Whether the body was longer than `response_body`.
+    pub response_body_truncated: bool,
 }
 
 impl From<&AttemptRecord> for AttemptInfo {
@@ -272,6 +326,8 @@ impl From<&AttemptRecord> for AttemptInfo {
             latency: Duration::from_micros(record.latency_us),
             status: record.status,
             error: record.error.clone(),
+            response_body: record.response_body.clone(),
+            response_body_truncated: record.response_body_truncated,
         }
     }
 }
@@ -288,6 +344,14 @@ pub struct HookStatus {
     pub consecutive_failures: u32,
     /// Deliveries waiting.
     pub pending: u64,
+    /// Deliveries given up (failed), which can be replayed; counted as they change, not by a
+    /// walk of the store.
+    pub failed: u64,
+    /// When its last attempt started (`None` before its first, and for a hook whose last
+    /// attempt was made by a version before this field).
+    pub last_attempt_at: Option<SystemTime>,
+    /// Its last attempt's HTTP status (`None` when it got no answer).
+    pub last_status: Option<u16>,
 }
 
 /// A workflow's definition: its hook ids in document order and its signing secrets.
@@ -410,6 +474,9 @@ impl HookStatus {
             disabled_at: record.disabled_ms.map(from_millis),
             consecutive_failures: record.consecutive_failures,
             pending,
+            failed: record.failed,
+            last_attempt_at: record.last_attempt_ms.map(from_millis),
+            last_status: record.last_status,
         }
     }
 }

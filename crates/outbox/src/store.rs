@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::edits::check_format;
 use crate::error::StoreError;
+use crate::query::info_of;
 use crate::records::*;
 use crate::views::{hook_view, workflow_view};
 use crate::writer::{Job, write_loop};
@@ -115,6 +116,69 @@ pub enum Replay {
         /// The removed hook.
         hook: HookId,
     },
+}
+
+/// What became of a retry request ([`Store::retry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retry {
+    /// The pending delivery is due now (and so is the head of its hook's queue, which goes
+    /// first): call [`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now)
+    /// for its hook.
+    Now {
+        /// Its hook.
+        hook: HookId,
+        /// The head of the hook's queue, which is attempted first (the delivery itself when
+        /// it is the head).
+        head: Option<DeliveryId>,
+    },
+    /// The failed delivery is pending again, as [`Store::replay`] does; wake its hook.
+    Replayed {
+        /// Its hook.
+        hook: HookId,
+    },
+    /// No such delivery (or it was pruned).
+    NotFound,
+    /// Delivered, cancelled or quarantined: nothing to retry.
+    NotRetriable(DeliveryState),
+    /// A failed delivery whose hook was removed: there is nowhere to send it.
+    HookRemoved {
+        /// The removed hook.
+        hook: HookId,
+    },
+    /// A pending delivery whose hook a 410 Gone disabled: it waits until the hook is enabled.
+    HookDisabled {
+        /// The disabled hook.
+        hook: HookId,
+    },
+}
+
+/// What became of a hook retry ([`Store::retry_hook`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HookRetry {
+    /// The head of its queue (if any) is due now: call
+    /// [`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now).
+    Woken {
+        /// Its pending deliveries.
+        pending: u64,
+        /// The head of its queue, now due.
+        head: Option<DeliveryId>,
+    },
+    /// No such hook (or it was removed).
+    NotFound,
+    /// A 410 Gone disabled it: enable it first.
+    Disabled,
+}
+
+/// What a recovery did ([`Store::recover`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// These failed deliveries are pending again, in id order (none if there were none).
+    Replayed(Vec<DeliveryId>),
+    /// No such hook (or it was removed).
+    NotFound,
 }
 
 /// A durable outbox in one redb file: events, their deliveries and attempts, and the registry
@@ -303,6 +367,33 @@ impl Store {
         self.submit(|reply| Job::Replay(id, reply)).await
     }
 
+    /// Retries delivery `id` now. A pending one is made due now, keeping the attempts of its
+    /// round (so a failure goes on with its retry schedule); since a hook's deliveries go in
+    /// order, the head of its hook's queue is made due now too, and goes first. A failed one
+    /// is replayed ([`replay`](Store::replay)). Then tell the dispatcher
+    /// ([`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now) for
+    /// [`Retry::Now`], `wake` for [`Retry::Replayed`]).
+    pub async fn retry(&self, id: DeliveryId) -> Result<Retry, StoreError> {
+        self.submit(|reply| Job::Retry(id, reply)).await
+    }
+
+    /// Makes the head of `hook`'s queue due now, keeping the attempts of its round; then call
+    /// [`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now).
+    pub async fn retry_hook(&self, hook: HookId) -> Result<HookRetry, StoreError> {
+        self.submit(|reply| Job::RetryHook(hook, reply)).await
+    }
+
+    /// Replays every failed delivery of `hook` created at `since` or later, in id order, in
+    /// one transaction: each is pending again with its own `webhook-id` and a fresh retry
+    /// schedule. A hook's queue is in id order, so each takes its place among the deliveries
+    /// already pending by id: behind older ones, ahead of newer ones (the hook's deliveries
+    /// still go in the order they were created). Walks only the hook's failed deliveries (an
+    /// index by hook and state). Then wake the hook.
+    pub async fn recover(&self, hook: HookId, since: SystemTime) -> Result<Recovery, StoreError> {
+        let since = millis(since);
+        self.submit(|reply| Job::Recover(hook, since, reply)).await
+    }
+
     /// Enables a hook disabled by a 410; `Some(false)` if it was not disabled, `None` if there is
     /// no such hook. Its pending deliveries resume: wake the hook.
     pub async fn enable(&self, hook: HookId) -> Result<Option<bool>, StoreError> {
@@ -483,6 +574,7 @@ impl Store {
         self.read("list deliveries", |txn| {
             let by_state = txn.open_table(BY_STATE)?;
             let deliveries = txn.open_table(DELIVERIES)?;
+            let attempts = txn.open_table(ATTEMPTS)?;
             let start = after.map_or(0, |id| id.saturating_add(1));
             let mut out = Vec::new();
             for entry in by_state
@@ -497,7 +589,7 @@ impl Store {
                         }
                         other => other,
                     })?;
-                    out.push(DeliveryInfo::new(id, &record));
+                    out.push(info_of(&attempts, id, &record)?);
                 }
             }
             Ok(out)
@@ -520,7 +612,7 @@ impl Store {
                 let attempt: AttemptRecord = decode(entry?.1.value())?;
                 list.push(AttemptInfo::from(&attempt));
             }
-            Ok(Some((DeliveryInfo::new(id, &record), list)))
+            Ok(Some((info_of(&attempts, id, &record)?, list)))
         })
     }
 
@@ -544,7 +636,7 @@ impl Store {
     }
 
     /// Runs `f` in a read transaction; redb's panics on a damaged file come back as errors.
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         what: &str,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, ReadError>,

@@ -15,7 +15,8 @@ use crate::error::StoreError;
 use crate::records::*;
 use crate::registry;
 use crate::store::{
-    AcceptedEvent, Appended, IdempotencyKey, NewEvent, Replay, Reply, panic_message,
+    AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery, Replay, Reply, Retry,
+    panic_message,
 };
 
 /// The most jobs one commit takes; more wait for the next.
@@ -32,6 +33,9 @@ pub(crate) enum Job {
     AppendOnce(Box<IdempotencyKey>, Vec<NewEvent>, Reply<Appended>),
     Record(Box<(Delivery, Attempt, Outcome)>, Reply<()>),
     Replay(DeliveryId, Reply<Replay>),
+    Retry(DeliveryId, Reply<Retry>),
+    RetryHook(HookId, Reply<HookRetry>),
+    Recover(HookId, u64, Reply<Recovery>),
     Enable(HookId, Reply<Option<bool>>),
     Prune(u64, Reply<usize>),
     PutWorkflow(String, Vec<Hook>, Secret, Reply<WorkflowChange>),
@@ -47,6 +51,9 @@ enum Done {
     AppendOnce(Appended),
     Record,
     Replay(Replay),
+    Retry(Retry),
+    RetryHook(HookRetry),
+    Recover(Recovery),
     Enable(Option<bool>),
     Prune(usize),
     PutWorkflow(Box<WorkflowChange>),
@@ -206,6 +213,9 @@ fn answer(job: Job, result: Result<Done, StoreError>) {
         Job::AppendOnce(.., reply) => reply!(reply, Done::AppendOnce(appended) => appended),
         Job::Record(_, reply) => reply!(reply, Done::Record => ()),
         Job::Replay(_, reply) => reply!(reply, Done::Replay(replay) => replay),
+        Job::Retry(_, reply) => reply!(reply, Done::Retry(retry) => retry),
+        Job::RetryHook(_, reply) => reply!(reply, Done::RetryHook(retry) => retry),
+        Job::Recover(.., reply) => reply!(reply, Done::Recover(recovery) => recovery),
         Job::Enable(_, reply) => reply!(reply, Done::Enable(was) => was),
         Job::Prune(_, reply) => reply!(reply, Done::Prune(n) => n),
         Job::PutWorkflow(.., reply) => reply!(reply, Done::PutWorkflow(change) => *change),
@@ -230,6 +240,9 @@ fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Erro
             Done::Record
         }
         Job::Replay(id, _) => Done::Replay(edits::replay(txn, *id)?),
+        Job::Retry(id, _) => Done::Retry(edits::retry(txn, *id)?),
+        Job::RetryHook(hook, _) => Done::RetryHook(edits::retry_hook(txn, *hook)?),
+        Job::Recover(hook, since, _) => Done::Recover(edits::recover(txn, *hook, *since)?),
         Job::Enable(hook, _) => Done::Enable(edits::enable(txn, *hook)?),
         Job::Prune(cutoff, _) => Done::Prune(edits::prune(txn, *cutoff, now)?),
         Job::PutWorkflow(id, hooks, secret, _) => Done::PutWorkflow(Box::new(

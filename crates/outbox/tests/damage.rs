@@ -342,6 +342,27 @@ async fn a_store_written_by_the_version_before_opens() {
     );
     deliver(&store, &plan).await;
     assert_eq!(store.pending().unwrap(), 3);
+    // Format 4's indexes were built at opening: by hook (newest first), by event; its
+    // records, without the fields format 4 added, read with their defaults.
+    let mut of_hook_2 = linq_hooks_outbox::DeliveryFilter::default();
+    of_hook_2.hook = Some(2);
+    let page = store.deliveries(&of_hook_2).unwrap();
+    let ids: Vec<u64> = page.deliveries.iter().map(|d| d.id).collect();
+    assert_eq!(ids, [3, 2, 1]);
+    assert_eq!(page.deliveries[2].state, DeliveryState::Delivered);
+    assert_eq!(
+        page.deliveries[1].last_status, None,
+        "no answer from port 9"
+    );
+    let event = store.event(4).unwrap().expect("event 4 is kept");
+    assert_eq!(event.workflow.as_deref(), Some("default"));
+    assert_eq!(event.deliveries.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(event.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["event"], "run_state_change");
+    let (_, attempts) = store.get(4).unwrap().unwrap();
+    assert_eq!(attempts[0].response_body, None);
+    let hook = store.hook(2).unwrap().unwrap();
+    assert_eq!((hook.status.failed, hook.status.pending), (0, 2));
 }
 
 /// Rewrites the queue entry `from` (hook, delivery) of the store file at `path` as `to`: what a

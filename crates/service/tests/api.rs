@@ -158,6 +158,29 @@ async fn every_refusal_has_the_error_shape_and_names_where() {
         ),
         ("PUT", "/v1/workflows/.", "[]", 400, Some("workflow_id")),
         ("POST", "/v1/deliveries/12/retry", "", 404, None),
+        ("GET", "/v1/deliveries?status=6xx", "", 400, Some("status")),
+        (
+            "GET",
+            "/v1/deliveries?since=yesterday",
+            "",
+            400,
+            Some("since"),
+        ),
+        ("GET", "/v1/deliveries?until=2025", "", 400, Some("until")),
+        ("GET", "/v1/deliveries?cursor=zz", "", 400, Some("cursor")),
+        ("GET", "/v1/deliveries?hook=12", "", 400, Some("hook")),
+        ("GET", "/v1/deliveries?after=12", "", 400, Some("after")),
+        ("POST", "/v1/hooks/hook_77/retry", "", 404, None),
+        ("POST", "/v1/hooks/hook_77/recover", "", 400, Some("since")),
+        (
+            "POST",
+            "/v1/hooks/hook_77/recover?since=2025-04-17T09:30:00Z",
+            "",
+            404,
+            None,
+        ),
+        ("GET", "/v1/events/77", "", 404, None),
+        ("GET", "/v1/events/x", "", 404, None),
     ];
     for &(method, path, body, status, at) in cases {
         let answer = send(addr, method, path, &[JSON], body).await;

@@ -7,14 +7,14 @@ use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use linq_hooks_events::{Event, parse_event_value};
 use linq_hooks_outbox::{Appended, IdempotencyKey};
 use serde_json::Value;
 use sha2::Digest;
 
 use super::error::{ApiError, ApiResult, ErrorBody, MAX_PROBLEMS, Problem};
-use super::types::{AcceptedDeliveryOut, IngestOut, hook_id};
+use super::types::{AcceptedDeliveryOut, EventOut, IngestOut, hook_id, rfc3339};
 use super::workflows::workflow_path;
 use super::{AppState, Shared};
 use crate::live::DEFAULT_WORKFLOW;
@@ -22,6 +22,7 @@ use crate::live::DEFAULT_WORKFLOW;
 pub(super) fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/v1/events", post(ingest_default))
+        .route("/v1/events/{id}", get(get_one))
         .route("/v1/workflows/{workflow_id}/events", post(ingest))
 }
 
@@ -209,4 +210,36 @@ fn parse_events(body: &[u8]) -> ApiResult<Vec<Event>> {
     } else {
         Err(ApiError::InvalidMany(problems, more))
     }
+}
+
+/// An event as stored: the JSON its deliveries posted, and its deliveries (one per hook that
+/// fired). The body is kept as long as any delivery of the event is: pruning after the
+/// retention (`serve --retention`) removes delivered deliveries, and an event's body with the
+/// last of them, after which the event is 404. `body` is null only when it was damaged in the
+/// store file (its deliveries are then `quarantined`).
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = u64, Path, description = "The event's number (`event` of its deliveries)")),
+    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+pub(super) async fn get_one(
+    state: Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<EventOut>> {
+    let Path(text) = id.map_err(|e| ApiError::invalid("id", e.body_text()))?;
+    let not_found = || ApiError::NotFound(format!("no event {text}"));
+    let id = super::canonical_number(&text).ok_or_else(not_found)?;
+    let store = &state.live.store;
+    let event = store
+        .event(id)
+        .map_err(ApiError::store("read an event"))?
+        .ok_or_else(not_found)?;
+    Ok(Json(EventOut {
+        id: event.id,
+        workflow_id: event.workflow.clone(),
+        received_at: rfc3339(event.received_at),
+        body: event
+            .body
+            .as_deref()
+            .and_then(|body| serde_json::from_slice(body).ok()),
+        deliveries: super::deliveries::with_workflows(store, &event.deliveries)?,
+    }))
 }

@@ -8,11 +8,14 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use linq_hooks_delivery::HookId;
 use linq_hooks_model::HookParameters;
+use linq_hooks_outbox::{HookRetry, Recovery};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, ErrorBody, Problem, problems_of};
 use super::extract::{ApiJson, ApiQuery};
-use super::types::{EnableOut, HookOut, HooksOut, PatchedHookOut, hook_id};
+use super::types::{
+    EnableOut, HookOut, HookRetryOut, HooksOut, PatchedHookOut, RecoverOut, hook_id,
+};
 use super::{AppState, Shared};
 
 /// The most hooks one page holds.
@@ -23,6 +26,8 @@ pub(super) fn router() -> axum::Router<Arc<AppState>> {
         .route("/v1/hooks", get(list))
         .route("/v1/hooks/{hook_id}", get(get_one).patch(patch))
         .route("/v1/hooks/{hook_id}/enable", post(enable))
+        .route("/v1/hooks/{hook_id}/retry", post(retry))
+        .route("/v1/hooks/{hook_id}/recover", post(recover))
 }
 
 /// A hook id from the path: `hook_` and a number.
@@ -33,7 +38,7 @@ fn hook_path(path: Result<Path<String>, PathRejection>) -> ApiResult<HookId> {
 }
 
 /// `hook_` and a number, spelt one way (the inverse of [`hook_id`]).
-fn parse_hook_id(text: &str) -> Option<HookId> {
+pub(super) fn parse_hook_id(text: &str) -> Option<HookId> {
     text.strip_prefix("hook_").and_then(super::canonical_number)
 }
 
@@ -173,4 +178,108 @@ pub(super) async fn enable(
         enabled: true,
         was_disabled,
     }))
+}
+
+/// Wakes a hook's queue now: the first of its pending deliveries is attempted now, whatever
+/// its due time; a hook paused by the circuit breaker (its receiver kept timing out) tries
+/// again at once (this attempt is the probe). The delivery keeps the attempts of its round:
+/// if it fails again, its retry schedule goes on. 409 for a hook a 410 Gone disabled (enable
+/// it: its deliveries then resume).
+#[utoipa::path(post, path = "/v1/hooks/{hook_id}/retry", tag = "hooks",
+    params(("hook_id" = String, Path, description = "`hook_` and a number")),
+    responses((status = 202, body = HookRetryOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+pub(super) async fn retry(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<(axum::http::StatusCode, Json<HookRetryOut>)> {
+    let id = hook_path(id)?;
+    let live = Arc::clone(&state.live);
+    let retry = tokio::spawn(async move {
+        let retry = live.store.retry_hook(id).await?;
+        if let HookRetry::Woken { .. } = retry {
+            live.dispatcher.retry_now(id);
+        }
+        Ok::<_, linq_hooks_outbox::StoreError>(retry)
+    })
+    .await
+    .expect("retrying does not panic")
+    .map_err(ApiError::store("retry a hook"))?;
+    match retry {
+        HookRetry::Woken { pending, head } => {
+            tracing::info!(hook = %hook_id(id), delivery = head, pending, "hook retry: its first pending delivery is attempted now");
+            Ok((
+                axum::http::StatusCode::ACCEPTED,
+                Json(HookRetryOut {
+                    hook: hook_id(id),
+                    pending,
+                }),
+            ))
+        }
+        HookRetry::Disabled => Err(ApiError::Conflict(format!(
+            "{0} was disabled by a 410 Gone: enable it (POST /v1/hooks/{0}/enable) and its deliveries resume",
+            hook_id(id)
+        ))),
+        _ => Err(ApiError::NotFound(format!("no hook {}", hook_id(id)))),
+    }
+}
+
+/// The query of `POST /v1/hooks/{hook_id}/recover`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Recover {
+    since: Option<String>,
+}
+
+/// Recovers a hook's failed deliveries (Svix's "recover"): every delivery of the hook given up
+/// (`failed`) and created at `since` or later becomes pending again, with its own
+/// `webhook-id`, a fresh retry schedule, to the hook's current URL and headers. They are sent
+/// in id order, the order they were created in. A hook's queue is kept in id order, so each
+/// takes its place among the deliveries already pending by its id: behind older ones still
+/// waiting, ahead of newer ones. The hook's worker wakes, and a pause of the circuit breaker
+/// ends. A hook a 410 disabled keeps them waiting until it is enabled.
+#[utoipa::path(post, path = "/v1/hooks/{hook_id}/recover", tag = "hooks",
+    params(("hook_id" = String, Path, description = "`hook_` and a number"),
+           ("since" = String, Query, description = "Failed deliveries created at or after this time (RFC 3339) are replayed; required")),
+    responses((status = 202, body = RecoverOut), (status = 400, body = ErrorBody, description = "`since` missing or not RFC 3339"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No or a wrong bearer token (when serve has --token)"), (status = 503, body = ErrorBody)))]
+pub(super) async fn recover(
+    State(state): Shared,
+    id: Result<Path<String>, PathRejection>,
+    ApiQuery(query): ApiQuery<Recover>,
+) -> ApiResult<(axum::http::StatusCode, Json<RecoverOut>)> {
+    let id = hook_path(id)?;
+    let since = match &query.since {
+        Some(since) => super::deliveries::time_parameter("since", since)?,
+        None => {
+            return Err(ApiError::invalid(
+                "since",
+                "required: the failed deliveries created since when (RFC 3339, such as 2025-04-17T09:30:00Z)",
+            ));
+        }
+    };
+    let live = Arc::clone(&state.live);
+    let recovery = tokio::spawn(async move {
+        let recovery = live.store.recover(id, since).await?;
+        if let Recovery::Replayed(replayed) = &recovery
+            && !replayed.is_empty()
+        {
+            live.dispatcher.retry_now(id);
+        }
+        Ok::<_, linq_hooks_outbox::StoreError>(recovery)
+    })
+    .await
+    .expect("recovering does not panic")
+    .map_err(ApiError::store("recover a hook's deliveries"))?;
+    match recovery {
+        Recovery::Replayed(replayed) => {
+            tracing::info!(hook = %hook_id(id), since = %super::types::rfc3339(since), count = replayed.len(), deliveries = ?replayed, "hook recovered: failed deliveries replayed");
+            Ok((
+                axum::http::StatusCode::ACCEPTED,
+                Json(RecoverOut {
+                    hook: hook_id(id),
+                    replayed,
+                }),
+            ))
+        }
+        _ => Err(ApiError::NotFound(format!("no hook {}", hook_id(id)))),
+    }
 }

@@ -36,6 +36,13 @@ pub(crate) struct HookStateOut {
     consecutive_failures: u32,
     /// Deliveries waiting.
     pending: u64,
+    /// Deliveries given up (failed): `POST /v1/hooks/{hook_id}/recover` replays them.
+    failed: u64,
+    /// When its last attempt started (RFC 3339); null before its first (and for a hook whose
+    /// last attempt was made by a version before this field).
+    last_attempt_at: Option<String>,
+    /// Its last attempt's HTTP status; null when it got no answer (or none was made).
+    last_status: Option<u16>,
 }
 
 /// A hook: its id, its workflow, the hook in the LINQ API's form, and its state.
@@ -66,6 +73,9 @@ impl From<&StoredHook> for HookOut {
                 disabled_at: hook.status.disabled_at.map(rfc3339),
                 consecutive_failures: hook.status.consecutive_failures,
                 pending: hook.status.pending,
+                failed: hook.status.failed,
+                last_attempt_at: hook.status.last_attempt_at.map(rfc3339),
+                last_status: hook.status.last_status,
             },
         }
     }
@@ -222,6 +232,9 @@ pub(crate) struct DeliveryOut {
     finished_at: Option<String>,
     /// Why it was given up, cancelled or quarantined.
     failure: Option<String>,
+    /// The last attempt's HTTP status; null when it got no answer (a connection error, a
+    /// timeout) or no attempt was made.
+    last_status: Option<u16>,
 }
 
 impl DeliveryOut {
@@ -238,16 +251,20 @@ impl DeliveryOut {
             next_attempt_at: info.next_attempt_at.map(rfc3339),
             finished_at: info.finished_at.map(rfc3339),
             failure: info.failure.clone(),
+            last_status: info.last_status,
         }
     }
 }
 
-/// A page of deliveries.
+/// A page of deliveries, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DeliveriesOut {
     pub(crate) deliveries: Vec<DeliveryOut>,
-    /// Pass as `after` for the next page; null on the last.
-    pub(crate) next_after: Option<u64>,
+    /// Pass as `cursor` (with the same filters) for the next page; null on the last. A page
+    /// may hold fewer deliveries than `limit`, even none, and still have a `next_cursor`: each
+    /// page examines a bounded number of deliveries, so a filter that matches little in a
+    /// large store is answered in several pages.
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// One attempt.
@@ -261,6 +278,12 @@ pub(crate) struct AttemptOut {
     status: Option<u16>,
     /// The error, when none did.
     error: Option<String>,
+    /// The start of the receiver's answer: at most the first 1 KiB of its body, as UTF-8 text
+    /// (invalid bytes replaced by U+FFFD, never cut inside a character); null when no answer
+    /// came, it had no body, or the attempt was recorded by a version before this field.
+    response_body: Option<String>,
+    /// True when the answer's body was longer than `response_body`.
+    response_body_truncated: bool,
 }
 
 impl From<&AttemptInfo> for AttemptOut {
@@ -270,6 +293,8 @@ impl From<&AttemptInfo> for AttemptOut {
             latency_ms: attempt.latency.as_secs_f64() * 1000.0,
             status: attempt.status,
             error: attempt.error.clone(),
+            response_body: attempt.response_body.clone(),
+            response_body_truncated: attempt.response_body_truncated,
         }
     }
 }
@@ -301,12 +326,49 @@ pub(crate) struct IngestOut {
     pub(crate) deliveries: Vec<AcceptedDeliveryOut>,
 }
 
-/// The answer to a replay.
+/// The answer to a retry: the delivery is pending (attempted now, or replayed).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ReplayOut {
     pub(crate) id: u64,
     /// `pending`.
     pub(crate) state: String,
+}
+
+/// The answer to `POST /v1/hooks/{hook_id}/retry`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HookRetryOut {
+    /// `hook_…`.
+    pub(crate) hook: String,
+    /// Its pending deliveries; the first of them is attempted now.
+    pub(crate) pending: u64,
+}
+
+/// The answer to `POST /v1/hooks/{hook_id}/recover`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RecoverOut {
+    /// `hook_…`.
+    pub(crate) hook: String,
+    /// The deliveries pending again, in id order (the order they go in); empty when none
+    /// failed since then.
+    pub(crate) replayed: Vec<u64>,
+}
+
+/// An event as stored, with its deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventOut {
+    pub(crate) id: u64,
+    /// The workflow whose hooks it was matched against.
+    pub(crate) workflow_id: Option<String>,
+    /// When it was stored (RFC 3339).
+    pub(crate) received_at: String,
+    /// The JSON every delivery of it posted (`schemas/event.schema.json`). The body is kept
+    /// as long as any delivery of the event is (pruning after the retention removes both), so
+    /// it is null only when it was damaged in the store file (its deliveries are then
+    /// `quarantined`).
+    #[schema(value_type = Option<Object>)]
+    pub(crate) body: Option<Value>,
+    /// Its deliveries, one per hook that fired, in id order.
+    pub(crate) deliveries: Vec<DeliveryOut>,
 }
 
 /// The answer to an enable.
