@@ -249,7 +249,7 @@ function drawHook(hook, charts) {
     h("td", { class: "c-time" }, last),
     charts ? h("td", { class: "c-chart" }, chart(hook.id)) : null,
     h("td", { class: "c-actions" },
-      s.pending > 0
+      s.pending > 0 && s.enabled !== false
         ? h("button", { type: "button", "data-action": "hook-retry", "data-hook": hook.id, "data-focus": "hook-retry-" + hook.id,
             title: "Attempt its waiting delivery now" }, "Retry now")
         : null,
@@ -375,12 +375,23 @@ async function loadDeliveries() {
   }
   $("older").hidden = !state.nextCursor;
   $("newest").hidden = !state.cursor;
-  redraw("deliveries", { rows, selected: state.selected }, () => drawDeliveries(rows));
+  const disabled = state.workflows.flatMap((w) => w.hooks).filter((h) => h.state && h.state.enabled === false).map((h) => h.id);
+  redraw("deliveries", { rows, selected: state.selected, disabled }, () => drawDeliveries(rows));
+}
+
+// Whether a hook is enabled, as the last read of the workflows says (unknown: true).
+function hookEnabled(id) {
+  for (const workflow of state.workflows) {
+    const hook = workflow.hooks.find((h) => h.id === id);
+    if (hook) return !(hook.state && hook.state.enabled === false);
+  }
+  return true;
 }
 
 function deliveryActions(d, where) {
   return [
-    d.state === "pending"
+    // A disabled hook's deliveries wait for its "Enable", not for a retry (409).
+    d.state === "pending" && hookEnabled(d.hook)
       ? h("button", { type: "button", "data-action": "retry", "data-id": d.id, "data-focus": where + "retry-" + d.id,
           title: "Attempt it now" }, "Retry now")
       : null,
@@ -443,7 +454,7 @@ async function loadDetail() {
   }
   if (state.selected !== id) return;
   const event = state.events.get(delivery.event);
-  redraw("detail-body", { delivery, event }, () => drawDetail(delivery, event));
+  redraw("detail-body", { delivery, event, enabled: hookEnabled(delivery.hook) }, () => drawDetail(delivery, event));
 }
 
 function drawDetail(d, event) {
@@ -474,13 +485,20 @@ function drawDetail(d, event) {
         a.error ? h("div", { class: "error" }, a.error) : null,
         a.response_body === undefined || a.response_body === null ? null :
           h("details", { open: i === attempts.length - 1 },
-            h("summary", {}, "Response body" + (a.response_body_truncated ? " (first 1 KiB)" : "")),
+            h("summary", {}, "Response body" + (a.response_body_truncated ? " (first 1 KiB)" : ""),
+              h("span", { class: "muted" }, ": " + preview(a.response_body))),
             h("pre", {}, a.response_body + (a.response_body_truncated ? "\n…" : "")))))),
     h("h3", {}, "Event body"),
     event.error ? h("p", { class: "error" }, "Cannot show it: " + event.error)
       : event.body === null ? h("p", { class: "muted" }, "Pruned from the store.")
       : h("pre", { class: "event-body" }, JSON.stringify(event.body, null, 2)),
   ];
+}
+
+// The start of a text on one line, for a summary.
+function preview(text) {
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length > 60 ? line.slice(0, 59) + "…" : line;
 }
 
 function select(id) {
