@@ -34,7 +34,8 @@ use crate::transports;
 /// the same events keeps its id and its queue, and its waiting deliveries go to its new URL.
 ///
 /// With --hooks FILE, FILE is the workflow `default` (its events go to `POST /v1/events`),
-/// applied at start and again on SIGHUP. The whole API: `GET /v1/openapi.json`.
+/// applied at start and again on SIGHUP. The whole API: `GET /v1/openapi.json`. A web
+/// dashboard of hooks and deliveries, with retry and replay buttons: open `/ui` in a browser.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 invalid hook file, 2 usage error, \
@@ -61,7 +62,8 @@ pub(crate) struct Args {
     /// Where the API listens. Anything but a loopback address needs --token.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8625")]
     listen: SocketAddr,
-    /// Require `Authorization: Bearer TOKEN` on every endpoint but /healthz.
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /healthz and the dashboard's
+    /// page (/ui), which asks for the token and sends it on each API call.
     #[arg(
         long,
         value_name = "TOKEN",

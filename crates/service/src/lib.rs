@@ -19,6 +19,7 @@
 //! | `GET /v1/deliveries?state=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
 //! | `GET /v1/stats/deliveries?minutes=…&hook=…` | attempts per hook per minute, the last hour |
+//! | `GET /ui` (`GET /` redirects there) | the web dashboard: HTML, script and style embedded in the binary, no token needed to load it |
 //!
 //! With [`ServiceConfig::ops`], events about the dispatcher itself (`hook.disabled`,
 //! `delivery.failed`, `hook.recovered`; [`linq_hooks_events::ops`]) are posted to one more URL.
@@ -46,6 +47,7 @@ mod observe;
 mod ops;
 mod serving;
 mod stats;
+mod ui;
 
 use std::fmt;
 use std::future::Future;
@@ -92,7 +94,8 @@ pub struct ServiceConfig {
     pub store: PathBuf,
     /// Where the API listens (default `127.0.0.1:8625`).
     pub listen: SocketAddr,
-    /// When set, every endpoint but `/healthz` requires `Authorization: Bearer <token>`.
+    /// When set, every endpoint but `/healthz` and the dashboard (`/ui`, which holds no data)
+    /// requires `Authorization: Bearer <token>`.
     /// Required to listen on anything but a loopback address.
     pub token: Option<String>,
     /// Requests in flight and the retry schedule (default for the service: 5s, 5m, 30m, 2h, 5h,

@@ -57,6 +57,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(hooks::router())
         .merge(deliveries::router())
         .merge(stats::router())
+        .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_announced_oversize))
@@ -69,13 +70,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Every endpoint but `/healthz` requires the bearer token, when there is one. The scheme is
-/// case-insensitive (RFC 9110 §11.1); the token is compared exactly, in constant time.
+/// Every endpoint but `/healthz` and the dashboard's page and assets (`/`, `/ui`, `/ui/…`, which
+/// hold no data: the page asks for the token and sends it with each call) requires the bearer
+/// token, when there is one. The scheme is case-insensitive (RFC 9110 §11.1); the token is
+/// compared exactly, in constant time.
 async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/healthz" {
+    let path = request.uri().path();
+    if path == "/healthz" || crate::ui::is_public(path) {
         return next.run(request).await;
     }
     let given = request
