@@ -16,7 +16,9 @@
 //! | `POST /v1/workflows/{workflow_id}/events` | events of that workflow: 202 after a durable commit |
 //! | `POST /v1/events` | events of the workflow `default` |
 //! | `GET /v1/hooks`, `GET`/`PATCH /v1/hooks/{hook_id}`, `POST /v1/hooks/{hook_id}/enable` | hooks by id |
-//! | `GET /v1/deliveries?state=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries |
+//! | `POST /v1/hooks/{hook_id}/retry`, `POST /v1/hooks/{hook_id}/recover?since=…` | a hook's queue now; its failed deliveries replayed |
+//! | `GET /v1/deliveries?workflow=…&hook=…&state=…&since=…&until=…&status=…&cursor=…`, `GET /v1/deliveries/{id}`, `POST /v1/deliveries/{id}/retry` | deliveries, newest first; retry now or replay |
+//! | `GET /v1/events/{id}` | an event's body and its deliveries |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
 //! | `GET /v1/stats/deliveries?minutes=…&hook=…` | attempts per hook per minute, the last hour |
 //! | `GET /ui` (`GET /` redirects there) | the web dashboard: HTML, script and style embedded in the binary, no token needed to load it |
