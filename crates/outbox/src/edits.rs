@@ -597,7 +597,7 @@ pub(crate) fn retry(txn: &WriteTransaction, id: DeliveryId) -> Result<Retry, red
             }
             let head = due_now(txn, hook)?;
             if head != Some(id) {
-                make_due(txn, id)?;
+                make_due(txn, id, false)?;
             }
             Ok(Retry::Now { hook, head })
         }
@@ -667,28 +667,41 @@ fn is_disabled(txn: &WriteTransaction, hook: HookId) -> Result<bool, redb::Error
     })
 }
 
-/// Makes the head of `hook`'s queue due now, keeping its round's attempts; returns its id.
-fn due_now(txn: &WriteTransaction, hook: HookId) -> Result<Option<DeliveryId>, redb::Error> {
-    let first = txn
+/// The first delivery of `hook`'s queue, if any.
+fn queue_head(txn: &WriteTransaction, hook: HookId) -> Result<Option<DeliveryId>, redb::Error> {
+    Ok(txn
         .open_table(PENDING)?
         .range((hook, 0)..=(hook, u64::MAX))?
         .next()
         .transpose()?
-        .map(|(key, _)| key.value().1);
-    if let Some(id) = first {
-        make_due(txn, id)?;
-    }
-    Ok(first)
+        .map(|(key, _)| key.value().1))
 }
 
-/// Clears delivery `id`'s due time, if it has one.
-fn make_due(txn: &WriteTransaction, id: DeliveryId) -> Result<(), redb::Error> {
+/// Makes the head of `hook`'s queue due now, keeping its round's attempts; returns its id.
+fn due_now(txn: &WriteTransaction, hook: HookId) -> Result<Option<DeliveryId>, redb::Error> {
+    let head = queue_head(txn, hook)?;
+    if let Some(id) = head {
+        make_due(txn, id, false)?;
+    }
+    Ok(head)
+}
+
+/// Clears pending delivery `id`'s due time, if it has one; with `fresh_schedule`, its retry
+/// schedule starts again from its first wait.
+fn make_due(
+    txn: &WriteTransaction,
+    id: DeliveryId,
+    fresh_schedule: bool,
+) -> Result<(), redb::Error> {
     let mut deliveries = txn.open_table(DELIVERIES)?;
     if let Some(mut record) = load(&deliveries, id)?
         && record.state == DeliveryState::Pending
         && record.next_attempt_ms.is_some()
     {
         record.next_attempt_ms = None;
+        if fresh_schedule {
+            record.round_attempts = 0;
+        }
         deliveries.insert(id, encode(&record).as_slice())?;
     }
     Ok(())
@@ -925,22 +938,8 @@ fn requeue_missing(
 /// URL or headers changed, which is new reason to expect it through (the edit that fixes a
 /// typo or follows a moved receiver). Its `webhook-id` and attempt history stay.
 pub(crate) fn retry_now(txn: &WriteTransaction, hook: HookId) -> Result<(), redb::Error> {
-    let first = txn
-        .open_table(PENDING)?
-        .range((hook, 0)..=(hook, u64::MAX))?
-        .next()
-        .transpose()?
-        .map(|(key, _)| key.value().1);
-    let Some(id) = first else {
-        return Ok(());
-    };
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    if let Some(mut record) = load(&deliveries, id)?
-        && record.next_attempt_ms.is_some()
-    {
-        record.next_attempt_ms = None;
-        record.round_attempts = 0;
-        deliveries.insert(id, encode(&record).as_slice())?;
+    if let Some(id) = queue_head(txn, hook)? {
+        make_due(txn, id, true)?;
     }
     Ok(())
 }
