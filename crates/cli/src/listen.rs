@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use linq_hooks_events::ops::{OpsData, OpsEvent};
 use linq_hooks_events::{Event, Timestamp};
 use linq_hooks_receiver::{Verifier, headers_from_map, parse_body, receive};
 use linq_hooks_service::Limits;
@@ -82,14 +83,16 @@ Output: one line per request on standard output, flushed at once, in columns:
   3. the signature: ✓ signed, ✗ bad signature, ✗ stale, ✗ missing header or ✗ invalid
      header; `- unchecked` without --secret
   4. which attempt of its webhook-id this is (attempt=- without a webhook-id)
-  5. the event kind (`-` when the body is not an event)
+  5. the event kind, or an operational webhook's type (`-` when the body is neither)
   6. key=value fields: run, task, labware (with phase, from, to), plan, workflow, workcell,
      state; path; id (the webhook-id); error=\"...\" when refused; ignored=\"...\" when
      acknowledged unread; forwarded=URL when relayed by --forward-to. A value with spaces or
      quotes is written as a JSON string.
 
 Answers: 405 to methods other than POST, 413 to bodies over 1 MiB, 401 when the signature does
-not verify (with --secret), 400 when the body is not an event (not JSON, a missing field), 204
+not verify (with --secret), 400 when the body is not an event (not JSON, a missing field) nor
+an operational webhook of `serve --ops-url` (hook.disabled, delivery.failed, hook.recovered:
+shown with workflow, hook and delivery, and answered as an event is), 204
 to an event of a kind this version does not know (a newer sender's: acknowledged and ignored,
 so it is not retried), 503 to the first --fail-first attempts of a webhook-id, then --status.
 With --forward-to, a webhook that passes gets the app's answer instead, or 502 (504 after 30 s)
@@ -302,6 +305,10 @@ impl Shared {
                 record.event = Some(event);
             }
             Err(err) => {
+                // `serve --ops-url` posts operational webhooks (`{"type", "timestamp",
+                // "data"}`), signed the same way: not lab events, but what a receiver of them
+                // expects, so they pass like any event.
+                let ops = serde_json::from_slice::<OpsEvent>(&body).ok();
                 if err.is_unverified() {
                     record.signature = Signature::refused(&err);
                     // Shown for what it says, though nobody vouches for it.
@@ -312,13 +319,22 @@ impl Shared {
                         }
                         Err(body_err) => {
                             record.kind = body_err.unknown_event().map(str::to_owned);
+                            if let Some(ops) = ops {
+                                record.kind = Some(ops.data.type_name().to_string());
+                                record.ops = Some(ops);
+                            }
                         }
                     }
+                } else if let Some(ops) = ops {
+                    record.kind = Some(ops.data.type_name().to_string());
+                    record.ops = Some(ops);
                 } else {
                     record.kind = err.unknown_event().map(str::to_owned);
                 }
                 let status = err.status();
-                if status.is_success() {
+                if record.ops.is_some() && !err.is_unverified() {
+                    // Passed: answered below as an event is.
+                } else if status.is_success() {
                     // An unknown kind of event: acknowledged and ignored, as receivers should.
                     record.status = Some(status);
                     record.ignored = Some(report::chain(&err));
@@ -455,6 +471,8 @@ struct Record {
     /// The event kind, or the `event` value of an unknown kind.
     kind: Option<String>,
     event: Option<Event>,
+    /// An operational webhook of `serve --ops-url`, when the body is one.
+    ops: Option<OpsEvent>,
     body: Option<Bytes>,
     /// `None` until decided.
     status: Option<StatusCode>,
@@ -492,6 +510,7 @@ impl Record {
             signature: Signature::Unchecked,
             kind: None,
             event: None,
+            ops: None,
             body: None,
             status: None,
             error: None,
@@ -547,6 +566,7 @@ impl Record {
             .event
             .as_ref()
             .map(Event::key_fields)
+            .or_else(|| self.ops.as_ref().map(ops_fields))
             .unwrap_or_default();
         fields.push(("path", self.path.clone()));
         if let Some(id) = &self.webhook_id {
@@ -626,6 +646,21 @@ impl Record {
         }
         Value::Object(record)
     }
+}
+
+/// The key fields of an operational webhook: its workflow, hook and delivery.
+fn ops_fields(event: &OpsEvent) -> Vec<(&'static str, String)> {
+    let (workflow, hook, delivery) = match &event.data {
+        OpsData::HookDisabled(d) => (&d.workflow_id, &d.hook, d.delivery),
+        OpsData::DeliveryFailed(d) => (&d.workflow_id, &d.hook, d.delivery),
+        OpsData::HookRecovered(d) => (&d.workflow_id, &d.hook, d.delivery),
+        _ => return Vec::new(),
+    };
+    vec![
+        ("workflow", workflow.clone()),
+        ("hook", hook.clone()),
+        ("delivery", delivery.to_string()),
+    ]
 }
 
 /// A value as it is, or as a JSON string when it is empty or holds spaces, quotes, `=` or

@@ -614,6 +614,48 @@ async fn bad_requests_get_4xx_with_the_reason_unknown_kinds_2xx_and_listen_keeps
     assert_eq!(errors[7], "");
 }
 
+/// The README points `serve --ops-url` at `listen --secret`: an operational webhook verified
+/// with the secret passes (a 400 would make `serve` give it up), shown by its type and its
+/// hook; one that does not verify is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operational_webhooks_of_serve_pass_and_show_their_type() {
+    let listen = Listen::start(&["--secret", SECRET]).await;
+    let failed = br#"{"timestamp": "2026-11-30T02:46:42.123Z", "type": "delivery.failed",
+      "data": {"workflow_id": "lab", "hook": "hook_3", "delivery": 17, "webhook_id": "msg_1",
+               "attempts": 8, "last_status": 503, "reason": "gave up after 8 attempts"}}"#;
+    let recovered = br#"{"timestamp": "2026-11-30T02:47:00.000Z", "type": "hook.recovered",
+      "data": {"workflow_id": "lab", "hook": "hook_3", "delivery": 18,
+               "since": "2026-11-30T02:46:42.123Z", "after": ["delivery.failed"]}}"#;
+    assert_eq!(listen.post_signed(SECRET, failed, &[]).await.0, 204);
+    assert_eq!(listen.post_signed(SECRET, recovered, &[]).await.0, 204);
+    assert_eq!(listen.post_signed(OTHER_SECRET, failed, &[]).await.0, 401);
+
+    let stdout = listen.stop().await;
+    let lines = lines(&stdout);
+    let seen: Vec<(u16, &str, Option<&str>, Option<&str>)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.status,
+                l.kind.as_str(),
+                l.field("hook"),
+                l.field("delivery"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (204, "delivery.failed", Some("hook_3"), Some("17")),
+            (204, "hook.recovered", Some("hook_3"), Some("18")),
+            (401, "delivery.failed", Some("hook_3"), Some("17")),
+        ],
+        "{stdout}"
+    );
+    assert_eq!(lines[0].field("workflow"), Some("lab"), "{stdout}");
+    assert!(lines[0].field("error").is_none(), "{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_bodies_are_read_unchecked() {
     let listen = Listen::start(&[]).await;

@@ -336,6 +336,22 @@ async fn the_dashboard_replays_a_failed_delivery_in_a_real_browser() {
         .unwrap();
     assert_eq!(hooks_shown.len(), 3, "every hook is listed");
 
+    // "Token…", then "Cancel": the token in use stays, and the page goes on updating.
+    for button in ["change-token", "token-cancel"] {
+        browser
+            .find(Locator::Id(button))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    until("the page updates again after Cancel", || async {
+        let status = text_of(&browser, "#live-status").await?;
+        status.starts_with("Live").then_some(())
+    })
+    .await;
+
     // The receiver is back; replay from the page, by keyboard (Enter on the focused button).
     back.store(true, Ordering::SeqCst);
     browser

@@ -270,7 +270,9 @@ pub(super) async fn recover(
     .map_err(ApiError::store("recover a hook's deliveries"))?;
     match recovery {
         Recovery::Replayed(replayed) => {
-            tracing::info!(hook = %hook_id(id), since = %super::types::rfc3339(since), count = replayed.len(), deliveries = ?replayed, "hook recovered: failed deliveries replayed");
+            // The first and last only: a recovery may replay any number of deliveries, and
+            // `hook recovered` is the line of a hook that delivers again.
+            tracing::info!(hook = %hook_id(id), since = %super::types::rfc3339(since), count = replayed.len(), first_delivery = replayed.first(), last_delivery = replayed.last(), "recover: failed deliveries replayed");
             Ok((
                 axum::http::StatusCode::ACCEPTED,
                 Json(RecoverOut {

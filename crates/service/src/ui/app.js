@@ -633,6 +633,9 @@ function start() {
   });
   $("token-cancel").addEventListener("click", () => {
     $("token-form").hidden = true;
+    // Back to the token in use: updates go on (a 401 asks again).
+    state.waitingForToken = false;
+    refresh();
   });
   $("change-token").addEventListener("click", () => askForToken(null));
   $("pause").addEventListener("click", () => {
