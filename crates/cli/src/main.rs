@@ -115,7 +115,11 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Match(args) => matching::run(&args),
         Command::Dispatch(args) => dispatch::run(args),
-        Command::Serve(args) => serve::run(*args, open_files),
+        Command::Serve(args) => serve::run(
+            *args,
+            open_files,
+            serve::Notices::new(cli.log_format == LogFormat::Json),
+        ),
         Command::Listen(args) => listen::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

@@ -147,7 +147,37 @@ fn ops_webhooks(args: &Args) -> Result<Option<OpsWebhooks>, Outcome> {
     Ok(Some(OpsWebhooks::new(parameters, secret)))
 }
 
-pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
+/// Where `serve`'s own lines go (listening, SIGHUP reloads, stopped, and the errors that stop
+/// it): plain lines on stderr for a person, or, with `--log-format json`, log events at `info`
+/// (`error` for errors), so that a log pipeline reads nothing but JSON objects.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Notices {
+    json: bool,
+}
+
+impl Notices {
+    pub(crate) fn new(json: bool) -> Notices {
+        Notices { json }
+    }
+
+    fn say(self, line: &str) {
+        if self.json {
+            tracing::info!("{line}");
+        } else {
+            errln!("linq-hooks serve: {line}");
+        }
+    }
+
+    fn error(self, line: &str) {
+        if self.json {
+            tracing::error!("{line}");
+        } else {
+            errln!("error: {line}");
+        }
+    }
+}
+
+pub(crate) fn run(args: Args, open_files: Option<u64>, notices: Notices) -> Outcome {
     let secrets = match args.secrets.parse() {
         Ok(secrets) => secrets,
         Err(outcome) => return outcome,
@@ -192,46 +222,51 @@ pub(crate) fn run(args: Args, open_files: Option<u64>) -> Outcome {
         let (stop, hangups) = match signals {
             Ok(signals) => signals,
             Err(e) => {
-                errln!("error: cannot install signal handlers: {e}");
+                notices.error(&format!("cannot install signal handlers: {e}"));
                 return Outcome::UsageOrIo;
             }
         };
         let service = match Service::start(config, Arc::new(transport)).await {
             Ok(service) => service,
             Err(e) if e.is_store_in_use() => {
-                errln!(
-                    "error: the store {} is in use: another `linq-hooks serve` holds it (one \
+                notices.error(&format!(
+                    "the store {} is in use: another `linq-hooks serve` holds it (one \
                      process at a time); stop that one, or give this one another --store",
                     args.store.display()
-                );
+                ));
                 return Outcome::UsageOrIo;
             }
             Err(e) => {
-                errln!("error: {}", chain(&e));
+                notices.error(&chain(&e));
                 return Outcome::UsageOrIo;
             }
         };
-        errln!(
-            "linq-hooks serve: listening on http://{}, store {}{}",
+        notices.say(&format!(
+            "listening on http://{}, store {}{}",
             service.local_addr(),
             args.store.display(),
             match &args.hooks {
                 Some(path) => format!(", workflow `default` from {}", path.display()),
                 None => String::new(),
             }
-        );
+        ));
         if let Some(path) = args.hooks.clone() {
-            tokio::spawn(reload_on_hangup(path, service.registry(), hangups));
+            tokio::spawn(reload_on_hangup(path, service.registry(), hangups, notices));
         }
         service.run_until(stop).await;
-        errln!("linq-hooks serve: stopped");
+        notices.say("stopped");
         Outcome::Success
     })
 }
 
 /// On each SIGHUP, reads the hook file again and applies it to the workflow `default` with the
 /// rules of a PUT. An invalid file changes nothing (its problems are printed).
-async fn reload_on_hangup(path: PathBuf, registry: Registry, mut hangups: Hangups) {
+async fn reload_on_hangup(
+    path: PathBuf,
+    registry: Registry,
+    mut hangups: Hangups,
+    notices: Notices,
+) {
     loop {
         hangups.next().await;
         let input = Input::new(Some(path.clone()));
@@ -239,29 +274,29 @@ async fn reload_on_hangup(path: PathBuf, registry: Registry, mut hangups: Hangup
             .await
             .expect("reading does not panic");
         let Ok(parsed) = read else {
-            errln!(
-                "linq-hooks serve: SIGHUP: {} is not applied; the workflow `{DEFAULT_WORKFLOW}` is unchanged",
+            notices.say(&format!(
+                "SIGHUP: {} is not applied; the workflow `{DEFAULT_WORKFLOW}` is unchanged",
                 path.display()
-            );
+            ));
             continue;
         };
         match registry.put(DEFAULT_WORKFLOW, parsed.hooks).await {
             Ok(change) => {
                 log_change(&change);
-                errln!(
-                    "linq-hooks serve: SIGHUP: reloaded {}: {} hook(s) kept, {} added, {} removed ({} pending deliveries cancelled)",
+                notices.say(&format!(
+                    "SIGHUP: reloaded {}: {} hook(s) kept, {} added, {} removed ({} pending deliveries cancelled)",
                     path.display(),
                     change.kept.len(),
                     change.added.len(),
                     change.removed.len(),
                     change.cancelled_deliveries
-                );
+                ));
             }
-            Err(e) => errln!(
-                "linq-hooks serve: SIGHUP: cannot apply {}: {}",
+            Err(e) => notices.say(&format!(
+                "SIGHUP: cannot apply {}: {}",
                 path.display(),
                 chain(&e)
-            ),
+            )),
         }
     }
 }

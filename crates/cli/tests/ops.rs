@@ -54,12 +54,11 @@ fn ops_events(received: &[Received]) -> Vec<OpsEvent> {
         .collect()
 }
 
-/// The JSON log lines (every stderr line but serve's own `linq-hooks serve: …` lines), each
-/// checked to be one JSON object.
+/// The log lines, each checked to be one JSON object: with `--log-format json`, serve's own
+/// lines (listening, stopped) are log events too.
 fn json_lines(stderr: &str) -> Vec<Value> {
     stderr
         .lines()
-        .filter(|line| !line.starts_with("linq-hooks serve: "))
         .map(|line| {
             serde_json::from_str::<Value>(line)
                 .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
@@ -326,6 +325,15 @@ async fn a_410_a_give_up_and_the_recoveries_are_reported_logged_and_counted() {
     let (code, stderr) = serve.terminate().await;
     assert_eq!(code, Some(0), "{stderr}");
     let lines = json_lines(&stderr);
+    for said in ["listening on http://", "stopped"] {
+        assert!(
+            lines.iter().any(|line| line["level"] == "INFO"
+                && line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(said))),
+            "serve's own line `{said}` as a log event: {stderr}"
+        );
+    }
     let disabled = find(&lines, "INFO", "hook disabled", gone_hook);
     assert_eq!(disabled["fields"]["delivery"], *gone_delivery);
     assert!(

@@ -133,7 +133,17 @@ impl Serve {
         let mut base = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             stderr.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.strip_prefix("linq-hooks serve: listening on ") {
+            // A plain line, or (`--log-format json`) a log event with that message.
+            let message = match serde_json::from_str::<Value>(&line) {
+                Ok(event) => event["fields"]["message"]
+                    .as_str()
+                    .map(|m| format!("linq-hooks serve: {m}")),
+                Err(_) => Some(line.clone()),
+            };
+            if let Some(rest) = message
+                .as_deref()
+                .and_then(|m| m.strip_prefix("linq-hooks serve: listening on "))
+            {
                 base = Some(rest.split(',').next().unwrap().to_string());
                 break;
             }
