@@ -157,7 +157,19 @@ pub(crate) fn read_event_lines(
                 }
             }
             Err(err) => {
-                invalid(&format!("error: {name}:{}: {}", i + 1, report::chain(&err)));
+                // A document spread over lines (pretty-printed, or an array) starts with a
+                // line that is only its opening bracket: say what the reader expects.
+                let hint = if read.invalid == 0 && matches!(line.trim(), "{" | "[") {
+                    " (events are read one per line, as NDJSON; a pretty-printed event or an \
+                     array spans lines: `jq -c` writes one event a line)"
+                } else {
+                    ""
+                };
+                invalid(&format!(
+                    "error: {name}:{}: {}{hint}",
+                    i + 1,
+                    report::chain(&err)
+                ));
                 read.invalid += 1;
             }
         }

@@ -216,6 +216,27 @@ async fn match_answers_each_event_of_a_stream_on_its_own_line() {
         text(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(1));
+
+    // A pretty-printed event (review): the first error says events go one per line.
+    let pretty = serde_json::to_string_pretty(&json!({"event": "new_plan", "plan_id": "p1",
+        "timestamp": "2025-04-17T09:30:00Z"}))
+    .unwrap();
+    let out = linq_hooks(&["match", "--hooks", path.to_str().unwrap(), "-"], &pretty).await;
+    let said = text(&out.stderr);
+    assert!(
+        said.lines()
+            .next()
+            .unwrap()
+            .starts_with("error: <stdin>:1: ")
+            && said
+                .lines()
+                .next()
+                .unwrap()
+                .contains("one per line, as NDJSON"),
+        "{said}"
+    );
+    assert_eq!(said.matches("NDJSON").count(), 1, "said once: {said}");
+    assert_eq!(out.status.code(), Some(1));
 }
 
 /// Each valid line of `stream` matched alone: what the stream's answers must be, line by line.
