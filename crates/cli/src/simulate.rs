@@ -256,7 +256,7 @@ impl Ingest {
                         tracing::warn!(
                             url = %self.url,
                             events = %events,
-                            reason = %why,
+                            reason = why.to_string().as_str(),
                             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                             "posting events failed; retrying"
                         );

@@ -431,7 +431,8 @@ async fn attempts_at_debug_have_readable_fields() {
             latency.parse::<f64>().is_ok() && decimals <= 3,
             "latency in ms to the microsecond: {line}"
         );
-        assert!(line.contains("result=status 503"), "{line}");
+        // Text with spaces is quoted, so a field's value ends where the quotes do.
+        assert!(line.contains("result=\"status 503\""), "{line}");
     }
     assert!(attempts[0].contains("outcome=\"retry\"") || attempts[0].contains("outcome=retry"));
     assert!(

@@ -1011,7 +1011,7 @@ impl Inner {
                 tracing::warn!(
                     hook = %HookName(hook),
                     delivery = delivery.id,
-                    result = %attempt.result,
+                    result = attempt.result.to_string().as_str(),
                     pause_ms = millis(pause),
                     "the receiver keeps timing out: the hook pauses, its deliveries kept"
                 );
@@ -1261,7 +1261,7 @@ fn log_attempt(hook: HookId, delivery: &Delivery, attempt: &Attempt, outcome: &O
         attempt = delivery.attempts.saturating_add(1),
         at = %humantime::format_rfc3339_millis(attempt.at),
         latency_ms,
-        result = %attempt.result,
+        result = attempt.result.to_string().as_str(),
         outcome = outcome.as_str(),
         next_attempt_at = next_attempt_at.map(tracing::field::display),
         reason,

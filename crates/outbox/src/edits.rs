@@ -392,7 +392,7 @@ fn load(
         Err(e) => {
             tracing::warn!(
                 delivery = id,
-                reason = %e,
+                reason = e.to_string().as_str(),
                 "a delivery record cannot be read; leaving it alone"
             );
             Ok(None)
@@ -746,7 +746,7 @@ pub(crate) fn quarantine(
         tracing::warn!(
             hook = %format_args!("hook_{hook}"),
             delivery = id,
-            reason = %reason,
+            reason = reason.to_string().as_str(),
             "a damaged queue entry was dropped; putting back what it stood for"
         );
         requeue_orphans(txn)?;

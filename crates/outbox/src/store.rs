@@ -797,7 +797,7 @@ impl Outbox for Store {
                     tracing::warn!(
                         hook = %format_args!("hook_{hook}"),
                         delivery = id,
-                        reason = %reason,
+                        reason = reason.to_string().as_str(),
                         "a delivery cannot be read; quarantining it"
                     );
                     let reason = format!("quarantined: {reason}");

@@ -492,9 +492,9 @@ pub fn log_change(change: &WorkflowChange) {
     tracing::info!(
         workflow = %change.workflow.id,
         created = change.created,
-        kept = %names(&change.kept),
-        added = %names(&change.added),
-        removed = %names(&change.removed),
+        kept = names(&change.kept).as_str(),
+        added = names(&change.added).as_str(),
+        removed = names(&change.removed).as_str(),
         cancelled_deliveries = change.cancelled_deliveries,
         "workflow registered"
     );

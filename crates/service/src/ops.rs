@@ -198,7 +198,7 @@ impl Outbox for OpsQueue {
                 let waiting = &mut queue[at].0;
                 waiting.attempts += 1;
                 waiting.next_attempt_at = Some(due);
-                tracing::debug!(r#type = kind, webhook_id = %delivery.webhook_id, result = %attempt.result, "operational webhook to be retried");
+                tracing::debug!(r#type = kind, webhook_id = %delivery.webhook_id, result = attempt.result.to_string().as_str(), "operational webhook to be retried");
             }
             Outcome::Delivered => {
                 queue.remove(at);

@@ -163,7 +163,7 @@ pub(super) async fn delete(
     let removed: Vec<String> = removal.removed.iter().map(|h| hook_id(*h)).collect();
     tracing::info!(
         workflow = %id,
-        removed = %removed.join(","),
+        removed = removed.join(",").as_str(),
         cancelled_deliveries = removal.cancelled_deliveries,
         "workflow deleted"
     );
