@@ -31,7 +31,7 @@ pub(crate) struct Stopped;
 /// Writes one line (the text and `\n`) on standard output and flushes it, so each line reaches
 /// a pipe as soon as it is made. After a failed write, writes nothing more.
 ///
-/// Use it through [`outln!`](crate::outln).
+/// Use it through `outln!`.
 pub(crate) fn line(args: fmt::Arguments<'_>) -> Result<(), Stopped> {
     if STATE.load(Ordering::SeqCst) != WRITING {
         return Err(Stopped);
@@ -73,7 +73,7 @@ pub(crate) fn outcome(outcome: Outcome) -> Outcome {
     }
 }
 
-/// `println!` that does not panic: writes a line with [`line`], returning
+/// `println!` that does not panic: writes a line with [`line()`], returning
 /// `Result<(), Stopped>`.
 macro_rules! outln {
     ($($arg:tt)*) => {

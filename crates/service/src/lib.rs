@@ -4,7 +4,7 @@
 //! hands the service each event of a workflow's runs; the service stores it with one delivery
 //! per hook that fires in a durable outbox ([`linq_hooks_outbox::Store`]), answers 202 once that
 //! is committed, and delivers in the background with the
-//! [`Dispatcher`](linq_hooks_delivery::Dispatcher): in order per hook, retrying for hours,
+//! [`Dispatcher`]: in order per hook, retrying for hours,
 //! signed with the workflow's own secret, surviving restarts. Hooks are live data: a workflow
 //! can be replaced while deliveries wait, and a hook that stays keeps its id and its queue.
 //!
