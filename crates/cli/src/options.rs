@@ -112,10 +112,30 @@ fn no_proxy_from_env() -> String {
 }
 
 impl Sending {
-    /// The HTTP transport these options describe; the problem is printed on stderr. It keeps
-    /// as many idle connections per host as requests may be in flight, so that hooks sharing
-    /// a receiver reuse connections instead of opening new ones.
-    pub(crate) fn transport(&self) -> Result<HttpTransport, Outcome> {
+    /// The PEM of `--ca-file`, read once for every transport that trusts it; the problem is
+    /// printed on stderr.
+    pub(crate) fn extra_root_pem(&self) -> Result<Option<Vec<u8>>, Outcome> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path).map(Some).map_err(|e| {
+            errln!(
+                "error: cannot read {}: {}",
+                path.display(),
+                report::chain(&e)
+            );
+            Outcome::UsageOrIo
+        })
+    }
+
+    /// The HTTP transport these options describe, trusting `extra_root_pem` besides the
+    /// platform's roots; the problem is printed on stderr. It keeps as many idle connections
+    /// per host as requests may be in flight, so that hooks sharing a receiver reuse
+    /// connections instead of opening new ones.
+    pub(crate) fn transport(
+        &self,
+        extra_root_pem: Option<&[u8]>,
+    ) -> Result<HttpTransport, Outcome> {
         let proxies = self.proxies()?;
         let egress = self.egress();
         let cidrs = |nets: &[IpNet]| {
@@ -138,18 +158,8 @@ impl Sending {
             .pool_max_idle_per_host(self.concurrency as usize)
             .proxies(proxies)
             .egress(egress);
-        if let Some(path) = &self.ca_file {
-            match std::fs::read(path) {
-                Ok(pem) => builder = builder.extra_root_pem(&pem),
-                Err(e) => {
-                    errln!(
-                        "error: cannot read {}: {}",
-                        path.display(),
-                        report::chain(&e)
-                    );
-                    return Err(Outcome::UsageOrIo);
-                }
-            }
+        if let Some(pem) = extra_root_pem {
+            builder = builder.extra_root_pem(pem);
         }
         builder.build().map_err(|e| {
             errln!("error: cannot set up HTTP: {}", report::chain(&e));

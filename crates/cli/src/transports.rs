@@ -27,7 +27,8 @@ pub(crate) struct Mqtt {
 /// The HTTP transport of `sending` and the MQTT transport with the same timeout, extra CA and
 /// egress policy, routed by scheme. Problems are printed on stderr (never the credentials).
 pub(crate) fn by_scheme(sending: &Sending, mqtt: &Mqtt) -> Result<ByScheme, Outcome> {
-    let http = sending.transport()?;
+    let extra_root_pem = sending.extra_root_pem()?;
+    let http = sending.transport(extra_root_pem.as_deref())?;
     let mut builder = MqttTransport::builder()
         .timeout(sending.timeout)
         .egress(sending.egress());
@@ -38,19 +39,8 @@ pub(crate) fn by_scheme(sending: &Sending, mqtt: &Mqtt) -> Result<ByScheme, Outc
         };
         builder = builder.credentials(user, password);
     }
-    if let Some(path) = &sending.ca_file {
-        // `sending.transport()` has read it already; a failure here is a race, said the same way.
-        match std::fs::read(path) {
-            Ok(pem) => builder = builder.extra_root_pem(&pem),
-            Err(e) => {
-                errln!(
-                    "error: cannot read {}: {}",
-                    path.display(),
-                    report::chain(&e)
-                );
-                return Err(Outcome::UsageOrIo);
-            }
-        }
+    if let Some(pem) = &extra_root_pem {
+        builder = builder.extra_root_pem(pem);
     }
     let mqtt = builder.build().map_err(|e| {
         errln!("error: cannot set up MQTT: {}", report::chain(&e));
