@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod flood;
 mod mosquitto;
 mod proxy;
 mod receiver;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use client::{Reply, request};
+pub use flood::Flood;
 pub use mosquitto::Mosquitto;
 pub use proxy::{ForwardProxy, Proxied};
 pub use receiver::{Answer, Received, Receiver};

@@ -1141,62 +1141,6 @@ fn parse_duration_ns(text: &str) -> Option<f64> {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Clients that each send half a request head, hold the connection until the server cuts it
-/// off, and start again: the slow-header attack of issue 11, bounded in count.
-struct Flood {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    connected: Arc<AtomicU64>,
-    attempts: Arc<AtomicU64>,
-    tasks: tokio::task::JoinSet<()>,
-}
-
-impl Flood {
-    fn start(addr: SocketAddr, clients: usize) -> Flood {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (connected, attempts) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..clients {
-            let (stop, connected, attempts) = (stop.clone(), connected.clone(), attempts.clone());
-            tasks.spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    attempts.fetch_add(1, Ordering::Relaxed);
-                    let connect = tokio::net::TcpStream::connect(addr);
-                    let Ok(Ok(mut stream)) =
-                        tokio::time::timeout(Duration::from_secs(5), connect).await
-                    else {
-                        continue;
-                    };
-                    connected.fetch_add(1, Ordering::Relaxed);
-                    let _ = stream
-                        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty")
-                        .await;
-                    let mut buf = [0u8; 256];
-                    while !stop.load(Ordering::Relaxed) {
-                        let read =
-                            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf));
-                        if let Ok(Ok(0) | Err(_)) = read.await {
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-        Flood {
-            stop,
-            connected,
-            attempts,
-            tasks,
-        }
-    }
-
-    async fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.tasks.shutdown().await;
-        self.attempts.load(Ordering::Relaxed)
-    }
-}
-
 /// What one phase of [`limits`] measured.
 struct Phase {
     /// From connecting a new client to the answer of its first request.
@@ -1362,9 +1306,9 @@ async fn limits(binary: &Path, work: &Path) -> String {
     let quiet_fds = fds(serve.pid());
     let serve_addr: SocketAddr = serve.base.trim_start_matches("http://").parse().unwrap();
     let quiet = phase(serve_addr, &counts, 0, EVENTS).await;
-    let flood = Flood::start(serve_addr, HALF_SENT);
+    let flood = linq_hooks_tests::Flood::start(serve_addr, HALF_SENT);
     for _ in 0..600 {
-        if flood.connected.load(Ordering::Relaxed) >= HALF_SENT as u64 {
+        if flood.connected() >= HALF_SENT as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -671,10 +671,6 @@ fn open_files_limits(pid: u32) -> (String, String) {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_and_the_api_keep_working_under_thousands_of_half_sent_requests() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     // This process holds the clients' sockets: it needs the descriptors too.
     let ours = rlimit::increase_nofile_limit(8192).unwrap();
     let clients = 3000.min(ours.saturating_sub(600) as usize);
@@ -706,40 +702,10 @@ async fn deliveries_and_the_api_keep_working_under_thousands_of_half_sent_reques
     );
 
     let addr: std::net::SocketAddr = serve.base.trim_start_matches("http://").parse().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (connected, attempts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut flood = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let (stop, connected, attempts) = (stop.clone(), connected.clone(), attempts.clone());
-        flood.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                let connect = tokio::net::TcpStream::connect(addr);
-                let Ok(Ok(mut stream)) =
-                    tokio::time::timeout(Duration::from_secs(5), connect).await
-                else {
-                    continue;
-                };
-                connected.fetch_add(1, Ordering::Relaxed);
-                // Half a head, never finished; held until the server cuts it off.
-                let _ = stream
-                    .write_all(b"POST /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ty")
-                    .await;
-                let mut buf = [0u8; 256];
-                while !stop.load(Ordering::Relaxed) {
-                    let read =
-                        tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf));
-                    if let Ok(Ok(0) | Err(_)) = read.await {
-                        break;
-                    }
-                }
-            }
-        });
-    }
+    let flood = linq_hooks_tests::Flood::start(addr, clients);
     // The cap (1 024) is full and the backlog behind it too.
-    eventually("the flood's connections are made", || {
-        let connected = connected.clone();
-        async move { connected.load(Ordering::Relaxed) >= 1500 }
+    eventually("the flood's connections are made", || async {
+        flood.connected() >= 1500
     })
     .await;
 
@@ -764,15 +730,13 @@ async fn deliveries_and_the_api_keep_working_under_thousands_of_half_sent_reques
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let received = receiver.received();
-    stop.store(true, Ordering::Relaxed);
+    let made = flood.stop().await;
     assert_eq!(
         received.len(),
         1,
         "the webhook is delivered during the flood"
     );
     assert_eq!(received[0].json()["plan_id"], "p1");
-    flood.shutdown().await;
-    let made = attempts.load(Ordering::Relaxed);
     let (_, stderr) = serve.terminate().await;
     assert!(
         !stderr.contains("Too many open files"),
