@@ -1,22 +1,17 @@
 // The linq-hooks dashboard: reads the API of the `serve` that served this page, with the
 // bearer token the user gives (kept in sessionStorage), and polls it every 2 s while the tab is
 // visible. No library, no build step; every value from the API is inserted as text, never as
-// HTML. The endpoints it uses are those of schemas/openapi.json; where one is missing (an older
-// serve), the page says so and carries on with what there is.
+// HTML. The endpoints it uses are those of schemas/openapi.json, served by the same binary.
 "use strict";
 
 const TOKEN_KEY = "linq-hooks-token";
 const POLL_MS = 2000;
 const PAGE = 50;
-const STATES = ["pending", "delivered", "failed", "cancelled", "quarantined"];
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   paused: false,
   waitingForToken: false,
-  // "filters": GET /v1/deliveries takes every filter and pages with next_cursor;
-  // "by-state": it lists one state at a time (older serve), the other filters are applied here.
-  mode: null,
   stats: null, // null: not asked yet; false: no /v1/stats/deliveries; else its answer
   filters: {},
   cursor: null,
@@ -330,49 +325,22 @@ function fillHookChoices() {
 // ---------------------------------------------------------------------------------------------
 // Deliveries
 
-// Which listing this serve has: the filtered one answers with `next_cursor`.
-async function detectMode() {
-  const body = await api("GET", "/v1/deliveries?limit=1");
-  state.mode = body && "next_cursor" in body ? "filters" : "by-state";
-}
-
 async function loadDeliveries() {
-  if (!state.mode) await detectMode();
-  let rows;
-  if (state.mode === "filters") {
-    // A page examines a bounded number of deliveries, so a narrow filter may answer a short
-    // page (even an empty one) with a cursor: read on, a few pages at most, to fill this one.
-    rows = [];
-    let cursor = state.cursor;
-    for (let read = 0; read < 5 && rows.length < PAGE; read++) {
-      const query = new URLSearchParams();
-      for (const [name, value] of Object.entries(state.filters)) if (value) query.set(name, value);
-      query.set("limit", String(PAGE - rows.length));
-      if (cursor) query.set("cursor", cursor);
-      const body = await api("GET", "/v1/deliveries?" + query);
-      rows.push(...body.deliveries);
-      cursor = body.next_cursor || null;
-      if (!cursor) break;
-    }
-    state.nextCursor = cursor;
-    $("list-mode").textContent = "";
-  } else {
-    // An older serve lists one state at a time (oldest first) and takes only state and limit:
-    // read the states asked for, newest first here, and apply the other filters to them.
-    const f = state.filters;
-    const states = f.state ? [f.state] : STATES;
-    const pages = await Promise.all(states.map((s) => api("GET", "/v1/deliveries?state=" + s + "&limit=1000")));
-    rows = pages.flatMap((p) => p.deliveries)
-      .filter((d) => !f.workflow || d.workflow_id === f.workflow)
-      .filter((d) => !f.hook || d.hook === f.hook)
-      .filter((d) => !f.since || d.created_at >= f.since)
-      .filter((d) => !f.until || d.created_at < f.until)
-      .sort((a, b) => b.id - a.id)
-      .slice(0, PAGE);
-    state.nextCursor = null;
-    $("list-mode").textContent = "This serve lists deliveries one state at a time: showing the newest " + PAGE +
-      " of the first 1000 of each state" + (f.status ? "; the status filter needs a newer serve" : "") + ".";
+  // A page examines a bounded number of deliveries, so a narrow filter may answer a short
+  // page (even an empty one) with a cursor: read on, a few pages at most, to fill this one.
+  const rows = [];
+  let cursor = state.cursor;
+  for (let read = 0; read < 5 && rows.length < PAGE; read++) {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(state.filters)) if (value) query.set(name, value);
+    query.set("limit", String(PAGE - rows.length));
+    if (cursor) query.set("cursor", cursor);
+    const body = await api("GET", "/v1/deliveries?" + query);
+    rows.push(...body.deliveries);
+    cursor = body.next_cursor || null;
+    if (!cursor) break;
   }
+  state.nextCursor = cursor;
   $("older").hidden = !state.nextCursor;
   $("newest").hidden = !state.cursor;
   const disabled = state.workflows.flatMap((w) => w.hooks).filter((h) => h.state && h.state.enabled === false).map((h) => h.id);
@@ -626,7 +594,6 @@ function start() {
     sessionStorage.setItem(TOKEN_KEY, state.token);
     $("token-form").hidden = true;
     state.waitingForToken = false;
-    state.mode = null;
     state.rendered.clear();
     $("notice").hidden = true;
     refresh();
