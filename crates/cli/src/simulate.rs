@@ -255,7 +255,7 @@ impl Ingest {
                     if let Some(delay) = self.policy.delay_after(attempts, retry_after) {
                         tracing::warn!(
                             url = %self.url,
-                            events = %events,
+                            events = events.to_string().as_str(),
                             reason = why.to_string().as_str(),
                             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                             "posting events failed; retrying"

@@ -403,7 +403,31 @@ async fn attempts_at_debug_have_readable_fields() {
         serve.stderr.lock().unwrap().contains("delivery given up")
     })
     .await;
+    // A patch with two headers: a list value, quoted like every text value.
+    let patched = serve
+        .call(
+            "PATCH",
+            "/v1/hooks/hook_1",
+            Some(json!({"parameters": {"url": down.url("/down"),
+                "headers": {"X-Lab": "bench 3", "X-Site": "north"}}})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
     let (_, stderr) = serve.terminate().await;
+    let patch_line = stderr
+        .lines()
+        .find(|line| line.contains("hook parameters changed"))
+        .unwrap_or_else(|| panic!("no patch line: {stderr}"));
+    assert!(
+        patch_line.contains("headers_added=\"X-Lab,X-Site\"")
+            && patch_line.contains("headers_removed=\"\""),
+        "{patch_line}"
+    );
+    let given_up = stderr
+        .lines()
+        .find(|line| line.contains("delivery given up"))
+        .unwrap();
+    assert!(given_up.contains("reason=\"gave up after"), "{given_up}");
     assert!(!stderr.contains("SystemTime"), "{stderr}");
     assert!(!stderr.contains("tv_sec"), "{stderr}");
     let attempts: Vec<&str> = stderr

@@ -161,7 +161,7 @@ async fn drive(mut eventloop: EventLoop, waiters: Arc<Mutex<Waiters>>) {
             Ok(_) => {}
             Err(error) => {
                 let lost = Lost::of(&error);
-                tracing::debug!(error = %error, "MQTT connection ended");
+                tracing::debug!(error = error.to_string().as_str(), "MQTT connection ended");
                 let mut waiters = lock(&waiters);
                 waiters.lost = Some(lost.clone());
                 let queued: Vec<_> = waiters.queued.drain(..).collect();

@@ -102,7 +102,11 @@ pub(crate) fn write_loop(
                 }
             }
             Err(e) if is_io(&e) => {
-                tracing::error!(jobs = batch.len(), error = %e, "the store could not commit");
+                tracing::error!(
+                    jobs = batch.len(),
+                    error = e.to_string().as_str(),
+                    "the store could not commit"
+                );
                 let reason = format!("cannot write the store: {e}");
                 broken
                     .lock()
@@ -120,7 +124,11 @@ pub(crate) fn write_loop(
                     match result {
                         Ok(mut done) => answer(job, Ok(done.remove(0))),
                         Err(e) => {
-                            tracing::error!(jobs = 1, error = %e, "the store could not commit");
+                            tracing::error!(
+                                jobs = 1,
+                                error = e.to_string().as_str(),
+                                "the store could not commit"
+                            );
                             answer(job, Err(StoreError::storage("cannot write the store", e)));
                         }
                     }
@@ -133,7 +141,10 @@ pub(crate) fn write_loop(
     // Closing: make the attempts recorded without fsync durable too, so that after a clean
     // shutdown every attempt is on record (only a crash may lose the last 200 ms of them).
     if unsynced && let Err(e) = commit(db, &[], true, broken) {
-        tracing::error!(error = %e, "the store could not sync the last attempt records");
+        tracing::error!(
+            error = e.to_string().as_str(),
+            "the store could not sync the last attempt records"
+        );
     }
 }
 

@@ -354,9 +354,9 @@ fn log_patch(before: Option<&HookParameters>, after: &StoredHook) {
         hook = %format_args!("hook_{}", after.id),
         url = new.url(),
         previous_url = before.filter(|_| url_changed).map(|old| old.url()),
-        headers_added = %added.join(","),
-        headers_removed = %removed.join(","),
-        headers_changed = %changed.join(","),
+        headers_added = added.join(",").as_str(),
+        headers_removed = removed.join(",").as_str(),
+        headers_changed = changed.join(",").as_str(),
         "hook parameters changed"
     );
 }

@@ -146,7 +146,7 @@ impl Observer {
                         hook = %name,
                         delivery = delivery.id,
                         since = %humantime_rfc3339(trouble.since),
-                        after = %after.join(","),
+                        after = after.join(",").as_str(),
                         "hook recovered: it delivers again"
                     );
                     self.send(

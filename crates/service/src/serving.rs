@@ -137,7 +137,7 @@ pub async fn serve(
             },
         };
         if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            tracing::debug!(error = e.to_string().as_str(), "cannot set TCP_NODELAY");
         }
         let idle = open.add();
         let service = hyper::service::service_fn({
@@ -162,7 +162,7 @@ pub async fn serve(
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection closed");
+                        tracing::debug!(%peer, error = e.to_string().as_str(), "connection closed");
                     }
                 }
                 () = idle.evicted() => tracing::debug!(%peer, "closed to make room for a new connection"),

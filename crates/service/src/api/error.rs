@@ -183,7 +183,7 @@ impl IntoResponse for ApiError {
                 )
             }
             ApiError::Random(e) => {
-                tracing::error!(error = %e, "cannot make a secret");
+                tracing::error!(error = e.to_string().as_str(), "cannot make a secret");
                 error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     whole("cannot make a secret: no random source".into()),
