@@ -157,9 +157,11 @@ pub(crate) fn read_event_lines(
                 }
             }
             Err(err) => {
-                // A document spread over lines (pretty-printed, or an array) starts with a
-                // line that is only its opening bracket: say what the reader expects.
-                let hint = if read.invalid == 0 && matches!(line.trim(), "{" | "[") {
+                // A document spread over lines (pretty-printed, or an array) has a first line
+                // whose JSON ends before it is complete: say what the reader expects.
+                let cut_short =
+                    serde_json::from_str::<serde_json::Value>(&line).is_err_and(|e| e.is_eof());
+                let hint = if read.invalid == 0 && cut_short {
                     " (events are read one per line, as NDJSON; a pretty-printed event or an \
                      array spans lines: `jq -c` writes one event a line)"
                 } else {

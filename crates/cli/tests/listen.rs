@@ -626,9 +626,13 @@ async fn operational_webhooks_of_serve_pass_and_show_their_type() {
     let recovered = br#"{"timestamp": "2026-11-30T02:47:00.000Z", "type": "hook.recovered",
       "data": {"workflow_id": "lab", "hook": "hook_3", "delivery": 18,
                "since": "2026-11-30T02:46:42.123Z", "after": ["delivery.failed"]}}"#;
+    let disabled = br#"{"timestamp": "2026-11-30T02:48:00.000Z", "type": "hook.disabled",
+      "data": {"workflow_id": "lab", "hook": "hook_4", "delivery": 19, "webhook_id": "msg_2",
+               "reason": "the receiver answered 410 Gone"}}"#;
     assert_eq!(listen.post_signed(SECRET, failed, &[]).await.0, 204);
     assert_eq!(listen.post_signed(SECRET, recovered, &[]).await.0, 204);
     assert_eq!(listen.post_signed(OTHER_SECRET, failed, &[]).await.0, 401);
+    assert_eq!(listen.post_signed(SECRET, disabled, &[]).await.0, 204);
 
     let stdout = listen.stop().await;
     let lines = lines(&stdout);
@@ -649,6 +653,7 @@ async fn operational_webhooks_of_serve_pass_and_show_their_type() {
             (204, "delivery.failed", Some("hook_3"), Some("17")),
             (204, "hook.recovered", Some("hook_3"), Some("18")),
             (401, "delivery.failed", Some("hook_3"), Some("17")),
+            (204, "hook.disabled", Some("hook_4"), Some("19")),
         ],
         "{stdout}"
     );

@@ -237,6 +237,23 @@ async fn match_answers_each_event_of_a_stream_on_its_own_line() {
     );
     assert_eq!(said.matches("NDJSON").count(), 1, "said once: {said}");
     assert_eq!(out.status.code(), Some(1));
+
+    // The same kind: an array of events, and a first line that opens the event and goes on.
+    for stream in [
+        "[\n  {\"event\": \"new_plan\", \"plan_id\": \"p1\", \"timestamp\": \"2025-04-17T09:30:00Z\"}\n]",
+        "{\"event\": \"new_plan\",\n \"plan_id\": \"p1\", \"timestamp\": \"2025-04-17T09:30:00Z\"}",
+    ] {
+        let out = linq_hooks(&["match", "--hooks", path.to_str().unwrap(), "-"], stream).await;
+        let said = text(&out.stderr);
+        assert!(
+            said.lines()
+                .next()
+                .unwrap()
+                .contains("one per line, as NDJSON"),
+            "{stream}: {said}"
+        );
+        assert_eq!(said.matches("NDJSON").count(), 1, "said once: {said}");
+    }
 }
 
 /// Each valid line of `stream` matched alone: what the stream's answers must be, line by line.
