@@ -1,7 +1,7 @@
 //! The dispatcher: one worker per hook, so a hook's deliveries go in order while hooks proceed
 //! side by side, sharing a bound on requests in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -13,7 +13,9 @@ use linq_hooks_transport::{Request, Transport};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, Outbox, Outcome};
+use crate::outbox::{
+    Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, Outbox, OutboxError, Outcome,
+};
 use crate::policy::{RetryPolicy, Verdict};
 
 /// How long a worker waits before asking a failing outbox again: the first time...
@@ -21,6 +23,9 @@ const OUTBOX_RETRY: Duration = Duration::from_secs(1);
 /// ...doubling while it keeps failing, up to this (so a damaged store costs a log line per hook
 /// a minute, not a spin).
 const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How many deliveries a worker reads ahead of its hook's queue at once ([`Outbox::after`]).
+const READ_AHEAD: usize = 128;
 
 /// The longest pause of a hook whose receiver keeps timing out ([`Config::breaker`]).
 const BREAKER_MAX_COOL_DOWN: Duration = Duration::from_secs(5 * 60);
@@ -340,6 +345,9 @@ struct Slot {
     breaker: Mutex<Breaker>,
     /// Set by [`Dispatcher::retry_now`]: the worker forgets the retry deadline it keeps.
     retry_now: AtomicBool,
+    /// Set when the queue may have changed other than at its end (a replay, a retry, an
+    /// enable, an edit): the worker drops what it read ahead and asks for the head.
+    reread: AtomicBool,
 }
 
 /// A hook's circuit breaker: counts attempts in a row that timed out (or were slow to fail to
@@ -402,6 +410,23 @@ enum AttemptKind {
     Other,
 }
 
+/// What a worker read ahead of its hook's queue ([`Outbox::after`]).
+#[derive(Debug, Default)]
+struct Ahead {
+    /// The delivery handled last (delivered or given up), while nothing else changed the queue.
+    last: Option<DeliveryId>,
+    /// The deliveries read after it, not yet sent.
+    queue: VecDeque<Delivery>,
+}
+
+impl Ahead {
+    /// Forgets it all: the next delivery is the head, asked for again.
+    fn forget(&mut self) {
+        self.last = None;
+        self.queue.clear();
+    }
+}
+
 /// A retry this worker scheduled, with its deadline on the monotonic clock: a wall clock that
 /// steps back must not make the wait longer.
 #[derive(Clone, Copy, Debug)]
@@ -426,6 +451,7 @@ impl Slot {
             restart: Mutex::new((RESTART_FIRST, None)),
             outbox_error: Mutex::new(None),
             retry_now: AtomicBool::new(false),
+            reread: AtomicBool::new(false),
         }
     }
 
@@ -656,6 +682,7 @@ impl Dispatcher {
                 // What the old destination did says nothing of the new one.
                 *slot.breaker.lock().expect("not poisoned") =
                     Breaker::new(self.inner.config.breaker_cool_down);
+                slot.reread.store(true, Ordering::SeqCst);
                 slot.wake.notify_one();
             }
             None => {
@@ -684,6 +711,7 @@ impl Dispatcher {
     /// so it needs no `wake`.
     pub fn wake(&self, hook: HookId) {
         if let Some(slot) = self.inner.slot(hook) {
+            slot.reread.store(true, Ordering::SeqCst);
             slot.wake.notify_one();
         }
     }
@@ -710,6 +738,7 @@ impl Dispatcher {
     pub fn retry_now(&self, hook: HookId) {
         if let Some(slot) = self.inner.slot(hook) {
             slot.retry_now.store(true, Ordering::SeqCst);
+            slot.reread.store(true, Ordering::SeqCst);
             slot.breaker.lock().expect("not poisoned").open_until = None;
             slot.wake.notify_one();
         }
@@ -907,6 +936,14 @@ impl Dispatcher {
                 }
                 slot.started_now();
                 inner.work(hook, &slot).await;
+                // Outcomes written behind the sends are on record before the worker is done.
+                if let Err(e) = inner.outbox.flush(hook).await {
+                    tracing::warn!(
+                        hook = %HookName(hook),
+                        error = &e as &dyn std::error::Error,
+                        "cannot record the last attempts; their deliveries will be sent again"
+                    );
+                }
             })
             .id()
     }
@@ -922,6 +959,9 @@ impl Inner {
         let mut outbox_retry = OUTBOX_RETRY;
         // The retry this worker scheduled last, with its deadline on the monotonic clock.
         let mut scheduled: Option<Scheduled> = None;
+        // Read ahead: the deliveries that follow the last one handled, not yet sent, and that
+        // last one (delivered or given up), whose followers can be read without the head.
+        let mut ahead = Ahead::default();
         loop {
             if self.shutdown.is_cancelled() || slot.removed.load(Ordering::SeqCst) {
                 return;
@@ -931,16 +971,27 @@ impl Inner {
                 // not hold it back.
                 scheduled = None;
             }
-            // Idle until the queue has a delivery: set before reading it, so that a delivery
-            // appended after the read finds it set and wakes the worker (`appended`).
-            slot.idle.store(true, Ordering::SeqCst);
-            let head = match self.outbox.head(hook).await {
+            if slot.reread.swap(false, Ordering::SeqCst) {
+                ahead.forget();
+            }
+            let head = match ahead.queue.pop_front() {
+                Some(delivery) => Ok(Head::Ready(delivery)),
+                None => {
+                    // Idle until the queue has a delivery: set before reading it, so that a
+                    // delivery appended after the read finds it set and wakes the worker
+                    // (`appended`).
+                    slot.idle.store(true, Ordering::SeqCst);
+                    self.next(hook, &mut ahead).await
+                }
+            };
+            let head = match head {
                 Ok(head) => {
                     outbox_retry = OUTBOX_RETRY;
                     slot.outbox_error.lock().expect("not poisoned").take();
                     head
                 }
                 Err(e) => {
+                    ahead.forget();
                     // One line per attempt: the back-off is what bounds the log.
                     tracing::warn!(
                         hook = %HookName(hook),
@@ -977,7 +1028,9 @@ impl Inner {
                 }
             };
             if let Some(wait) = self.wait_for(&delivery, scheduled.as_ref()) {
-                // Not due yet: sleep until it is, unless something changes first.
+                // Not due yet: sleep until it is, unless something changes first; then ask
+                // for the head again.
+                ahead.forget();
                 self.sleep_or_wake(slot, wait).await;
                 continue;
             }
@@ -985,6 +1038,7 @@ impl Inner {
             if let Some(wait) = paused {
                 // The receiver kept timing out: wait out the cool-down, then this
                 // delivery is the probe. Nothing is attempted (or counted) meanwhile.
+                ahead.forget();
                 self.sleep_or_wake(slot, wait).await;
                 continue;
             }
@@ -1034,8 +1088,32 @@ impl Inner {
                 _ => None,
             };
             log_attempt(hook, &delivery, &attempt, &outcome);
+            // Only after a delivered or given-up delivery does the queue go on behind it; a
+            // retry or a disabled hook is the head's business.
+            match outcome {
+                Outcome::Delivered | Outcome::Failed { .. } => ahead.last = Some(delivery.id),
+                Outcome::Retry { .. } | Outcome::HookGone => ahead.forget(),
+            }
             self.record(&delivery, attempt, outcome).await;
         }
+    }
+
+    /// The next delivery of `hook`: read ahead from the last one handled when the outbox can,
+    /// else its head.
+    async fn next(&self, hook: HookId, ahead: &mut Ahead) -> Result<Head, OutboxError> {
+        if let Some(last) = ahead.last {
+            match self.outbox.after(hook, last, READ_AHEAD).await? {
+                Some(deliveries) => {
+                    ahead.queue = deliveries.into();
+                    return Ok(match ahead.queue.pop_front() {
+                        Some(delivery) => Head::Ready(delivery),
+                        None => Head::Empty,
+                    });
+                }
+                None => ahead.forget(),
+            }
+        }
+        self.outbox.head(hook).await
     }
 
     /// How long `delivery` must still wait, if it is not due. For the retry this worker

@@ -376,11 +376,54 @@ pub trait Outbox: Send + Sync {
         let _ = hook;
     }
 
-    /// Records an attempt at `delivery` (the value `head` returned) and its outcome.
+    /// The deliveries that follow delivery `after` in `hook`'s queue, oldest first, at most
+    /// `limit` of them (`Some(vec![])` when none follows yet): what the hook's worker sends one
+    /// after another without asking for the [`head`](Outbox::head) each time.
+    ///
+    /// The dispatcher asks only when `after` was the head, its attempt was
+    /// [`record`](Outbox::record)ed as delivered or failed, and nothing was said to change the
+    /// queue since ([`Dispatcher::wake`] and [`Dispatcher::retry_now`] end a read-ahead); so
+    /// what follows `after` is what follows the head. It checks each delivery as it checks a
+    /// head (is it due?) and asks for the head again after any other outcome.
+    ///
+    /// `Ok(None)` means "ask [`head`](Outbox::head)": the default, for an outbox that does not
+    /// read ahead, and the answer when what follows needs the head's care (a hook disabled, a
+    /// record to set aside). A durable outbox reads ahead so that a hook is not held up by a
+    /// read of its store for every delivery.
+    ///
+    /// [`Dispatcher::wake`]: crate::Dispatcher::wake
+    /// [`Dispatcher::retry_now`]: crate::Dispatcher::retry_now
+    async fn after(
+        &self,
+        hook: HookId,
+        after: DeliveryId,
+        limit: usize,
+    ) -> Result<Option<Vec<Delivery>>, OutboxError> {
+        let _ = (hook, after, limit);
+        Ok(None)
+    }
+
+    /// Records an attempt at `delivery` (the value `head` or `after` returned) and its outcome.
+    ///
+    /// It may return before the outcome is stored for good (written behind the sends, so that
+    /// a hook's next delivery does not wait for a commit), as long as [`head`](Outbox::head)
+    /// reflects it and [`flush`](Outbox::flush) waits for it. A crash may then lose the last
+    /// outcomes recorded: their deliveries are sent again, with the same `webhook-id`, which
+    /// the at-least-once contract allows. An error returned later, by `head` or `flush`,
+    /// must not forget the outcome: the outbox keeps it and tries again.
     async fn record(
         &self,
         delivery: &Delivery,
         attempt: Attempt,
         outcome: Outcome,
     ) -> Result<(), OutboxError>;
+
+    /// Waits until every outcome [`record`](Outbox::record)ed for `hook` is stored. The
+    /// dispatcher calls it when a hook's worker stops (a shutdown, the hook removed), so that
+    /// after a clean shutdown every attempt is on record. The default returns at once, for an
+    /// outbox whose `record` stores before it returns.
+    async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
+        let _ = hook;
+        Ok(())
+    }
 }

@@ -38,6 +38,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod behind;
 mod edits;
 mod error;
 mod query;

@@ -15,6 +15,7 @@ use linq_hooks_transport::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
+use crate::behind::{Behind, Outcomes, Waiting};
 use crate::edits::check_format;
 use crate::error::StoreError;
 use crate::query::info_of;
@@ -232,6 +233,8 @@ struct Inner {
     broken: Arc<Mutex<Option<String>>>,
     /// `None` once closing.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Attempt outcomes handed to the writer, until their commit is known.
+    behind: Behind,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -328,6 +331,7 @@ impl Store {
                 db,
                 broken,
                 jobs: Mutex::new(Some(sender)),
+                behind: Behind::new(),
                 writer: Mutex::new(Some(writer)),
             }),
         })
@@ -463,14 +467,37 @@ impl Store {
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let sent = match &*self.inner.jobs.lock().expect("not poisoned") {
-            Some(jobs) => jobs.send(job(reply)).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(StoreError::closed());
-        }
+        self.send(job(reply))?;
         answer.await.map_err(|_| StoreError::closed())?
+    }
+
+    /// Hands `job` to the writer.
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        match &*self.inner.jobs.lock().expect("not poisoned") {
+            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
+            _ => Err(StoreError::closed()),
+        }
+    }
+
+    /// Hands an attempt's outcomes to the writer without waiting for the commit (once there
+    /// is room: see [`MAX_BEHIND`](crate::behind::MAX_BEHIND)).
+    async fn hand_over(&self, outcomes: Outcomes) -> Result<Waiting, StoreError> {
+        let room = self.inner.behind.room().await;
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Record(outcomes.clone(), room, reply))?;
+        Ok(Waiting::new(outcomes, answer))
+    }
+
+    /// Waits until the outcomes recorded for `hook` are committed. One whose commit failed is
+    /// handed over again, first in the hook's line, and its error returned: it is not forgotten.
+    async fn settle(&self, hook: HookId) -> Result<(), StoreError> {
+        let Err((outcomes, e)) = self.inner.behind.settle(hook).await else {
+            return Ok(());
+        };
+        if let Ok(waiting) = self.hand_over(outcomes).await {
+            self.inner.behind.push_front(hook, waiting);
+        }
+        Err(e)
     }
 
     /// Every workflow with its hooks, ordered by id (what a service loads at start).
@@ -673,57 +700,108 @@ impl Store {
     /// that cannot be read (to be quarantined).
     fn head_now(&self, hook: HookId) -> Result<HeadRead, StoreError> {
         self.read("read a hook's queue", |txn| {
-            if let Some(value) = txn.open_table(HOOKS)?.get(hook)? {
-                let record: HookRecord = decode(value.value())?;
-                if record.disabled_ms.is_some() {
-                    return Ok(HeadRead::Head(Head::Disabled));
-                }
+            if is_disabled(txn, hook)? {
+                return Ok(HeadRead::Head(Head::Disabled));
             }
             let pending = txn.open_table(PENDING)?;
             let Some(first) = pending.range((hook, 0)..=(hook, u64::MAX))?.next() else {
                 return Ok(HeadRead::Head(Head::Empty));
             };
             let id = first?.0.value().1;
-            let damaged = |reason: String| Ok(HeadRead::Damaged { id, reason });
-            let record: DeliveryRecord = match txn.open_table(DELIVERIES)?.get(id)? {
-                Some(value) => match decode(value.value()) {
-                    Ok(record) => record,
-                    Err(ReadError::Corrupt(reason)) => {
-                        return damaged(format!("its record cannot be read: {reason}"));
-                    }
-                    Err(e) => return Err(e),
-                },
-                None => return damaged("it has no record".into()),
-            };
-            if record.hook != hook || record.state != DeliveryState::Pending {
-                return damaged(format!(
-                    "its queue entry does not match its record ({}, hook {})",
-                    record.state.as_str(),
-                    record.hook
-                ));
-            }
-            let body = match txn.open_table(EVENT_BODIES)?.get(record.event)? {
-                Some(value) => match unseal(value.value()) {
-                    Ok(body) => Bytes::copy_from_slice(body),
-                    Err(reason) => {
-                        return damaged(format!(
-                            "the body of event {} cannot be read: {reason}",
-                            record.event
-                        ));
-                    }
-                },
-                None => return damaged(format!("the body of event {} is missing", record.event)),
-            };
-            Ok(HeadRead::Head(Head::Ready(Delivery {
-                id,
-                hook,
-                webhook_id: record.webhook_id,
-                body,
-                attempts: record.round_attempts,
-                next_attempt_at: record.next_attempt_ms.map(from_millis),
-            })))
+            Ok(match read_queued(txn, hook, id)? {
+                Ok(delivery) => HeadRead::Head(Head::Ready(delivery)),
+                Err(reason) => HeadRead::Damaged { id, reason },
+            })
         })
     }
+
+    /// Up to `limit` pending deliveries of `hook` after `after`, in queue order, up to the
+    /// first that cannot be read; `None` when the hook is disabled or that is the first.
+    fn read_after(
+        &self,
+        hook: HookId,
+        after: DeliveryId,
+        limit: usize,
+    ) -> Result<Option<Vec<Delivery>>, StoreError> {
+        self.read("read a hook's queue", |txn| {
+            if is_disabled(txn, hook)? {
+                return Ok(None);
+            }
+            let pending = txn.open_table(PENDING)?;
+            let mut deliveries = Vec::new();
+            let Some(from) = after.checked_add(1) else {
+                return Ok(Some(deliveries));
+            };
+            for entry in pending.range((hook, from)..=(hook, u64::MAX))?.take(limit) {
+                match read_queued(txn, hook, entry?.0.value().1)? {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err(_) if deliveries.is_empty() => return Ok(None),
+                    Err(_) => break,
+                }
+            }
+            Ok(Some(deliveries))
+        })
+    }
+}
+
+/// Whether `hook` is disabled (it answered 410 Gone).
+fn is_disabled(txn: &redb::ReadTransaction, hook: HookId) -> Result<bool, ReadError> {
+    Ok(match txn.open_table(HOOKS)?.get(hook)? {
+        Some(value) => decode::<HookRecord>(value.value())?.disabled_ms.is_some(),
+        None => false,
+    })
+}
+
+/// Pending delivery `id` of `hook`'s queue, ready to send, or why it cannot be sent (its record
+/// or its event's body is damaged or missing, or its record says otherwise than its queue
+/// entry).
+fn read_queued(
+    txn: &redb::ReadTransaction,
+    hook: HookId,
+    id: DeliveryId,
+) -> Result<Result<Delivery, String>, ReadError> {
+    let record: DeliveryRecord = match txn.open_table(DELIVERIES)?.get(id)? {
+        Some(value) => match decode(value.value()) {
+            Ok(record) => record,
+            Err(ReadError::Corrupt(reason)) => {
+                return Ok(Err(format!("its record cannot be read: {reason}")));
+            }
+            Err(e) => return Err(e),
+        },
+        None => return Ok(Err("it has no record".into())),
+    };
+    if record.hook != hook || record.state != DeliveryState::Pending {
+        return Ok(Err(format!(
+            "its queue entry does not match its record ({}, hook {})",
+            record.state.as_str(),
+            record.hook
+        )));
+    }
+    let body = match txn.open_table(EVENT_BODIES)?.get(record.event)? {
+        Some(value) => match unseal(value.value()) {
+            Ok(body) => Bytes::copy_from_slice(body),
+            Err(reason) => {
+                return Ok(Err(format!(
+                    "the body of event {} cannot be read: {reason}",
+                    record.event
+                )));
+            }
+        },
+        None => {
+            return Ok(Err(format!(
+                "the body of event {} is missing",
+                record.event
+            )));
+        }
+    };
+    Ok(Ok(Delivery {
+        id,
+        hook,
+        webhook_id: record.webhook_id,
+        body,
+        attempts: record.round_attempts,
+        next_attempt_at: record.next_attempt_ms.map(from_millis),
+    }))
 }
 
 /// What [`Store::head_now`] found.
@@ -790,6 +868,8 @@ impl Outbox for Store {
     /// checksum, or is missing) is quarantined first, and the next one is the head: a damaged
     /// record is never sent, and it does not stop its hook.
     async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
+        // The head as the hook's worker left it: its last outcomes committed.
+        self.settle(hook).await.map_err(OutboxError::new)?;
         for _ in 0..MAX_QUARANTINE_PER_HEAD {
             match self.head_now(hook).map_err(OutboxError::new)? {
                 HeadRead::Head(head) => return Ok(head),
@@ -821,16 +901,41 @@ impl Outbox for Store {
         )))
     }
 
+    /// Up to `limit` pending deliveries of `hook` after delivery `after`, read in one
+    /// transaction; `None` when the hook is disabled or the first of them cannot be read (the
+    /// head quarantines it). Outcomes written behind need not be committed: they concern
+    /// deliveries up to `after`.
+    async fn after(
+        &self,
+        hook: HookId,
+        after: DeliveryId,
+        limit: usize,
+    ) -> Result<Option<Vec<Delivery>>, OutboxError> {
+        self.read_after(hook, after, limit)
+            .map_err(OutboxError::new)
+    }
+
+    /// Hands the outcome to the writer and returns without waiting for its commit: many
+    /// outcomes share one commit, and the hook's next delivery goes meanwhile. The hook's next
+    /// [`head`](Outbox::head) waits for the commit; a crash before it only sends the delivery
+    /// again, with the same `webhook-id`. Waits while the writer has
+    /// [`MAX_BEHIND`](crate::behind::MAX_BEHIND) outcomes to commit.
     async fn record(
         &self,
         delivery: &Delivery,
         attempt: Attempt,
         outcome: Outcome,
     ) -> Result<(), OutboxError> {
-        let job = Box::new((delivery.clone(), attempt, outcome));
-        self.submit(|reply| Job::Record(job, reply))
+        let waiting = self
+            .hand_over(Box::new((delivery.clone(), attempt, outcome)))
             .await
-            .map_err(OutboxError::new)
+            .map_err(OutboxError::new)?;
+        self.inner.behind.push(delivery.hook, waiting);
+        Ok(())
+    }
+
+    async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
+        self.settle(hook).await.map_err(OutboxError::new)
     }
 }
 

@@ -5,11 +5,13 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use linq_hooks_delivery::{Attempt, Delivery, DeliveryId, HookId, Outcome};
+use linq_hooks_delivery::{DeliveryId, HookId};
 use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_signature::Secret;
 use redb::{Database, Durability, WriteTransaction};
+use tokio::sync::OwnedSemaphorePermit;
 
+use crate::behind::Outcomes;
 use crate::edits;
 use crate::error::StoreError;
 use crate::records::*;
@@ -31,7 +33,9 @@ const RECORD_SYNC_INTERVAL: Duration = Duration::from_millis(200);
 pub(crate) enum Job {
     Append(Vec<NewEvent>, Reply<Vec<AcceptedEvent>>),
     AppendOnce(Box<IdempotencyKey>, Vec<NewEvent>, Reply<Appended>),
-    Record(Box<(Delivery, Attempt, Outcome)>, Reply<()>),
+    /// An attempt's outcomes, with its place among those the writer has to commit
+    /// ([`MAX_BEHIND`](crate::behind::MAX_BEHIND)), given back once answered.
+    Record(Outcomes, OwnedSemaphorePermit, Reply<()>),
     Replay(DeliveryId, Reply<Replay>),
     Retry(DeliveryId, Reply<Retry>),
     RetryHook(HookId, Reply<HookRetry>),
@@ -222,7 +226,10 @@ fn answer(job: Job, result: Result<Done, StoreError>) {
     match job {
         Job::Append(_, reply) => reply!(reply, Done::Append(accepted) => accepted),
         Job::AppendOnce(.., reply) => reply!(reply, Done::AppendOnce(appended) => appended),
-        Job::Record(_, reply) => reply!(reply, Done::Record => ()),
+        Job::Record(_, room, reply) => {
+            reply!(reply, Done::Record => ());
+            drop(room); // after the answer: the waiting outcome is known committed first
+        }
         Job::Replay(_, reply) => reply!(reply, Done::Replay(replay) => replay),
         Job::Retry(_, reply) => reply!(reply, Done::Retry(retry) => retry),
         Job::RetryHook(_, reply) => reply!(reply, Done::RetryHook(retry) => retry),
@@ -245,7 +252,7 @@ fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Erro
         Job::AppendOnce(key, events, _) => {
             Done::AppendOnce(edits::append_once(txn, key, events, now)?)
         }
-        Job::Record(record, _) => {
+        Job::Record(record, ..) => {
             let (delivery, attempt, outcome) = &**record;
             edits::record(txn, delivery, attempt, outcome, now)?;
             Done::Record

@@ -271,6 +271,7 @@ async fn a_hook_counts_its_failed_deliveries_and_keeps_its_last_attempt() {
         .record(&fourth, no_answer, Outcome::Retry { at })
         .await
         .unwrap();
+    store.flush(fourth.hook).await.unwrap();
     assert_eq!(status(&store).last_status, None);
     // A replay takes one off; kept across a reopening.
     assert_eq!(
@@ -311,6 +312,7 @@ async fn recover_replays_failed_deliveries_in_id_order_among_pending_ones() {
         .record(&waiting, attempt(503), Outcome::Retry { at })
         .await
         .unwrap();
+    store.flush(waiting.hook).await.unwrap();
 
     let future = SystemTime::now() + Duration::from_secs(60);
     assert_eq!(
@@ -363,6 +365,7 @@ async fn retry_makes_a_pending_delivery_due_now_with_its_queue_head() {
         .record(&first, attempt(503), Outcome::Retry { at })
         .await
         .unwrap();
+    store.flush(first.hook).await.unwrap();
     assert!(head(&store, hook).await.next_attempt_at.is_some());
     // Retrying the third makes the head (the first) due now: it goes first.
     assert_eq!(
@@ -394,6 +397,7 @@ async fn retry_makes_a_pending_delivery_due_now_with_its_queue_head() {
         .record(&second, attempt(503), Outcome::Retry { at })
         .await
         .unwrap();
+    store.flush(second.hook).await.unwrap();
     assert_eq!(
         store.retry_hook(hook).await.unwrap(),
         HookRetry::Woken {
@@ -409,6 +413,7 @@ async fn retry_makes_a_pending_delivery_due_now_with_its_queue_head() {
         .record(&next, attempt(410), Outcome::HookGone)
         .await
         .unwrap();
+    store.flush(next.hook).await.unwrap();
     assert_eq!(store.retry_hook(hook).await.unwrap(), HookRetry::Disabled);
     assert_eq!(
         store.retry(next.id).await.unwrap(),
@@ -461,6 +466,7 @@ async fn an_attempt_keeps_the_start_of_its_answer() {
         .record(&delivery, answered, Outcome::Retry { at })
         .await
         .unwrap();
+    store.flush(delivery.hook).await.unwrap();
     store
         .record(
             &delivery,
@@ -471,6 +477,7 @@ async fn an_attempt_keeps_the_start_of_its_answer() {
         )
         .await
         .unwrap();
+    store.flush(delivery.hook).await.unwrap();
     let (_, attempts) = store.get(delivery.id).unwrap().unwrap();
     assert_eq!(attempts[0].response_body.as_deref(), Some(&long[..1024]));
     assert!(attempts[0].response_body_truncated);

@@ -546,6 +546,7 @@ async fn the_registry_survives_reopening() {
             )
             .await
             .unwrap();
+        store.flush(gone.hook).await.unwrap();
         let failing = head(&store, ids[1]).await;
         fail(&store, &failing, 400).await;
         let change = store

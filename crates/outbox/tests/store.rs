@@ -74,6 +74,7 @@ async fn outcomes_are_recorded_with_their_attempts() {
         .record(&a, attempt(503), Outcome::Retry { at: later })
         .await
         .unwrap();
+    store.flush(a.hook).await.unwrap();
     let a = head(&store, h).await;
     assert_eq!(a.attempts, 1);
     assert!(!a.is_due(SystemTime::now()), "the retry is an hour away");
@@ -92,6 +93,7 @@ async fn outcomes_are_recorded_with_their_attempts() {
         )
         .await
         .unwrap();
+    store.flush(a.hook).await.unwrap();
 
     let (info, attempts) = store.get(a.id).unwrap().unwrap();
     assert_eq!(info.state, DeliveryState::Failed);
@@ -220,6 +222,7 @@ async fn gone_disables_the_hook_until_enabled_and_nothing_is_dropped() {
         .record(&a, attempt(410), Outcome::HookGone)
         .await
         .unwrap();
+    store.flush(a.hook).await.unwrap();
     assert_eq!(store.head(h0).await.unwrap(), Head::Disabled);
     let hooks = store.workflow("w").unwrap().unwrap().hooks;
     assert!(!hooks[0].status.enabled && hooks[0].status.disabled_at.is_some());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use linq_hooks_delivery::{
-    Attempt, AttemptResult, Delivery, Head, HookId, Outbox, OutboxError, Outcome,
+    Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, Outbox, OutboxError, Outcome,
 };
 use linq_hooks_events::Timestamp;
 use linq_hooks_events::ops::{
@@ -241,6 +241,19 @@ impl Outbox for ObservedOutbox {
         self.store.head(hook).await
     }
 
+    async fn after(
+        &self,
+        hook: HookId,
+        after: DeliveryId,
+        limit: usize,
+    ) -> Result<Option<Vec<Delivery>>, OutboxError> {
+        self.store.after(hook, after, limit).await
+    }
+
+    async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
+        self.store.flush(hook).await
+    }
+
     fn paused(&self, hook: HookId) {
         self.observer
             .note_trouble(hook, Trouble::HookPaused, SystemTime::now());
@@ -252,7 +265,8 @@ impl Outbox for ObservedOutbox {
         attempt: Attempt,
         outcome: Outcome,
     ) -> Result<(), OutboxError> {
-        // Observed once recorded: the dispatcher repeats a record the store refused.
+        // Observed once the store has it: it keeps an outcome whose commit failed and tries
+        // again, and refuses one only when closed.
         let (observed, decided) = (attempt.clone(), outcome.clone());
         self.store.record(delivery, attempt, outcome).await?;
         self.observer.recorded(delivery, &observed, &decided);

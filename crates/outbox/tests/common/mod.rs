@@ -85,6 +85,8 @@ pub async fn deliver(store: &Store, delivery: &Delivery) {
         .record(delivery, attempt(200), Outcome::Delivered)
         .await
         .unwrap();
+    // Written behind: committed once flushed.
+    store.flush(delivery.hook).await.unwrap();
 }
 
 /// Records `status` for `delivery` and gives it up.
@@ -96,6 +98,7 @@ pub async fn fail(store: &Store, delivery: &Delivery, status: u16) {
         .record(delivery, attempt(status), outcome)
         .await
         .unwrap();
+    store.flush(delivery.hook).await.unwrap();
 }
 
 pub fn attempt(status: u16) -> Attempt {
