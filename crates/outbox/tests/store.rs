@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{attempt, deliver, event, fail, head, register, store_path};
 use linq_hooks_delivery::{
-    Attempt, AttemptResult, Config, Destination, Dispatcher, Head, Outbox, Outcome,
+    Attempt, AttemptResult, Config, Delivery, Destination, Dispatcher, Head, Outbox, Outcome,
 };
 use linq_hooks_model::HookParameters;
 use linq_hooks_outbox::{DeliveryState, Replay, Store};
@@ -453,4 +453,104 @@ async fn an_idempotency_key_stores_an_ingest_once() {
         assert!(matches!(stored, Appended::Stored(_)), "{stored:?}");
     }
     assert_eq!(store.pending().unwrap(), 3);
+}
+
+/// `after` reads what follows a delivery in its hook's queue, in order, at most `limit`,
+/// whether or not the outcome of that delivery is committed yet (it is written behind).
+#[tokio::test]
+async fn the_queue_is_read_ahead_after_a_delivered_delivery() {
+    let store = Store::open(store_path("read-ahead")).unwrap();
+    let ids = register(&store, "w", 2).await;
+    let (h, other) = (ids[0], ids[1]);
+    store
+        .append((0..5).map(|i| event(&[h], &i.to_string())).collect())
+        .await
+        .unwrap();
+    store.append(vec![event(&[other], "x")]).await.unwrap();
+    let first = head(&store, h).await;
+    // Recorded, not flushed: what follows does not depend on it.
+    store
+        .record(&first, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let ids_of = |ahead: Option<Vec<Delivery>>| -> Vec<String> {
+        ahead
+            .expect("read ahead")
+            .into_iter()
+            .map(|d| d.webhook_id)
+            .collect()
+    };
+    let two = store.after(h, first.id, 2).await.unwrap();
+    let last = two.as_ref().unwrap()[1].id;
+    assert_eq!(ids_of(two), [format!("msg_1_{h}"), format!("msg_2_{h}")]);
+    assert_eq!(
+        ids_of(store.after(h, last, 10).await.unwrap()),
+        [format!("msg_3_{h}"), format!("msg_4_{h}")],
+        "the rest, and nothing of the other hook"
+    );
+    let end = store.after(h, u64::MAX, 10).await.unwrap();
+    assert_eq!(end, Some(vec![]), "nothing follows the last one");
+
+    // The head reflects the outcome written behind.
+    assert_eq!(head(&store, h).await.webhook_id, format!("msg_1_{h}"));
+
+    // A disabled hook is the head's business.
+    let second = head(&store, h).await;
+    store
+        .record(&second, attempt(410), Outcome::HookGone)
+        .await
+        .unwrap();
+    store.flush(h).await.unwrap();
+    assert_eq!(store.after(h, second.id, 10).await.unwrap(), None);
+    assert_eq!(store.head(h).await.unwrap(), Head::Disabled);
+}
+
+/// Per-hook order holds through a retry in the middle of a read-ahead: the delivery that must
+/// be tried again goes again before any that follows it, and every outcome is on record once
+/// the dispatcher stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_holds_through_a_retry_amid_a_read_ahead() {
+    let store = Arc::new(Store::open(store_path("read-ahead-retry")).unwrap());
+    let h = register(&store, "w", 1).await[0];
+    let n = 300;
+    store
+        .append((0..n).map(|i| event(&[h], &i.to_string())).collect())
+        .await
+        .unwrap();
+    let url = "https://a.example/";
+    let transport = MemoryTransport::new();
+    // Deliveries 0..=149 succeed; the 151st request (delivery 150) fails once.
+    for _ in 0..150 {
+        transport.reply_to(url, Ok(Response::new(200)));
+    }
+    transport.reply_to(url, Ok(Response::new(503)));
+    let config = Config::default().policy("10ms".parse().unwrap());
+    let dispatcher = Dispatcher::without_hooks(Arc::new(transport.clone()), store.clone(), config);
+    let parameters = HookParameters::new(url, Default::default()).unwrap();
+    dispatcher.set(h, Destination::new(parameters));
+    dispatcher.close();
+    tokio::time::timeout(Duration::from_secs(20), dispatcher.run())
+        .await
+        .expect("drained within 20 s");
+
+    let sent: Vec<String> = transport
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    let mut expected: Vec<String> = (0..n).map(|i| format!("msg_{i}_{h}")).collect();
+    expected.insert(150, format!("msg_150_{h}"));
+    assert_eq!(
+        sent, expected,
+        "in order, the failed one again before the next"
+    );
+    // Every outcome on record once `run` returned (flushed as the worker stopped).
+    assert_eq!(store.pending().unwrap(), 0);
+    assert_eq!(
+        store
+            .list(DeliveryState::Delivered, None, 1000)
+            .unwrap()
+            .len(),
+        n
+    );
 }
