@@ -24,8 +24,10 @@ const OUTBOX_RETRY: Duration = Duration::from_secs(1);
 /// a minute, not a spin).
 const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// How many deliveries a worker reads ahead of its hook's queue at once ([`Outbox::after`]).
-const READ_AHEAD: usize = 128;
+/// How many deliveries a worker reads ahead of its hook's queue at once ([`Outbox::after`]):
+/// enough that the read is a small part of each delivery's cost, few enough that thousands of
+/// hooks with deep queues, each holding what it read while it waits for capacity, hold little.
+const READ_AHEAD: usize = 32;
 
 /// The longest pause of a hook whose receiver keeps timing out ([`Config::breaker`]).
 const BREAKER_MAX_COOL_DOWN: Duration = Duration::from_secs(5 * 60);
