@@ -173,12 +173,11 @@ fn upgrade_to_4(txn: &WriteTransaction) -> Result<u64, redb::Error> {
 fn upgrade_to_5(txn: &WriteTransaction) -> Result<u64, redb::Error> {
     let pending = DeliveryState::Pending.code();
     let mut dropped = 0;
-    txn.open_table(BY_HOOK_STATE)?
-        .retain(|(_, state, _), ()| {
-            let keep = state != pending;
-            dropped += u64::from(!keep);
-            keep
-        })?;
+    txn.open_table(BY_HOOK_STATE)?.retain(|(_, state, _), ()| {
+        let keep = state != pending;
+        dropped += u64::from(!keep);
+        keep
+    })?;
     Ok(dropped)
 }
 

@@ -358,10 +358,10 @@ mod tests {
         for id in [
             "msg_a",
             "",
-            "msg_0F8E2C7D1A9B4E6F8C3D5A7B9E1F2A4C",  // upper case: not what we make
-            "msg_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2a4",   // 31 digits
+            "msg_0F8E2C7D1A9B4E6F8C3D5A7B9E1F2A4C", // upper case: not what we make
+            "msg_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2a4",  // 31 digits
             "msg_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2a4c0", // 33 digits
-            "msg_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2a4g",  // not hex
+            "msg_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2a4g", // not hex
             "evt_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2a4c",
             "msg_0f8e2c7d1a9b4e6f8c3d5a7b9e1f2aé",
             "client's own id ✓",
@@ -404,7 +404,10 @@ mod tests {
             br#"{"at_ms":5,"latency_us":900,"status":500,"error":null,"response_body":"no"}"#,
         )
         .unwrap();
-        assert_eq!((attempt.status, attempt.response_body.as_deref()), (Some(500), Some("no")));
+        assert_eq!(
+            (attempt.status, attempt.response_body.as_deref()),
+            (Some(500), Some("no"))
+        );
         let hook = HookRecord::decode(br#"{"disabled_ms":null,"consecutive_failures":2}"#).unwrap();
         assert_eq!((hook.consecutive_failures, hook.failed), (2, 0));
     }
