@@ -218,9 +218,11 @@ async fn a_zeroed_page_is_reported_as_damage_not_a_panic() {
     assert!(reported, "the damage is reported");
 }
 
-/// Turns a store written by this version back into what format 2 wrote: every record bare JSON
-/// (no seal: its first 4 bytes, the checksum, dropped), `format` = 2, no `damaged` table. The
-/// JSON of the records did not change between the formats, so this is a format-2 store.
+/// Turns a store written by this version back into what format 2 wrote: every record bare
+/// (no seal: its first 4 bytes, the checksum, dropped), `format` = 2, no `damaged` table. Its
+/// deliveries, attempts and hook states are format 5's binary records rather than format 2's
+/// JSON (both read the same once sealed): this tests the sealing; `format-2.redb`, written by
+/// format 2 itself, tests its JSON.
 fn as_format_2(path: &Path) {
     use redb::{ReadableTable, TableDefinition};
     fn strip<K: redb::Key + 'static>(
