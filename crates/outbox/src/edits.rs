@@ -14,13 +14,17 @@ use crate::store::{
 };
 use crate::views::decode_record;
 
-/// The on-disk format; a store of another format is refused, but formats 2 and 3 are upgraded
+/// The on-disk format; a store of another format is refused, but formats 2 to 4 are upgraded
 /// in place. Format 1 (before hook ids) named hooks by their index in a hook file; format 2
 /// stored records as bare JSON; format 3 seals each record with its checksum
 /// (`records::seal`); format 4 adds the indexes of deliveries by hook and by event and the
 /// per-hook counts of failed deliveries (`upgrade_to_4`). Records of format 4 have fields
-/// format 3 lacks, all optional (serde defaults), so older records read as they are.
-const FORMAT: u64 = 4;
+/// format 3 lacks, all optional (serde defaults), so older records read as they are. Format 5
+/// writes deliveries, attempts and hook states in a compact binary encoding (`wire`; the JSON
+/// records of older formats are read as they are, never rewritten in bulk) and keeps pending
+/// deliveries out of the index by hook and state, where the queues (`PENDING`) stand for them
+/// (`upgrade_to_5`).
+const FORMAT: u64 = 5;
 
 pub(crate) enum Opened {
     Storage(redb::Error),
@@ -63,11 +67,18 @@ pub(crate) fn check_format(txn: &WriteTransaction) -> Result<(), Opened> {
                 "the store was upgraded from format 3 to {FORMAT}: {indexed} deliveries indexed by hook and event"
             );
         }
+        (Some(4), _) => {
+            let dropped = upgrade_to_5(txn)?;
+            txn.open_table(COUNTERS)?.insert("format", FORMAT)?;
+            tracing::info!(
+                "the store was upgraded from format 4 to {FORMAT}: {dropped} pending deliveries left to their queues in the index by hook and state; records written from now on are binary"
+            );
+        }
         (found, _) => {
             let found = found.unwrap_or(1);
             return Err(Opened::Refused(StoreError::corrupt(format!(
                 "the store has format {found}; this version reads format {FORMAT} and upgrades \
-                 format 2 or 3 in place \
+                 format 2, 3 or 4 in place \
                  (format 1 named hooks by their place in a hook file: drain it with the \
                  version that wrote it, or start a new store)"
             ))));
@@ -124,7 +135,7 @@ fn seal_format_2(txn: &WriteTransaction) -> Result<u64, redb::Error> {
 }
 
 /// Format 3 → 4, in the opening's transaction (all or nothing): indexes every delivery by
-/// (hook, state) and by event, and counts each hook's failed deliveries into its state. Reads
+/// (hook, state) (but pending ones: format 5's `PENDING` stands for them) and by event, and counts each hook's failed deliveries into its state. Reads
 /// each delivery record once; a record that cannot be read is left out (the queue check and
 /// `head` quarantine it when its hook reaches it). Returns how many deliveries it indexed.
 fn upgrade_to_4(txn: &WriteTransaction) -> Result<u64, redb::Error> {
@@ -138,7 +149,9 @@ fn upgrade_to_4(txn: &WriteTransaction) -> Result<u64, redb::Error> {
         let Ok(record) = decode_record::<DeliveryRecord>(value.value()) else {
             continue;
         };
-        by_hook_state.insert((record.hook, record.state.code(), id), ())?;
+        if record.state != DeliveryState::Pending {
+            by_hook_state.insert((record.hook, record.state.code(), id), ())?;
+        }
         if record.event != 0 {
             by_event.insert((record.event, id), ())?;
         }
@@ -152,6 +165,20 @@ fn upgrade_to_4(txn: &WriteTransaction) -> Result<u64, redb::Error> {
         update_hook(txn, hook, |h| h.failed = n)?;
     }
     Ok(indexed)
+}
+
+/// Format 4 → 5, in the opening's transaction: drops the pending deliveries' entries of the
+/// index by hook and state (each hook's queue in `PENDING` is that list). Records stay as they
+/// are (JSON), and are read as such. Returns how many entries it dropped.
+fn upgrade_to_5(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+    let pending = DeliveryState::Pending.code();
+    let mut dropped = 0;
+    txn.open_table(BY_HOOK_STATE)?.retain(|(_, state, _), ()| {
+        let keep = state != pending;
+        dropped += u64::from(!keep);
+        keep
+    })?;
+    Ok(dropped)
 }
 
 fn next_id(counters: &mut redb::Table<'_, &str, u64>, name: &str) -> Result<u64, redb::Error> {
@@ -178,6 +205,8 @@ fn is_live(txn: &WriteTransaction, hook: HookId) -> Result<bool, redb::Error> {
 struct Removal {
     removed_ms: Option<u64>,
 }
+
+impl crate::wire::JsonRecord for Removal {}
 
 pub(crate) fn append(
     txn: &WriteTransaction,
@@ -257,7 +286,9 @@ pub(crate) fn append(
                 *added.entry(hook).or_default() += 1;
             }
             by_state.insert((state.code(), id), ())?;
-            by_hook_state.insert((hook, state.code(), id), ())?;
+            if !is_live {
+                by_hook_state.insert((hook, state.code(), id), ())?;
+            }
             by_event.insert((event_id, id), ())?;
             made.push(AcceptedDelivery {
                 id,
@@ -400,7 +431,9 @@ fn load(
     }
 }
 
-/// Moves delivery `id` of `hook` from state `from` to `to` in the indexes by state.
+/// Moves delivery `id` of `hook` from state `from` to `to` in the indexes by state. The index
+/// by hook and state has no pending deliveries (the queue entry, which the caller keeps, is
+/// theirs).
 fn set_state(
     txn: &WriteTransaction,
     id: u64,
@@ -412,8 +445,12 @@ fn set_state(
     by_state.remove((from.code(), id))?;
     by_state.insert((to.code(), id), ())?;
     let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
-    by_hook_state.remove((hook, from.code(), id))?;
-    by_hook_state.insert((hook, to.code(), id), ())?;
+    if from != DeliveryState::Pending {
+        by_hook_state.remove((hook, from.code(), id))?;
+    }
+    if to != DeliveryState::Pending {
+        by_hook_state.insert((hook, to.code(), id), ())?;
+    }
     Ok(())
 }
 

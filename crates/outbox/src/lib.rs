@@ -46,6 +46,7 @@ mod records;
 mod registry;
 mod store;
 mod views;
+mod wire;
 mod writer;
 
 pub use error::StoreError;

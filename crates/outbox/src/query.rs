@@ -159,6 +159,8 @@ struct Owner {
     workflow: String,
 }
 
+impl crate::wire::JsonRecord for Owner {}
+
 type Ids<'a> = Box<dyn Iterator<Item = Result<u64, StorageError>> + 'a>;
 
 /// Several id streams, each newest first, merged newest first.
@@ -218,7 +220,8 @@ impl Store {
     /// `filter.limit`.
     ///
     /// Each call does bounded work whatever the store holds: it walks the narrowest index the
-    /// filter allows (by hook and state for `hook` or `workflow`, by state for `state`, else
+    /// filter allows (by hook and state for `hook` or `workflow`, with each hook's queue for
+    /// its pending deliveries; by state for `state`; else
     /// the deliveries themselves) and examines at most [`SCAN_PER_PAGE`] entries; the time
     /// and status filters are checked on the records. A page cut short by that bound has
     /// fewer deliveries than asked (even none) and a `next_before`.
@@ -280,6 +283,7 @@ impl Store {
                 }
             };
             let by_hook_state = txn.open_table(BY_HOOK_STATE)?;
+            let queues = txn.open_table(PENDING)?;
             let by_state = txn.open_table(BY_STATE)?;
             let deliveries = txn.open_table(DELIVERIES)?;
             let attempts = txn.open_table(ATTEMPTS)?;
@@ -292,6 +296,15 @@ impl Store {
                 Some(hooks) => {
                     for &hook in hooks {
                         for &state in &states {
+                            // A hook's pending deliveries are its queue (format 5).
+                            if state == DeliveryState::Pending.code() {
+                                let range = queues
+                                    .range((hook, 0)..=(hook, upper))?
+                                    .rev()
+                                    .map(|entry| entry.map(|(key, _)| key.value().1));
+                                sources.push(Box::new(range));
+                                continue;
+                            }
                             let range = by_hook_state
                                 .range((hook, state, 0)..=(hook, state, upper))?
                                 .rev()
@@ -339,6 +352,7 @@ impl Store {
                 })?;
                 if since.is_some_and(|since| record.created_ms < since)
                     || until.is_some_and(|until| record.created_ms >= until)
+                    || filter.state.is_some_and(|state| record.state != state)
                 {
                     continue;
                 }

@@ -22,7 +22,7 @@ pub(crate) const EVENT_BODIES: TableDefinition<'_, u64, &[u8]> =
 /// Event id → how many deliveries of the event are kept: the body goes when the last of them
 /// is pruned, so an event is shown with its body for as long as any of its deliveries is.
 pub(crate) const EVENT_REFS: TableDefinition<'_, u64, u32> = TableDefinition::new("event_refs");
-/// Delivery id → its record (JSON).
+/// Delivery id → its record (binary, `wire`; JSON when written by format 4 or before).
 pub(crate) const DELIVERIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("deliveries");
 /// (hook, delivery id) for every pending delivery: each hook's queue, in order.
 pub(crate) const PENDING: TableDefinition<'_, (u64, u64), ()> = TableDefinition::new("pending");
@@ -33,7 +33,10 @@ pub(crate) const PENDING_COUNTS: TableDefinition<'_, u64, u64> =
 /// (state, delivery id): deliveries by state, for listing.
 pub(crate) const BY_STATE: TableDefinition<'_, (u8, u64), ()> = TableDefinition::new("by_state");
 /// (hook, state, delivery id): each hook's deliveries by state (format 4), for listing by hook
-/// or workflow and for recovering a hook's failed deliveries without walking the others.
+/// or workflow and for recovering a hook's failed deliveries without walking the others. Not
+/// pending ones (format 5): `PENDING` holds the same (hook, delivery id) for each, so a reader
+/// takes a hook's pending deliveries from there, and a delivery's way through its states
+/// writes one entry less (most never leave pending but to be delivered).
 pub(crate) const BY_HOOK_STATE: TableDefinition<'_, (u64, u8, u64), ()> =
     TableDefinition::new("by_hook_state");
 /// (event id, delivery id): each event's deliveries (format 4), for showing an event.
@@ -42,7 +45,7 @@ pub(crate) const EVENT_DELIVERIES: TableDefinition<'_, (u64, u64), ()> =
 /// (delivered at, delivery id): for pruning after the retention.
 pub(crate) const DELIVERED_AT: TableDefinition<'_, (u64, u64), ()> =
     TableDefinition::new("delivered_at");
-/// (delivery id, attempt number) → the attempt (JSON).
+/// (delivery id, attempt number) → the attempt (binary, `wire`; JSON before format 5).
 pub(crate) const ATTEMPTS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("attempts");
 /// Idempotency key (`workflow` NUL `key`) → what the ingest that first used it stored (JSON).
@@ -52,7 +55,8 @@ pub(crate) const IDEMPOTENCY: TableDefinition<'_, &str, &[u8]> =
 pub(crate) const IDEMPOTENCY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
     TableDefinition::new("idempotency_expiry");
 
-/// Hook id → its delivery state (JSON); absent means enabled with no failures.
+/// Hook id → its delivery state (binary, `wire`; JSON before format 5); absent means enabled
+/// with no failures.
 pub(crate) const HOOKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("hooks");
 /// Delivery id → its record as it was found when it was quarantined (the bytes that failed
 /// their checksum or did not decode), kept for whoever investigates.
@@ -64,7 +68,8 @@ const SEAL: usize = 4;
 /// A record's bytes as stored (format 3): the CRC-32 of `bytes`, then `bytes`. Every value of
 /// the tables of records (workflows, hook definitions, event bodies, deliveries, attempts, hook
 /// states, idempotency keys) is sealed, so that a record damaged on disk is found when it is
-/// read, not sent.
+/// read, not sent. What `bytes` are for each kind of record is `wire`'s: the checksum covers
+/// their version byte too.
 pub(crate) fn seal(bytes: &[u8]) -> Vec<u8> {
     let mut sealed = Vec::with_capacity(SEAL + bytes.len());
     sealed.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
@@ -138,6 +143,7 @@ impl DeliveryState {
         }
     }
 
+    /// Its code in the indexes and in binary records: 0 to 4, in the order of [`ALL`](Self::ALL).
     pub(crate) fn code(self) -> u8 {
         match self {
             DeliveryState::Pending => 0,
@@ -146,6 +152,11 @@ impl DeliveryState {
             DeliveryState::Cancelled => 3,
             DeliveryState::Quarantined => 4,
         }
+    }
+
+    /// The state of a code ([`code`](Self::code)), if it is one.
+    pub(crate) fn from_code(code: u8) -> Option<DeliveryState> {
+        DeliveryState::ALL.get(usize::from(code)).copied()
     }
 }
 
@@ -162,8 +173,9 @@ impl std::str::FromStr for DeliveryState {
     }
 }
 
-/// A delivery as stored.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A delivery as stored: written in binary (`wire`, format 5); records of format 4 and before
+/// are JSON, read with these serde names.
+#[derive(Clone, Debug, Deserialize)]
 pub(crate) struct DeliveryRecord {
     pub(crate) hook: u64,
     pub(crate) event: u64,
@@ -182,21 +194,17 @@ pub(crate) struct DeliveryRecord {
     pub(crate) failure: Option<String>,
     /// When the last attempt started (format 4; `None` in older records, whose last attempt
     /// is then read from the attempts table).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub(crate) last_attempt_ms: Option<u64>,
     /// The last attempt's HTTP status, if it got an answer (format 4).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub(crate) last_status: Option<u16>,
 }
 
-/// A state in a stored record: its name (`"pending"`, …), as format 2 has always written it.
+/// A state in a JSON record: its name (`"pending"`, …), as formats 2 to 4 wrote it.
 mod state_name {
     use super::DeliveryState;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(state: &DeliveryState, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(state.as_str())
-    }
+    use serde::{Deserialize, Deserializer};
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeliveryState, D::Error> {
         let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
@@ -204,8 +212,8 @@ mod state_name {
     }
 }
 
-/// An attempt as stored.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An attempt as stored: binary (`wire`, format 5), or JSON (format 4 and before).
+#[derive(Clone, Debug, Deserialize)]
 pub(crate) struct AttemptRecord {
     pub(crate) at_ms: u64,
     pub(crate) latency_us: u64,
@@ -213,19 +221,15 @@ pub(crate) struct AttemptRecord {
     pub(crate) error: Option<String>,
     /// The start of the answer's body (at most 1 KiB of it, as text); absent in records of
     /// format 3 and before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub(crate) response_body: Option<String>,
     /// Whether the body was longer than `response_body`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub(crate) response_body_truncated: bool,
 }
 
-fn is_false(value: &bool) -> bool {
-    !*value
-}
-
-/// A hook's state as stored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A hook's state as stored: binary (`wire`, format 5), or JSON (format 4 and before).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub(crate) struct HookRecord {
     pub(crate) disabled_ms: Option<u64>,
     pub(crate) consecutive_failures: u32,

@@ -21,6 +21,7 @@ use crate::error::StoreError;
 use crate::query::info_of;
 use crate::records::*;
 use crate::views::{hook_view, workflow_view};
+use crate::wire::{Decode, Encode};
 use crate::writer::{Job, write_loop};
 
 /// Memory for redb's page cache. A backlog lives on disk: the cache only has to hold each hook's
@@ -951,13 +952,13 @@ impl<E: Into<redb::Error>> From<E> for ReadError {
     }
 }
 
-/// A sealed record's value: its checksum checked, then its JSON read.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
-    serde_json::from_slice(unseal(bytes).map_err(ReadError::Corrupt)?)
+/// A sealed record's value: its checksum checked, then its bytes read (`wire`).
+pub(crate) fn decode<T: Decode>(bytes: &[u8]) -> Result<T, ReadError> {
+    T::decode(unseal(bytes).map_err(ReadError::Corrupt)?)
         .map_err(|e| ReadError::Corrupt(format!("a record does not decode: {e}")))
 }
 
-/// A record as stored: its JSON, sealed with its checksum.
-pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    seal(&serde_json::to_vec(value).expect("records serialize"))
+/// A record as stored: its bytes (`wire`), sealed with its checksum.
+pub(crate) fn encode<T: Encode>(value: &T) -> Vec<u8> {
+    seal(&value.encode())
 }

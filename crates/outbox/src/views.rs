@@ -5,13 +5,12 @@ use linq_hooks_delivery::HookId;
 use redb::ReadableTable;
 
 use crate::records::*;
+use crate::wire::Decode;
 
 /// A sealed record's value, in the writer's terms: one that fails its checksum or does not
 /// decode is a damaged store.
-pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<T, redb::Error> {
-    serde_json::from_slice(unseal(bytes).map_err(redb::Error::Corrupted)?)
+pub(crate) fn decode_record<T: Decode>(bytes: &[u8]) -> Result<T, redb::Error> {
+    T::decode(unseal(bytes).map_err(redb::Error::Corrupted)?)
         .map_err(|e| redb::Error::Corrupted(format!("a record does not decode: {e}")))
 }
 

@@ -540,6 +540,6 @@ async fn a_format_3_store_opens_with_its_indexes_and_counts_built() {
         Recovery::Replayed(vec![1, 3])
     );
     drop(store);
-    let again = Store::open(&path).expect("and opens again, now format 4");
+    let again = Store::open(&path).expect("and opens again, now format 5");
     assert_eq!(again.hook(hooks[0]).unwrap().unwrap().status.pending, 2);
 }
