@@ -5,9 +5,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Serve, eventually, hooks_file, plan, plan_hook, store, switchable};
+use common::{
+    Serve, eventually, eventually_within, hooks_file, plan, plan_hook, store, switchable,
+};
 use linq_hooks_tests::{Received, Receiver, Reply, request};
 use serde_json::{Value, json};
 
@@ -147,6 +150,355 @@ async fn a_delivery_in_flight_at_a_crash_is_sent_again_with_its_id() {
             == 1
     })
     .await;
+}
+
+/// One webhook as the receiver got it: the event's number (`n` of its `plan_id` `pN`) and its
+/// `webhook-id`.
+type Arrival = (usize, String);
+
+/// What the test saw just before one SIGKILL.
+#[derive(Clone, Copy, Debug)]
+struct KillPoint {
+    /// Events the API showed as delivered (acknowledged minus the hook's pending count): the
+    /// first `recorded` ones, the hook's queue being in order. An ingest acknowledged after that
+    /// answer (a durable commit of the same store) made those records durable.
+    recorded: usize,
+    /// Webhooks that had arrived when the API had answered.
+    arrived: usize,
+}
+
+/// Checks what one hook received while `serve` was killed and restarted (`arrivals`, in the
+/// order they came) against what was acknowledged (`acked[n]`: the `webhook-id` of event `n`,
+/// numbered in the order of the 202s) and what was known at each kill. Returns the length of
+/// each run of resends, or what is wrong:
+/// - every arrival is an acknowledged event, with the `webhook-id` it was acknowledged with;
+/// - the first arrivals of the events are in the order they were acknowledged, and all came;
+/// - the arrivals are consecutive events but at most once per kill, where they may step back
+///   (a resend of what had been sent but whose outcome was not on record): so resends come in
+///   one run right after a restart, in order, and nothing is skipped;
+/// - after each kill, nothing is sent again that the API had shown delivered before a later
+///   ingest was acknowledged.
+fn check_drain(
+    acked: &[String],
+    arrivals: &[Arrival],
+    kills: &[KillPoint],
+) -> Result<Vec<usize>, String> {
+    let mut next = 0; // the next event to arrive for the first time
+    for (i, (n, id)) in arrivals.iter().enumerate() {
+        let Some(expected) = acked.get(*n) else {
+            return Err(format!("arrival {i}: p{n} was never acknowledged"));
+        };
+        if id != expected {
+            return Err(format!(
+                "arrival {i}: p{n} came with webhook-id {id}, acknowledged with {expected}"
+            ));
+        }
+        if *n > next {
+            return Err(format!(
+                "arrival {i}: p{n} came before p{next} ever did (lost or out of order)"
+            ));
+        }
+        next = next.max(n + 1);
+    }
+    if next < acked.len() {
+        return Err(format!(
+            "p{next} to p{} never arrived ({} of {} did)",
+            acked.len() - 1,
+            next,
+            acked.len()
+        ));
+    }
+    let mut resent = Vec::new();
+    for (i, pair) in arrivals.windows(2).enumerate() {
+        let (before, after) = (pair[0].0, pair[1].0);
+        if after != before + 1 {
+            if after > before {
+                return Err(format!(
+                    "arrival {}: p{after} right after p{before}: a resend skipped some",
+                    i + 1
+                ));
+            }
+            resent.push(before + 1 - after);
+        }
+    }
+    if resent.len() > kills.len() {
+        return Err(format!(
+            "{} runs of resends (of {resent:?} events) for {} kills: resends not in one run after \
+             each restart",
+            resent.len(),
+            kills.len()
+        ));
+    }
+    for (k, kill) in kills.iter().enumerate() {
+        let mut later = arrivals.iter().enumerate().skip(kill.arrived);
+        if let Some((i, (n, _))) = later.find(|(_, (n, _))| *n < kill.recorded) {
+            return Err(format!(
+                "arrival {i}: p{n} was sent again after kill {k}, although the API had shown the \
+                 first {} events delivered before an ingest was acknowledged",
+                kill.recorded
+            ));
+        }
+    }
+    Ok(resent)
+}
+
+/// `check_drain` fails for each way a drain can go wrong (each test must be able to fail).
+#[test]
+fn the_drain_check_catches_loss_reordering_and_stray_resends() {
+    type Case = (
+        &'static str,
+        Vec<usize>,
+        Vec<KillPoint>,
+        Result<Vec<usize>, &'static str>,
+    );
+    let acked: Vec<String> = (0..6).map(|n| format!("msg_{n}")).collect();
+    let kill = |recorded, arrived| KillPoint { recorded, arrived };
+    let cases: Vec<Case> = vec![
+        ("clean", vec![0, 1, 2, 3, 4, 5], vec![], Ok(vec![])),
+        (
+            "a resend run after a kill",
+            vec![0, 1, 2, 3, 2, 3, 4, 5],
+            vec![kill(2, 3)],
+            Ok(vec![2]),
+        ),
+        (
+            "a kill without resends",
+            vec![0, 1, 2, 3, 4, 5],
+            vec![kill(2, 3)],
+            Ok(vec![]),
+        ),
+        (
+            "lost",
+            vec![0, 1, 3, 4, 5],
+            vec![kill(0, 0)],
+            Err("p3 came before p2"),
+        ),
+        (
+            "lost at the end",
+            vec![0, 1, 2, 3, 4],
+            vec![],
+            Err("p5 to p5 never arrived"),
+        ),
+        (
+            "reordered",
+            vec![0, 2, 1, 3, 4, 5],
+            vec![kill(0, 0)],
+            Err("p2 came before p1"),
+        ),
+        (
+            "resent without a kill",
+            vec![0, 1, 1, 2, 3, 4, 5],
+            vec![],
+            Err("1 runs of resends"),
+        ),
+        (
+            "resent in two runs",
+            vec![0, 1, 2, 1, 2, 3, 2, 3, 4, 5],
+            vec![kill(0, 0)],
+            Err("2 runs"),
+        ),
+        (
+            "a resend run skips",
+            vec![0, 1, 2, 3, 1, 3, 4, 5],
+            vec![kill(0, 0)],
+            Err("skipped"),
+        ),
+        (
+            "resent though on record",
+            vec![0, 1, 2, 3, 1, 2, 3, 4, 5],
+            vec![kill(2, 3)],
+            Err("p1 was sent again"),
+        ),
+        (
+            "unknown",
+            vec![0, 1, 2, 3, 4, 5, 6],
+            vec![],
+            Err("p6 was never acknowledged"),
+        ),
+    ];
+    for (name, arrivals, kills, expected) in cases {
+        let arrivals: Vec<Arrival> = arrivals
+            .into_iter()
+            .map(|n| (n, format!("msg_{n}")))
+            .collect();
+        match (check_drain(&acked, &arrivals, &kills), expected) {
+            (Ok(runs), Ok(expected)) => assert_eq!(runs, expected, "{name}"),
+            (Err(e), Err(expected)) => assert!(e.contains(expected), "{name}: {e}"),
+            (got, expected) => panic!("{name}: {got:?}, expected {expected:?}"),
+        }
+    }
+    // A resend under another webhook-id.
+    let mut arrivals: Vec<Arrival> = (0..6).map(|n| (n, format!("msg_{n}"))).collect();
+    arrivals.insert(3, (2, "msg_other".into()));
+    let e = check_drain(&acked, &arrivals, &[kill(0, 0)]).unwrap_err();
+    assert!(e.contains("p2 came with webhook-id msg_other"), "{e}");
+}
+
+/// Records a 202's deliveries (one per event, all to one hook, in order) as events `acked.len()`
+/// onwards; returns the hook.
+fn acknowledge(acked: &mut Vec<(u64, String)>, events: usize, reply: &Reply) -> String {
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let deliveries = reply.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), events, "one delivery per event");
+    let first = acked.len();
+    for (i, d) in deliveries.iter().enumerate() {
+        assert_eq!(d["event_index"], i, "{d}");
+        let id = d["id"].as_u64().unwrap();
+        // The hook's queue is ordered by delivery id: the order of acknowledgement.
+        assert!(acked.last().is_none_or(|(last, _)| *last < id), "{d}");
+        acked.push((id, d["webhook_id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(acked.len(), first + events);
+    deliveries[0]["hook"].as_str().unwrap().to_string()
+}
+
+/// Issue 12: one hook drains a deep queue (20 000 events, queued while its receiver is down)
+/// while `serve` is killed with SIGKILL three times at different depths and restarted on the
+/// same store. Nothing acknowledged is lost, the first arrivals keep the order of
+/// acknowledgement, a resend carries its `webhook-id` and comes only right after a restart, and
+/// after a clean stop every delivery is on record as delivered.
+///
+/// The bound on resends: before each kill the test reads the hook's pending count, then has one
+/// more event acknowledged (an ingest commits durably, and with it every record committed before
+/// it), then kills once 500 more have arrived. What the API showed delivered is never sent
+/// again; only what arrived after that answer may be (sent, its outcome not yet durable, not
+/// yet written, or still in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_one_hook_drains_a_deep_queue_nothing_is_lost_or_reordered() {
+    const BACKLOG: usize = 20_000;
+    const PER_POST: usize = 1_000;
+    // Kills when this many webhooks have arrived (resends included): thousands apart.
+    const KILL_AT: [usize; 3] = [3_000, 8_000, 14_000];
+    // How many more arrive between the last durable commit the test sees and the kill.
+    const AFTER_SYNC: usize = 500;
+    let limit = Duration::from_secs(300);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let hooks = hooks_file("drain", json!([plan_hook(format!("http://{port}/drain"))]));
+    let store = store("drain");
+    // The head is retried every ~200 ms while nobody listens, for far longer than the posting.
+    let schedule = ["200ms"; 1500].join(",");
+    let args = [
+        "--hooks",
+        &hooks,
+        "--store",
+        &store,
+        "--retry-schedule",
+        &schedule,
+    ];
+    let mut serve = Serve::start(&args).await;
+
+    // acked[n]: event pN's delivery id and webhook-id.
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut hook = String::new();
+    for first in (0..BACKLOG).step_by(PER_POST) {
+        let events = (first..first + PER_POST).map(plan).collect();
+        let reply = serve.post_events(Value::Array(events)).await;
+        hook = acknowledge(&mut acked, PER_POST, &reply);
+    }
+
+    let log: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+    let _receiver = Receiver::start_on(port, {
+        let log = log.clone();
+        move |request, _| {
+            // A body cut short by a kill (the receiver reads what came) is no arrival.
+            let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+                return (400, vec![]);
+            };
+            let n = body["plan_id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix('p')?.parse().ok())
+                .unwrap_or(usize::MAX); // never acknowledged: check_drain says so
+            let id = request.header("webhook-id").unwrap_or_default();
+            log.lock().unwrap().push((n, id.to_string()));
+            (200, vec![])
+        }
+    })
+    .await;
+    let arrived = || log.lock().unwrap().len();
+
+    let mut kills = Vec::new();
+    for at in KILL_AT {
+        eventually_within(&format!("{at} webhooks arrive"), limit, || async {
+            arrived() >= at
+        })
+        .await;
+        let state = serve.get(&format!("/v1/hooks/{hook}")).await["state"].clone();
+        let pending = state["pending"].as_u64().unwrap() as usize;
+        let point = KillPoint {
+            recorded: acked.len() - pending,
+            arrived: arrived(),
+        };
+        let n = acked.len();
+        acknowledge(&mut acked, 1, &serve.post_events(plan(n)).await);
+        // Killed a while after that durable commit, so that records not yet durable (or not
+        // yet written) are lost with it.
+        let by = point.arrived + AFTER_SYNC;
+        eventually_within(&format!("{by} webhooks arrive"), limit, || async {
+            arrived() >= by
+        })
+        .await;
+        serve.kill().await;
+        kills.push(point);
+        serve = Serve::start(&args).await;
+    }
+
+    let last = acked.len() - 1;
+    eventually_within("the last event arrives", limit, || async {
+        log.lock().unwrap().iter().any(|(n, _)| *n == last)
+    })
+    .await;
+    // Stopped as soon as it arrived: the records behind it are kept by the clean stop.
+    let (code, stderr) = serve.terminate().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let arrivals = log.lock().unwrap().clone();
+    let ids: Vec<String> = acked.iter().map(|(_, id)| id.clone()).collect();
+    let resent = check_drain(&ids, &arrivals, &kills).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "{} events, {} arrivals; kills at {kills:?}; resent runs {resent:?}",
+        acked.len(),
+        arrivals.len()
+    );
+
+    // On record after the clean stop: every delivery delivered, with its webhook-id.
+    let serve = Serve::start(&args).await;
+    let state = serve.get(&format!("/v1/hooks/{hook}")).await["state"].clone();
+    assert_eq!(
+        (&state["pending"], &state["failed"]),
+        (&json!(0), &json!(0)),
+        "{state}"
+    );
+    let pending = serve.get("/v1/deliveries?state=pending").await;
+    assert_eq!(pending["deliveries"], json!([]), "{pending}");
+    let mut on_record = HashMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page = serve
+            .get(&format!("/v1/deliveries?hook={hook}&limit=1000{cursor}"))
+            .await;
+        for d in page["deliveries"].as_array().unwrap() {
+            assert_eq!(d["state"], "delivered", "{d}");
+            let webhook_id = d["webhook_id"].as_str().unwrap().to_string();
+            on_record.insert(d["id"].as_u64().unwrap(), webhook_id);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(on_record.len(), acked.len());
+    for (id, webhook_id) in &acked {
+        assert_eq!(on_record.get(id), Some(webhook_id), "delivery {id}");
+    }
+    assert_eq!(
+        arrived(),
+        arrivals.len(),
+        "nothing is sent after the restart"
+    );
+    assert_eq!(serve.terminate().await.0, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

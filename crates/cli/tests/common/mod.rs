@@ -220,12 +220,24 @@ impl Serve {
 }
 
 /// Polls `check` until it holds (bounded: a test that never gets there fails, it never hangs).
-pub async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    for _ in 0..1500 {
+pub async fn eventually<F: Future<Output = bool>>(what: &str, check: impl FnMut() -> F) {
+    eventually_within(what, Duration::from_secs(30), check).await;
+}
+
+/// Like [`eventually`], for waits longer than its 30 s (a deep queue draining): polls every
+/// 20 ms, `limit / 20 ms` times at most (so longer than `limit` when `check` itself is slow),
+/// then fails naming `what`.
+pub async fn eventually_within<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let pause = Duration::from_millis(20);
+    for _ in 0..limit.as_millis() / pause.as_millis() {
         if check().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
     }
     panic!("never happened: {what}");
 }
