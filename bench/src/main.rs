@@ -1030,9 +1030,10 @@ async fn latency(binary: &Path, work: &Path) -> String {
         );
         let _ = writeln!(
             rows,
-            "| {rate}/s | {:.0}/s | {} of {total} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {rate}/s | {:.0}/s | {} of {total} | {} | {} | {} | {} | {} | {} | {} | {} |",
             l.rate,
             l.count,
+            l.failed,
             l.early,
             ms(l.p50),
             ms(l.p99),
@@ -1060,10 +1061,11 @@ async fn latency(binary: &Path, work: &Path) -> String {
          connections are open as posts are in flight ({}). The achieved rate is the posts sent, over the time from \
          the first to the last send. For each event: the time from the poster receiving the 202 to the receiver \
          seeing the webhook (a webhook that arrived before its 202 reached the poster counts as 0: the dispatcher \
-         starts as soon as the commit is done), and from the POST being sent to the webhook's arrival. Aim (issue 12): \
+         starts as soon as the commit is done), and from the POST being sent to the webhook's arrival. A post that gets \
+         no 202 (an error answer, or its connection failed) is counted, not measured, and not sent again. Aim (issue 12): \
          p99 under 5 ms at 5 000 events/s, from the 202.\n\n\
-         | target | achieved | webhooks measured | arrived before their 202 | 202 to arrival, p50 | p99 | max | POST sent to arrival, p50 | p99 | max |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n{rows}",
+         | target | achieved | webhooks measured | posts without a 202 | arrived before their 202 | 202 to arrival, p50 | p99 | max | POST sent to arrival, p50 | p99 | max |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n{rows}",
         notes.join("; ")
     )
 }
@@ -1088,6 +1090,8 @@ struct Latencies {
     late: Duration,
     /// The most posts in flight at once.
     in_flight: u64,
+    /// Posts that got no 202 (an error, or the connection failed): not measured.
+    failed: usize,
 }
 
 /// Posts `total` plan events `p0`, `p1`, ... to `serve`, one per request, post i started at
@@ -1108,6 +1112,7 @@ async fn steady_latency(
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let client = client();
+    let mut failed = 0;
     for i in 0..total {
         let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
@@ -1124,18 +1129,21 @@ async fn steady_latency(
             most_in_flight.fetch_max(now, Ordering::Relaxed);
             let (status, _) = post(&client, &url, Bytes::from(plan_event(i))).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
-            assert_eq!(status, 202);
+            if status != 202 {
+                return false;
+            }
             answered
                 .lock()
                 .unwrap()
                 .insert(format!("p{i}"), (sent, Instant::now()));
+            true
         });
         while let Some(done) = tasks.try_join_next() {
-            done.unwrap();
+            failed += usize::from(!done.unwrap());
         }
     }
     while let Some(done) = tasks.join_next().await {
-        done.unwrap();
+        failed += usize::from(!done.unwrap());
     }
     let answered = answered.lock().unwrap().clone();
     for _ in 0..600 {
@@ -1184,6 +1192,7 @@ async fn steady_latency(
         rate,
         late,
         in_flight: most_in_flight.load(Ordering::Relaxed),
+        failed,
     }
 }
 
