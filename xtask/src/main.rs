@@ -8,16 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask schema [--check] | cargo xtask bench [--events N] [--backlog N] [--only SECTION,...]
+    "usage: cargo xtask schema [--check] | cargo xtask bench [--events N] [--backlog N[,N...]] [--only SECTION,...]
 
 tasks:
   schema          write the JSON Schemas in schemas/ from the Rust types, and schemas/openapi.json
                   from the service's API
   schema --check  fail when the committed schemas differ from what the types generate
   bench           build in release mode, run the benchmark harness (bench/), write BENCHMARKS.md
-                  (defaults: --events 100000 --backlog 1000000; takes several minutes); --only runs
-                  the sections named (throughput, ingest, latency, head-of-line, backlog, micro)
-                  and replaces just those in BENCHMARKS.md";
+                  (defaults: --events 100000 --backlog 1000000,5000000; takes several minutes);
+                  --backlog sizes: the smallest is drained in full, the others are accepted and
+                  reopened only; --only runs the sections named (throughput, mqtt, serve-one-hook,
+                  serve-many-hooks, ingest, latency, head-of-line, limits, backlog, micro) and
+                  replaces just those in BENCHMARKS.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
