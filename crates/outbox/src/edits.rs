@@ -518,9 +518,23 @@ pub(crate) fn record(
     txn.open_table(ATTEMPTS)?
         .insert((id, record.attempts), encode(&stored).as_slice())?;
     let hook = record.hook;
+    // The hook's record changes once per attempt: its last attempt, and what the outcome does
+    // to its counts.
     update_hook(txn, hook, |h| {
         h.last_attempt_ms = Some(at_ms);
         h.last_status = status;
+        match outcome {
+            Outcome::Delivered => h.consecutive_failures = 0,
+            Outcome::Retry { .. } => h.consecutive_failures += 1,
+            Outcome::Failed { .. } => {
+                h.consecutive_failures += 1;
+                h.failed += 1;
+            }
+            Outcome::HookGone => {
+                h.consecutive_failures += 1;
+                h.disabled_ms = Some(now);
+            }
+        }
     })?;
     match outcome {
         Outcome::Delivered => {
@@ -537,11 +551,9 @@ pub(crate) fn record(
                 DeliveryState::Delivered,
             )?;
             txn.open_table(DELIVERED_AT)?.insert((now, id), ())?;
-            update_hook(txn, hook, |h| h.consecutive_failures = 0)?;
         }
         Outcome::Retry { at } => {
             record.next_attempt_ms = Some(millis(*at));
-            update_hook(txn, hook, |h| h.consecutive_failures += 1)?;
         }
         Outcome::Failed { reason } => {
             record.state = DeliveryState::Failed;
@@ -551,19 +563,11 @@ pub(crate) fn record(
             txn.open_table(PENDING)?.remove((hook, id))?;
             count_pending(txn, hook, |count| count.saturating_sub(1))?;
             set_state(txn, id, hook, DeliveryState::Pending, DeliveryState::Failed)?;
-            update_hook(txn, hook, |h| {
-                h.consecutive_failures += 1;
-                h.failed += 1;
-            })?;
         }
         Outcome::HookGone => {
             // The delivery waits with the hook; enabling starts it on a fresh schedule.
             record.round_attempts = 0;
             record.next_attempt_ms = None;
-            update_hook(txn, hook, |h| {
-                h.consecutive_failures += 1;
-                h.disabled_ms = Some(now);
-            })?;
         }
     }
     deliveries.insert(id, encode(&record).as_slice())?;
