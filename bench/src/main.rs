@@ -87,15 +87,19 @@ fn main() {
         .build()
         .expect("a runtime");
     let report = runtime.block_on(run(&plan));
+    let existing = std::fs::read_to_string(&plan.out).unwrap_or_default();
+    // What a person wrote from profiles stays at the end, whatever the run replaced.
+    let (existing, by_hand) = match existing.find(BY_HAND) {
+        Some(at) => (&existing[..at], &existing[at..]),
+        None => (existing.as_str(), ""),
+    };
     let report = match &plan.only {
         None => report,
-        Some(only) => splice(
-            &std::fs::read_to_string(&plan.out).unwrap_or_default(),
-            &report,
-            only,
-        ),
+        Some(only) => splice(existing, &report, only),
     };
-    std::fs::write(&plan.out, report).expect("BENCHMARKS.md is writable");
+    let report = format!("{}\n\n{by_hand}", report.trim_end());
+    std::fs::write(&plan.out, report.trim_end().to_string() + "\n")
+        .expect("BENCHMARKS.md is writable");
     eprintln!("wrote {}", plan.out.display());
 }
 
@@ -191,6 +195,10 @@ const SECTIONS: [&str; 10] = [
 /// `existing` with each `## ` section of `fresh` in place of the one with the same title (or
 /// before the section that follows it in a full run, when it is new), and a note of the partial
 /// run under the title.
+/// The heading of the part of BENCHMARKS.md written by hand (where the time goes, from
+/// profiles, with their commands): kept at the end of the file by every run.
+const BY_HAND: &str = "## Where the time goes (written by hand, from profiles)";
+
 fn splice(existing: &str, fresh: &str, only: &[String]) -> String {
     let only = only.join(",");
     let split = |text: &str| -> Vec<(String, String)> {
@@ -270,7 +278,8 @@ fn header(plan: &Plan) -> String {
         "# Benchmarks\n\n\
          Written by `cargo xtask bench` (the harness is `bench/src/main.rs`; this run: `--events {} --backlog {}`).\n\
          Every figure comes from that one run, on one machine, each beside its reference so that the ratio holds \
-         on a noisy machine. Do not edit by hand: run the command again.\n\n\
+         on a noisy machine. Do not edit by hand: run the command again (only the last section, \
+         from profiles, is written by hand; runs keep it).\n\n\
          - Machine: {cores} cores ({cpu}), {memory} memory\n\
          - Date: {date}\n\
          - Everything runs on this machine over 127.0.0.1: the receiver in the harness's process, `linq-hooks` \
@@ -1371,6 +1380,10 @@ struct Backlog {
     /// The store file's length after accepting, and the event bodies' bytes in it.
     file: u64,
     bodies: u64,
+    /// The bytes of the pages the store has in use (redb's allocated pages), and of those the
+    /// event bodies' table takes; read with `serve` stopped.
+    in_use: u64,
+    bodies_in_use: u64,
     /// The reopened `serve`: from its start to listening, its resident memory then (kB), its
     /// queue depth then, and from its start to the first webhook's arrival.
     open: Duration,
@@ -1422,6 +1435,7 @@ async fn backlog_at(binary: &Path, work: &Path, n: usize, drain: bool) -> Backlo
         "  {n} accepted in {accepted_in:?}; queue {depth}; RSS {rss} kB (peak {peak} kB); store {file} bytes, bodies {bodies} bytes"
     );
     serve.stop().await;
+    let (in_use, bodies_in_use) = pages_in_use(&store);
 
     let counts = Arc::new(Counts::default());
     let (_, receiver_task) = receiver(port, counts.clone()).await;
@@ -1473,6 +1487,8 @@ async fn backlog_at(binary: &Path, work: &Path, n: usize, drain: bool) -> Backlo
         depth,
         file,
         bodies,
+        in_use,
+        bodies_in_use,
         open,
         rss_open,
         depth_open,
@@ -1482,6 +1498,30 @@ async fn backlog_at(binary: &Path, work: &Path, n: usize, drain: bool) -> Backlo
         drain,
         peak_open,
     }
+}
+
+/// The bytes of the pages a store file has in use (redb's allocated pages, the file's length
+/// less what is free in it), and the bytes of those the event bodies' table takes (its stored,
+/// metadata and fragmented bytes, as redb counts them). A write transaction is begun for redb's
+/// statistics and dropped (aborted): nothing is changed.
+fn pages_in_use(store: &Path) -> (u64, u64) {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    const EVENT_BODIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("event_bodies");
+    let db = redb::Database::open(store).expect("the store opens once serve has stopped");
+    let stats = db
+        .begin_write()
+        .expect("a write transaction")
+        .stats()
+        .expect("stats");
+    let in_use = stats.allocated_pages() * stats.page_size() as u64;
+    let read = db.begin_read().expect("a read transaction");
+    let bodies = read
+        .open_table(EVENT_BODIES)
+        .expect("the event bodies' table")
+        .stats()
+        .map(|s| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes())
+        .expect("its statistics");
+    (in_use, bodies)
 }
 
 /// The backlog at each `--backlog` size, side by side, the largest's memory against the
@@ -1565,9 +1605,21 @@ async fn backlog(plan: &Plan, binary: &Path, work: &Path) -> String {
         None,
     );
     row(
-        "**bytes per pending delivery** (store file − bodies) ÷ pending",
+        "bytes per pending delivery, (store file − bodies) ÷ pending",
         &|r| format!("{:.0} bytes", beyond(r)),
         Some(&beyond),
+    );
+    let in_use = |r: &Backlog| per(r.in_use, r);
+    let beyond_in_use = |r: &Backlog| per(r.in_use.saturating_sub(r.bodies_in_use), r);
+    row(
+        "store pages in use per pending delivery",
+        &|r| format!("{:.0} bytes", in_use(r)),
+        None,
+    );
+    row(
+        "**bytes per pending delivery beyond the bodies** (pages in use − the bodies' table) ÷ pending",
+        &|r| format!("{:.0} bytes", beyond_in_use(r)),
+        Some(&beyond_in_use),
     );
     row(
         "reopened: start to listening (store opened)",
@@ -1635,7 +1687,9 @@ async fn backlog(plan: &Plan, binary: &Path, work: &Path) -> String {
          Bytes per pending delivery: the store file's length less the bytes of the event bodies as posted, over \
          the pending deliveries; the raw length per delivery and the bodies' bytes per delivery beside it (the \
          length is what the store file has allocated, which grows in steps, so it can overstate what the records \
-         take at a given size). \
+         take at a given size). So also the pages the store has in use (redb's allocated pages, read from \
+         the file with `serve` stopped) less the event bodies' table, over the pending deliveries: what the \
+         records and indexes of a pending delivery take (issue 12 aims at 150 bytes at most). \
          Then `serve` is stopped (SIGTERM), the receiver comes up, and `serve` is started again on the same \
          store: the time from its start to listening (the store opened), its memory then, the time to the first \
          webhook's arrival, and the rate of the first deliveries (a tenth of the backlog, at most 100 000; \
