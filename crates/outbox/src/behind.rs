@@ -74,6 +74,21 @@ impl Waiting {
     }
 }
 
+/// Lets go of the outcomes at the front of `queue` that are committed; whether the first one
+/// left was refused.
+fn prune(queue: &mut VecDeque<Waiting>) -> bool {
+    while let Some(front) = queue.front_mut() {
+        match front.answered() {
+            Some(Ok(())) => {
+                queue.pop_front();
+            }
+            Some(Err(_)) => return true,
+            None => return false,
+        }
+    }
+    false
+}
+
 impl Behind {
     pub(crate) fn new() -> Behind {
         Behind {
@@ -95,13 +110,24 @@ impl Behind {
     pub(crate) fn push(&self, hook: HookId, waiting: Waiting) {
         let mut hooks = self.hooks.lock().expect("not poisoned");
         let queue = hooks.entry(hook).or_default();
-        while let Some(front) = queue.front_mut() {
-            if !matches!(front.answered(), Some(Ok(()))) {
-                break;
-            }
-            queue.pop_front();
-        }
+        let _ = prune(queue);
         queue.push_back(waiting);
+    }
+
+    /// Whether an outcome of `hook` was refused by the writer (its commit failed) and waits to
+    /// be handed over again: then the hook must not go on reading ahead, but ask for its head,
+    /// which settles (and backs off while the store cannot write). Lets go of the outcomes
+    /// already committed on the way.
+    pub(crate) fn refused(&self, hook: HookId) -> bool {
+        let mut hooks = self.hooks.lock().expect("not poisoned");
+        let Some(queue) = hooks.get_mut(&hook) else {
+            return false;
+        };
+        let refused = prune(queue);
+        if queue.is_empty() {
+            hooks.remove(&hook);
+        }
+        refused
     }
 
     /// Puts back, first in `hook`'s line, an outcome handed over again.
@@ -130,5 +156,70 @@ impl Behind {
                 return Err((outcomes, e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use linq_hooks_delivery::{Attempt, AttemptResult, Delivery, Outcome};
+    use tokio::sync::oneshot;
+
+    use super::{Behind, Outcomes, Waiting};
+    use crate::error::StoreError;
+
+    fn outcomes(id: u64) -> Outcomes {
+        let delivery = Delivery {
+            id,
+            hook: 7,
+            webhook_id: format!("msg_{id}"),
+            body: "{}".into(),
+            attempts: 0,
+            next_attempt_at: None,
+        };
+        let attempt = Attempt::new(
+            SystemTime::now(),
+            Duration::ZERO,
+            AttemptResult::Status(200),
+        );
+        Box::new((delivery, attempt, Outcome::Delivered))
+    }
+
+    /// An outcome answered `result` by the writer.
+    fn answered(id: u64, result: Result<(), StoreError>) -> Waiting {
+        let (reply, answer) = oneshot::channel();
+        reply.send(result).unwrap();
+        Waiting::new(outcomes(id), answer)
+    }
+
+    #[test]
+    fn committed_outcomes_are_let_go_and_a_refused_one_stops_the_read_ahead() {
+        let behind = Behind::new();
+        behind.push(7, answered(1, Ok(())));
+        behind.push(7, answered(2, Ok(())));
+        assert!(!behind.refused(7));
+        assert!(
+            !behind.hooks.lock().unwrap().contains_key(&7),
+            "nothing kept once committed"
+        );
+
+        behind.push(7, answered(3, Err(StoreError::closed())));
+        for id in 4..100 {
+            behind.push(7, answered(id, Ok(())));
+        }
+        assert!(behind.refused(7), "a refused outcome is first in line");
+        assert!(!behind.refused(8), "another hook reads ahead");
+    }
+
+    #[tokio::test]
+    async fn settling_hands_back_the_refused_outcome_and_keeps_the_rest() {
+        let behind = Behind::new();
+        behind.push(7, answered(1, Ok(())));
+        behind.push(7, answered(2, Err(StoreError::closed())));
+        behind.push(7, answered(3, Ok(())));
+        let (refused, _) = behind.settle(7).await.expect_err("refused");
+        assert_eq!(refused.0.id, 2);
+        assert!(behind.settle(7).await.is_ok(), "the committed one after it");
     }
 }

@@ -733,11 +733,18 @@ impl Store {
             let Some(from) = after.checked_add(1) else {
                 return Ok(Some(deliveries));
             };
+            let mut bytes = 0;
             for entry in pending.range((hook, from)..=(hook, u64::MAX))?.take(limit) {
                 match read_queued(txn, hook, entry?.0.value().1)? {
-                    Ok(delivery) => deliveries.push(delivery),
+                    Ok(delivery) => {
+                        bytes += delivery.body.len();
+                        deliveries.push(delivery);
+                    }
                     Err(_) if deliveries.is_empty() => return Ok(None),
                     Err(_) => break,
+                }
+                if bytes >= READ_AHEAD_BYTES {
+                    break;
                 }
             }
             Ok(Some(deliveries))
@@ -804,6 +811,11 @@ fn read_queued(
         next_attempt_at: record.next_attempt_ms.map(from_millis),
     }))
 }
+
+/// The most body bytes one read-ahead ([`Outbox::after`]) holds, beyond its first delivery:
+/// with thousands of hooks each holding what it read while it waits for capacity, a count
+/// alone would let large bodies add up.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// What [`Store::head_now`] found.
 enum HeadRead {
@@ -903,15 +915,20 @@ impl Outbox for Store {
     }
 
     /// Up to `limit` pending deliveries of `hook` after delivery `after`, read in one
-    /// transaction; `None` when the hook is disabled or the first of them cannot be read (the
-    /// head quarantines it). Outcomes written behind need not be committed: they concern
-    /// deliveries up to `after`.
+    /// transaction (fewer once their bodies pass [`READ_AHEAD_BYTES`]); `None` when the hook is
+    /// disabled, the first of them cannot be read (the head quarantines it), or an outcome of
+    /// the hook was refused by the writer (the head hands it over again, and while the store
+    /// cannot write, the hook stops). Outcomes written behind need not be committed
+    /// otherwise: they concern deliveries up to `after`.
     async fn after(
         &self,
         hook: HookId,
         after: DeliveryId,
         limit: usize,
     ) -> Result<Option<Vec<Delivery>>, OutboxError> {
+        if self.inner.behind.refused(hook) {
+            return Ok(None);
+        }
         self.read_after(hook, after, limit)
             .map_err(OutboxError::new)
     }

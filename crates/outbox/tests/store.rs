@@ -554,3 +554,100 @@ async fn order_holds_through_a_retry_amid_a_read_ahead() {
         n
     );
 }
+
+/// Once the store cannot write (a full disk; here the file may not grow, `prlimit --fsize`, so
+/// redb gets a real "File too large"), the outcomes written behind are refused by the writer
+/// after `record` returned: the worker must stop sending (what it sends then is sent again
+/// after the restart the store's health asks for) rather than read ahead through its whole
+/// backlog keeping every refused outcome in memory. (Found by review: it did not stop.)
+#[test]
+fn a_store_that_cannot_write_stops_sending() {
+    let path = store_path("cannot-write");
+    let n = 3000;
+    let hook = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Store::open(&path).unwrap();
+        let hook = register(&store, "w", 1).await[0];
+        for chunk in 0..n / 100 {
+            store
+                .append(
+                    (0..100)
+                        .map(|i| event(&[hook], &format!("{chunk}-{i}")))
+                        .collect(),
+                )
+                .await
+                .unwrap();
+        }
+        hook
+    });
+    let size = std::fs::metadata(&path).unwrap().len();
+    let exe = std::env::current_exe().unwrap();
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={size} '{}' --exact \
+             store_that_cannot_write_child --ignored --nocapture",
+            exe.display()
+        ))
+        .env("LINQ_HOOKS_TEST_STORE", &path)
+        .env("LINQ_HOOKS_TEST_HOOK", hook.to_string())
+        .env("LINQ_HOOKS_TEST_N", n.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("1 passed"), "the child ran: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by a_store_that_cannot_write_stops_sending under prlimit"]
+async fn store_that_cannot_write_child() {
+    let (Ok(path), Ok(hook), Ok(n)) = (
+        std::env::var("LINQ_HOOKS_TEST_STORE"),
+        std::env::var("LINQ_HOOKS_TEST_HOOK"),
+        std::env::var("LINQ_HOOKS_TEST_N"),
+    ) else {
+        return;
+    };
+    let (hook, n): (u64, usize) = (hook.parse().unwrap(), n.parse().unwrap());
+    let store = Arc::new(Store::open(&path).unwrap());
+    let transport = MemoryTransport::new();
+    let config = Config::default().policy("10ms".parse().unwrap());
+    let dispatcher = Dispatcher::without_hooks(Arc::new(transport.clone()), store.clone(), config);
+    let parameters = HookParameters::new("https://a.example/", Default::default()).unwrap();
+    dispatcher.set(hook, Destination::new(parameters));
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    // Until the store breaks, then a while for the worker to go on (or not).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.health().is_ok() && transport.requests().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never broke"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let at_break = transport.requests().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = transport.requests().len();
+    dispatcher.shutdown();
+    running.abort();
+    println!(
+        "broken: {:?}; sent {at_break} by then, {sent} after 3 s",
+        store.health()
+    );
+    assert!(
+        store.health().is_err(),
+        "the store did not break: sent {sent}"
+    );
+    assert!(
+        sent <= at_break + 64,
+        "{} deliveries sent after the store could no longer record any ({sent} of {n})",
+        sent - at_break
+    );
+}
