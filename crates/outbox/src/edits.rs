@@ -472,105 +472,138 @@ fn update_hook(
     Ok(before)
 }
 
-pub(crate) fn record(
+/// Records attempts and their outcomes, in order, in one transaction: each table is opened
+/// once for them all, and each hook's record and pending count are read and written once (the
+/// writer hands it every outcome of a commit together; a commit's outcomes are many when a
+/// hook delivers fast).
+pub(crate) fn record_many<'a>(
     txn: &WriteTransaction,
-    delivery: &Delivery,
-    attempt: &Attempt,
-    outcome: &Outcome,
+    outcomes: impl IntoIterator<Item = (&'a Delivery, &'a Attempt, &'a Outcome)>,
     now: u64,
 ) -> Result<(), redb::Error> {
-    let id = delivery.id;
     let mut deliveries = txn.open_table(DELIVERIES)?;
-    let Some(mut record) = load(&deliveries, id)? else {
-        tracing::warn!(
-            delivery = id,
-            "an attempt was recorded for a delivery that is gone"
-        );
-        return Ok(());
-    };
-    let (status, error) = match &attempt.result {
-        // A status with a note (its body broke off): both are kept.
-        AttemptResult::Status(status) => (Some(*status), attempt.note.clone()),
-        AttemptResult::Error(error) => (None, Some(error.clone())),
-    };
-    let at_ms = millis(attempt.at);
-    let stored = AttemptRecord {
-        at_ms,
-        latency_us: u64::try_from(attempt.latency.as_micros()).unwrap_or(u64::MAX),
-        status,
-        error,
-        response_body: attempt.response_body.clone(),
-        response_body_truncated: attempt.response_body_truncated,
-    };
-    record.last_attempt_ms = Some(at_ms);
-    record.last_status = status;
-    if record.state != DeliveryState::Pending {
-        // Cancelled while the attempt was in flight (its hook was removed): the attempt goes on
-        // record, the state stays.
+    let mut attempts = txn.open_table(ATTEMPTS)?;
+    let mut queues = txn.open_table(PENDING)?;
+    let mut by_state = txn.open_table(BY_STATE)?;
+    let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
+    let mut delivered_at = txn.open_table(DELIVERED_AT)?;
+    let mut hook_records = txn.open_table(HOOKS)?;
+    // Per hook: its record as it was and as it becomes, and how many deliveries left its
+    // queue; written once at the end.
+    let mut hooks: BTreeMap<HookId, (HookRecord, HookRecord, u64)> = BTreeMap::new();
+    for (delivery, attempt, outcome) in outcomes {
+        let id = delivery.id;
+        let Some(mut record) = load(&deliveries, id)? else {
+            tracing::warn!(
+                delivery = id,
+                "an attempt was recorded for a delivery that is gone"
+            );
+            continue;
+        };
+        let (status, error) = match &attempt.result {
+            // A status with a note (its body broke off): both are kept.
+            AttemptResult::Status(status) => (Some(*status), attempt.note.clone()),
+            AttemptResult::Error(error) => (None, Some(error.clone())),
+        };
+        let at_ms = millis(attempt.at);
+        let stored = AttemptRecord {
+            at_ms,
+            latency_us: u64::try_from(attempt.latency.as_micros()).unwrap_or(u64::MAX),
+            status,
+            error,
+            response_body: attempt.response_body.clone(),
+            response_body_truncated: attempt.response_body_truncated,
+        };
+        record.last_attempt_ms = Some(at_ms);
+        record.last_status = status;
         record.attempts += 1;
-        txn.open_table(ATTEMPTS)?
-            .insert((id, record.attempts), encode(&stored).as_slice())?;
-        deliveries.insert(id, encode(&record).as_slice())?;
-        return Ok(());
-    }
-    record.attempts += 1;
-    record.round_attempts += 1;
-    txn.open_table(ATTEMPTS)?
-        .insert((id, record.attempts), encode(&stored).as_slice())?;
-    let hook = record.hook;
-    // The hook's record changes once per attempt: its last attempt, and what the outcome does
-    // to its counts.
-    update_hook(txn, hook, |h| {
+        attempts.insert((id, record.attempts), encode(&stored).as_slice())?;
+        if record.state != DeliveryState::Pending {
+            // Cancelled while the attempt was in flight (its hook was removed): the attempt
+            // goes on record, the state stays.
+            deliveries.insert(id, encode(&record).as_slice())?;
+            continue;
+        }
+        record.round_attempts += 1;
+        let hook = record.hook;
+        let (_, h, left) = match hooks.entry(hook) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let stored: HookRecord = hook_records
+                    .get(hook)?
+                    .and_then(|v| decode_record(v.value()).ok())
+                    .unwrap_or_default();
+                entry.insert((stored.clone(), stored, 0))
+            }
+        };
+        // The hook's record: its last attempt, and what the outcome does to its counts.
         h.last_attempt_ms = Some(at_ms);
         h.last_status = status;
-        match outcome {
-            Outcome::Delivered => h.consecutive_failures = 0,
-            Outcome::Retry { .. } => h.consecutive_failures += 1,
-            Outcome::Failed { .. } => {
+        let settled = match outcome {
+            Outcome::Delivered => {
+                h.consecutive_failures = 0;
+                record.state = DeliveryState::Delivered;
+                delivered_at.insert((now, id), ())?;
+                true
+            }
+            Outcome::Retry { at } => {
+                h.consecutive_failures += 1;
+                record.next_attempt_ms = Some(millis(*at));
+                false
+            }
+            Outcome::Failed { reason } => {
                 h.consecutive_failures += 1;
                 h.failed += 1;
+                record.state = DeliveryState::Failed;
+                record.failure = Some(reason.clone());
+                true
             }
             Outcome::HookGone => {
+                // The delivery waits with the hook; enabling starts it on a fresh schedule.
                 h.consecutive_failures += 1;
                 h.disabled_ms = Some(now);
+                record.round_attempts = 0;
+                record.next_attempt_ms = None;
+                false
+            }
+        };
+        if settled {
+            record.finished_ms = Some(now);
+            record.next_attempt_ms = None;
+            queues.remove((hook, id))?;
+            *left += 1;
+            // Out of the pending state: the index by hook and state has no pending entries.
+            by_state.remove((DeliveryState::Pending.code(), id))?;
+            by_state.insert((record.state.code(), id), ())?;
+            by_hook_state.insert((hook, record.state.code(), id), ())?;
+        }
+        deliveries.insert(id, encode(&record).as_slice())?;
+    }
+    drop((
+        deliveries,
+        attempts,
+        queues,
+        by_state,
+        by_hook_state,
+        delivered_at,
+    ));
+    let mut counts = txn.open_table(PENDING_COUNTS)?;
+    for (hook, (before, after, left)) in hooks {
+        if after != before {
+            hook_records.insert(hook, encode(&after).as_slice())?;
+        }
+        if left > 0 {
+            let count = counts
+                .get(hook)?
+                .map_or(0, |v| v.value())
+                .saturating_sub(left);
+            if count == 0 {
+                counts.remove(hook)?;
+            } else {
+                counts.insert(hook, count)?;
             }
         }
-    })?;
-    match outcome {
-        Outcome::Delivered => {
-            record.state = DeliveryState::Delivered;
-            record.finished_ms = Some(now);
-            record.next_attempt_ms = None;
-            txn.open_table(PENDING)?.remove((hook, id))?;
-            count_pending(txn, hook, |count| count.saturating_sub(1))?;
-            set_state(
-                txn,
-                id,
-                hook,
-                DeliveryState::Pending,
-                DeliveryState::Delivered,
-            )?;
-            txn.open_table(DELIVERED_AT)?.insert((now, id), ())?;
-        }
-        Outcome::Retry { at } => {
-            record.next_attempt_ms = Some(millis(*at));
-        }
-        Outcome::Failed { reason } => {
-            record.state = DeliveryState::Failed;
-            record.finished_ms = Some(now);
-            record.next_attempt_ms = None;
-            record.failure = Some(reason.clone());
-            txn.open_table(PENDING)?.remove((hook, id))?;
-            count_pending(txn, hook, |count| count.saturating_sub(1))?;
-            set_state(txn, id, hook, DeliveryState::Pending, DeliveryState::Failed)?;
-        }
-        Outcome::HookGone => {
-            // The delivery waits with the hook; enabling starts it on a fresh schedule.
-            record.round_attempts = 0;
-            record.next_attempt_ms = None;
-        }
     }
-    deliveries.insert(id, encode(&record).as_slice())?;
     Ok(())
 }
 

@@ -206,8 +206,20 @@ fn commit_unguarded(db: &Database, batch: &[Job], durable: bool) -> Result<Vec<D
     })?;
     let now = millis(SystemTime::now());
     let mut done = Vec::with_capacity(batch.len());
-    for job in batch {
-        done.push(apply(&txn, job, now)?);
+    let mut jobs = batch.iter().peekable();
+    while let Some(job) = jobs.next() {
+        let Job::Record(first, ..) = job else {
+            done.push(apply(&txn, job, now)?);
+            continue;
+        };
+        // A run of attempt outcomes is recorded together (each table opened once for them).
+        let mut run = vec![first];
+        while let Some(Job::Record(next, ..)) = jobs.peek() {
+            run.push(next);
+            jobs.next();
+        }
+        edits::record_many(&txn, run.iter().map(|r| (&r.0, &r.1, &r.2)), now)?;
+        done.extend(run.iter().map(|_| Done::Record));
     }
     txn.commit()?;
     Ok(done)
@@ -254,7 +266,7 @@ fn apply(txn: &WriteTransaction, job: &Job, now: u64) -> Result<Done, redb::Erro
         }
         Job::Record(record, ..) => {
             let (delivery, attempt, outcome) = &**record;
-            edits::record(txn, delivery, attempt, outcome, now)?;
+            edits::record_many(txn, [(delivery, attempt, outcome)], now)?;
             Done::Record
         }
         Job::Replay(id, _) => Done::Replay(edits::replay(txn, *id)?),
