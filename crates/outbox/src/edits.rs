@@ -401,7 +401,15 @@ pub(crate) fn count_pending(
     hook: HookId,
     change: impl FnOnce(u64) -> u64,
 ) -> Result<(), redb::Error> {
-    let mut counts = txn.open_table(PENDING_COUNTS)?;
+    change_pending_count(&mut txn.open_table(PENDING_COUNTS)?, hook, change)
+}
+
+/// [`count_pending`] with the table open.
+fn change_pending_count(
+    counts: &mut redb::Table<'_, u64, u64>,
+    hook: HookId,
+    change: impl FnOnce(u64) -> u64,
+) -> Result<(), redb::Error> {
     let count = change(counts.get(hook)?.map_or(0, |v| v.value()));
     if count == 0 {
         counts.remove(hook)?;
@@ -441,10 +449,27 @@ fn set_state(
     from: DeliveryState,
     to: DeliveryState,
 ) -> Result<(), redb::Error> {
-    let mut by_state = txn.open_table(BY_STATE)?;
+    move_state(
+        &mut txn.open_table(BY_STATE)?,
+        &mut txn.open_table(BY_HOOK_STATE)?,
+        id,
+        hook,
+        from,
+        to,
+    )
+}
+
+/// [`set_state`] with the tables open.
+fn move_state(
+    by_state: &mut redb::Table<'_, (u8, u64), ()>,
+    by_hook_state: &mut redb::Table<'_, (u64, u8, u64), ()>,
+    id: u64,
+    hook: HookId,
+    from: DeliveryState,
+    to: DeliveryState,
+) -> Result<(), redb::Error> {
     by_state.remove((from.code(), id))?;
     by_state.insert((to.code(), id), ())?;
-    let mut by_hook_state = txn.open_table(BY_HOOK_STATE)?;
     if from != DeliveryState::Pending {
         by_hook_state.remove((hook, from.code(), id))?;
     }
@@ -454,16 +479,24 @@ fn set_state(
     Ok(())
 }
 
+/// `hook`'s state as stored (the default when it has none, or it does not read).
+fn hook_record(
+    hooks: &redb::Table<'_, u64, &[u8]>,
+    hook: HookId,
+) -> Result<HookRecord, redb::Error> {
+    Ok(hooks
+        .get(hook)?
+        .and_then(|v| decode_record(v.value()).ok())
+        .unwrap_or_default())
+}
+
 fn update_hook(
     txn: &WriteTransaction,
     hook: HookId,
     change: impl FnOnce(&mut HookRecord),
 ) -> Result<HookRecord, redb::Error> {
     let mut hooks = txn.open_table(HOOKS)?;
-    let mut record: HookRecord = hooks
-        .get(hook)?
-        .and_then(|v| decode_record(v.value()).ok())
-        .unwrap_or_default();
+    let mut record = hook_record(&hooks, hook)?;
     let before = record.clone();
     change(&mut record);
     if record != before {
@@ -529,10 +562,7 @@ pub(crate) fn record_many<'a>(
         let (_, h, left) = match hooks.entry(hook) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::btree_map::Entry::Vacant(entry) => {
-                let stored: HookRecord = hook_records
-                    .get(hook)?
-                    .and_then(|v| decode_record(v.value()).ok())
-                    .unwrap_or_default();
+                let stored = hook_record(&hook_records, hook)?;
                 entry.insert((stored.clone(), stored, 0))
             }
         };
@@ -572,10 +602,14 @@ pub(crate) fn record_many<'a>(
             record.next_attempt_ms = None;
             queues.remove((hook, id))?;
             *left += 1;
-            // Out of the pending state: the index by hook and state has no pending entries.
-            by_state.remove((DeliveryState::Pending.code(), id))?;
-            by_state.insert((record.state.code(), id), ())?;
-            by_hook_state.insert((hook, record.state.code(), id), ())?;
+            move_state(
+                &mut by_state,
+                &mut by_hook_state,
+                id,
+                hook,
+                DeliveryState::Pending,
+                record.state,
+            )?;
         }
         deliveries.insert(id, encode(&record).as_slice())?;
     }
@@ -593,15 +627,7 @@ pub(crate) fn record_many<'a>(
             hook_records.insert(hook, encode(&after).as_slice())?;
         }
         if left > 0 {
-            let count = counts
-                .get(hook)?
-                .map_or(0, |v| v.value())
-                .saturating_sub(left);
-            if count == 0 {
-                counts.remove(hook)?;
-            } else {
-                counts.insert(hook, count)?;
-            }
+            change_pending_count(&mut counts, hook, |count| count.saturating_sub(left))?;
         }
     }
     Ok(())

@@ -66,17 +66,17 @@ fn binary(version: u8, value: &impl Serialize) -> Vec<u8> {
     postcard::to_extend(value, vec![version]).expect("records serialize")
 }
 
-/// Reads a record whose first byte says its encoding: JSON (`json`) or a binary layout
-/// (`layout`, given the version byte and the bytes after it).
-fn versioned<T>(
-    bytes: &[u8],
-    json: impl FnOnce(&[u8]) -> Result<T, String>,
-    layout: impl FnOnce(u8, &[u8]) -> Result<T, String>,
+/// Reads a record whose first byte says its encoding: JSON (formats 2 to 4), or layout 1, read
+/// as `L` and made into the record by `from`. A new layout adds its version byte here.
+fn decode_v1<'a, T: DeserializeOwned, L: Deserialize<'a>>(
+    bytes: &'a [u8],
+    from: impl FnOnce(L) -> Result<T, String>,
 ) -> Result<T, String> {
     match bytes.split_first() {
         None => Err("a record is empty".into()),
-        Some((&JSON, _)) => json(bytes),
-        Some((&version, rest)) => layout(version, rest),
+        Some((&JSON, _)) => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        Some((&V1, rest)) => from(postcard_value(rest)?),
+        Some((&version, _)) => unknown(version),
     }
 }
 
@@ -185,31 +185,23 @@ impl Encode for DeliveryRecord {
 
 impl Decode for DeliveryRecord {
     fn decode(bytes: &[u8]) -> Result<DeliveryRecord, String> {
-        versioned(
-            bytes,
-            |json| serde_json::from_slice(json).map_err(|e| e.to_string()),
-            |version, rest| {
-                if version != V1 {
-                    return unknown(version);
-                }
-                let v: DeliveryV1<'_> = postcard_value(rest)?;
-                Ok(DeliveryRecord {
-                    hook: v.hook,
-                    event: v.event,
-                    webhook_id: v.webhook_id.text(),
-                    state: DeliveryState::from_code(v.state)
-                        .ok_or_else(|| format!("unknown state code {}", v.state))?,
-                    round_attempts: v.round_attempts,
-                    attempts: v.attempts,
-                    created_ms: v.created_ms,
-                    next_attempt_ms: v.next_attempt_ms,
-                    finished_ms: v.finished_ms,
-                    failure: v.failure.map(str::to_string),
-                    last_attempt_ms: v.last_attempt_ms,
-                    last_status: v.last_status,
-                })
-            },
-        )
+        decode_v1(bytes, |v: DeliveryV1<'_>| {
+            Ok(DeliveryRecord {
+                hook: v.hook,
+                event: v.event,
+                webhook_id: v.webhook_id.text(),
+                state: DeliveryState::from_code(v.state)
+                    .ok_or_else(|| format!("unknown state code {}", v.state))?,
+                round_attempts: v.round_attempts,
+                attempts: v.attempts,
+                created_ms: v.created_ms,
+                next_attempt_ms: v.next_attempt_ms,
+                finished_ms: v.finished_ms,
+                failure: v.failure.map(str::to_string),
+                last_attempt_ms: v.last_attempt_ms,
+                last_status: v.last_status,
+            })
+        })
     }
 }
 
@@ -242,24 +234,16 @@ impl Encode for AttemptRecord {
 
 impl Decode for AttemptRecord {
     fn decode(bytes: &[u8]) -> Result<AttemptRecord, String> {
-        versioned(
-            bytes,
-            |json| serde_json::from_slice(json).map_err(|e| e.to_string()),
-            |version, rest| {
-                if version != V1 {
-                    return unknown(version);
-                }
-                let v: AttemptV1<'_> = postcard_value(rest)?;
-                Ok(AttemptRecord {
-                    at_ms: v.at_ms,
-                    latency_us: v.latency_us,
-                    status: v.status,
-                    error: v.error.map(str::to_string),
-                    response_body: v.response_body.map(str::to_string),
-                    response_body_truncated: v.response_body_truncated,
-                })
-            },
-        )
+        decode_v1(bytes, |v: AttemptV1<'_>| {
+            Ok(AttemptRecord {
+                at_ms: v.at_ms,
+                latency_us: v.latency_us,
+                status: v.status,
+                error: v.error.map(str::to_string),
+                response_body: v.response_body.map(str::to_string),
+                response_body_truncated: v.response_body_truncated,
+            })
+        })
     }
 }
 
@@ -290,23 +274,15 @@ impl Encode for HookRecord {
 
 impl Decode for HookRecord {
     fn decode(bytes: &[u8]) -> Result<HookRecord, String> {
-        versioned(
-            bytes,
-            |json| serde_json::from_slice(json).map_err(|e| e.to_string()),
-            |version, rest| {
-                if version != V1 {
-                    return unknown(version);
-                }
-                let v: HookV1 = postcard_value(rest)?;
-                Ok(HookRecord {
-                    disabled_ms: v.disabled_ms,
-                    consecutive_failures: v.consecutive_failures,
-                    failed: v.failed,
-                    last_attempt_ms: v.last_attempt_ms,
-                    last_status: v.last_status,
-                })
-            },
-        )
+        decode_v1(bytes, |v: HookV1| {
+            Ok(HookRecord {
+                disabled_ms: v.disabled_ms,
+                consecutive_failures: v.consecutive_failures,
+                failed: v.failed,
+                last_attempt_ms: v.last_attempt_ms,
+                last_status: v.last_status,
+            })
+        })
     }
 }
 
