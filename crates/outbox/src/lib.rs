@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod behind;
+mod durable;
 mod edits;
 mod error;
 mod query;
@@ -49,6 +50,7 @@ mod views;
 mod wire;
 mod writer;
 
+pub use durable::DurableOutbox;
 pub use error::StoreError;
 pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
 pub use records::{

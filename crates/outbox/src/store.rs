@@ -228,6 +228,7 @@ pub struct Store {
 }
 
 struct Inner {
+    path: std::path::PathBuf,
     db: Arc<Database>,
     /// Set when a commit failed on I/O: redb refuses every later write until the file is
     /// opened again, so the store is unusable until `serve` restarts.
@@ -329,6 +330,7 @@ impl Store {
             .map_err(|e| StoreError::corrupt(format!("cannot start the store's writer: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
+                path: path.to_path_buf(),
                 db,
                 broken,
                 jobs: Mutex::new(Some(sender)),
@@ -336,6 +338,18 @@ impl Store {
                 writer: Mutex::new(Some(writer)),
             }),
         })
+    }
+
+    /// The store file's path, as given to [`open`](Store::open).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("outbox-doc-path-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let store = linq_hooks_outbox::Store::open(dir.join("path.redb")).unwrap();
+    /// assert!(store.path().ends_with("path.redb"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     /// `Err` with the reason once the store cannot write any more (an I/O failure such as a
