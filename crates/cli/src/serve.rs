@@ -27,7 +27,7 @@ use crate::transports;
 /// A scheduler registers each workflow's hooks with `PUT /v1/workflows/{id}` (any document
 /// `validate` reads; the answer of the PUT that creates it holds the workflow's signing secret),
 /// then posts each event of a run to `POST /v1/workflows/{id}/events`; the answer (202) comes
-/// once the event and its deliveries are committed to the store file, so nothing acknowledged
+/// once the event and its deliveries are committed to the store (a redb file, or PostgreSQL with --store postgres://…), so nothing acknowledged
 /// is lost, even if `serve` is killed. Deliveries go out in order per hook, retried on the
 /// schedule for hours, over HTTP for `http(s)://` hook URLs and MQTT 5 for `mqtt(s)://` ones
 /// (QoS 1 to the broker, signature headers as user properties). A workflow can be replaced while deliveries wait: a hook that fires for

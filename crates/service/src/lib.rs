@@ -185,7 +185,8 @@ impl StoreLocation {
             StoreLocation::Postgres(url) => {
                 // P1-MERGE let options = linq_hooks_outbox::PgOptions::new(url)?.lease(lease);
                 // P1-MERGE Ok(Arc::new(linq_hooks_outbox::PgStore::connect(options).await?))
-                let _ = (url, lease); unimplemented!("P1-MERGE")
+                let _ = (url, lease);
+                unimplemented!("P1-MERGE")
             }
         }
     }
@@ -442,11 +443,7 @@ impl Service {
             .map_err(|e| StartError {
                 kind: StartErrorKind::Bind(config.listen, e),
             })?;
-        let store = config
-            .store
-            .open(config.lease)
-            .await
-            .map_err(store_error)?;
+        let store = config.store.open(config.lease).await.map_err(store_error)?;
         let metrics = Arc::new(Metrics::new());
         let ops = config
             .ops

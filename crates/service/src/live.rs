@@ -279,7 +279,10 @@ impl Live {
                     .iter()
                     .flat_map(|w| w.hooks.iter().map(|h| h.id))
                     .collect();
-                let before = workflows.get(&id).map(|w| w.hooks.clone()).unwrap_or_default();
+                let before = workflows
+                    .get(&id)
+                    .map(|w| w.hooks.clone())
+                    .unwrap_or_default();
                 for removed in before.into_iter().filter(|hook| !kept.contains(hook)) {
                     live.dispatcher.remove(removed);
                     live.observer.forget(removed);

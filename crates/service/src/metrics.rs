@@ -306,7 +306,9 @@ impl Metrics {
         let disabled = store.disabled_hooks().await?;
         self.hooks_disabled
             .set(i64::try_from(disabled).unwrap_or(i64::MAX));
-        let quarantined = store.count(linq_hooks_outbox::DeliveryState::Quarantined).await?;
+        let quarantined = store
+            .count(linq_hooks_outbox::DeliveryState::Quarantined)
+            .await?;
         self.quarantined
             .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
         Ok(self.encode())
