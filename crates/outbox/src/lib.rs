@@ -38,17 +38,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod behind;
 mod durable;
-mod edits;
 mod error;
 mod query;
 mod records;
-mod registry;
-mod store;
-mod views;
-mod wire;
-mod writer;
+mod redb;
 
 pub use durable::DurableOutbox;
 pub use error::StoreError;
@@ -57,7 +51,7 @@ pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval, WorkflowSecrets,
 };
-pub use store::{
+pub use crate::redb::{
     AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
     Replay, Retry, Store,
 };

@@ -9,7 +9,7 @@ use redb::{ReadableTable, StorageError};
 
 use crate::error::StoreError;
 use crate::records::*;
-use crate::store::{ReadError, Store, decode};
+use crate::redb::{ReadError, Store, decode};
 
 /// The most index entries one page of [`Store::deliveries`] examines. A filter that matches
 /// little in a large store returns a short page (even an empty one) with a cursor to go on
@@ -159,7 +159,7 @@ struct Owner {
     workflow: String,
 }
 
-impl crate::wire::JsonRecord for Owner {}
+impl crate::redb::wire::JsonRecord for Owner {}
 
 type Ids<'a> = Box<dyn Iterator<Item = Result<u64, StorageError>> + 'a>;
 

@@ -15,14 +15,21 @@ use linq_hooks_transport::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
-use crate::behind::{Behind, Outcomes, Waiting};
-use crate::edits::check_format;
+use crate::redb::behind::{Behind, Outcomes, Waiting};
+use crate::redb::edits::check_format;
 use crate::error::StoreError;
 use crate::query::info_of;
 use crate::records::*;
-use crate::views::{hook_view, workflow_view};
-use crate::wire::{Decode, Encode};
-use crate::writer::{Job, write_loop};
+use crate::redb::views::{hook_view, workflow_view};
+use crate::redb::wire::{Decode, Encode};
+use crate::redb::writer::{Job, write_loop};
+
+mod behind;
+mod edits;
+mod registry;
+mod views;
+pub(crate) mod wire;
+mod writer;
 
 /// Memory for redb's page cache. A backlog lives on disk: the cache only has to hold each hook's
 /// queue head and the pages being written, not the backlog.
@@ -288,12 +295,12 @@ impl Store {
                 .begin_write()
                 .map_err(|e| StoreError::storage(context(), e))?;
             check_format(&txn).map_err(|e| match e {
-                crate::edits::Opened::Storage(e) => StoreError::storage(context(), e),
-                crate::edits::Opened::Refused(e) => e,
+                crate::redb::edits::Opened::Storage(e) => StoreError::storage(context(), e),
+                crate::redb::edits::Opened::Refused(e) => e,
             })?;
             // A queue entry damaged on disk must not strand its delivery nor send it to
             // another hook: checked before any worker reads a queue.
-            crate::edits::check_queues(&txn).map_err(|e| StoreError::storage(context(), e))?;
+            crate::redb::edits::check_queues(&txn).map_err(|e| StoreError::storage(context(), e))?;
             txn.commit()
                 .map_err(|e| StoreError::storage(context(), e))?;
             Ok(db)
@@ -495,7 +502,7 @@ impl Store {
     }
 
     /// Hands an attempt's outcomes to the writer without waiting for the commit (once there
-    /// is room: see [`MAX_BEHIND`](crate::behind::MAX_BEHIND)).
+    /// is room: see [`MAX_BEHIND`](crate::redb::behind::MAX_BEHIND)).
     async fn hand_over(&self, outcomes: Outcomes) -> Result<Waiting, StoreError> {
         let room = self.inner.behind.room().await;
         let (reply, answer) = oneshot::channel();
@@ -951,7 +958,7 @@ impl Outbox for Store {
     /// outcomes share one commit, and the hook's next delivery goes meanwhile. The hook's next
     /// [`head`](Outbox::head) waits for the commit; a crash before it only sends the delivery
     /// again, with the same `webhook-id`. Waits while the writer has
-    /// [`MAX_BEHIND`](crate::behind::MAX_BEHIND) outcomes to commit.
+    /// [`MAX_BEHIND`](crate::redb::behind::MAX_BEHIND) outcomes to commit.
     async fn record(
         &self,
         delivery: &Delivery,

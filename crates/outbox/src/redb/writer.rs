@@ -11,12 +11,12 @@ use linq_hooks_signature::Secret;
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::behind::Outcomes;
-use crate::edits;
+use crate::redb::behind::Outcomes;
+use crate::redb::edits;
 use crate::error::StoreError;
 use crate::records::*;
-use crate::registry;
-use crate::store::{
+use crate::redb::registry;
+use crate::redb::{
     AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery, Replay, Reply, Retry,
     panic_message,
 };
@@ -34,7 +34,7 @@ pub(crate) enum Job {
     Append(Vec<NewEvent>, Reply<Vec<AcceptedEvent>>),
     AppendOnce(Box<IdempotencyKey>, Vec<NewEvent>, Reply<Appended>),
     /// An attempt's outcomes, with its place among those the writer has to commit
-    /// ([`MAX_BEHIND`](crate::behind::MAX_BEHIND)), given back once answered.
+    /// ([`MAX_BEHIND`](crate::redb::behind::MAX_BEHIND)), given back once answered.
     Record(Outcomes, OwnedSemaphorePermit, Reply<()>),
     Replay(DeliveryId, Reply<Replay>),
     Retry(DeliveryId, Reply<Retry>),

@@ -5,7 +5,7 @@ use linq_hooks_delivery::HookId;
 use redb::ReadableTable;
 
 use crate::records::*;
-use crate::wire::Decode;
+use crate::redb::wire::Decode;
 
 /// A sealed record's value, in the writer's terms: one that fails its checksum or does not
 /// decode is a damaged store.
