@@ -43,7 +43,9 @@ mod error;
 mod query;
 mod records;
 mod redb;
+mod types;
 
+pub use crate::redb::Store;
 pub use durable::DurableOutbox;
 pub use error::StoreError;
 pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
@@ -51,7 +53,7 @@ pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval, WorkflowSecrets,
 };
-pub use crate::redb::{
+pub use types::{
     AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
-    Replay, Retry, Store,
+    Replay, Retry,
 };

@@ -1,194 +1,46 @@
-//! The store's handle: opening, the jobs it sends to the writer, and its reads (redb's MVCC read
-//! transactions, from any thread).
+//! The redb store: a durable outbox in one [redb](https://www.redb.org) file.
+//!
+//! - this file: the handle ([`Store`]), opening, and its reads (redb's MVCC read transactions,
+//!   from any thread);
+//! - `submit`: its changes, each a job handed to the writer, and the hand-over of attempt
+//!   outcomes written behind (`behind`);
+//! - `writer`: the writer thread, which applies the jobs waiting in one transaction and commits
+//!   once (group commit); `edits` and `registry`: each job's table edits, and the format check
+//!   at opening;
+//! - `outbox`: the dispatcher's side ([`Outbox`](linq_hooks_delivery::Outbox)): each hook's
+//!   queue head, read-ahead, and the record of attempts;
+//! - `query`: the operations API's reads ([`Store::deliveries`], [`Store::event`]);
+//! - `records`, `wire`, `views`: the tables, their records and how their bytes are read.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
-use linq_hooks_delivery::{
-    Attempt, Delivery, DeliveryId, Head, HookId, Outbox, OutboxError, Outcome,
-};
-use linq_hooks_model::{Hook, HookParameters};
-use linq_hooks_signature::Secret;
-use linq_hooks_transport::Bytes;
+use linq_hooks_delivery::{DeliveryId, HookId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use tokio::sync::oneshot;
 
-use crate::redb::behind::{Behind, Outcomes, Waiting};
-use crate::redb::edits::check_format;
-use crate::error::StoreError;
-use crate::query::info_of;
-use crate::records::*;
-use crate::redb::views::{hook_view, workflow_view};
-use crate::redb::wire::{Decode, Encode};
-use crate::redb::writer::{Job, write_loop};
+use crate::{AttemptInfo, DeliveryInfo, DeliveryState, StoreError, StoredHook, StoredWorkflow};
+use behind::Behind;
+use query::info_of;
+use records::*;
+use views::{hook_view, workflow_view};
+use writer::{Job, write_loop};
 
 mod behind;
+mod durable;
 mod edits;
+mod outbox;
+mod query;
+mod records;
 mod registry;
+mod submit;
 mod views;
-pub(crate) mod wire;
+mod wire;
 mod writer;
 
 /// Memory for redb's page cache. A backlog lives on disk: the cache only has to hold each hook's
 /// queue head and the pages being written, not the backlog.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-
-/// An event to store with its deliveries (those of the hooks that fire for it).
-///
-/// ```
-/// let new = linq_hooks_outbox::NewEvent { body: r#"{"event":"new_plan"}"#.into(), deliveries: vec![] };
-/// assert!(new.deliveries.is_empty());
-/// ```
-#[derive(Clone, Debug)]
-pub struct NewEvent {
-    /// The event's JSON, exactly as every delivery will post it.
-    pub body: Bytes,
-    /// One per hook that fires.
-    pub deliveries: Vec<linq_hooks_delivery::NewDelivery>,
-}
-
-/// The idempotency key of an ingest ([`Store::append_once`]): a repeat with the same key
-/// within `window` stores nothing and gets the first answer.
-///
-/// ```
-/// use std::time::Duration;
-/// let key = linq_hooks_outbox::IdempotencyKey {
-///     key: "lab-a\u{0}batch-17".into(),
-///     fingerprint: "sha256-of-the-body".into(),
-///     window: Duration::from_secs(24 * 3600),
-/// };
-/// assert_eq!(key.window.as_secs(), 86_400);
-/// ```
-#[derive(Clone, Debug)]
-pub struct IdempotencyKey {
-    /// The key, as the caller scopes it (say, the workflow and the client's key).
-    pub key: String,
-    /// What identifies the request's content (a digest of its body): the same key with another
-    /// fingerprint is refused.
-    pub fingerprint: String,
-    /// How long the key is remembered.
-    pub window: Duration,
-}
-
-/// What [`Store::append_once`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Appended {
-    /// The events were stored, and the key with them.
-    Stored(Vec<AcceptedEvent>),
-    /// The key was used before, within its window, for the same content: nothing was stored;
-    /// this is what the first ingest stored.
-    Repeated(Vec<AcceptedEvent>),
-    /// The key was used before, within its window, for other content: nothing was stored.
-    KeyReused,
-}
-
-/// What [`Store::append`] stored for one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AcceptedEvent {
-    /// The event's number (`None` when no hook fires: nothing is stored).
-    pub id: Option<u64>,
-    /// The deliveries made for it, in hook order (none when no hook fires).
-    pub deliveries: Vec<AcceptedDelivery>,
-}
-
-/// One delivery [`Store::append`] stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AcceptedDelivery {
-    /// Its number.
-    pub id: DeliveryId,
-    /// Its hook.
-    pub hook: HookId,
-    /// Its `webhook-id`.
-    pub webhook_id: String,
-}
-
-/// What became of a replay request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Replay {
-    /// The failed delivery is pending again, first in its hook's queue; wake that hook.
-    Replayed {
-        /// Its hook.
-        hook: HookId,
-    },
-    /// No such delivery (or it was pruned).
-    NotFound,
-    /// Only failed deliveries can be replayed; this one is in another state.
-    NotFailed(DeliveryState),
-    /// Its hook was removed from its workflow: there is nowhere to send it.
-    HookRemoved {
-        /// The removed hook.
-        hook: HookId,
-    },
-}
-
-/// What became of a retry request ([`Store::retry`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Retry {
-    /// The pending delivery is due now (and so is the head of its hook's queue, which goes
-    /// first): call [`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now)
-    /// for its hook.
-    Now {
-        /// Its hook.
-        hook: HookId,
-        /// The head of the hook's queue, which is attempted first (the delivery itself when
-        /// it is the head).
-        head: Option<DeliveryId>,
-    },
-    /// The failed delivery is pending again, as [`Store::replay`] does; wake its hook.
-    Replayed {
-        /// Its hook.
-        hook: HookId,
-    },
-    /// No such delivery (or it was pruned).
-    NotFound,
-    /// Delivered, cancelled or quarantined: nothing to retry.
-    NotRetriable(DeliveryState),
-    /// A failed delivery whose hook was removed: there is nowhere to send it.
-    HookRemoved {
-        /// The removed hook.
-        hook: HookId,
-    },
-    /// A pending delivery whose hook a 410 Gone disabled: it waits until the hook is enabled.
-    HookDisabled {
-        /// The disabled hook.
-        hook: HookId,
-    },
-}
-
-/// What became of a hook retry ([`Store::retry_hook`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HookRetry {
-    /// The head of its queue (if any) is due now: call
-    /// [`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now).
-    Woken {
-        /// Its pending deliveries.
-        pending: u64,
-        /// The head of its queue, now due.
-        head: Option<DeliveryId>,
-    },
-    /// No such hook (or it was removed).
-    NotFound,
-    /// A 410 Gone disabled it: enable it first.
-    Disabled,
-}
-
-/// What a recovery did ([`Store::recover`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Recovery {
-    /// These failed deliveries are pending again, in id order (none if there were none).
-    Replayed(Vec<DeliveryId>),
-    /// No such hook (or it was removed).
-    NotFound,
-}
 
 /// A durable outbox in one redb file: events, their deliveries and attempts, and the registry
 /// of workflows and their hooks.
@@ -197,9 +49,10 @@ pub enum Recovery {
 ///   committed (fsync). Appends arriving together share one commit (group commit), so
 ///   throughput is not one fsync per event. Registry changes ([`put_workflow`](Store::put_workflow)
 ///   and the rest) are committed durably the same way.
-/// - It implements [`Outbox`] for the [`Dispatcher`](linq_hooks_delivery::Dispatcher): each
-///   hook's oldest pending delivery, and the record of every attempt. A delivery in flight at a
-///   crash is still pending on restart, and is sent again with the same `webhook-id`.
+/// - It implements [`Outbox`](linq_hooks_delivery::Outbox) for the
+///   [`Dispatcher`](linq_hooks_delivery::Dispatcher): each hook's oldest pending delivery, and
+///   the record of every attempt. A delivery in flight at a crash is still pending on restart,
+///   and is sent again with the same `webhook-id`.
 /// - Delivered records are removed by [`prune`](Store::prune); failed and cancelled ones stay.
 ///
 /// Clones share the store.
@@ -264,8 +117,6 @@ impl Drop for Inner {
     }
 }
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
 impl Store {
     /// Opens (or creates) the store at `path`.
     ///
@@ -294,13 +145,13 @@ impl Store {
             let txn = db
                 .begin_write()
                 .map_err(|e| StoreError::storage(context(), e))?;
-            check_format(&txn).map_err(|e| match e {
-                crate::redb::edits::Opened::Storage(e) => StoreError::storage(context(), e),
-                crate::redb::edits::Opened::Refused(e) => e,
+            edits::check_format(&txn).map_err(|e| match e {
+                edits::Opened::Storage(e) => StoreError::storage(context(), e),
+                edits::Opened::Refused(e) => e,
             })?;
             // A queue entry damaged on disk must not strand its delivery nor send it to
             // another hook: checked before any worker reads a queue.
-            crate::redb::edits::check_queues(&txn).map_err(|e| StoreError::storage(context(), e))?;
+            edits::check_queues(&txn).map_err(|e| StoreError::storage(context(), e))?;
             txn.commit()
                 .map_err(|e| StoreError::storage(context(), e))?;
             Ok(db)
@@ -366,160 +217,6 @@ impl Store {
             Some(reason) => Err(reason.clone()),
             None => Ok(()),
         }
-    }
-
-    /// Stores events and their deliveries; returns once they are durably committed. Every
-    /// delivery's hook must be a hook of the registry (the caller matched the event against
-    /// it); a delivery for a hook that was removed meanwhile is stored as cancelled.
-    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AcceptedEvent>, StoreError> {
-        self.submit(|reply| Job::Append(events, reply)).await
-    }
-
-    /// Like [`append`](Store::append), once per idempotency key: the key is stored in the same
-    /// commit as the events, so a repeat (a client retrying a request whose answer it lost)
-    /// stores nothing and gets the first answer, even after a crash.
-    pub async fn append_once(
-        &self,
-        key: IdempotencyKey,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(|reply| Job::AppendOnce(Box::new(key), events, reply))
-            .await
-    }
-
-    /// Makes a failed delivery pending again (same `webhook-id`, a fresh retry schedule). It goes
-    /// to its hook's current URL and headers.
-    pub async fn replay(&self, id: DeliveryId) -> Result<Replay, StoreError> {
-        self.submit(|reply| Job::Replay(id, reply)).await
-    }
-
-    /// Retries delivery `id` now. A pending one is made due now, keeping the attempts of its
-    /// round (so a failure goes on with its retry schedule); since a hook's deliveries go in
-    /// order, the head of its hook's queue is made due now too, and goes first. A failed one
-    /// is replayed ([`replay`](Store::replay)). Then tell the dispatcher
-    /// ([`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now) for
-    /// [`Retry::Now`], `wake` for [`Retry::Replayed`]).
-    pub async fn retry(&self, id: DeliveryId) -> Result<Retry, StoreError> {
-        self.submit(|reply| Job::Retry(id, reply)).await
-    }
-
-    /// Makes the head of `hook`'s queue due now, keeping the attempts of its round; then call
-    /// [`Dispatcher::retry_now`](linq_hooks_delivery::Dispatcher::retry_now).
-    pub async fn retry_hook(&self, hook: HookId) -> Result<HookRetry, StoreError> {
-        self.submit(|reply| Job::RetryHook(hook, reply)).await
-    }
-
-    /// Replays every failed delivery of `hook` created at `since` or later, in id order, in
-    /// one transaction: each is pending again with its own `webhook-id` and a fresh retry
-    /// schedule. A hook's queue is in id order, so each takes its place among the deliveries
-    /// already pending by id: behind older ones, ahead of newer ones (the hook's deliveries
-    /// still go in the order they were created). Walks only the hook's failed deliveries (an
-    /// index by hook and state). Then wake the hook.
-    pub async fn recover(&self, hook: HookId, since: SystemTime) -> Result<Recovery, StoreError> {
-        let since = millis(since);
-        self.submit(|reply| Job::Recover(hook, since, reply)).await
-    }
-
-    /// Enables a hook disabled by a 410; `Some(false)` if it was not disabled, `None` if there is
-    /// no such hook. Its pending deliveries resume: wake the hook.
-    pub async fn enable(&self, hook: HookId) -> Result<Option<bool>, StoreError> {
-        self.submit(|reply| Job::Enable(hook, reply)).await
-    }
-
-    /// Removes delivered records (and their attempts, and event bodies no delivery needs)
-    /// delivered before `before`. Returns how many deliveries it removed.
-    pub async fn prune(&self, before: SystemTime) -> Result<usize, StoreError> {
-        let cutoff = millis(before);
-        self.submit(|reply| Job::Prune(cutoff, reply)).await
-    }
-
-    /// Creates or replaces workflow `id` with `hooks`, durably, in one transaction.
-    ///
-    /// A hook of the new list that [fires like](Hook::fires_like) a hook of the old one (among
-    /// several alike, in order) *is* that hook: it keeps its id, its queue, its state and its
-    /// history, and takes the new parameters, so its pending deliveries go to the new URL and
-    /// headers from their next attempt on. Hooks of the old list left unpaired are removed:
-    /// their pending deliveries become [`Cancelled`](DeliveryState::Cancelled), with the reason.
-    /// `secret` becomes the workflow's secret when it is created, and is unused otherwise.
-    pub async fn put_workflow(
-        &self,
-        id: impl Into<String>,
-        hooks: Vec<Hook>,
-        secret: Secret,
-    ) -> Result<WorkflowChange, StoreError> {
-        let id = id.into();
-        self.submit(|reply| Job::PutWorkflow(id, hooks, secret, reply))
-            .await
-    }
-
-    /// Removes workflow `id` and all its hooks (their pending deliveries are cancelled); `None`
-    /// if there is no such workflow.
-    pub async fn delete_workflow(
-        &self,
-        id: impl Into<String>,
-    ) -> Result<Option<WorkflowRemoval>, StoreError> {
-        let id = id.into();
-        self.submit(|reply| Job::DeleteWorkflow(id, reply)).await
-    }
-
-    /// Changes where a hook posts: its pending deliveries go to the new URL and headers from
-    /// their next attempt on. `None` if there is no such hook (or it was removed).
-    pub async fn set_parameters(
-        &self,
-        hook: HookId,
-        parameters: HookParameters,
-    ) -> Result<Option<StoredHook>, StoreError> {
-        self.submit(|reply| Job::SetParameters(hook, parameters, reply))
-            .await
-    }
-
-    /// Makes `secret` the workflow's secret; the one before keeps signing for `grace` (as do
-    /// earlier ones still in their own grace period), so that receivers can switch over. A zero
-    /// `grace` replaces the secret outright. `None` if there is no such workflow.
-    pub async fn rotate_secret(
-        &self,
-        workflow: impl Into<String>,
-        secret: Secret,
-        grace: Duration,
-    ) -> Result<Option<StoredWorkflow>, StoreError> {
-        let workflow = workflow.into();
-        self.submit(|reply| Job::RotateSecret(workflow, secret, grace, reply))
-            .await
-    }
-
-    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(job(reply))?;
-        answer.await.map_err(|_| StoreError::closed())?
-    }
-
-    /// Hands `job` to the writer.
-    fn send(&self, job: Job) -> Result<(), StoreError> {
-        match &*self.inner.jobs.lock().expect("not poisoned") {
-            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
-            _ => Err(StoreError::closed()),
-        }
-    }
-
-    /// Hands an attempt's outcomes to the writer without waiting for the commit (once there
-    /// is room: see [`MAX_BEHIND`](crate::redb::behind::MAX_BEHIND)).
-    async fn hand_over(&self, outcomes: Outcomes) -> Result<Waiting, StoreError> {
-        let room = self.inner.behind.room().await;
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::Record(outcomes.clone(), room, reply))?;
-        Ok(Waiting::new(outcomes, answer))
-    }
-
-    /// Waits until the outcomes recorded for `hook` are committed. One whose commit failed is
-    /// handed over again, first in the hook's line, and its error returned: it is not forgotten.
-    async fn settle(&self, hook: HookId) -> Result<(), StoreError> {
-        let Err((outcomes, e)) = self.inner.behind.settle(hook).await else {
-            return Ok(());
-        };
-        if let Ok(waiting) = self.hand_over(outcomes).await {
-            self.inner.behind.push_front(hook, waiting);
-        }
-        Err(e)
     }
 
     /// Every workflow with its hooks, ordered by id (what a service loads at start).
@@ -717,140 +414,7 @@ impl Store {
             Ok(n)
         })
     }
-
-    /// The head of `hook`'s queue as the store holds it, or the first delivery of the queue
-    /// that cannot be read (to be quarantined).
-    fn head_now(&self, hook: HookId) -> Result<HeadRead, StoreError> {
-        self.read("read a hook's queue", |txn| {
-            if is_disabled(txn, hook)? {
-                return Ok(HeadRead::Head(Head::Disabled));
-            }
-            let pending = txn.open_table(PENDING)?;
-            let Some(first) = pending.range((hook, 0)..=(hook, u64::MAX))?.next() else {
-                return Ok(HeadRead::Head(Head::Empty));
-            };
-            let id = first?.0.value().1;
-            Ok(match read_queued(txn, hook, id)? {
-                Ok(delivery) => HeadRead::Head(Head::Ready(delivery)),
-                Err(reason) => HeadRead::Damaged { id, reason },
-            })
-        })
-    }
-
-    /// Up to `limit` pending deliveries of `hook` after `after`, in queue order, up to the
-    /// first that cannot be read; `None` when the hook is disabled or that is the first.
-    fn read_after(
-        &self,
-        hook: HookId,
-        after: DeliveryId,
-        limit: usize,
-    ) -> Result<Option<Vec<Delivery>>, StoreError> {
-        self.read("read a hook's queue", |txn| {
-            if is_disabled(txn, hook)? {
-                return Ok(None);
-            }
-            let pending = txn.open_table(PENDING)?;
-            let mut deliveries = Vec::new();
-            let Some(from) = after.checked_add(1) else {
-                return Ok(Some(deliveries));
-            };
-            let mut bytes = 0;
-            for entry in pending.range((hook, from)..=(hook, u64::MAX))?.take(limit) {
-                match read_queued(txn, hook, entry?.0.value().1)? {
-                    Ok(delivery) => {
-                        bytes += delivery.body.len();
-                        deliveries.push(delivery);
-                    }
-                    Err(_) if deliveries.is_empty() => return Ok(None),
-                    Err(_) => break,
-                }
-                if bytes >= READ_AHEAD_BYTES {
-                    break;
-                }
-            }
-            Ok(Some(deliveries))
-        })
-    }
 }
-
-/// Whether `hook` is disabled (it answered 410 Gone).
-fn is_disabled(txn: &redb::ReadTransaction, hook: HookId) -> Result<bool, ReadError> {
-    Ok(match txn.open_table(HOOKS)?.get(hook)? {
-        Some(value) => decode::<HookRecord>(value.value())?.disabled_ms.is_some(),
-        None => false,
-    })
-}
-
-/// Pending delivery `id` of `hook`'s queue, ready to send, or why it cannot be sent (its record
-/// or its event's body is damaged or missing, or its record says otherwise than its queue
-/// entry).
-fn read_queued(
-    txn: &redb::ReadTransaction,
-    hook: HookId,
-    id: DeliveryId,
-) -> Result<Result<Delivery, String>, ReadError> {
-    let record: DeliveryRecord = match txn.open_table(DELIVERIES)?.get(id)? {
-        Some(value) => match decode(value.value()) {
-            Ok(record) => record,
-            Err(ReadError::Corrupt(reason)) => {
-                return Ok(Err(format!("its record cannot be read: {reason}")));
-            }
-            Err(e) => return Err(e),
-        },
-        None => return Ok(Err("it has no record".into())),
-    };
-    if record.hook != hook || record.state != DeliveryState::Pending {
-        return Ok(Err(format!(
-            "its queue entry does not match its record ({}, hook {})",
-            record.state.as_str(),
-            record.hook
-        )));
-    }
-    let body = match txn.open_table(EVENT_BODIES)?.get(record.event)? {
-        Some(value) => match unseal(value.value()) {
-            Ok(body) => Bytes::copy_from_slice(body),
-            Err(reason) => {
-                return Ok(Err(format!(
-                    "the body of event {} cannot be read: {reason}",
-                    record.event
-                )));
-            }
-        },
-        None => {
-            return Ok(Err(format!(
-                "the body of event {} is missing",
-                record.event
-            )));
-        }
-    };
-    Ok(Ok(Delivery {
-        id,
-        hook,
-        webhook_id: record.webhook_id,
-        body,
-        attempts: record.round_attempts,
-        next_attempt_at: record.next_attempt_ms.map(from_millis),
-    }))
-}
-
-/// The most body bytes one read-ahead ([`Outbox::after`]) holds, beyond its first delivery:
-/// with thousands of hooks each holding what it read while it waits for capacity, a count
-/// alone would let large bodies add up.
-const READ_AHEAD_BYTES: usize = 256 * 1024;
-
-/// What [`Store::head_now`] found.
-enum HeadRead {
-    Head(Head),
-    /// The first pending delivery cannot be read (nor sent).
-    Damaged {
-        id: DeliveryId,
-        reason: String,
-    },
-}
-
-/// The most deliveries one `head` call quarantines before it gives up: a queue of damaged
-/// records is a damaged store, reported as an error (and the hook's worker backs off).
-const MAX_QUARANTINE_PER_HEAD: usize = 1000;
 
 /// Runs `f`, turning a panic (redb's, on a file damaged in a way it assumes cannot happen)
 /// into an error that says the store is damaged. redb's structures are only read by the
@@ -894,109 +458,4 @@ fn read_workflow(
         txn.open_table(PENDING_COUNTS)?,
     );
     Ok(workflow_view(&defs, &states, &counts, id, record)?)
-}
-
-#[async_trait::async_trait]
-impl Outbox for Store {
-    /// The head of `hook`'s queue. A delivery whose record or body is damaged (fails its
-    /// checksum, or is missing) is quarantined first, and the next one is the head: a damaged
-    /// record is never sent, and it does not stop its hook.
-    async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
-        // The head as the hook's worker left it: its last outcomes committed.
-        self.settle(hook).await.map_err(OutboxError::new)?;
-        for _ in 0..MAX_QUARANTINE_PER_HEAD {
-            match self.head_now(hook).map_err(OutboxError::new)? {
-                HeadRead::Head(head) => return Ok(head),
-                HeadRead::Damaged { id, reason } => {
-                    tracing::warn!(
-                        hook = %format_args!("hook_{hook}"),
-                        delivery = id,
-                        reason = reason.to_string().as_str(),
-                        "a delivery cannot be read; quarantining it"
-                    );
-                    let reason = format!("quarantined: {reason}");
-                    let done = self
-                        .submit(|reply| Job::Quarantine(hook, id, reason, reply))
-                        .await
-                        .map_err(OutboxError::new)?;
-                    if !done {
-                        // Not pending any more (replayed or cancelled meanwhile): read again.
-                        continue;
-                    }
-                }
-            }
-        }
-        Err(OutboxError::new(StoreError::damaged(
-            "cannot read a hook's queue",
-            format!(
-                "over {MAX_QUARANTINE_PER_HEAD} damaged deliveries in a row: the store file is \
-                 badly damaged"
-            ),
-        )))
-    }
-
-    /// Up to `limit` pending deliveries of `hook` after delivery `after`, read in one
-    /// transaction (fewer once their bodies pass [`READ_AHEAD_BYTES`]); `None` when the hook is
-    /// disabled, the first of them cannot be read (the head quarantines it), or an outcome of
-    /// the hook was refused by the writer (the head hands it over again, and while the store
-    /// cannot write, the hook stops). Outcomes written behind need not be committed
-    /// otherwise: they concern deliveries up to `after`.
-    async fn after(
-        &self,
-        hook: HookId,
-        after: DeliveryId,
-        limit: usize,
-    ) -> Result<Option<Vec<Delivery>>, OutboxError> {
-        if self.inner.behind.refused(hook) {
-            return Ok(None);
-        }
-        self.read_after(hook, after, limit)
-            .map_err(OutboxError::new)
-    }
-
-    /// Hands the outcome to the writer and returns without waiting for its commit: many
-    /// outcomes share one commit, and the hook's next delivery goes meanwhile. The hook's next
-    /// [`head`](Outbox::head) waits for the commit; a crash before it only sends the delivery
-    /// again, with the same `webhook-id`. Waits while the writer has
-    /// [`MAX_BEHIND`](crate::redb::behind::MAX_BEHIND) outcomes to commit.
-    async fn record(
-        &self,
-        delivery: &Delivery,
-        attempt: Attempt,
-        outcome: Outcome,
-    ) -> Result<(), OutboxError> {
-        let waiting = self
-            .hand_over(Box::new((delivery.clone(), attempt, outcome)))
-            .await
-            .map_err(OutboxError::new)?;
-        self.inner.behind.push(delivery.hook, waiting);
-        Ok(())
-    }
-
-    async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
-        self.settle(hook).await.map_err(OutboxError::new)
-    }
-}
-
-/// A read's failure: redb's, or a record that does not decode.
-pub(crate) enum ReadError {
-    Storage(redb::Error),
-    Corrupt(String),
-}
-
-impl<E: Into<redb::Error>> From<E> for ReadError {
-    fn from(e: E) -> ReadError {
-        ReadError::Storage(e.into())
-    }
-}
-
-/// A sealed record's value: its checksum checked, then its bytes read (`wire`).
-pub(crate) fn decode<T: Decode>(bytes: &[u8]) -> Result<T, ReadError> {
-    T::decode(unseal(bytes).map_err(ReadError::Corrupt)?)
-        .map_err(|e| ReadError::Corrupt(format!("a record does not decode: {e}")))
-}
-
-/// A record as stored: its bytes (`wire`), sealed with its checksum.
-pub(crate) fn encode<T: Encode>(value: &T) -> Vec<u8> {
-    seal(&value.encode())
 }
