@@ -38,18 +38,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod behind;
 mod durable;
-mod edits;
 mod error;
 mod query;
 mod records;
-mod registry;
-mod store;
-mod views;
-mod wire;
-mod writer;
+mod redb;
+mod types;
 
+pub use crate::redb::Store;
 pub use durable::DurableOutbox;
 pub use error::StoreError;
 pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
@@ -57,7 +53,7 @@ pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval, WorkflowSecrets,
 };
-pub use store::{
+pub use types::{
     AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
-    Replay, Retry, Store,
+    Replay, Retry,
 };
