@@ -42,6 +42,8 @@ mod behind;
 mod durable;
 mod edits;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod records;
 mod registry;
@@ -52,6 +54,8 @@ mod writer;
 
 pub use durable::DurableOutbox;
 pub use error::StoreError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
 pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
