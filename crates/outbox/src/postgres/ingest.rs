@@ -157,7 +157,7 @@ struct DeliveryColumns<'a> {
 async fn next_ids(txn: &Transaction<'_>, sequence: &str, n: usize) -> Result<Vec<i64>, Fail> {
     let rows = query(
         txn,
-        "SELECT nextval($1::regclass) AS id FROM generate_series(1, $2) ORDER BY id",
+        "SELECT nextval($1::text::regclass) AS id FROM generate_series(1, $2::bigint) ORDER BY id",
         &[&sequence, &limit_of(n)],
     )
     .await?;
@@ -169,23 +169,21 @@ async fn next_ids(txn: &Transaction<'_>, sequence: &str, n: usize) -> Result<Vec
 type Remembered = Vec<(Option<u64>, Vec<(u64, u64, String)>)>;
 
 /// [`append`], once per idempotency key: the key is stored in the same transaction. Concurrent
-/// ingests with the same key wait for each other (an advisory lock on the key's hash).
+/// ingests with the same key wait for each other (an advisory lock on the key's CRC-32, in a
+/// space of its own: the other locks' keys are above 2^32).
 pub(crate) async fn append_once(
     txn: &Transaction<'_>,
     key: &IdempotencyKey,
     events: &[NewEvent],
     now: i64,
 ) -> Result<Appended, Fail> {
-    execute(
-        txn,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&key.key],
-    )
-    .await?;
+    let bytes = key.key.as_bytes();
+    let lock = i64::from(crc32fast::hash(bytes));
+    execute(txn, "SELECT pg_advisory_xact_lock($1)", &[&lock]).await?;
     let known = query_opt(
         txn,
         "SELECT fingerprint, accepted FROM idempotency_keys WHERE key = $1 AND expires_ms > $2",
-        &[&key.key, &now],
+        &[&bytes, &now],
     )
     .await?;
     if let Some(row) = known {
@@ -231,7 +229,7 @@ pub(crate) async fn append_once(
         "INSERT INTO idempotency_keys (key, fingerprint, expires_ms, accepted) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE \
          SET fingerprint = $2, expires_ms = $3, accepted = $4",
-        &[&key.key, &key.fingerprint, &expires, &remembered],
+        &[&bytes, &key.fingerprint, &expires, &remembered],
     )
     .await?;
     Ok(Appended::Stored(accepted))

@@ -82,10 +82,11 @@ CREATE TABLE attempts (
     PRIMARY KEY (delivery, number)
 );
 
--- Ingest idempotency keys: what the first ingest stored (JSON: per event, its id and its
+-- Ingest idempotency keys (bytes: a key may hold NUL, as `workflow NUL key` does): what the
+-- first ingest stored (JSON: per event, its id and its
 -- deliveries as [id, hook, webhook-id]), until expires_ms.
 CREATE TABLE idempotency_keys (
-    key text PRIMARY KEY,
+    key bytea PRIMARY KEY,
     fingerprint text NOT NULL,
     expires_ms bigint NOT NULL,
     accepted text NOT NULL
