@@ -404,6 +404,26 @@ async fn head_and_record_follow_every_outcome() {
 }
 
 #[tokio::test]
+async fn an_attempt_in_flight_when_its_hook_is_removed_goes_on_record_and_the_state_stays() {
+    let Some(store) = store().await else { return };
+    let hook = register(&store, "lab", 1).await[0];
+    store.append(vec![event(&[hook], "1")]).await.unwrap();
+    let delivery = head(&store, hook).await;
+    store
+        .put_workflow("lab".into(), distinct_hooks(0), secret())
+        .await
+        .unwrap();
+    store
+        .record(&delivery, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let (info, attempts) = store.get(delivery.id).await.unwrap().unwrap();
+    assert_eq!(info.state, DeliveryState::Cancelled);
+    assert_eq!((info.attempts, info.last_status), (1, Some(200)));
+    assert_eq!(attempts.len(), 1);
+}
+
+#[tokio::test]
 async fn replay_retry_and_recover() {
     let Some(store) = store().await else { return };
     let hook = register(&store, "lab", 1).await[0];

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::Transaction;
 use linq_hooks_delivery::{
     Attempt, AttemptResult, Delivery, DeliveryId, Head, HookId, HookWaker, Outbox, OutboxError,
     Outcome,
@@ -133,42 +132,101 @@ async fn quarantine(store: &PgStore, id: i64, reason: &str) -> Result<bool, Stor
     })
 }
 
-/// Records an attempt and its outcome, fenced by `hook`'s lease: `false` (nothing written) if
-/// this process no longer holds it. The same changes as the redb store's `record_many`.
-async fn record_attempt(
-    txn: &Transaction<'_>,
+/// What an outcome does to a pending delivery and its hook.
+struct Change<'a> {
+    state: i16,
+    next_attempt: Option<i64>,
+    finished: Option<i64>,
+    failure: Option<&'a str>,
+    /// The delivery starts a new round (its attempts for the retry policy start again).
+    new_round: bool,
+    /// The hook succeeded: its consecutive failures start again.
+    success: bool,
+    /// The hook is disabled (by a 410) at this time.
+    disabled: Option<i64>,
+}
+
+impl Change<'_> {
+    /// The same changes as the redb store's `record_many`.
+    fn of(outcome: &Outcome, now: i64) -> Change<'_> {
+        let mut change = Change {
+            state: 0,
+            next_attempt: None,
+            finished: None,
+            failure: None,
+            new_round: false,
+            success: false,
+            disabled: None,
+        };
+        match outcome {
+            Outcome::Delivered => {
+                change.state = 1;
+                change.finished = Some(now);
+                change.success = true;
+            }
+            Outcome::Retry { at } => change.next_attempt = Some(millis(*at)),
+            Outcome::Failed { reason } => {
+                change.state = 2;
+                change.finished = Some(now);
+                change.failure = Some(reason);
+            }
+            // The delivery waits with the hook; enabling starts it on a fresh schedule.
+            Outcome::HookGone => {
+                change.new_round = true;
+                change.disabled = Some(now);
+            }
+        }
+        change
+    }
+}
+
+/// Records an attempt and its outcome in one statement (one round trip, its own
+/// transaction), fenced by `hook`'s lease: nothing is written unless this process holds it,
+/// and the lease row is locked `FOR SHARE` until the commit, so a process taking the hook over
+/// waits for it. The attempt always goes on record; the delivery's state changes only if it is
+/// still pending (one cancelled while the attempt was in flight keeps its state).
+///
+/// The commit does not wait for the WAL to reach the disk (`synchronous_commit` off for this
+/// transaction only), as the redb store writes outcomes behind: a crash of the database may
+/// lose the last outcomes (at most the WAL writer's delay, 200 ms by default), whose deliveries
+/// are then sent again with the same `webhook-id`. Ingests and registry changes wait for it.
+const RECORD: &str = "\
+WITH fence AS (
+    SELECT hook FROM leases WHERE hook = $1 AND owner = $2 FOR SHARE
+), cur AS (
+    SELECT d.id, d.state, d.attempts FROM deliveries d, fence WHERE d.id = $3 FOR UPDATE OF d
+), attempt AS (
+    INSERT INTO attempts (delivery, number, at_ms, latency_us, status, error, response_body,
+        response_body_truncated)
+    SELECT id, attempts + 1, $4, $5, $6, $7, $8, $9 FROM cur
+), hook AS (
+    UPDATE hooks SET last_attempt_ms = $4, last_status = $6,
+        consecutive_failures = CASE WHEN $10 THEN 0 ELSE consecutive_failures + 1 END,
+        disabled_ms = COALESCE($11, disabled_ms)
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM cur WHERE state = 0)
+), delivery AS (
+    UPDATE deliveries d SET attempts = cur.attempts + 1, last_attempt_ms = $4, last_status = $6,
+        state = CASE WHEN cur.state = 0 THEN $12 ELSE cur.state END,
+        next_attempt_ms = CASE WHEN cur.state = 0 THEN $13 ELSE d.next_attempt_ms END,
+        finished_ms = CASE WHEN cur.state = 0 THEN $14 ELSE d.finished_ms END,
+        failure = CASE WHEN cur.state = 0 THEN COALESCE($15, d.failure) ELSE d.failure END,
+        round_attempts = CASE WHEN cur.state <> 0 THEN d.round_attempts
+            WHEN $16 THEN 0 ELSE d.round_attempts + 1 END
+    FROM cur WHERE d.id = cur.id
+)
+SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM cur),
+    set_config('synchronous_commit', 'off', true)";
+
+/// Records an attempt (see [`RECORD`]): `Ok(false)` if this process no longer holds the
+/// hook's lease (nothing written).
+async fn record_attempt<C: deadpool_postgres::GenericClient>(
+    client: &C,
     owner: uuid::Uuid,
     delivery: &Delivery,
     attempt: &Attempt,
     outcome: &Outcome,
     now: i64,
 ) -> Result<bool, Fail> {
-    let hook = sql_id(delivery.hook);
-    // FOR SHARE: a process taking the lease over waits until this is committed.
-    let held = query_opt(
-        txn,
-        "SELECT 1 FROM leases WHERE hook = $1 AND owner = $2 FOR SHARE",
-        &[&hook, &owner],
-    )
-    .await?;
-    if held.is_none() {
-        return Ok(false);
-    }
-    let id = sql_id(delivery.id);
-    let Some(row) = query_opt(
-        txn,
-        "SELECT state, attempts FROM deliveries WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await?
-    else {
-        tracing::warn!(
-            delivery = delivery.id,
-            "an attempt was recorded for a delivery that is gone"
-        );
-        return Ok(true);
-    };
-    let (state, attempts): (i16, i32) = (row.get(0), row.get(1));
     let (status, error) = match &attempt.result {
         // A status with a note (its body broke off): both are kept.
         AttemptResult::Status(status) => (Some(i32::from(*status)), attempt.note.clone()),
@@ -176,73 +234,38 @@ async fn record_attempt(
     };
     let at = millis(attempt.at);
     let latency = i64::try_from(attempt.latency.as_micros()).unwrap_or(i64::MAX);
-    execute(
-        txn,
-        "INSERT INTO attempts (delivery, number, at_ms, latency_us, status, error, \
-             response_body, response_body_truncated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    let change = Change::of(outcome, now);
+    let rows = query(
+        client,
+        RECORD,
         &[
-            &id,
-            &(attempts + 1),
+            &sql_id(delivery.hook),
+            &owner,
+            &sql_id(delivery.id),
             &at,
             &latency,
             &status,
             &error,
             &attempt.response_body,
             &attempt.response_body_truncated,
+            &change.success,
+            &change.disabled,
+            &change.state,
+            &change.next_attempt,
+            &change.finished,
+            &change.failure,
+            &change.new_round,
         ],
     )
     .await?;
-    if state != 0 {
-        // Cancelled while the attempt was in flight (its hook was removed): the attempt goes
-        // on record, the state stays.
-        execute(
-            txn,
-            "UPDATE deliveries SET attempts = attempts + 1, last_attempt_ms = $2, \
-                 last_status = $3 WHERE id = $1",
-            &[&id, &at, &status],
-        )
-        .await?;
-        return Ok(true);
+    let (held, found): (i64, i64) = (rows[0].get(0), rows[0].get(1));
+    if held > 0 && found == 0 {
+        tracing::warn!(
+            delivery = delivery.id,
+            "an attempt was recorded for a delivery that is gone"
+        );
     }
-    // (state, next attempt, finished, failure, new round, hook succeeded, hook disabled)
-    let (state, next, finished, failure, new_round, success, disabled): (
-        i16,
-        Option<i64>,
-        Option<i64>,
-        Option<&str>,
-        bool,
-        bool,
-        Option<i64>,
-    ) = match outcome {
-        Outcome::Delivered => (1, None, Some(now), None, false, true, None),
-        Outcome::Retry { at } => (0, Some(millis(*at)), None, None, false, false, None),
-        Outcome::Failed { reason } => (2, None, Some(now), Some(reason), false, false, None),
-        // The delivery waits with the hook; enabling starts it on a fresh schedule.
-        Outcome::HookGone => (0, None, None, None, true, false, Some(now)),
-    };
-    execute(
-        txn,
-        "UPDATE deliveries SET attempts = attempts + 1, last_attempt_ms = $2, last_status = $3, \
-             state = $4, next_attempt_ms = $5, finished_ms = $6, \
-             failure = COALESCE($7, failure), \
-             round_attempts = CASE WHEN $8 THEN 0 ELSE round_attempts + 1 END \
-         WHERE id = $1",
-        &[
-            &id, &at, &status, &state, &next, &finished, &failure, &new_round,
-        ],
-    )
-    .await?;
-    execute(
-        txn,
-        "UPDATE hooks SET last_attempt_ms = $2, last_status = $3, \
-             consecutive_failures = CASE WHEN $4 THEN 0 ELSE consecutive_failures + 1 END, \
-             disabled_ms = COALESCE($5, disabled_ms) \
-         WHERE id = $1",
-        &[&hook, &at, &status, &success, &disabled],
-    )
-    .await?;
-    Ok(true)
+    Ok(held > 0)
 }
 
 #[async_trait::async_trait]
@@ -331,8 +354,8 @@ impl Outbox for PgStore {
         .map_err(OutboxError::new)
     }
 
-    /// Records the attempt and its outcome in one transaction, before returning, fenced by the
-    /// hook's lease: if another process has taken the hook over meanwhile, the outcome is
+    /// Records the attempt and its outcome before returning, in one statement fenced by the
+    /// hook's lease (see `RECORD` in the source: its commit does not wait for the disk): if another process has taken the hook over meanwhile, the outcome is
     /// dropped (with a warning) and the new owner sends the delivery again, with the same
     /// `webhook-id`.
     async fn record(
@@ -343,8 +366,8 @@ impl Outbox for PgStore {
     ) -> Result<(), OutboxError> {
         let owner = self.cluster().owner();
         let now = now_ms();
-        let recorded = in_txn!(self, "record an attempt", |txn| record_attempt(
-            &txn, owner, delivery, &attempt, &outcome, now
+        let recorded = on_client!(self, "record an attempt", |client| record_attempt(
+            client, owner, delivery, &attempt, &outcome, now
         ));
         self.cluster().sent(delivery.hook);
         match recorded {
