@@ -813,6 +813,36 @@ fn as_postgres(command: &str) -> std::process::Output {
 
 impl OwnServer {
     fn start() -> Option<OwnServer> {
+        OwnServer::start_with(None)
+    }
+
+    /// A server that takes TLS connections only (`hostssl`), with a certificate for
+    /// `127.0.0.1` signed by a CA of the test's own; the CA's PEM is in `ca.pem`.
+    fn start_tls() -> Option<OwnServer> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "linq-hooks test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        OwnServer::start_with(Some((
+            ca_cert.pem(),
+            leaf_cert.pem(),
+            leaf_key.serialize_pem(),
+        )))
+    }
+
+    fn ca_path(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `tls`: the CA's, the server's certificate and the server's key, PEM.
+    fn start_with(tls: Option<(String, String, String)>) -> Option<OwnServer> {
         if !std::path::Path::new(PG_BIN).join("initdb").exists() {
             eprintln!("SKIPPED: the lost-connection test needs {PG_BIN}/initdb");
             return None;
@@ -832,6 +862,32 @@ impl OwnServer {
             dir.join("data").display()
         ));
         assert!(out.status.success(), "initdb: {out:?}");
+        let data = dir.join("data");
+        if let Some((ca, cert, key)) = tls {
+            std::fs::write(dir.join("ca.pem"), ca).unwrap();
+            std::fs::write(data.join("server.crt"), cert).unwrap();
+            std::fs::write(data.join("server.key"), key).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            std::fs::write(
+                data.join("postgresql.auto.conf"),
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )
+            .unwrap();
+            let out = std::process::Command::new("chown")
+                .args(["-R", "postgres", data.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "chown: {out:?}");
+            let out = std::process::Command::new("chmod")
+                .args(["600", data.join("server.key").to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "chmod: {out:?}");
+        }
         let server = OwnServer { dir, port };
         server.run();
         Some(server)
@@ -915,4 +971,44 @@ async fn a_lost_database_is_an_error_and_the_store_works_again_once_it_is_back()
         format!("msg_before_{hook}")
     );
     assert_eq!(store.pending().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn tls_when_the_url_asks_verified_against_its_ca() {
+    if std::env::var("LINQ_HOOKS_TEST_POSTGRES").is_err() {
+        eprintln!("SKIPPED: PostgreSQL tests: LINQ_HOOKS_TEST_POSTGRES is not set");
+        return;
+    }
+    let Some(server) = OwnServer::start_tls() else {
+        return;
+    };
+    let ca = server.ca_path();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        server.url(),
+        ca.display()
+    );
+    let store = PgStore::connect(PgOptions::new(&url).unwrap())
+        .await
+        .unwrap();
+    register(&store, "lab", 1).await;
+    assert_eq!(store.workflows().await.unwrap().len(), 1);
+    store.close().await;
+
+    // The server takes TLS only: without it, refused.
+    let plain = PgStore::connect(PgOptions::new(&server.url()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(plain.is_storage(), "{plain:?}");
+    // With TLS but the platform's roots, which do not know the test's CA: refused.
+    let unknown =
+        PgStore::connect(PgOptions::new(&format!("{}?sslmode=require", server.url())).unwrap())
+            .await
+            .unwrap_err();
+    assert!(unknown.is_storage());
+    let chain = format!("{unknown:?}");
+    assert!(
+        chain.contains("UnknownIssuer") || chain.contains("no root certificates"),
+        "{chain}"
+    );
 }

@@ -56,8 +56,9 @@ const MAX_PAYLOAD: usize = 7900;
 /// The URL is libpq's (`postgres://user:password@host:port/database?param=value`); the
 /// parameters tokio-postgres reads apply (`connect_timeout`, `application_name`, `options`,
 /// `sslmode`, …). `sslmode=require` (or `verify-ca`, `verify-full`) connects with TLS through
-/// rustls, the server's certificate verified against the platform's roots (so `require`
-/// verifies too, unlike libpq's); any other `sslmode` (or none) connects without TLS.
+/// rustls, the server's certificate verified against the platform's roots, or against the CA
+/// certificates (PEM) of the file `sslrootcert=<path>` names (so `require` verifies too,
+/// unlike libpq's); any other `sslmode` (or none) connects without TLS.
 ///
 /// ```
 /// use std::time::Duration;
@@ -76,6 +77,9 @@ pub struct PgOptions {
     url: String,
     config: tokio_postgres::Config,
     tls: bool,
+    /// `sslrootcert`: the CA certificates (PEM) to verify the server with, instead of the
+    /// platform's roots.
+    root_cert: Option<std::path::PathBuf>,
     lease: Duration,
     max_connections: usize,
 }
@@ -85,6 +89,7 @@ impl std::fmt::Debug for PgOptions {
         f.debug_struct("PgOptions")
             .field("location", &self.location())
             .field("tls", &self.tls)
+            .field("root_cert", &self.root_cert)
             .field("lease", &self.lease)
             .field("max_connections", &self.max_connections)
             .finish()
@@ -110,9 +115,13 @@ impl PgOptions {
                  (or postgresql://…)",
             ));
         }
-        // tokio-postgres knows `disable`, `prefer` and `require`; libpq's verifying modes are
-        // what rustls does anyway.
-        let (parsed, verify) = strip_verify_modes(url);
+        // tokio-postgres knows `disable`, `prefer` and `require`, and not `sslrootcert`;
+        // libpq's verifying modes are what rustls does anyway.
+        let TlsParams {
+            url: parsed,
+            verify,
+            root_cert,
+        } = tls_params(url);
         let config: tokio_postgres::Config = parsed.parse().map_err(|e| {
             StoreError::database(format!("cannot read the store URL `{}`", redact(url)), e)
         })?;
@@ -121,6 +130,7 @@ impl PgOptions {
             url: url.to_string(),
             config,
             tls,
+            root_cert,
             lease: Duration::from_secs(10),
             max_connections: 16,
         })
@@ -159,24 +169,51 @@ impl PgOptions {
     }
 }
 
+/// What [`tls_params`] takes out of a URL.
+struct TlsParams {
+    /// The URL as tokio-postgres reads it.
+    url: String,
+    /// It said `sslmode=verify-ca` or `verify-full`.
+    verify: bool,
+    /// Its `sslrootcert`.
+    root_cert: Option<std::path::PathBuf>,
+}
+
 /// The URL with `sslmode=verify-ca`/`verify-full` read as `require` (which tokio-postgres
-/// knows), and whether it said one of them.
-fn strip_verify_modes(url: &str) -> (String, bool) {
+/// knows) and `sslrootcert` taken out (which it does not).
+fn tls_params(url: &str) -> TlsParams {
     let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), false);
+        return TlsParams {
+            url: url.to_string(),
+            verify: false,
+            root_cert: None,
+        };
     };
-    let mut verify = false;
+    let (mut verify, mut root_cert) = (false, None);
     let params: Vec<String> = query
         .split('&')
-        .map(|param| match param.split_once('=') {
+        .filter_map(|param| match param.split_once('=') {
             Some(("sslmode", "verify-ca" | "verify-full")) => {
                 verify = true;
-                "sslmode=require".to_string()
+                Some("sslmode=require".to_string())
             }
-            _ => param.to_string(),
+            Some(("sslrootcert", path)) => {
+                root_cert = Some(std::path::PathBuf::from(path));
+                None
+            }
+            _ => Some(param.to_string()),
         })
         .collect();
-    (format!("{base}?{}", params.join("&")), verify)
+    let url = if params.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", params.join("&"))
+    };
+    TlsParams {
+        url,
+        verify,
+        root_cert,
+    }
 }
 
 /// `url` without its password (in the authority or as a `password=` parameter).
@@ -317,7 +354,7 @@ impl PgStore {
         config.keepalives_idle(Duration::from_secs(30));
         let tls =
             if options.tls {
-                Tls::Rustls(rustls_connector().map_err(|e| {
+                Tls::Rustls(rustls_connector(options.root_cert.as_deref()).map_err(|e| {
                     StoreError::database(format!("cannot set up TLS to {location}"), e)
                 })?)
             } else {
@@ -390,18 +427,45 @@ impl PgStore {
     }
 }
 
-/// A TLS connector with the platform's roots (rustls, ring).
-fn rustls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+/// A TLS connector (rustls, ring) that verifies the server against the CA certificates in
+/// `root_cert` (PEM), or the platform's roots.
+fn rustls_connector(
+    root_cert: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
     let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "no root certificates found on this machine ({} errors reading them)",
-            found.errors.len()
-        ));
+    match root_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "sslrootcert {} holds no certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "no root certificates found on this machine ({} errors reading them); \
+                     name the database's CA with sslrootcert=<path> in the URL",
+                    found.errors.len()
+                ));
+            }
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -616,6 +680,13 @@ mod tests {
             PgOptions::new("postgres://h/db?sslmode=verify-full")
                 .unwrap()
                 .tls
+        );
+        let options =
+            PgOptions::new("postgres://h/db?sslrootcert=/etc/ca.pem&sslmode=require").unwrap();
+        assert!(options.tls);
+        assert_eq!(
+            options.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
         );
         assert!(
             PgOptions::new("postgres://h/db?application_name=x&sslmode=verify-ca")
