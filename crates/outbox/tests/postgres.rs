@@ -1012,3 +1012,44 @@ async fn tls_when_the_url_asks_verified_against_its_ca() {
         "{chain}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_left_pending_for_a_hook_removed_while_events_arrive() {
+    let Some(store) = store().await else { return };
+    let task_hook = |i: usize| {
+        linq_hooks_model::parse_hooks(&format!(
+            r#"[{{"filter": "on_task_state_change", "task_ids": ["t{i}"],
+                "parameters": {{"url": "https://lims.example/{i}"}}}}]"#
+        ))
+        .unwrap()
+        .hooks
+    };
+    let mut hook = store
+        .put_workflow("lab".into(), task_hook(0), secret())
+        .await
+        .unwrap()
+        .added[0];
+    for round in 1..=20 {
+        let (appending, replacing) = (store.clone(), store.clone());
+        let append = tokio::spawn(async move {
+            let events = (0..5)
+                .map(|i| event(&[hook], &format!("{round}_{i}")))
+                .collect();
+            appending.append(events).await.unwrap()
+        });
+        let replace = tokio::spawn(async move {
+            replacing
+                .put_workflow("lab".into(), task_hook(round), secret())
+                .await
+                .unwrap()
+        });
+        let (accepted, change) = (append.await.unwrap(), replace.await.unwrap());
+        assert_eq!(change.removed, [hook]);
+        for event in &accepted {
+            let (info, _) = store.get(event.deliveries[0].id).await.unwrap().unwrap();
+            assert_eq!(info.state, DeliveryState::Cancelled, "round {round}");
+        }
+        assert_eq!(store.pending().await.unwrap(), 0, "round {round}");
+        hook = change.added[0];
+    }
+}

@@ -7,11 +7,16 @@ use deadpool_postgres::Transaction;
 use linq_hooks_delivery::{DeliveryId, HookId};
 
 use super::reads::{execute, limit_of, query, query_opt};
-use super::{Fail, REGISTRY_LOCK, id_of, notify_hooks, sql_id, state_of};
+use super::{
+    CHANNEL, Fail, NOTIFY, REGISTRY_LOCK, hook_payloads, id_of, notify_hooks, sql_id, state_of,
+};
 use crate::{
     AcceptedDelivery, AcceptedEvent, Appended, DeliveryState, HookRetry, IdempotencyKey, NewEvent,
     Recovery, Replay, Retry,
 };
+
+/// A statement's parameter.
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 
 /// Prunes at most this many deliveries per call, so that one call never holds locks long.
 const PRUNE_BATCH: i64 = 10_000;
@@ -45,34 +50,37 @@ pub(crate) async fn append(
             })
             .collect());
     }
-    registry_shared(txn).await?;
     let hooks: Vec<i64> = stored
         .iter()
         .flat_map(|e| e.deliveries.iter().map(|d| sql_id(d.hook)))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let live: BTreeSet<u64> = query(
-        txn,
-        "SELECT id FROM hooks WHERE id = ANY($1) AND removed_ms IS NULL",
-        &[&hooks],
-    )
-    .await?
-    .iter()
-    .map(|row| id_of(row.get(0)))
-    .collect();
-    let n_deliveries: usize = stored.iter().map(|e| e.deliveries.len()).sum();
-    let event_ids = next_ids(txn, "event_ids", stored.len()).await?;
-    let delivery_ids = next_ids(txn, "delivery_ids", n_deliveries).await?;
+    let n_events = limit_of(stored.len());
+    let n_deliveries = limit_of(stored.iter().map(|e| e.deliveries.len()).sum());
+    // Sent together (one round trip), executed in this order: the registry lock first, so
+    // that the hooks are read once no removal can be under way.
+    let (lock, live, ids) = tokio::try_join!(
+        txn.prepare_cached("SELECT pg_advisory_xact_lock_shared($1)"),
+        txn.prepare_cached("SELECT id FROM hooks WHERE id = ANY($1) AND removed_ms IS NULL"),
+        txn.prepare_cached(
+            "SELECT ARRAY(SELECT nextval('event_ids') AS id \
+                     FROM generate_series(1, $1::bigint) ORDER BY id), \
+                 ARRAY(SELECT nextval('delivery_ids') AS id \
+                     FROM generate_series(1, $2::bigint) ORDER BY id)"
+        ),
+    )?;
+    let live_params: [&Param<'_>; 1] = [&hooks];
+    let id_params: [&Param<'_>; 2] = [&n_events, &n_deliveries];
+    let (_, live, ids) = tokio::try_join!(
+        txn.execute(&lock, &[&REGISTRY_LOCK]),
+        txn.query(&live, &live_params),
+        txn.query_one(&ids, &id_params),
+    )?;
+    let live: BTreeSet<u64> = live.iter().map(|row| id_of(row.get(0))).collect();
+    let (event_ids, delivery_ids): (Vec<i64>, Vec<i64>) = (ids.get(0), ids.get(1));
     let bodies: Vec<&[u8]> = stored.iter().map(|e| e.body.as_ref()).collect();
     let received = vec![now; stored.len()];
-    execute(
-        txn,
-        "INSERT INTO events (id, body, received_ms) \
-         SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[])",
-        &[&event_ids, &bodies, &received],
-    )
-    .await?;
     let mut columns = DeliveryColumns::default();
     let mut accepted = Vec::with_capacity(events.len());
     let mut woken = BTreeSet::new();
@@ -120,24 +128,37 @@ pub(crate) async fn append(
         });
     }
     let created = vec![now; columns.id.len()];
-    execute(
-        txn,
-        "INSERT INTO deliveries (id, hook, event, webhook_id, state, created_ms, finished_ms, failure) \
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
-             $5::smallint[], $6::bigint[], $7::bigint[], $8::text[])",
-        &[
-            &columns.id,
-            &columns.hook,
-            &columns.event,
-            &columns.webhook_id,
-            &columns.state,
-            &created,
-            &columns.finished,
-            &columns.failure,
-        ],
-    )
-    .await?;
-    notify_hooks(txn, woken).await?;
+    let (events_insert, deliveries_insert, notify) = tokio::try_join!(
+        txn.prepare_cached(
+            "INSERT INTO events (id, body, received_ms) \
+             SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[])"
+        ),
+        txn.prepare_cached(
+            "INSERT INTO deliveries (id, hook, event, webhook_id, state, created_ms, \
+                 finished_ms, failure) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
+                 $5::smallint[], $6::bigint[], $7::bigint[], $8::text[])"
+        ),
+        txn.prepare_cached(NOTIFY),
+    )?;
+    let payloads = hook_payloads(woken);
+    let event_params: [&Param<'_>; 3] = [&event_ids, &bodies, &received];
+    let delivery_params: [&Param<'_>; 8] = [
+        &columns.id,
+        &columns.hook,
+        &columns.event,
+        &columns.webhook_id,
+        &columns.state,
+        &created,
+        &columns.finished,
+        &columns.failure,
+    ];
+    let notify_params: [&Param<'_>; 2] = [&CHANNEL, &payloads];
+    tokio::try_join!(
+        txn.execute(&events_insert, &event_params),
+        txn.execute(&deliveries_insert, &delivery_params),
+        txn.execute(&notify, &notify_params),
+    )?;
     Ok(accepted)
 }
 
@@ -151,17 +172,6 @@ struct DeliveryColumns<'a> {
     state: Vec<i16>,
     finished: Vec<Option<i64>>,
     failure: Vec<Option<String>>,
-}
-
-/// `n` fresh values of `sequence`, ascending.
-async fn next_ids(txn: &Transaction<'_>, sequence: &str, n: usize) -> Result<Vec<i64>, Fail> {
-    let rows = query(
-        txn,
-        "SELECT nextval($1::text::regclass) AS id FROM generate_series(1, $2::bigint) ORDER BY id",
-        &[&sequence, &limit_of(n)],
-    )
-    .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// What an idempotent ingest stored, as remembered: per event, its id and its deliveries as

@@ -581,18 +581,18 @@ pub(crate) fn state_of(code: i16) -> Result<crate::DeliveryState, Fail> {
     })
 }
 
-/// Sends `h:<id>,<id>,…` for `hooks` (several notifications when the list is long) inside
-/// `txn`, so that it is heard when the transaction commits.
-pub(crate) async fn notify_hooks(
-    txn: &deadpool_postgres::Transaction<'_>,
-    hooks: impl IntoIterator<Item = u64>,
-) -> Result<(), Fail> {
+/// Sends each payload of `$2` on channel `$1` (one statement for any number).
+pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p";
+
+/// The payloads `h:<id>,<id>,…` that name `hooks` (several when the list is long; none for no
+/// hooks).
+pub(crate) fn hook_payloads(hooks: impl IntoIterator<Item = u64>) -> Vec<String> {
+    let mut payloads = Vec::new();
     let mut payload = String::from("h:");
     for hook in hooks {
         let id = hook.to_string();
         if payload.len() > 2 && payload.len() + 1 + id.len() > MAX_PAYLOAD {
-            notify(txn, &payload).await?;
-            payload.truncate(2);
+            payloads.push(std::mem::replace(&mut payload, String::from("h:")));
         }
         if payload.len() > 2 {
             payload.push(',');
@@ -600,7 +600,21 @@ pub(crate) async fn notify_hooks(
         payload.push_str(&id);
     }
     if payload.len() > 2 {
-        notify(txn, &payload).await?;
+        payloads.push(payload);
+    }
+    payloads
+}
+
+/// Sends `h:<id>,<id>,…` for `hooks` (several notifications when the list is long) inside
+/// `txn`, so that it is heard when the transaction commits.
+pub(crate) async fn notify_hooks(
+    txn: &deadpool_postgres::Transaction<'_>,
+    hooks: impl IntoIterator<Item = u64>,
+) -> Result<(), Fail> {
+    let payloads = hook_payloads(hooks);
+    if !payloads.is_empty() {
+        let statement = txn.prepare_cached(NOTIFY).await?;
+        txn.execute(&statement, &[&CHANNEL, &payloads]).await?;
     }
     Ok(())
 }
@@ -619,12 +633,8 @@ pub(crate) async fn notify_workflow(
         }
         payload.truncate(end);
     }
-    notify(txn, &payload).await
-}
-
-async fn notify(txn: &deadpool_postgres::Transaction<'_>, payload: &str) -> Result<(), Fail> {
-    let statement = txn.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    txn.execute(&statement, &[&CHANNEL, &payload]).await?;
+    let statement = txn.prepare_cached(NOTIFY).await?;
+    txn.execute(&statement, &[&CHANNEL, &vec![payload]]).await?;
     Ok(())
 }
 
@@ -693,6 +703,25 @@ mod tests {
                 .unwrap()
                 .tls
         );
+    }
+
+    #[test]
+    fn long_hook_lists_are_split_under_8000_bytes() {
+        assert!(hook_payloads([]).is_empty());
+        assert_eq!(hook_payloads([3, 14]), ["h:3,14"]);
+        let hooks: Vec<u64> = (1_000_000..1_002_000).collect();
+        let payloads = hook_payloads(hooks.iter().copied());
+        assert!(payloads.len() > 1);
+        assert!(
+            payloads
+                .iter()
+                .all(|p| p.len() < 8000 && p.starts_with("h:"))
+        );
+        let heard: Vec<u64> = payloads
+            .iter()
+            .flat_map(|p| p[2..].split(',').map(|id| id.parse::<u64>().unwrap()))
+            .collect();
+        assert_eq!(heard, hooks);
     }
 
     #[test]
