@@ -40,6 +40,8 @@
 
 mod durable;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod records;
 mod redb;
@@ -48,6 +50,8 @@ mod types;
 pub use crate::redb::Store;
 pub use durable::DurableOutbox;
 pub use error::StoreError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
 pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
