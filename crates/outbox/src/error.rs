@@ -63,6 +63,19 @@ impl StoreError {
         text.join(": ")
     }
 
+    /// A PostgreSQL (or pool) error: a storage error.
+    // STAND-IN (P2's branch only): P1 adds the contract's constructor; the lead keeps P1's.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn database(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError {
+            kind: Kind::Storage(context.into()),
+            source: Some(Box::new(source)),
+        }
+    }
+
     pub(crate) fn damaged(context: impl Into<String>, detail: impl Into<String>) -> StoreError {
         StoreError {
             kind: Kind::Damaged(context.into()),

@@ -42,6 +42,8 @@ mod behind;
 mod durable;
 mod edits;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod records;
 mod registry;

@@ -1,0 +1,718 @@
+//! Several `serve` processes on one PostgreSQL: which process delivers which hook, and how they
+//! wake each other.
+//!
+//! The protocol (tables in `migrations/V2__leases.sql`; expiry times are the database's `now()`,
+//! so the processes' clocks never need to agree):
+//!
+//! - Each process registers a fresh owner id (uuid v4) in `processes`, and its lease loop
+//!   heartbeats that row (`expires_at = now() + lease`) every lease/3, deleting rows of processes
+//!   whose expiry has passed.
+//! - A process delivers a hook only while it holds the hook's row in `leases`. The loop renews
+//!   all its leases every lease/3 (`UPDATE … WHERE owner = me RETURNING hook`); a hook not
+//!   returned was taken over, and is dropped locally. A held lease counts for
+//!   [`Cluster::holds`] until lease/3 before the local estimate of its expiry, so a process cut off
+//!   from the database stops sending before another may take over.
+//! - Share: `ceil(active hooks / live processes)`. Below its share, the loop takes free or expired
+//!   leases (`INSERT … ON CONFLICT (hook) DO UPDATE … WHERE leases.expires_at < now()`) and wakes
+//!   each hook taken; above it, it deletes leases of hooks not mid-attempt down to its share.
+//!   [`Cluster::holds`] also takes a free hook at once while below the share (one statement),
+//!   so a single process behaves like the redb store.
+//! - A killed process stops renewing: its process row and leases expire at most `lease` after its
+//!   last round, and the next round of each survivor (at most lease/3 later) counts fewer live
+//!   processes, so a larger share, and takes the expired leases.
+//! - Wakes: NOTIFY on channel `linq_hooks`, payload `h:<id>,<id>,…` (hooks with new or newly
+//!   due work: the holder wakes those it holds) or `w:<workflow id>` (sent on
+//!   [`Cluster::workflow_changes`]). A lost LISTEN connection is opened again, and then every held
+//!   hook is woken (a notification may have been missed); a safety poll wakes every held hook
+//!   every 30 s.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use linq_hooks_delivery::{HookId, HookWaker};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Socket};
+use uuid::Uuid;
+
+use super::{Connect, Tls};
+use crate::StoreError;
+
+/// The NOTIFY channel of every process on a database.
+pub(crate) const CHANNEL: &str = "linq_hooks";
+
+/// How often every held hook is woken whatever the notifications said.
+const SAFETY_POLL: Duration = Duration::from_secs(30);
+/// How long a hook found held elsewhere (or not taken) is answered `false` without asking again.
+const ELSEWHERE: Duration = Duration::from_secs(1);
+/// How long after [`Cluster::holds`] said yes (with neither `sending` nor `sent` since) a hook is
+/// kept from rebalancing: its head may be on its way to being sent.
+const GRANTED: Duration = Duration::from_secs(1);
+/// The shortest round of the lease loop, whatever the lease.
+const MIN_ROUND: Duration = Duration::from_millis(10);
+/// The longest wait before opening a lost LISTEN connection again.
+const RELISTEN_MAX: Duration = Duration::from_secs(5);
+
+/// Takes `$3` for owner `$1` (lease `$2` seconds) when the hook is active and either already
+/// ours, or free or expired while we hold fewer leases than our share. One statement, so two
+/// processes cannot both take it.
+const TAKE_ONE: &str = "
+    INSERT INTO leases (hook, owner, expires_at)
+    SELECT $3::bigint, $1::uuid, now() + $2::float8 * interval '1 second'
+    WHERE EXISTS (SELECT 1 FROM hooks WHERE id = $3::bigint AND removed_ms IS NULL)
+      AND (EXISTS (SELECT 1 FROM leases WHERE hook = $3::bigint AND owner = $1::uuid)
+           OR (SELECT count(*) FROM leases WHERE owner = $1::uuid)
+              < ceil((SELECT count(*) FROM hooks WHERE removed_ms IS NULL)::numeric
+                     / greatest((SELECT count(*) FROM processes WHERE expires_at > now()), 1)))
+    ON CONFLICT (hook) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+      WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now()
+    RETURNING hook";
+
+/// Up to `$3` free or expired leases of active hooks for owner `$1` (random ones, so that
+/// processes taking at the same time rarely want the same rows).
+const TAKE_FREE: &str = "
+    INSERT INTO leases (hook, owner, expires_at)
+    SELECT h.id, $1::uuid, now() + $2::float8 * interval '1 second'
+    FROM hooks h LEFT JOIN leases l ON l.hook = h.id
+    WHERE h.removed_ms IS NULL AND (l.hook IS NULL OR l.expires_at < now())
+    ORDER BY random()
+    LIMIT $3::bigint
+    ON CONFLICT (hook) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+      WHERE leases.expires_at < now()
+    RETURNING hook";
+
+/// The heartbeat (a row deleted as dead while we were cut off is put back) and the removal of
+/// dead processes' rows.
+const HEARTBEAT: &str = "
+    WITH dead AS (DELETE FROM processes WHERE expires_at < now() AND owner <> $1::uuid)
+    INSERT INTO processes (owner, expires_at)
+    VALUES ($1::uuid, now() + $2::float8 * interval '1 second')
+    ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at";
+
+/// Renews every lease of `$1`, saying whether each hook is still active.
+const RENEW: &str = "
+    UPDATE leases SET expires_at = now() + $2::float8 * interval '1 second'
+    WHERE owner = $1::uuid
+    RETURNING hook,
+      EXISTS (SELECT 1 FROM hooks WHERE hooks.id = leases.hook AND hooks.removed_ms IS NULL)";
+
+/// Active hooks and live processes, for the share.
+const COUNTS: &str = "
+    SELECT (SELECT count(*) FROM hooks WHERE removed_ms IS NULL),
+           (SELECT count(*) FROM processes WHERE expires_at > now())";
+
+const RELEASE: &str = "DELETE FROM leases WHERE owner = $1::uuid AND hook = ANY($2::bigint[])";
+
+const CLOSE: &str = "
+    WITH released AS (DELETE FROM leases WHERE owner = $1::uuid)
+    DELETE FROM processes WHERE owner = $1::uuid";
+
+/// This process's part in sharing one database with other processes: its registration, its
+/// hook leases (renewed, taken and released by a loop every lease/3), the LISTEN connection
+/// that wakes its dispatcher, and whether all this reaches the database ([`Cluster::health`]).
+///
+/// Cheap to clone; the loop and the listener stop with [`Cluster::close`] (which gives up the
+/// leases at once), or when the last clone is dropped (which, like a killed process, leaves the
+/// rows to expire).
+#[derive(Clone)]
+pub(crate) struct Cluster {
+    shared: Arc<Shared>,
+    tasks: Arc<Tasks>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("owner", &self.shared.owner)
+            .field("lease", &self.shared.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The loop's and the listener's tasks, aborted when the last [`Cluster`] clone goes.
+struct Tasks(Mutex<Vec<JoinHandle<()>>>);
+
+impl Tasks {
+    fn abort(&self) {
+        for task in self.0.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+struct Shared {
+    pool: Pool,
+    owner: Uuid,
+    lease: Duration,
+    state: Mutex<State>,
+    /// Serialises this process's changes to its own leases (a round of the loop, the taking in
+    /// [`Cluster::holds`]), so that one never undoes the other's work unseen.
+    taking: tokio::sync::Mutex<()>,
+    wakers: Mutex<Vec<HookWaker>>,
+    /// `w:` payloads go here once [`Cluster::workflow_changes`] was taken.
+    changes: Mutex<Changes>,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct State {
+    held: HashMap<HookId, Held>,
+    /// Hooks whose head was handed out and whose attempt is not recorded yet.
+    sending: HashSet<HookId>,
+    /// Hooks found held elsewhere (or not taken), until when to believe it.
+    elsewhere: HashMap<HookId, Instant>,
+    closed: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Held {
+    /// A local, cautious estimate of the lease's expiry: the start of the statement that set it,
+    /// plus the lease.
+    until: Instant,
+    /// When [`Cluster::holds`] last said yes, if neither `sending` nor `sent` came since.
+    granted: Option<Instant>,
+}
+
+#[derive(Default)]
+enum Changes {
+    #[default]
+    Untaken,
+    Taken(UnboundedSender<String>),
+}
+
+#[derive(Default)]
+struct Health {
+    lease_loop: Option<String>,
+    listener: Option<String>,
+}
+
+impl Cluster {
+    /// Registers this process (a fresh owner id: uuid v4), takes its first share of the hooks,
+    /// opens the LISTEN connection (channel `linq_hooks`), and starts the lease loop (every
+    /// `lease`/3) and the listener, on the current Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// A storage error when the database cannot be reached or the statements fail (the tables
+    /// `hooks`, `processes` and `leases` must exist: migrations V1 and V2).
+    pub(crate) async fn start(
+        pool: Pool,
+        connect: Connect,
+        lease: Duration,
+    ) -> Result<Cluster, StoreError> {
+        let shared = Arc::new(Shared {
+            pool,
+            owner: Uuid::new_v4(),
+            lease,
+            state: Mutex::new(State::default()),
+            taking: tokio::sync::Mutex::new(()),
+            wakers: Mutex::new(Vec::new()),
+            changes: Mutex::new(Changes::Untaken),
+            health: Mutex::new(Health::default()),
+        });
+        shared.round().await?;
+        let listener = open(&connect).await.map_err(|e| {
+            StoreError::database("cannot open the LISTEN connection to the database", e)
+        })?;
+        let tasks = vec![
+            tokio::spawn(lease_loop(Arc::clone(&shared))),
+            tokio::spawn(listen(Arc::clone(&shared), connect, listener)),
+        ];
+        tracing::info!(owner = %shared.owner, lease = ?lease, "joined the processes sharing the database");
+        Ok(Cluster {
+            shared,
+            tasks: Arc::new(Tasks(Mutex::new(tasks))),
+        })
+    }
+
+    /// This process's owner id, as written in `leases.owner` and `processes.owner`.
+    pub(crate) fn owner(&self) -> Uuid {
+        self.shared.owner
+    }
+
+    /// Whether this process may send `hook`'s deliveries now: it holds the hook's lease (and not
+    /// within lease/3 of its expiry), or the hook was free (no lease, or an expired one) while
+    /// this process held fewer than its share, and it took the lease just now. A hook held
+    /// elsewhere is `false`, remembered for a second so that a burst of heads is not a burst of
+    /// queries. A hook not in `hooks`, or removed, is never taken.
+    ///
+    /// # Errors
+    ///
+    /// A storage error when the database cannot be reached to take the lease.
+    pub(crate) async fn holds(&self, hook: HookId) -> Result<bool, StoreError> {
+        if let Some(known) = self.shared.known(hook) {
+            return Ok(known);
+        }
+        let _taking = self.shared.taking.lock().await;
+        // The loop may have taken or released it while we waited.
+        if let Some(known) = self.shared.known(hook) {
+            return Ok(known);
+        }
+        let Ok(id) = i64::try_from(hook) else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let client = self.shared.client("cannot take a hook's lease").await?;
+        let taken = client
+            .query_opt(
+                TAKE_ONE,
+                &[&self.shared.owner, &self.shared.lease.as_secs_f64(), &id],
+            )
+            .await
+            .map_err(|e| StoreError::database(format!("cannot take the lease of hook {hook}"), e))?
+            .is_some();
+        let mut state = self.shared.state.lock().expect("not poisoned");
+        if state.closed {
+            return Ok(false);
+        }
+        if taken {
+            state.elsewhere.remove(&hook);
+            state.held.insert(
+                hook,
+                Held {
+                    until: started + self.shared.lease,
+                    granted: Some(Instant::now()),
+                },
+            );
+        } else {
+            state.held.remove(&hook);
+            state.elsewhere.insert(hook, Instant::now() + ELSEWHERE);
+        }
+        Ok(taken)
+    }
+
+    /// Keeps `waker` to wake this process's dispatcher: for a notification on a held hook, each
+    /// hook taken, every held hook after the LISTEN connection came back and at each safety poll.
+    pub(crate) fn subscribe(&self, waker: HookWaker) {
+        self.shared
+            .wakers
+            .lock()
+            .expect("not poisoned")
+            .push(waker);
+    }
+
+    /// `hook`'s head was handed out to be sent: it is mid-attempt (not released by rebalancing)
+    /// until [`sent`](Cluster::sent).
+    pub(crate) fn sending(&self, hook: HookId) {
+        let mut state = self.shared.state.lock().expect("not poisoned");
+        state.sending.insert(hook);
+        if let Some(held) = state.held.get_mut(&hook) {
+            held.granted = None;
+        }
+    }
+
+    /// `hook`'s attempt was recorded: it is no longer mid-attempt.
+    pub(crate) fn sent(&self, hook: HookId) {
+        let mut state = self.shared.state.lock().expect("not poisoned");
+        state.sending.remove(&hook);
+        if let Some(held) = state.held.get_mut(&hook) {
+            held.granted = None;
+        }
+    }
+
+    /// `Err` (saying why) while the database cannot be reached: the lease loop's last round failed,
+    /// or the LISTEN connection is lost and not open again yet. `Ok` again once both work.
+    pub(crate) fn health(&self) -> Result<(), String> {
+        let health = self.shared.health.lock().expect("not poisoned");
+        match (&health.lease_loop, &health.listener) {
+            (None, None) => Ok(()),
+            (Some(why), None) | (None, Some(why)) => Err(why.clone()),
+            (Some(a), Some(b)) => Err(format!("{a}; {b}")),
+        }
+    }
+
+    /// The ids of workflows changed (`w:` notifications, this process's own changes included),
+    /// from the first call on; `None` after the first call.
+    pub(crate) fn workflow_changes(&self) -> Option<UnboundedReceiver<String>> {
+        let mut changes = self.shared.changes.lock().expect("not poisoned");
+        match *changes {
+            Changes::Taken(_) => None,
+            Changes::Untaken => {
+                let (sender, receiver) = unbounded_channel();
+                *changes = Changes::Taken(sender);
+                Some(receiver)
+            }
+        }
+    }
+
+    /// Stops the lease loop and the listener and deletes this process's leases and row, so that
+    /// the other processes take its hooks at their next round. [`holds`](Cluster::holds) is
+    /// `false` from then on. A failure to delete is logged: the rows expire anyway.
+    pub(crate) async fn close(&self) {
+        self.tasks.abort();
+        let _taking = self.shared.taking.lock().await;
+        {
+            let mut state = self.shared.state.lock().expect("not poisoned");
+            state.closed = true;
+            state.held.clear();
+        }
+        let deleted = match self.shared.client("cannot release the leases").await {
+            Ok(client) => client
+                .execute(CLOSE, &[&self.shared.owner])
+                .await
+                .map_err(|e| StoreError::database("cannot release the leases", e)),
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(_) => tracing::info!(owner = %self.shared.owner, "released this process's leases"),
+            Err(e) => tracing::warn!(
+                owner = %self.shared.owner,
+                "{e}: {}; the other processes take its hooks once they expire",
+                e.causes()
+            ),
+        }
+    }
+
+    /// The hooks this process holds (tests only).
+    #[cfg(test)]
+    fn held(&self) -> Vec<HookId> {
+        let mut held: Vec<HookId> = (self.shared.state.lock().expect("not poisoned").held)
+            .keys()
+            .copied()
+            .collect();
+        held.sort_unstable();
+        held
+    }
+}
+
+impl Shared {
+    /// What [`Cluster::holds`] can answer without the database: `true` for a lease held and not
+    /// near its expiry, `false` for a hook recently found held elsewhere or when closed.
+    fn known(&self, hook: HookId) -> Option<bool> {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("not poisoned");
+        if state.closed {
+            return Some(false);
+        }
+        if let Some(held) = state.held.get_mut(&hook) {
+            if now + self.lease / 3 < held.until {
+                held.granted = Some(now);
+                return Some(true);
+            }
+            return None;
+        }
+        match state.elsewhere.get(&hook) {
+            Some(&until) if now < until => Some(false),
+            Some(_) => {
+                state.elsewhere.remove(&hook);
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn client(&self, context: &str) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::database(context.to_owned(), e))
+    }
+
+    /// One round of the lease loop: heartbeat, renew, then take or release towards the share.
+    async fn round(&self) -> Result<(), StoreError> {
+        let _taking = self.taking.lock().await;
+        let lease = self.lease.as_secs_f64();
+        let client = self.client("cannot reach the database").await?;
+        let failed = |what: &'static str| move |e| StoreError::database(what, e);
+        let started = Instant::now();
+        client
+            .execute(HEARTBEAT, &[&self.owner, &lease])
+            .await
+            .map_err(failed("cannot renew this process's registration"))?;
+        let renewed: HashMap<HookId, bool> = client
+            .query(RENEW, &[&self.owner, &lease])
+            .await
+            .map_err(failed("cannot renew this process's leases"))?
+            .iter()
+            .map(|row| (row.get::<_, i64>(0) as HookId, row.get::<_, bool>(1)))
+            .collect();
+        let counts = client
+            .query_one(COUNTS, &[])
+            .await
+            .map_err(failed("cannot count the hooks and processes"))?;
+        let (active, live): (i64, i64) = (counts.get(0), counts.get(1));
+        let share = (active.max(0) as u64).div_ceil(live.max(1) as u64) as usize;
+
+        // What was renewed is held until started + lease; what was not, another process took.
+        let (mut wake, release) = {
+            let mut state = self.state.lock().expect("not poisoned");
+            let now = Instant::now();
+            let lost: Vec<HookId> = (state.held.keys())
+                .filter(|hook| !renewed.contains_key(hook))
+                .copied()
+                .collect();
+            for hook in &lost {
+                state.held.remove(hook);
+                tracing::warn!(hook, "lost the hook's lease: another process delivers it now");
+            }
+            let mut wake = Vec::new();
+            for &hook in renewed.keys() {
+                let held = state.held.entry(hook).or_insert(Held {
+                    until: started,
+                    granted: None,
+                });
+                // `holds` said no (or failed) near the old expiry: its worker waits for a wake.
+                if now + self.lease / 3 >= held.until {
+                    wake.push(hook);
+                }
+                held.until = started + self.lease;
+            }
+            let held_active = renewed.values().filter(|&&active| active).count();
+            let movable = |hook: &HookId| {
+                !state.sending.contains(hook)
+                    && state.held[hook]
+                        .granted
+                        .is_none_or(|at| now.duration_since(at) >= GRANTED)
+            };
+            let mut release: Vec<HookId> = (renewed.iter())
+                .filter(|&(hook, &active)| !active && movable(hook))
+                .map(|(&hook, _)| hook)
+                .collect();
+            if held_active > share {
+                let mut extra: Vec<HookId> = (renewed.iter())
+                    .filter(|&(hook, &active)| active && movable(hook))
+                    .map(|(&hook, _)| hook)
+                    .collect();
+                extra.sort_unstable();
+                extra.truncate(held_active - share);
+                release.extend(extra);
+            }
+            for hook in &release {
+                state.held.remove(hook);
+                state.sending.remove(hook);
+            }
+            let want = share.saturating_sub(held_active);
+            (wake, (release, want))
+        };
+        let (release, want) = release;
+        if !release.is_empty() {
+            let ids: Vec<i64> = release.iter().map(|&hook| hook as i64).collect();
+            client
+                .execute(RELEASE, &[&self.owner, &ids])
+                .await
+                .map_err(failed("cannot release leases"))?;
+            tracing::debug!(?release, share, "released leases above this process's share");
+        }
+        if want > 0 {
+            let started = Instant::now();
+            let taken: Vec<HookId> = client
+                .query(TAKE_FREE, &[&self.owner, &lease, &(want as i64)])
+                .await
+                .map_err(failed("cannot take free leases"))?
+                .iter()
+                .map(|row| row.get::<_, i64>(0) as HookId)
+                .collect();
+            if !taken.is_empty() {
+                tracing::debug!(?taken, share, "took free or expired leases");
+                let mut state = self.state.lock().expect("not poisoned");
+                for &hook in &taken {
+                    state.elsewhere.remove(&hook);
+                    state.held.insert(
+                        hook,
+                        Held {
+                            until: started + self.lease,
+                            granted: None,
+                        },
+                    );
+                }
+                wake.extend(taken);
+            }
+        }
+        drop(_taking);
+        self.wake(&wake);
+        Ok(())
+    }
+
+    fn wake(&self, hooks: &[HookId]) {
+        if hooks.is_empty() {
+            return;
+        }
+        let mut wakers = self.wakers.lock().expect("not poisoned");
+        wakers.retain(HookWaker::is_alive);
+        for waker in wakers.iter() {
+            for &hook in hooks {
+                waker.wake(hook);
+            }
+        }
+    }
+
+    fn wake_held(&self) {
+        let held: Vec<HookId> = (self.state.lock().expect("not poisoned").held)
+            .keys()
+            .copied()
+            .collect();
+        self.wake(&held);
+    }
+
+    /// A notification on `linq_hooks`.
+    fn notified(&self, payload: &str) {
+        if let Some(ids) = payload.strip_prefix("h:") {
+            let hooks: Vec<HookId> = ids
+                .split(',')
+                .filter_map(|id| match id.trim().parse::<HookId>() {
+                    Ok(hook) => Some(hook),
+                    Err(_) => {
+                        tracing::debug!(payload, "ignored a hook id in a notification");
+                        None
+                    }
+                })
+                .collect();
+            let held: Vec<HookId> = {
+                let state = self.state.lock().expect("not poisoned");
+                hooks
+                    .into_iter()
+                    .filter(|hook| state.held.contains_key(hook))
+                    .collect()
+            };
+            self.wake(&held);
+        } else if let Some(workflow) = payload.strip_prefix("w:") {
+            if let Changes::Taken(sender) = &*self.changes.lock().expect("not poisoned") {
+                // A receiver dropped: nobody wants the changes any more.
+                let _ = sender.send(workflow.to_owned());
+            }
+        } else {
+            tracing::debug!(payload, "ignored a notification");
+        }
+    }
+
+    fn set_health(&self, part: impl FnOnce(&mut Health) -> &mut Option<String>, why: Option<String>) {
+        let mut health = self.health.lock().expect("not poisoned");
+        let slot = part(&mut health);
+        match (&*slot, &why) {
+            (None, Some(why)) => tracing::warn!("{why}"),
+            (Some(_), None) => tracing::info!("the database can be reached again"),
+            _ => {}
+        }
+        *slot = why;
+    }
+}
+
+/// Every lease/3: a round; every 30 s, a wake of every held hook.
+async fn lease_loop(shared: Arc<Shared>) {
+    let period = (shared.lease / 3).max(MIN_ROUND);
+    let mut rounds = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_poll = Instant::now();
+    loop {
+        rounds.tick().await;
+        let why = match tokio::time::timeout(shared.lease, shared.round()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("lease loop: {e}: {}", e.causes())),
+            Err(_) => Some(format!(
+                "lease loop: the database did not answer within {:?}",
+                shared.lease
+            )),
+        };
+        shared.set_health(|h| &mut h.lease_loop, why);
+        if last_poll.elapsed() >= SAFETY_POLL {
+            last_poll = Instant::now();
+            shared.wake_held();
+        }
+    }
+}
+
+/// The LISTEN connection: its client (dropping it closes the connection) and what it heard.
+struct Listener {
+    client: tokio_postgres::Client,
+    heard: UnboundedReceiver<Result<String, tokio_postgres::Error>>,
+}
+
+async fn open(connect: &Connect) -> Result<Listener, tokio_postgres::Error> {
+    match &connect.tls {
+        Tls::None => open_with(&connect.config, tokio_postgres::NoTls).await,
+        Tls::Rustls(tls) => open_with(&connect.config, tls.clone()).await,
+    }
+}
+
+async fn open_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Listener, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let (sender, heard) = unbounded_channel();
+    // Drives the connection until it ends: when the client is dropped, or the server goes.
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if sender.send(Ok(n.payload().to_owned())).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok(Listener { client, heard })
+}
+
+/// Hears notifications until the connection is lost, then opens it again (waiting 100 ms,
+/// doubling up to 5 s or lease/3) and wakes every held hook.
+async fn listen(shared: Arc<Shared>, connect: Connect, mut listener: Listener) {
+    let most = (shared.lease / 3).clamp(MIN_ROUND, RELISTEN_MAX);
+    loop {
+        let why = hear(&shared, &mut listener).await;
+        shared.set_health(|h| &mut h.listener, Some(why));
+        drop(listener);
+        let mut wait = Duration::from_millis(100).min(most);
+        listener = loop {
+            tokio::time::sleep(wait).await;
+            match open(&connect).await {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    let why = format!("cannot open the LISTEN connection again: {e}");
+                    shared.set_health(|h| &mut h.listener, Some(why));
+                    wait = (wait * 2).min(most);
+                }
+            }
+        };
+        shared.set_health(|h| &mut h.listener, None);
+        // What was notified while the connection was down is not heard again.
+        shared.wake_held();
+    }
+}
+
+/// Wakes hooks for what the LISTEN connection hears, and asks it something every lease (so a
+/// connection the network silently dropped is noticed), until it fails: then says why.
+async fn hear(shared: &Shared, listener: &mut Listener) -> String {
+    let mut ping = tokio::time::interval(shared.lease.max(MIN_ROUND));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            heard = listener.heard.recv() => match heard {
+                Some(Ok(payload)) => shared.notified(&payload),
+                Some(Err(e)) => return format!("the LISTEN connection failed: {e}"),
+                None => return "the LISTEN connection closed".to_owned(),
+            },
+            _ = ping.tick() => {
+                match tokio::time::timeout(shared.lease, listener.client.simple_query("")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return format!("the LISTEN connection failed: {e}"),
+                    Err(_) => return format!(
+                        "the LISTEN connection did not answer within {:?}", shared.lease
+                    ),
+                }
+            }
+        }
+    }
+}
