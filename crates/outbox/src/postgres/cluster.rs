@@ -716,3 +716,466 @@ async fn hear(shared: &Shared, listener: &mut Listener) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Real PostgreSQL (`LINQ_HOOKS_TEST_POSTGRES`, a superuser URL): each test makes a database of
+    //! its own, with a stand-in `hooks` table (P1's has more columns; the cluster reads `id` and
+    //! `removed_ms`) and migration V2. Several `Cluster`s on one database stand for several
+    //! processes: each has its own pool and LISTEN connection.
+
+    use std::collections::BTreeMap;
+
+    use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
+    use linq_hooks_delivery::{
+        Attempt, Config, Delivery, Destination, Dispatcher, Head, HookParameters, Outbox,
+        OutboxError, Outcome, async_trait,
+    };
+    use tokio_postgres::NoTls;
+
+    use super::*;
+
+    /// The lease of these tests: short, so that takeovers come quickly.
+    const LEASE: Duration = Duration::from_secs(1);
+    /// The bound of every wait: generous, since machines are slow and shared.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    fn server() -> Option<String> {
+        match std::env::var("LINQ_HOOKS_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert_ne!(
+                    std::env::var("CI").as_deref(),
+                    Ok("true"),
+                    "LINQ_HOOKS_TEST_POSTGRES must be set in CI"
+                );
+                eprintln!("SKIPPED: PostgreSQL tests: LINQ_HOOKS_TEST_POSTGRES is not set");
+                None
+            }
+        }
+    }
+
+    async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+        let (client, connection) = config.connect(NoTls).await.expect("connect to PostgreSQL");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// A database of this test's own, with hooks 1..=N.
+    struct Db {
+        server: tokio_postgres::Config,
+        name: String,
+        config: tokio_postgres::Config,
+    }
+
+    impl Db {
+        async fn new(hooks: u64) -> Option<Db> {
+            let server: tokio_postgres::Config = server()?.parse().expect("a PostgreSQL URL");
+            let name = format!("p2_cluster_{}", Uuid::new_v4().simple());
+            connect(&server)
+                .await
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create a test database");
+            let mut config = server.clone();
+            config.dbname(&name);
+            let db = Db {
+                server,
+                name,
+                config,
+            };
+            let client = db.client().await;
+            client
+                .batch_execute("CREATE TABLE hooks (id bigint PRIMARY KEY, removed_ms bigint)")
+                .await
+                .unwrap();
+            client
+                .batch_execute(include_str!("migrations/V2__leases.sql"))
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO hooks (id) SELECT generate_series(1, $1::bigint)",
+                    &[&(hooks as i64)],
+                )
+                .await
+                .unwrap();
+            Some(db)
+        }
+
+        async fn client(&self) -> tokio_postgres::Client {
+            connect(&self.config).await
+        }
+
+        fn pool(&self) -> Pool {
+            let manager = Manager::from_config(
+                self.config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(4)
+                .runtime(Runtime::Tokio1)
+                .create_timeout(Some(Duration::from_secs(5)))
+                .wait_timeout(Some(Duration::from_secs(5)))
+                .build()
+                .unwrap()
+        }
+
+        async fn cluster(&self) -> Cluster {
+            let connect = Connect {
+                config: self.config.clone(),
+                tls: Tls::None,
+            };
+            Cluster::start(self.pool(), connect, LEASE).await.unwrap()
+        }
+
+        /// Unexpired leases, by owner.
+        async fn leases(&self) -> BTreeMap<Uuid, Vec<HookId>> {
+            let rows = (self.client().await)
+                .query(
+                    "SELECT owner, hook FROM leases WHERE expires_at > now() ORDER BY hook",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let mut leases = BTreeMap::<Uuid, Vec<HookId>>::new();
+            for row in rows {
+                let hook: i64 = row.get(1);
+                leases.entry(row.get(0)).or_default().push(hook as HookId);
+            }
+            leases
+        }
+
+        async fn held_by(&self, cluster: &Cluster) -> Vec<HookId> {
+            self.leases()
+                .await
+                .remove(&cluster.owner())
+                .unwrap_or_default()
+        }
+
+        async fn notify(&self, payload: &str) {
+            (self.client().await)
+                .execute("SELECT pg_notify('linq_hooks', $1)", &[&payload])
+                .await
+                .unwrap();
+        }
+
+        /// Drops the database (left in place when a test fails, to look at).
+        async fn remove(self) {
+            connect(&self.server)
+                .await
+                .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Waits (at most [`PATIENCE`]) until `check` is true; panics saying `what` otherwise.
+    async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An outbox that says every hook is empty and tells which hooks its dispatcher asked
+    /// about: a worker asks once at its start and then once per wake-up.
+    struct Probe {
+        cluster: Cluster,
+        heads: UnboundedSender<HookId>,
+    }
+
+    #[async_trait]
+    impl Outbox for Probe {
+        async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
+            let _ = self.heads.send(hook);
+            Ok(Head::Empty)
+        }
+        async fn record(&self, _: &Delivery, _: Attempt, _: Outcome) -> Result<(), OutboxError> {
+            Ok(())
+        }
+        fn subscribe(&self, waker: HookWaker) {
+            self.cluster.subscribe(waker);
+        }
+    }
+
+    /// A running dispatcher for `hooks`, woken by `cluster`, and the hooks it asks about.
+    fn dispatcher(cluster: &Cluster, hooks: u64) -> (Dispatcher, UnboundedReceiver<HookId>) {
+        let (sender, heads) = unbounded_channel();
+        let probe = Arc::new(Probe {
+            cluster: cluster.clone(),
+            heads: sender,
+        });
+        let transport = Arc::new(linq_hooks_transport::MemoryTransport::new());
+        let dispatcher = Dispatcher::without_hooks(transport, probe, Config::default());
+        for hook in 1..=hooks {
+            let url = format!("https://hook-{hook}.example");
+            let parameters = HookParameters::new(url, Default::default()).unwrap();
+            dispatcher.set(hook, Destination::new(parameters));
+        }
+        let running = dispatcher.clone();
+        tokio::spawn(async move { running.run().await });
+        (dispatcher, heads)
+    }
+
+    /// Waits until the dispatcher asks about `hook`, forgetting the other hooks asked about.
+    async fn asked(heads: &mut UnboundedReceiver<HookId>, hook: HookId) {
+        tokio::time::timeout(PATIENCE, async {
+            while heads.recv().await.expect("the dispatcher runs") != hook {}
+        })
+        .await
+        .unwrap_or_else(|_| panic!("hook {hook} was not woken within {PATIENCE:?}"));
+    }
+
+    fn drain(heads: &mut UnboundedReceiver<HookId>) {
+        while heads.try_recv().is_ok() {}
+    }
+
+    /// Whether the database's leases are `shares` (in the clusters' order) and each cluster
+    /// holds (in memory) what it holds in the database.
+    async fn shared_as(db: &Db, clusters: &[&Cluster], shares: &[usize]) -> bool {
+        let leases = db.leases().await;
+        let total: usize = leases.values().map(Vec::len).sum();
+        total == shares.iter().sum::<usize>()
+            && clusters.iter().zip(shares).all(|(cluster, &share)| {
+                let held = leases.get(&cluster.owner()).cloned().unwrap_or_default();
+                held.len() == share && cluster.held() == held
+            })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shares_even_out_and_a_killed_process_hooks_are_taken_over() {
+        let Some(db) = Db::new(12).await else { return };
+        let a = db.cluster().await;
+        // Alone, a process takes every hook at its start.
+        assert_eq!(db.held_by(&a).await, (1..=12).collect::<Vec<_>>());
+        let b = db.cluster().await;
+        let c = db.cluster().await;
+        eventually("three processes hold 4 hooks each", async || {
+            shared_as(&db, &[&a, &b, &c], &[4, 4, 4]).await
+        })
+        .await;
+        // `holds` agrees with the leases: each hook is held by exactly one of them.
+        for hook in 1..=12 {
+            let mut holders = 0;
+            for cluster in [&a, &b, &c] {
+                holders += usize::from(cluster.holds(hook).await.unwrap());
+            }
+            assert_eq!(holders, 1, "hook {hook}");
+        }
+
+        // kill -9: the tasks stop, the rows stay.
+        let killed = c.owner();
+        let orphans = db.held_by(&c).await;
+        let killed_at = Instant::now();
+        drop(c);
+        eventually("the two survivors hold 6 hooks each", async || {
+            shared_as(&db, &[&a, &b], &[6, 6]).await
+        })
+        .await;
+        eprintln!(
+            "takeover after a kill: {:?} (lease {LEASE:?})",
+            killed_at.elapsed()
+        );
+        let leases = db.leases().await;
+        assert!(!leases.contains_key(&killed));
+        for hook in orphans {
+            assert!(a.holds(hook).await.unwrap() != b.holds(hook).await.unwrap());
+        }
+        // The killed process's row was deleted by a survivor, not by itself.
+        let processes: i64 = (db.client().await)
+            .query_one("SELECT count(*) FROM processes", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(processes, 2);
+        a.close().await;
+        b.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn notifications_wake_the_holder_and_tell_workflow_changes() {
+        let Some(db) = Db::new(4).await else { return };
+        let a = db.cluster().await;
+        let b = db.cluster().await;
+        let mut changes_a = a.workflow_changes().expect("taken once");
+        assert!(a.workflow_changes().is_none());
+        let mut changes_b = b.workflow_changes().unwrap();
+        let (_dispatcher_a, mut heads_a) = dispatcher(&a, 4);
+        let (_dispatcher_b, mut heads_b) = dispatcher(&b, 4);
+        eventually("two processes hold 2 hooks each", async || {
+            shared_as(&db, &[&a, &b], &[2, 2]).await
+        })
+        .await;
+        let held_by_a = a.held();
+        let held_by_b = b.held();
+        drain(&mut heads_a);
+        drain(&mut heads_b);
+
+        db.notify(&format!("h:{},{}", held_by_a[1], held_by_b[0]))
+            .await;
+        asked(&mut heads_a, held_by_a[1]).await;
+        asked(&mut heads_b, held_by_b[0]).await;
+        // Garbage and unknown hooks are ignored; the listener keeps going.
+        db.notify("h:x,99,").await;
+        db.notify("something else").await;
+        db.notify(&format!("h:{}", held_by_b[1])).await;
+        asked(&mut heads_b, held_by_b[1]).await;
+
+        db.notify("w:lab-a").await;
+        for changes in [&mut changes_a, &mut changes_b] {
+            let change = tokio::time::timeout(PATIENCE, changes.recv()).await;
+            assert_eq!(change.unwrap().as_deref(), Some("lab-a"));
+        }
+        a.close().await;
+        b.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_releases_at_once_and_the_others_take_over() {
+        let Some(db) = Db::new(6).await else { return };
+        let a = db.cluster().await;
+        let b = db.cluster().await;
+        let (_dispatcher_b, mut heads_b) = dispatcher(&b, 6);
+        eventually("two processes hold 3 hooks each", async || {
+            shared_as(&db, &[&a, &b], &[3, 3]).await
+        })
+        .await;
+        let released = a.held();
+        a.close().await;
+        // At once: no wait for an expiry.
+        assert!(!db.leases().await.contains_key(&a.owner()));
+        let rows: i64 = (db.client().await)
+            .query_one(
+                "SELECT count(*) FROM leases l FULL JOIN processes p ON false \
+                 WHERE l.owner = $1 OR p.owner = $1",
+                &[&a.owner()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "the closed process's leases and row are gone");
+        for &hook in &released {
+            assert!(!a.holds(hook).await.unwrap(), "closed, yet holds hook {hook}");
+        }
+        eventually("the survivor holds every hook", async || {
+            shared_as(&db, &[&b], &[6]).await
+        })
+        .await;
+        // ...and its dispatcher was woken for each hook taken over.
+        for hook in released {
+            asked(&mut heads_b, hook).await;
+        }
+        b.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebalancing_releases_no_hook_mid_attempt() {
+        let Some(db) = Db::new(4).await else { return };
+        let a = db.cluster().await;
+        assert_eq!(a.held(), vec![1, 2, 3, 4]);
+        for hook in [1, 2, 3] {
+            assert!(a.holds(hook).await.unwrap());
+            a.sending(hook);
+        }
+        let b = db.cluster().await;
+        // A's share is 2 now, but only hook 4 is not mid-attempt.
+        eventually("the new process takes the hook not mid-attempt", async || {
+            shared_as(&db, &[&a, &b], &[3, 1]).await
+        })
+        .await;
+        assert_eq!(a.held(), vec![1, 2, 3]);
+        // Several rounds later, still so.
+        tokio::time::sleep(LEASE * 2).await;
+        assert_eq!(a.held(), vec![1, 2, 3]);
+        assert_eq!(db.held_by(&b).await, vec![4]);
+        a.sent(1);
+        a.sent(2);
+        eventually("once recorded, a hook is released to the new process", async || {
+            shared_as(&db, &[&a, &b], &[2, 2]).await
+        })
+        .await;
+        assert!(a.held().contains(&3), "hook 3 is still mid-attempt");
+        a.close().await;
+        b.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn holds_takes_a_new_hook_at_once_within_the_share() {
+        let Some(db) = Db::new(2).await else { return };
+        let a = db.cluster().await;
+        assert_eq!(a.held(), vec![1, 2]);
+        let client = db.client().await;
+        client
+            .execute("INSERT INTO hooks (id) VALUES (3)", &[])
+            .await
+            .unwrap();
+        // No round needed: the first `holds` takes it.
+        assert!(a.holds(3).await.unwrap());
+        assert_eq!(db.held_by(&a).await, vec![1, 2, 3]);
+        // Unknown and removed hooks are never taken.
+        assert!(!a.holds(4).await.unwrap());
+        client
+            .execute("UPDATE hooks SET removed_ms = 1 WHERE id = 2", &[])
+            .await
+            .unwrap();
+        eventually("the removed hook's lease is given up", async || {
+            db.held_by(&a).await == vec![1, 3]
+        })
+        .await;
+        assert_eq!(a.held(), vec![1, 3]);
+        a.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_follows_the_database_and_the_listener_comes_back() {
+        let Some(db) = Db::new(2).await else { return };
+        let a = db.cluster().await;
+        let (_dispatcher, mut heads) = dispatcher(&a, 2);
+        assert_eq!(a.health(), Ok(()));
+        // Cut this database off: its connections are ended and new ones refused.
+        let admin = connect(&db.server).await;
+        let cut = format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            db.name
+        );
+        admin.batch_execute(&cut).await.unwrap();
+        eventually("health is Err while the database cannot be reached", async || {
+            a.health().is_err()
+        })
+        .await;
+        let why = a.health().unwrap_err();
+        assert!(why.contains("LISTEN") || why.contains("lease loop"), "{why}");
+        // Long enough for the lease loop to fail as well.
+        eventually("the lease loop fails too", async || {
+            a.health().is_err_and(|why| why.contains("lease loop"))
+        })
+        .await;
+        drain(&mut heads);
+        admin
+            .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name))
+            .await
+            .unwrap();
+        eventually("health is Ok again once it can", async || a.health().is_ok()).await;
+        // Held hooks were woken after the LISTEN connection came back (or the leases renewed).
+        asked(&mut heads, 1).await;
+        asked(&mut heads, 2).await;
+        // The new LISTEN connection hears.
+        eventually("the hooks are held again", async || a.held() == vec![1, 2]).await;
+        drain(&mut heads);
+        db.notify("h:2").await;
+        asked(&mut heads, 2).await;
+        a.close().await;
+        db.remove().await;
+    }
+}
