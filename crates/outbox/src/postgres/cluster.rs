@@ -154,6 +154,8 @@ struct Shared {
     pool: Pool,
     owner: Uuid,
     lease: Duration,
+    /// How often every held hook is woken whatever the notifications said ([`SAFETY_POLL`]).
+    safety_poll: Duration,
     state: Mutex<State>,
     /// Serialises this process's changes to its own leases (a round of the loop, the taking in
     /// [`Cluster::holds`]), so that one never undoes the other's work unseen.
@@ -210,10 +212,22 @@ impl Cluster {
         connect: Connect,
         lease: Duration,
     ) -> Result<Cluster, StoreError> {
+        Cluster::begin(pool, connect, lease, SAFETY_POLL).await
+    }
+
+    /// [`start`](Cluster::start) with another safety poll (tests make it long, so that only
+    /// what they test wakes a hook).
+    async fn begin(
+        pool: Pool,
+        connect: Connect,
+        lease: Duration,
+        safety_poll: Duration,
+    ) -> Result<Cluster, StoreError> {
         let shared = Arc::new(Shared {
             pool,
             owner: Uuid::new_v4(),
             lease,
+            safety_poll,
             state: Mutex::new(State::default()),
             taking: tokio::sync::Mutex::new(()),
             wakers: Mutex::new(Vec::new()),
@@ -597,7 +611,7 @@ impl Shared {
     }
 }
 
-/// Every lease/3: a round; every 30 s, a wake of every held hook.
+/// Every lease/3: a round; every 30 s (the safety poll), a wake of every held hook.
 async fn lease_loop(shared: Arc<Shared>) {
     let period = (shared.lease / 3).max(MIN_ROUND);
     let mut rounds = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -614,7 +628,7 @@ async fn lease_loop(shared: Arc<Shared>) {
             )),
         };
         shared.set_health(|h| &mut h.lease_loop, why);
-        if last_poll.elapsed() >= SAFETY_POLL {
+        if last_poll.elapsed() >= shared.safety_poll {
             last_poll = Instant::now();
             shared.wake_held();
         }
@@ -627,10 +641,18 @@ struct Listener {
     heard: UnboundedReceiver<Result<String, tokio_postgres::Error>>,
 }
 
+/// `application_name` of the LISTEN connection (unless the URL names one), so that an operator
+/// tells it from the pool's in `pg_stat_activity`.
+const LISTENER_NAME: &str = "linq-hooks listener";
+
 async fn open(connect: &Connect) -> Result<Listener, tokio_postgres::Error> {
+    let mut config = connect.config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name(LISTENER_NAME);
+    }
     match &connect.tls {
-        Tls::None => open_with(&connect.config, tokio_postgres::NoTls).await,
-        Tls::Rustls(tls) => open_with(&connect.config, tls.clone()).await,
+        Tls::None => open_with(&config, tokio_postgres::NoTls).await,
+        Tls::Rustls(tls) => open_with(&config, tls.clone()).await,
     }
 }
 
@@ -824,12 +846,18 @@ mod tests {
                 .unwrap()
         }
 
+        /// A process on this database whose hooks are woken by notifications, takeovers and
+        /// reconnections only: its safety poll is an hour.
         async fn cluster(&self) -> Cluster {
+            self.cluster_polling(Duration::from_secs(3600)).await
+        }
+
+        async fn cluster_polling(&self, safety_poll: Duration) -> Cluster {
             let connect = Connect {
                 config: self.config.clone(),
                 tls: Tls::None,
             };
-            Cluster::start(self.pool(), connect, LEASE).await.unwrap()
+            (Cluster::begin(self.pool(), connect, LEASE, safety_poll).await).unwrap()
         }
 
         /// Unexpired leases, by owner.
@@ -1038,6 +1066,20 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_safety_poll_wakes_every_held_hook() {
+        let Some(db) = Db::new(2).await else { return };
+        let a = db.cluster_polling(LEASE).await;
+        let (_dispatcher, mut heads) = dispatcher(&a, 2);
+        for _ in 0..3 {
+            drain(&mut heads);
+            asked(&mut heads, 1).await;
+            asked(&mut heads, 2).await;
+        }
+        a.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn close_releases_at_once_and_the_others_take_over() {
         let Some(db) = Db::new(6).await else { return };
         let a = db.cluster().await;
@@ -1132,6 +1174,35 @@ mod tests {
         })
         .await;
         assert_eq!(a.held(), vec![1, 3]);
+        a.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listen_connection_is_opened_again_and_wakes_every_held_hook() {
+        let Some(db) = Db::new(3).await else { return };
+        let a = db.cluster().await;
+        let (_dispatcher, mut heads) = dispatcher(&a, 3);
+        eventually("the hooks are held", async || a.held() == vec![1, 2, 3]).await;
+        drain(&mut heads);
+        let ended: i64 = (db.client().await)
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1",
+                &[&LISTENER_NAME],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ended, 1, "one LISTEN connection");
+        // The leases are untouched (the pool's connections live): only the reconnection wakes.
+        for hook in 1..=3 {
+            asked(&mut heads, hook).await;
+        }
+        eventually("health is Ok", async || a.health().is_ok()).await;
+        drain(&mut heads);
+        db.notify("h:3").await;
+        asked(&mut heads, 3).await;
         a.close().await;
         db.remove().await;
     }
