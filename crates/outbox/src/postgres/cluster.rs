@@ -1249,4 +1249,168 @@ mod tests {
         a.close().await;
         db.remove().await;
     }
+
+    /// A throwaway PostgreSQL server of this test's own, which it may stop and start: initdb
+    /// in a temporary directory (as the `postgres` user when run as root, since initdb refuses
+    /// root), on a free port of 127.0.0.1. Stopped and deleted when dropped.
+    struct OwnServer {
+        bin: std::path::PathBuf,
+        dir: std::path::PathBuf,
+        port: u16,
+    }
+
+    impl OwnServer {
+        /// `None` (saying so) when PostgreSQL's programs are not found: `LINQ_HOOKS_TEST_PG_BIN`,
+        /// or the newest `/usr/lib/postgresql/*/bin`.
+        fn new() -> Option<OwnServer> {
+            let bin = std::env::var_os("LINQ_HOOKS_TEST_PG_BIN")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    let mut bins: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+                        .ok()?
+                        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                        .filter(|bin| bin.join("pg_ctl").exists())
+                        .collect();
+                    bins.sort_by_key(|bin| {
+                        let version = bin.parent().and_then(|v| v.file_name());
+                        version.and_then(|v| v.to_str()?.parse::<u32>().ok())
+                    });
+                    bins.pop()
+                });
+            let Some(bin) = bin else {
+                eprintln!(
+                    "SKIPPED: a PostgreSQL server stopped and started: no initdb/pg_ctl \
+                     (set LINQ_HOOKS_TEST_PG_BIN)"
+                );
+                return None;
+            };
+            let dir = std::env::temp_dir().join(format!("p2-cluster-{}", Uuid::new_v4().simple()));
+            std::fs::create_dir(&dir).unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let server = OwnServer { bin, dir, port };
+            if server.as_root() {
+                let chown = std::process::Command::new("chown")
+                    .arg("postgres:")
+                    .arg(&server.dir)
+                    .status();
+                assert!(chown.unwrap().success(), "chown the server's directory");
+            }
+            server.run(&format!(
+                "{}/initdb -D {}/data -A trust -U postgres",
+                server.bin.display(),
+                server.dir.display()
+            ));
+            server.start();
+            Some(server)
+        }
+
+        fn as_root(&self) -> bool {
+            let id = std::process::Command::new("id").arg("-u").output().unwrap();
+            String::from_utf8_lossy(&id.stdout).trim() == "0"
+        }
+
+        fn run(&self, command: &str) {
+            let output = if self.as_root() {
+                std::process::Command::new("su")
+                    .args(["postgres", "-s", "/bin/sh", "-c", command])
+                    .output()
+            } else {
+                std::process::Command::new("sh").args(["-c", command]).output()
+            }
+            .unwrap();
+            assert!(
+                output.status.success(),
+                "{command}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+
+        fn start(&self) {
+            self.run(&format!(
+                "{0}/pg_ctl -D {1}/data -l {1}/log -w -o '-p {2} -k {1} -c listen_addresses=127.0.0.1' start",
+                self.bin.display(),
+                self.dir.display(),
+                self.port
+            ));
+        }
+
+        fn stop(&self) {
+            self.run(&format!(
+                "{}/pg_ctl -D {}/data -m immediate -w stop",
+                self.bin.display(),
+                self.dir.display()
+            ));
+        }
+
+        fn url(&self) -> String {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        }
+    }
+
+    impl Drop for OwnServer {
+        fn drop(&mut self) {
+            // Stopped already when the test stopped it and failed: then this fails, harmlessly.
+            let stop = std::panic::catch_unwind(|| self.stop());
+            if stop.is_err() {
+                eprintln!("the throwaway server in {} was not running", self.dir.display());
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_is_err_while_the_server_is_stopped_and_ok_after_it_starts() {
+        let Some(server) = OwnServer::new() else { return };
+        let config: tokio_postgres::Config = server.url().parse().unwrap();
+        let db = Db {
+            server: config.clone(),
+            name: "postgres".into(),
+            config,
+        };
+        let client = db.client().await;
+        client
+            .batch_execute("CREATE TABLE hooks (id bigint PRIMARY KEY, removed_ms bigint)")
+            .await
+            .unwrap();
+        client
+            .batch_execute(include_str!("migrations/V2__leases.sql"))
+            .await
+            .unwrap();
+        client
+            .execute("INSERT INTO hooks (id) VALUES (1), (2)", &[])
+            .await
+            .unwrap();
+        drop(client);
+        let a = db.cluster().await;
+        let (_dispatcher, mut heads) = dispatcher(&a, 2);
+        assert_eq!(a.health(), Ok(()));
+
+        server.stop();
+        eventually("health is Err while the server is stopped", async || {
+            a.health().is_err_and(|why| why.contains("lease loop") && why.contains("LISTEN"))
+        })
+        .await;
+        // Cut off, it stops sending before another process could take its hooks over.
+        eventually("holds is no longer true", async || {
+            !matches!(a.holds(1).await, Ok(true))
+        })
+        .await;
+        drain(&mut heads);
+
+        server.start();
+        eventually("health is Ok once the server is back", async || {
+            a.health().is_ok()
+        })
+        .await;
+        eventually("the hooks are held again", async || a.held() == vec![1, 2]).await;
+        asked(&mut heads, 1).await;
+        asked(&mut heads, 2).await;
+        assert!(a.holds(1).await.unwrap());
+        a.close().await;
+    }
 }
