@@ -308,11 +308,7 @@ impl Cluster {
     /// Keeps `waker` to wake this process's dispatcher: for a notification on a held hook, each
     /// hook taken, every held hook after the LISTEN connection came back and at each safety poll.
     pub(crate) fn subscribe(&self, waker: HookWaker) {
-        self.shared
-            .wakers
-            .lock()
-            .expect("not poisoned")
-            .push(waker);
+        self.shared.wakers.lock().expect("not poisoned").push(waker);
     }
 
     /// `hook`'s head was handed out to be sent: it is mid-attempt (not released by rebalancing)
@@ -467,7 +463,10 @@ impl Shared {
                 .collect();
             for hook in &lost {
                 state.held.remove(hook);
-                tracing::warn!(hook, "lost the hook's lease: another process delivers it now");
+                tracing::warn!(
+                    hook,
+                    "lost the hook's lease: another process delivers it now"
+                );
             }
             let mut wake = Vec::new();
             for &hook in renewed.keys() {
@@ -515,7 +514,11 @@ impl Shared {
                 .execute(RELEASE, &[&self.owner, &ids])
                 .await
                 .map_err(failed("cannot release leases"))?;
-            tracing::debug!(?release, share, "released leases above this process's share");
+            tracing::debug!(
+                ?release,
+                share,
+                "released leases above this process's share"
+            );
         }
         if want > 0 {
             let started = Instant::now();
@@ -599,7 +602,11 @@ impl Shared {
         }
     }
 
-    fn set_health(&self, part: impl FnOnce(&mut Health) -> &mut Option<String>, why: Option<String>) {
+    fn set_health(
+        &self,
+        part: impl FnOnce(&mut Health) -> &mut Option<String>,
+        why: Option<String>,
+    ) {
         let mut health = self.health.lock().expect("not poisoned");
         let slot = part(&mut health);
         match (&*slot, &why) {
@@ -656,7 +663,10 @@ async fn open(connect: &Connect) -> Result<Listener, tokio_postgres::Error> {
     }
 }
 
-async fn open_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Listener, tokio_postgres::Error>
+async fn open_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<Listener, tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -1104,7 +1114,10 @@ mod tests {
             .get(0);
         assert_eq!(rows, 0, "the closed process's leases and row are gone");
         for &hook in &released {
-            assert!(!a.holds(hook).await.unwrap(), "closed, yet holds hook {hook}");
+            assert!(
+                !a.holds(hook).await.unwrap(),
+                "closed, yet holds hook {hook}"
+            );
         }
         eventually("the survivor holds every hook", async || {
             shared_as(&db, &[&b], &[6]).await
@@ -1129,9 +1142,10 @@ mod tests {
         }
         let b = db.cluster().await;
         // A's share is 2 now, but only hook 4 is not mid-attempt.
-        eventually("the new process takes the hook not mid-attempt", async || {
-            shared_as(&db, &[&a, &b], &[3, 1]).await
-        })
+        eventually(
+            "the new process takes the hook not mid-attempt",
+            async || shared_as(&db, &[&a, &b], &[3, 1]).await,
+        )
         .await;
         assert_eq!(a.held(), vec![1, 2, 3]);
         // Several rounds later, still so.
@@ -1140,9 +1154,10 @@ mod tests {
         assert_eq!(db.held_by(&b).await, vec![4]);
         a.sent(1);
         a.sent(2);
-        eventually("once recorded, a hook is released to the new process", async || {
-            shared_as(&db, &[&a, &b], &[2, 2]).await
-        })
+        eventually(
+            "once recorded, a hook is released to the new process",
+            async || shared_as(&db, &[&a, &b], &[2, 2]).await,
+        )
         .await;
         assert!(a.held().contains(&3), "hook 3 is still mid-attempt");
         a.close().await;
@@ -1221,12 +1236,16 @@ mod tests {
             db.name
         );
         admin.batch_execute(&cut).await.unwrap();
-        eventually("health is Err while the database cannot be reached", async || {
-            a.health().is_err()
-        })
+        eventually(
+            "health is Err while the database cannot be reached",
+            async || a.health().is_err(),
+        )
         .await;
         let why = a.health().unwrap_err();
-        assert!(why.contains("LISTEN") || why.contains("lease loop"), "{why}");
+        assert!(
+            why.contains("LISTEN") || why.contains("lease loop"),
+            "{why}"
+        );
         // Long enough for the lease loop to fail as well.
         eventually("the lease loop fails too", async || {
             a.health().is_err_and(|why| why.contains("lease loop"))
@@ -1234,10 +1253,16 @@ mod tests {
         .await;
         drain(&mut heads);
         admin
-            .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name))
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                db.name
+            ))
             .await
             .unwrap();
-        eventually("health is Ok again once it can", async || a.health().is_ok()).await;
+        eventually("health is Ok again once it can", async || {
+            a.health().is_ok()
+        })
+        .await;
         // Held hooks were woken after the LISTEN connection came back (or the leases renewed).
         asked(&mut heads, 1).await;
         asked(&mut heads, 2).await;
@@ -1319,7 +1344,9 @@ mod tests {
                     .args(["postgres", "-s", "/bin/sh", "-c", command])
                     .output()
             } else {
-                std::process::Command::new("sh").args(["-c", command]).output()
+                std::process::Command::new("sh")
+                    .args(["-c", command])
+                    .output()
             }
             .unwrap();
             assert!(
@@ -1357,7 +1384,10 @@ mod tests {
             // Stopped already when the test stopped it and failed: then this fails, harmlessly.
             let stop = std::panic::catch_unwind(|| self.stop());
             if stop.is_err() {
-                eprintln!("the throwaway server in {} was not running", self.dir.display());
+                eprintln!(
+                    "the throwaway server in {} was not running",
+                    self.dir.display()
+                );
             }
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -1365,7 +1395,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn health_is_err_while_the_server_is_stopped_and_ok_after_it_starts() {
-        let Some(server) = OwnServer::new() else { return };
+        let Some(server) = OwnServer::new() else {
+            return;
+        };
         let config: tokio_postgres::Config = server.url().parse().unwrap();
         let db = Db {
             server: config.clone(),
@@ -1392,7 +1424,8 @@ mod tests {
 
         server.stop();
         eventually("health is Err while the server is stopped", async || {
-            a.health().is_err_and(|why| why.contains("lease loop") && why.contains("LISTEN"))
+            a.health()
+                .is_err_and(|why| why.contains("lease loop") && why.contains("LISTEN"))
         })
         .await;
         // Cut off, it stops sending before another process could take its hooks over.
