@@ -72,15 +72,18 @@ const TAKE_ONE: &str = "
       WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now()
     RETURNING hook";
 
-/// Up to `$3` free or expired leases of active hooks for owner `$1` (random ones, so that
-/// processes taking at the same time rarely want the same rows).
-const TAKE_FREE: &str = "
-    INSERT INTO leases (hook, owner, expires_at)
-    SELECT h.id, $1::uuid, now() + $2::float8 * interval '1 second'
-    FROM hooks h LEFT JOIN leases l ON l.hook = h.id
+/// The active hooks whose lease is free or expired, in random order (so that processes taking
+/// at the same time rarely want the same ones).
+const FREE: &str = "
+    SELECT h.id FROM hooks h LEFT JOIN leases l ON l.hook = h.id
     WHERE h.removed_ms IS NULL AND (l.hook IS NULL OR l.expires_at < now())
-    ORDER BY random()
-    LIMIT $3::bigint
+    ORDER BY random()";
+
+/// Takes `$3` for owner `$1` (lease `$2` seconds) if it is free or expired. One hook a
+/// statement: two processes inserting several rows each in different orders could deadlock.
+const TAKE: &str = "
+    INSERT INTO leases (hook, owner, expires_at)
+    VALUES ($3::bigint, $1::uuid, now() + $2::float8 * interval '1 second')
     ON CONFLICT (hook) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
       WHERE leases.expires_at < now()
     RETURNING hook";
@@ -522,13 +525,24 @@ impl Shared {
         }
         if want > 0 {
             let started = Instant::now();
-            let taken: Vec<HookId> = client
-                .query(TAKE_FREE, &[&self.owner, &lease, &(want as i64)])
+            let free = client
+                .query(FREE, &[])
                 .await
-                .map_err(failed("cannot take free leases"))?
-                .iter()
-                .map(|row| row.get::<_, i64>(0) as HookId)
-                .collect();
+                .map_err(failed("cannot list the free leases"))?;
+            let mut taken: Vec<HookId> = Vec::new();
+            for row in free {
+                if taken.len() == want {
+                    break;
+                }
+                let hook: i64 = row.get(0);
+                let took = client
+                    .query_opt(TAKE, &[&self.owner, &lease, &hook])
+                    .await
+                    .map_err(failed("cannot take a free lease"))?;
+                if took.is_some() {
+                    taken.push(hook as HookId);
+                }
+            }
             if !taken.is_empty() {
                 tracing::debug!(?taken, share, "took free or expired leases");
                 let mut state = self.state.lock().expect("not poisoned");
