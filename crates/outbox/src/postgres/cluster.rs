@@ -386,6 +386,18 @@ impl Cluster {
         }
     }
 
+    /// The hooks for which [`holds`](Cluster::holds) would say yes without asking the database
+    /// (tests only).
+    #[cfg(test)]
+    fn claims(&self) -> HashSet<HookId> {
+        let now = Instant::now();
+        let state = self.shared.state.lock().expect("not poisoned");
+        (state.held.iter())
+            .filter(|(_, held)| !state.closed && now + self.shared.lease / 3 < held.until)
+            .map(|(&hook, _)| hook)
+            .collect()
+    }
+
     /// The hooks this process holds (tests only).
     #[cfg(test)]
     fn held(&self) -> Vec<HookId> {
@@ -1047,6 +1059,74 @@ mod tests {
         assert_eq!(processes, 2);
         a.close().await;
         b.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_hook_is_claimed_by_two_processes_while_they_come_and_go() {
+        let Some(db) = Db::new(9).await else { return };
+        let processes: Arc<Mutex<Vec<Cluster>>> = Arc::default();
+        let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        // Every few milliseconds: no hook is claimed by two of the processes at once.
+        let watcher = tokio::spawn({
+            let (processes, watching) = (Arc::clone(&processes), Arc::clone(&watching));
+            async move {
+                let mut samples = 0u64;
+                while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                    let claims: Vec<(Uuid, HashSet<HookId>)> = (processes.lock().unwrap())
+                        .iter()
+                        .map(|p| (p.owner(), p.claims()))
+                        .collect();
+                    for (i, (a, mine)) in claims.iter().enumerate() {
+                        for (b, theirs) in &claims[i + 1..] {
+                            let both: Vec<_> = mine.intersection(theirs).collect();
+                            assert!(both.is_empty(), "{a} and {b} both claim {both:?}");
+                        }
+                    }
+                    samples += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                samples
+            }
+        });
+        let join = async |processes: &Arc<Mutex<Vec<Cluster>>>| {
+            let cluster = db.cluster().await;
+            processes.lock().unwrap().push(cluster.clone());
+            cluster
+        };
+        let a = join(&processes).await;
+        let b = join(&processes).await;
+        let c = join(&processes).await;
+        eventually("3 each", async || {
+            shared_as(&db, &[&a, &b, &c], &[3, 3, 3]).await
+        })
+        .await;
+        // A kill: the killed process's claims end with it (its memory is gone).
+        processes.lock().unwrap().retain(|p| p.owner() != c.owner());
+        drop(c);
+        eventually("5 and 4", async || {
+            let mut held = [db.held_by(&a).await.len(), db.held_by(&b).await.len()];
+            held.sort_unstable();
+            held == [4, 5] && a.held().len() + b.held().len() == 9
+        })
+        .await;
+        let d = join(&processes).await;
+        eventually("3 each again", async || {
+            shared_as(&db, &[&a, &b, &d], &[3, 3, 3]).await
+        })
+        .await;
+        a.close().await;
+        eventually("5 and 4 again", async || {
+            let mut held = [db.held_by(&b).await.len(), db.held_by(&d).await.len()];
+            held.sort_unstable();
+            held == [4, 5] && b.held().len() + d.held().len() == 9
+        })
+        .await;
+        watching.store(false, std::sync::atomic::Ordering::SeqCst);
+        let samples = watcher.await.expect("no hook claimed twice");
+        assert!(samples > 10, "{samples} samples");
+        b.close().await;
+        d.close().await;
         db.remove().await;
     }
 
