@@ -986,13 +986,17 @@ mod tests {
         (dispatcher, heads)
     }
 
-    /// Waits until the dispatcher asks about `hook`, forgetting the other hooks asked about.
-    async fn asked(heads: &mut UnboundedReceiver<HookId>, hook: HookId) {
+    /// Waits until the dispatcher has asked about each of `hooks` (in any order), forgetting the
+    /// other hooks asked about.
+    async fn asked(heads: &mut UnboundedReceiver<HookId>, hooks: &[HookId]) {
+        let mut waiting: HashSet<HookId> = hooks.iter().copied().collect();
         tokio::time::timeout(PATIENCE, async {
-            while heads.recv().await.expect("the dispatcher runs") != hook {}
+            while !waiting.is_empty() {
+                waiting.remove(&heads.recv().await.expect("the dispatcher runs"));
+            }
         })
         .await
-        .unwrap_or_else(|_| panic!("hook {hook} was not woken within {PATIENCE:?}"));
+        .unwrap_or_else(|_| panic!("hooks {waiting:?} were not woken within {PATIENCE:?}"));
     }
 
     fn drain(heads: &mut UnboundedReceiver<HookId>) {
@@ -1151,13 +1155,13 @@ mod tests {
 
         db.notify(&format!("h:{},{}", held_by_a[1], held_by_b[0]))
             .await;
-        asked(&mut heads_a, held_by_a[1]).await;
-        asked(&mut heads_b, held_by_b[0]).await;
+        asked(&mut heads_a, &[held_by_a[1]]).await;
+        asked(&mut heads_b, &[held_by_b[0]]).await;
         // Garbage and unknown hooks are ignored; the listener keeps going.
         db.notify("h:x,99,").await;
         db.notify("something else").await;
         db.notify(&format!("h:{}", held_by_b[1])).await;
-        asked(&mut heads_b, held_by_b[1]).await;
+        asked(&mut heads_b, &[held_by_b[1]]).await;
 
         db.notify("w:lab-a").await;
         for changes in [&mut changes_a, &mut changes_b] {
@@ -1176,8 +1180,7 @@ mod tests {
         let (_dispatcher, mut heads) = dispatcher(&a, 2);
         for _ in 0..3 {
             drain(&mut heads);
-            asked(&mut heads, 1).await;
-            asked(&mut heads, 2).await;
+            asked(&mut heads, &[1, 2]).await;
         }
         a.close().await;
         db.remove().await;
@@ -1194,6 +1197,7 @@ mod tests {
         })
         .await;
         let released = a.held();
+        drain(&mut heads_b);
         a.close().await;
         // At once: no wait for an expiry.
         assert!(!db.leases().await.contains_key(&a.owner()));
@@ -1218,9 +1222,7 @@ mod tests {
         })
         .await;
         // ...and its dispatcher was woken for each hook taken over.
-        for hook in released {
-            asked(&mut heads_b, hook).await;
-        }
+        asked(&mut heads_b, &released).await;
         b.close().await;
         db.remove().await;
     }
@@ -1305,13 +1307,11 @@ mod tests {
             .get(0);
         assert_eq!(ended, 1, "one LISTEN connection");
         // The leases are untouched (the pool's connections live): only the reconnection wakes.
-        for hook in 1..=3 {
-            asked(&mut heads, hook).await;
-        }
+        asked(&mut heads, &[1, 2, 3]).await;
         eventually("health is Ok", async || a.health().is_ok()).await;
         drain(&mut heads);
         db.notify("h:3").await;
-        asked(&mut heads, 3).await;
+        asked(&mut heads, &[3]).await;
         a.close().await;
         db.remove().await;
     }
@@ -1358,13 +1358,12 @@ mod tests {
         })
         .await;
         // Held hooks were woken after the LISTEN connection came back (or the leases renewed).
-        asked(&mut heads, 1).await;
-        asked(&mut heads, 2).await;
+        asked(&mut heads, &[1, 2]).await;
         // The new LISTEN connection hears.
         eventually("the hooks are held again", async || a.held() == vec![1, 2]).await;
         drain(&mut heads);
         db.notify("h:2").await;
-        asked(&mut heads, 2).await;
+        asked(&mut heads, &[2]).await;
         a.close().await;
         db.remove().await;
     }
@@ -1535,8 +1534,7 @@ mod tests {
         })
         .await;
         eventually("the hooks are held again", async || a.held() == vec![1, 2]).await;
-        asked(&mut heads, 1).await;
-        asked(&mut heads, 2).await;
+        asked(&mut heads, &[1, 2]).await;
         assert!(a.holds(1).await.unwrap());
         a.close().await;
     }
