@@ -237,10 +237,11 @@ impl Cluster {
             changes: Mutex::new(Changes::Untaken),
             health: Mutex::new(Health::default()),
         });
-        shared.round().await?;
+        // Listening first: a process that cannot listen registers nothing.
         let listener = open(&connect).await.map_err(|e| {
             StoreError::database("cannot open the LISTEN connection to the database", e)
         })?;
+        shared.round().await?;
         let tasks = vec![
             tokio::spawn(lease_loop(Arc::clone(&shared))),
             tokio::spawn(listen(Arc::clone(&shared), connect, listener)),
@@ -1131,6 +1132,45 @@ mod tests {
         assert!(samples > 10, "{samples} samples");
         b.close().await;
         d.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_says_why_it_cannot() {
+        let Some(db) = Db::new(1).await else { return };
+        (db.client().await)
+            .batch_execute("DROP TABLE leases, processes")
+            .await
+            .unwrap();
+        let connect = Connect {
+            config: db.config.clone(),
+            tls: Tls::None,
+        };
+        let err = Cluster::start(db.pool(), connect, LEASE).await.unwrap_err();
+        assert!(err.is_storage());
+        let why = format!("{err}: {}", err.causes());
+        assert!(why.contains("\"processes\" does not exist"), "{why}");
+
+        // Nothing listens on this port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = db.config.clone();
+        config.port(port);
+        let db_nowhere = Db {
+            server: db.server.clone(),
+            name: db.name.clone(),
+            config: config.clone(),
+        };
+        let connect = Connect {
+            config,
+            tls: Tls::None,
+        };
+        let err = (Cluster::start(db_nowhere.pool(), connect, LEASE).await).unwrap_err();
+        assert!(err.is_storage());
+        assert!(err.to_string().contains("LISTEN connection"), "{err}");
         db.remove().await;
     }
 
