@@ -465,6 +465,8 @@ async fn gone_disables_the_hook_until_enabled_and_nothing_is_dropped(store: Stor
         (a.id, 0, None),
         "the same delivery, on a fresh schedule"
     );
+    let (info, _) = store.get(a.id).await.unwrap().unwrap();
+    assert_eq!(info.attempts, 1, "every attempt counted (the head counts the round's)");
     deliver(&store, &again).await;
     assert_eq!(head(&store, h0).await.webhook_id, format!("msg_b_{h0}"));
 }
@@ -777,6 +779,11 @@ async fn a_failed_delivery_replays_with_its_id(store: Store) {
         (DeliveryState::Pending, None, None)
     );
     assert_eq!(attempts.len(), 2, "the attempts before are kept");
+    assert_eq!(
+        (info.attempts, info.last_status),
+        (2, Some(400)),
+        "every attempt counted (the head counts the new round's); the last status kept"
+    );
     assert_eq!(store.hook(h).await.unwrap().unwrap().status.failed, 0);
     assert_eq!(
         store.replay(a.id).await.unwrap(),
