@@ -466,7 +466,10 @@ async fn gone_disables_the_hook_until_enabled_and_nothing_is_dropped(store: Stor
         "the same delivery, on a fresh schedule"
     );
     let (info, _) = store.get(a.id).await.unwrap().unwrap();
-    assert_eq!(info.attempts, 1, "every attempt counted (the head counts the round's)");
+    assert_eq!(
+        info.attempts, 1,
+        "every attempt counted (the head counts the round's)"
+    );
     deliver(&store, &again).await;
     assert_eq!(head(&store, h0).await.webhook_id, format!("msg_b_{h0}"));
 }
