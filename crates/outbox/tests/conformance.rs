@@ -81,6 +81,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_store_is_healthy_and_says_where_it_is,
     // The outbox: append, head, record.
     each_hook_is_a_queue_in_order,
     outcomes_are_recorded_with_their_attempts,
@@ -91,11 +92,14 @@ conformance!(
     an_idempotency_key_stores_an_ingest_once,
     the_dispatcher_delivers_from_the_store,
     order_holds_through_a_retry_amid_a_read_ahead,
+    reading_ahead_gives_the_rest_of_the_queue_in_order,
     // Operations: replay, retry, recover, enable, prune.
     a_failed_delivery_replays_with_its_id,
     retry_answers_for_each_state_of_a_delivery,
     retry_hook_makes_the_head_due_now,
     recover_replays_failed_deliveries_in_id_order_among_pending_ones,
+    recover_takes_the_deliveries_created_since,
+    a_failed_delivery_of_a_disabled_hook_replays_to_wait_for_it,
     pruning_removes_old_delivered_records_only,
     an_event_keeps_its_body_while_any_of_its_deliveries_is_kept,
     // Counts and reads.
@@ -104,6 +108,7 @@ conformance!(
     listing_by_state_pages_oldest_first,
     deliveries_are_listed_newest_first_by_each_filter,
     following_next_before_visits_every_delivery_once,
+    since_and_until_bound_the_creation_time,
     // The registry.
     a_replace_keeps_the_ids_of_the_hooks_that_fire_alike,
     a_kept_hook_posts_to_its_new_url_with_the_same_deliveries,
@@ -224,6 +229,23 @@ async fn until<F: Future<Output = bool>>(seconds: u64, what: &str, mut done: imp
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store itself.
+
+async fn a_store_is_healthy_and_says_where_it_is(store: Store) {
+    assert_eq!(store.health(), Ok(()));
+    let location = store.location();
+    assert!(!location.is_empty());
+    // A PostgreSQL URL is shown without its password (the test server's has none: nothing to
+    // check but that it stays a URL).
+    assert!(!location.contains(":secret@"), "{location}");
+    // Handed out once, if at all.
+    let _first = store.workflow_changes();
+    assert!(store.workflow_changes().is_none(), "a second receiver");
+    assert!(store.workflows().await.unwrap().is_empty());
+    assert_eq!(store.pending().await.unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -744,6 +766,56 @@ async fn order_holds_through_a_retry_amid_a_read_ahead(store: Store) {
     );
 }
 
+/// What a store reads ahead after a delivered head (if it reads ahead: `None` means "ask the
+/// head") is what follows in that hook's queue, in order, at most `limit`, whether or not the
+/// outcome is stored yet; never anything of a disabled hook.
+async fn reading_ahead_gives_the_rest_of_the_queue_in_order(store: Store) {
+    let ids = register(&store, "w", 2).await;
+    let (h, other) = (ids[0], ids[1]);
+    let queue = append(&store, &[h], &["0", "1", "2", "3", "4"])
+        .await
+        .concat();
+    append(&store, &[other], &["x"]).await;
+    let first = head(&store, h).await;
+    assert_eq!(first.id, queue[0]);
+    // Recorded, not flushed: what follows does not depend on it.
+    store
+        .record(&first, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let ahead = |after: DeliveryId, limit: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .after(h, after, limit)
+                .await
+                .unwrap()
+                .map(|list| list.into_iter().map(|d| d.id).collect::<Vec<_>>())
+        }
+    };
+    if let Some(two) = ahead(first.id, 2).await {
+        assert_eq!(two, queue[1..3]);
+        assert_eq!(
+            ahead(queue[2], 10).await.unwrap(),
+            queue[3..],
+            "the rest, and nothing of the other hook"
+        );
+        assert_eq!(ahead(queue[4], 10).await, Some(vec![]), "nothing follows");
+    }
+    let second = head(&store, h).await;
+    assert_eq!(second.id, queue[1], "the head reflects the outcome");
+    store.flush(h).await.unwrap();
+
+    // A disabled hook: nothing is read ahead, the head says why.
+    record(&store, &second, 410, Outcome::HookGone).await;
+    let after_gone = store.after(h, second.id, 10).await.unwrap();
+    assert!(
+        after_gone.as_ref().is_none_or(Vec::is_empty),
+        "read ahead past a 410: {after_gone:?}"
+    );
+    assert_eq!(store.head(h).await.unwrap(), Head::Disabled);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Operations: replay, retry, recover, enable, prune.
 
@@ -972,6 +1044,87 @@ async fn recover_replays_failed_deliveries_in_id_order_among_pending_ones(store:
             .unwrap(),
         Recovery::NotFound
     );
+}
+
+/// `recover(hook, since)` replays the failed deliveries created at `since` or later (creation
+/// times as the store tells them), in id order.
+async fn recover_takes_the_deliveries_created_since(store: Store) {
+    let [hook] = register(&store, "lab", 1).await[..] else {
+        unreachable!()
+    };
+    let mut failed = Vec::new();
+    for i in 0..4 {
+        append(&store, &[hook], &[&i.to_string()]).await;
+        failed.push(fail_head(&store, hook, 500).await);
+        // Apart in time, so that some are created after others (no time is asserted).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut created = Vec::new();
+    for &id in &failed {
+        created.push(store.get(id).await.unwrap().unwrap().0.created_at);
+    }
+    let since = created[2];
+    let expected: Vec<DeliveryId> = failed
+        .iter()
+        .zip(&created)
+        .filter(|(_, at)| **at >= since)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(expected.contains(&failed[2]) && expected.contains(&failed[3]));
+    assert!(!expected.contains(&failed[0]), "20 ms apart: {created:?}");
+    assert_eq!(
+        store.recover(hook, since).await.unwrap(),
+        Recovery::Replayed(expected.clone())
+    );
+    for &id in &failed {
+        let state = store.get(id).await.unwrap().unwrap().0.state;
+        let replayed = expected.contains(&id);
+        assert_eq!(
+            state,
+            if replayed {
+                DeliveryState::Pending
+            } else {
+                DeliveryState::Failed
+            },
+            "{id}"
+        );
+    }
+    assert_eq!(
+        store.hook(hook).await.unwrap().unwrap().status.failed,
+        (failed.len() - expected.len()) as u64
+    );
+    assert_eq!(head(&store, hook).await.id, expected[0]);
+    assert_eq!(
+        store.recover(hook, since).await.unwrap(),
+        Recovery::Replayed(vec![]),
+        "nothing failed since any more"
+    );
+}
+
+/// A failed delivery of a hook a 410 disabled is replayed: it waits, pending, for the hook to
+/// be enabled (no delivery is sent to a disabled hook).
+async fn a_failed_delivery_of_a_disabled_hook_replays_to_wait_for_it(store: Store) {
+    let [hook] = register(&store, "lab", 1).await[..] else {
+        unreachable!()
+    };
+    let ids = append(&store, &[hook], &["a", "b"]).await.concat();
+    assert_eq!(fail_head(&store, hook, 400).await, ids[0]);
+    let b = head(&store, hook).await;
+    record(&store, &b, 410, Outcome::HookGone).await;
+    assert_eq!(store.head(hook).await.unwrap(), Head::Disabled);
+    assert_eq!(
+        store.replay(ids[0]).await.unwrap(),
+        Replay::Replayed { hook }
+    );
+    assert_eq!(store.head(hook).await.unwrap(), Head::Disabled);
+    assert_eq!(store.hook(hook).await.unwrap().unwrap().status.pending, 2);
+    assert_eq!(
+        store.recover(hook, SystemTime::UNIX_EPOCH).await.unwrap(),
+        Recovery::Replayed(vec![]),
+        "nothing failed any more"
+    );
+    assert_eq!(store.enable(hook).await.unwrap(), Some(true));
+    assert_eq!(head(&store, hook).await.id, ids[0], "in id order");
 }
 
 async fn pruning_removes_old_delivered_records_only(store: Store) {
@@ -1501,6 +1654,57 @@ async fn following_next_before_visits_every_delivery_once(store: Store) {
         .await;
         assert_eq!(by_state, failed, "limit {limit}");
     }
+}
+
+/// `since` (inclusive) and `until` (exclusive) bound a delivery's creation time, as the store
+/// tells it.
+async fn since_and_until_bound_the_creation_time(store: Store) {
+    let hooks = register(&store, "lab", 1).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.extend(append(&store, &hooks, &[&i.to_string()]).await.concat());
+        // Apart in time, so that some are created after others (no time is asserted).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut created = Vec::new();
+    for &id in &ids {
+        created.push(store.get(id).await.unwrap().unwrap().0.created_at);
+    }
+    let newest_first = |keep: &dyn Fn(SystemTime) -> bool| -> Vec<DeliveryId> {
+        let mut out: Vec<DeliveryId> = ids
+            .iter()
+            .zip(&created)
+            .filter(|(_, at)| keep(**at))
+            .map(|(id, _)| *id)
+            .collect();
+        out.reverse();
+        out
+    };
+    let (from, to) = (created[1], created[3]);
+    let since = newest_first(&|at| at >= from);
+    let until = newest_first(&|at| at < to);
+    let both = newest_first(&|at| at >= from && at < to);
+    assert!(
+        since.contains(&ids[1]) && !since.contains(&ids[0]),
+        "{created:?}"
+    );
+    assert!(
+        until.contains(&ids[2]) && !until.contains(&ids[3]),
+        "{created:?}"
+    );
+    assert_eq!(
+        page(&store, &filter(|f| f.since = Some(from))).await,
+        (since, None)
+    );
+    assert_eq!(
+        page(&store, &filter(|f| f.until = Some(to))).await,
+        (until, None)
+    );
+    let bounded = filter(|f| {
+        f.since = Some(from);
+        f.until = Some(to);
+    });
+    assert_eq!(page(&store, &bounded).await, (both, None));
 }
 
 // ---------------------------------------------------------------------------------------------
