@@ -62,6 +62,49 @@ async fn postgres_store() -> Option<Store> {
     Some(Arc::new(store))
 }
 
+/// Opens the store a test function was given again, as a restart of `serve` does (the test
+/// lets go of the first handle before it calls this).
+type Reopen = Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Store> + Send>> + Send + Sync>;
+
+/// What is committed is there after a restart, on each store.
+mod reopened {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redb() {
+        let path = store_path("conformance-reopened");
+        let open = move || -> Store {
+            Arc::new(linq_hooks_outbox::Store::open(&path).expect("the store opens again"))
+        };
+        let first = open();
+        let reopen: Reopen = Box::new(move || {
+            let store = open();
+            Box::pin(async move { store })
+        });
+        outbox::what_is_committed_survives_reopening(first, reopen).await;
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(url) = pg::fresh_database() else {
+            return;
+        };
+        let open = move || {
+            let url = url.clone();
+            Box::pin(async move {
+                let options = linq_hooks_outbox::PgOptions::new(&url).unwrap();
+                let store = linq_hooks_outbox::PgStore::connect(options)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect to {url}: {e:?}"));
+                Arc::new(store) as Store
+            }) as std::pin::Pin<Box<dyn Future<Output = Store> + Send>>
+        };
+        let first = open().await;
+        outbox::what_is_committed_survives_reopening(first, Box::new(open)).await;
+    }
+}
+
 /// For each `module: [name, ...]` listed, the function `module::name(store: Store)` becomes the
 /// tests `redb::module::name` (on a fresh redb file) and `postgres::module::name` (on a fresh
 /// PostgreSQL database).

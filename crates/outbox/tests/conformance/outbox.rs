@@ -580,3 +580,144 @@ pub(crate) async fn reading_ahead_gives_the_rest_of_the_queue_in_order(store: St
     );
     assert_eq!(store.head(h).await.unwrap(), Head::Disabled);
 }
+
+/// Everything a restart must find: the registry (hook ids, order, secrets and their rotation,
+/// removed hooks), each delivery's state and attempts, hook states (disabled, failures), the
+/// idempotency keys; and ids go on after the old ones. Run by `reopened::*`, not by
+/// `conformance!`: it needs the store opened again.
+pub(crate) async fn what_is_committed_survives_reopening(store: Store, reopen: Reopen) {
+    let (first, second) = (secret(), secret());
+    let created = store
+        .put_workflow("w".into(), distinct_hooks(3), first.clone())
+        .await
+        .unwrap();
+    let ids: Vec<HookId> = created.workflow.hooks.iter().map(|h| h.id).collect();
+    let v = register(&store, "v", 1).await;
+    let accepted = store
+        .append(vec![event(&ids, "a"), event(&ids, "b")])
+        .await
+        .unwrap();
+    let key = IdempotencyKey {
+        key: "v\u{0}k".into(),
+        fingerprint: "f".into(),
+        window: Duration::from_secs(24 * 3600),
+    };
+    let Appended::Stored(keyed) = store
+        .append_once(key.clone(), vec![event(&v, "k")])
+        .await
+        .unwrap()
+    else {
+        panic!("stored")
+    };
+    // Hook 0: `a` delivered, then a 410 on `b`. Hook 1: `a` failed, `b` to be tried in an
+    // hour. Hook 2: removed, its two deliveries cancelled.
+    let delivered = head(&store, ids[0]).await;
+    deliver(&store, &delivered).await;
+    let gone = head(&store, ids[0]).await;
+    record(&store, &gone, 410, Outcome::HookGone).await;
+    let failed = fail_head(&store, ids[1], 400).await;
+    let waiting = head(&store, ids[1]).await;
+    retry_later(&store, &waiting, 503).await;
+    let change = store
+        .put_workflow("w".into(), distinct_hooks(2), secret())
+        .await
+        .unwrap();
+    assert_eq!(change.removed, [ids[2]]);
+    store
+        .rotate_secret("w".into(), second.clone(), Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    let before = store.workflow("w").await.unwrap().unwrap();
+    let last_event = accepted[1].id.unwrap();
+    let last_delivery = keyed[0].deliveries[0].id;
+    store.close().await;
+    drop(store);
+
+    let store = reopen().await;
+    let names: Vec<String> = store
+        .workflows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(names, ["v", "w"]);
+    let w = store.workflow("w").await.unwrap().unwrap();
+    assert_eq!(
+        (w.created_at, w.updated_at),
+        (before.created_at, before.updated_at)
+    );
+    assert_eq!(w.hooks.iter().map(|h| h.id).collect::<Vec<_>>(), ids[..2]);
+    assert_eq!(w.hooks[1].hook, distinct_hooks(2)[1]);
+    assert_eq!(w.secrets.current.expose_whsec(), second.expose_whsec());
+    let previous: Vec<(String, SystemTime)> = w
+        .secrets
+        .previous
+        .iter()
+        .map(|(s, until)| (s.expose_whsec(), *until))
+        .collect();
+    let kept: Vec<(String, SystemTime)> = before
+        .secrets
+        .previous
+        .iter()
+        .map(|(s, until)| (s.expose_whsec(), *until))
+        .collect();
+    assert_eq!(previous, kept);
+    assert_eq!(previous[0].0, first.expose_whsec());
+
+    // Hook 0: disabled, its delivery waiting.
+    let status = &w.hooks[0].status;
+    assert!(!status.enabled && status.disabled_at.is_some());
+    assert_eq!(status.pending, 1);
+    assert_eq!(store.head(ids[0]).await.unwrap(), Head::Disabled);
+    assert_eq!(store.disabled_hooks().await.unwrap(), 1);
+    let (info, attempts) = store.get(delivered.id).await.unwrap().unwrap();
+    assert_eq!((info.state, attempts.len()), (DeliveryState::Delivered, 1));
+    assert_eq!(attempts[0].status, Some(200));
+    // Hook 1: one failed, one waiting for its retry.
+    let status = &w.hooks[1].status;
+    assert_eq!(
+        (status.pending, status.failed, status.consecutive_failures),
+        (1, 1, 2)
+    );
+    assert_eq!(status.last_status, Some(503));
+    let next = head(&store, ids[1]).await;
+    assert_eq!((next.id, next.attempts), (waiting.id, 1));
+    assert!(next.next_attempt_at.is_some());
+    assert_eq!(
+        store.get(failed).await.unwrap().unwrap().0.state,
+        DeliveryState::Failed
+    );
+    // Hook 2: removed, still named.
+    assert!(store.hook(ids[2]).await.unwrap().is_none());
+    assert_eq!(
+        store.workflow_of(ids[2]).await.unwrap().as_deref(),
+        Some("w")
+    );
+    assert_eq!(store.head(ids[2]).await.unwrap(), Head::Empty);
+    let counts: Vec<u64> = {
+        let mut out = Vec::new();
+        for state in DeliveryState::ALL {
+            out.push(store.count(state).await.unwrap());
+        }
+        out
+    };
+    assert_eq!(counts, [3, 1, 1, 2, 0]);
+    // The key is remembered.
+    assert_eq!(
+        store.append_once(key, vec![event(&v, "k")]).await.unwrap(),
+        Appended::Repeated(keyed)
+    );
+    // New ids go on after the old ones; a replay works on what was there.
+    let more = store.append(vec![event(&v, "later")]).await.unwrap();
+    assert!(more[0].id.unwrap() > last_event);
+    assert!(more[0].deliveries[0].id > last_delivery);
+    let added = register(&store, "u", 1).await;
+    assert!(added[0] > *ids.iter().chain(&v).max().unwrap());
+    assert_eq!(
+        store.replay(failed).await.unwrap(),
+        Replay::Replayed { hook: ids[1] }
+    );
+    assert_eq!(head(&store, ids[1]).await.id, failed);
+}
