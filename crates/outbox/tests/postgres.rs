@@ -15,40 +15,12 @@ use linq_hooks_outbox::{
 };
 use linq_hooks_signature::Secret;
 
-/// A new, empty database `p1_<unique>` on the test server; its URL. `None` when the server is
-/// not given.
-async fn fresh_database() -> Option<String> {
-    let Ok(admin) = std::env::var("LINQ_HOOKS_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "LINQ_HOOKS_TEST_POSTGRES must be set in CI"
-        );
-        eprintln!("SKIPPED: PostgreSQL tests: LINQ_HOOKS_TEST_POSTGRES is not set");
-        return None;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("p1_{}_{nanos}", std::process::id());
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, query) = match admin.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (admin.as_str(), String::new()),
-    };
-    let server = base.rsplit_once('/').unwrap().0;
-    Some(format!("{server}/{name}{query}"))
-}
+#[path = "common/postgres.rs"]
+mod postgres;
+use postgres::fresh_database;
 
 async fn store() -> Option<PgStore> {
-    let url = fresh_database().await?;
+    let url = fresh_database()?;
     Some(
         PgStore::connect(PgOptions::new(&url).unwrap())
             .await
@@ -722,7 +694,7 @@ async fn prune_removes_delivered_deliveries_and_their_bodies() {
 
 #[tokio::test]
 async fn an_outcome_is_dropped_once_another_process_holds_the_lease() {
-    let Some(url) = fresh_database().await else {
+    let Some(url) = fresh_database() else {
         return;
     };
     let store = PgStore::connect(PgOptions::new(&url).unwrap())
@@ -759,7 +731,7 @@ async fn an_outcome_is_dropped_once_another_process_holds_the_lease() {
 
 #[tokio::test]
 async fn changes_are_notified_when_they_commit() {
-    let Some(url) = fresh_database().await else {
+    let Some(url) = fresh_database() else {
         return;
     };
     let store = PgStore::connect(PgOptions::new(&url).unwrap())
