@@ -1053,3 +1053,32 @@ async fn nothing_is_left_pending_for_a_hook_removed_while_events_arrive() {
         hook = change.added[0];
     }
 }
+
+#[tokio::test]
+async fn a_page_examines_at_most_scan_per_page_deliveries() {
+    let Some(store) = store().await else { return };
+    let hook = register(&store, "lab", 1).await[0];
+    let n = linq_hooks_outbox::SCAN_PER_PAGE + 50;
+    let accepted = store
+        .append((0..n).map(|i| event(&[hook], &i.to_string())).collect())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = accepted.iter().map(|e| e.deliveries[0].id).collect();
+    // A filter nothing matches: a page of nothing, with where to go on from.
+    let mut filter = DeliveryFilter::default();
+    filter.status = Some("4xx".parse().unwrap());
+    let first = store.deliveries(&filter).await.unwrap();
+    assert!(first.deliveries.is_empty());
+    assert_eq!(first.next_before, Some(ids[49] + 1));
+    filter.before = first.next_before;
+    let second = store.deliveries(&filter).await.unwrap();
+    assert!(second.deliveries.is_empty());
+    assert_eq!(second.next_before, None);
+    // What matches is found across the cut.
+    filter.status = Some("none".parse().unwrap());
+    filter.limit = 60;
+    let page = store.deliveries(&filter).await.unwrap();
+    assert_eq!(page.deliveries.len(), 50);
+    assert_eq!(page.deliveries[0].id, ids[49]);
+    assert_eq!(page.next_before, None);
+}
