@@ -755,7 +755,8 @@ async fn an_outcome_is_dropped_once_another_process_holds_the_lease() {
         "the outcome was dropped"
     );
     assert!(attempts.is_empty());
-    assert!(matches!(store.head(hook).await.unwrap(), Head::Empty));
+    // (When this process lets go of the hook locally is the cluster's: its lease loop finds
+    // the lease lost at its next renewal.)
 }
 
 #[tokio::test]
