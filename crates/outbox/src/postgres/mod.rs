@@ -480,6 +480,8 @@ fn rustls_connector(
 /// of its own, released when it closes).
 async fn migrate(connect: &Connect) -> Result<(), Fail> {
     let mut client = connect.client().await?;
+    // A migration of a large table may take longer than a statement is otherwise allowed.
+    client.batch_execute("SET statement_timeout = 0").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
