@@ -1083,3 +1083,27 @@ async fn a_page_examines_at_most_scan_per_page_deliveries() {
     assert_eq!(page.deliveries[0].id, ids[49]);
     assert_eq!(page.next_before, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_together_migrate_once_and_share_the_store() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect(PgOptions::new(&url).unwrap()).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().unwrap());
+    }
+    let hook = register(&stores[0], "lab", 1).await[0];
+    stores[1].append(vec![event(&[hook], "1")]).await.unwrap();
+    assert_eq!(stores[2].pending().await.unwrap(), 1);
+    assert_eq!(
+        stores[2].workflow_of(hook).await.unwrap().as_deref(),
+        Some("lab")
+    );
+}
