@@ -1107,3 +1107,66 @@ async fn processes_starting_together_migrate_once_and_share_the_store() {
         Some("lab")
     );
 }
+
+#[tokio::test]
+async fn the_queue_is_read_ahead_and_a_delivery_without_its_body_is_set_aside() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let store = PgStore::connect(PgOptions::new(&url).unwrap())
+        .await
+        .unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    let accepted = store
+        .append((0..4).map(|i| event(&[hook], &i.to_string())).collect())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = accepted.iter().map(|e| e.deliveries[0].id).collect();
+    let first = head(&store, hook).await;
+    let ahead = store.after(hook, first.id, 2).await.unwrap().unwrap();
+    assert_eq!(
+        ahead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[1], ids[2]]
+    );
+    assert_eq!(&ahead[0].body[..], br#"{"tag":"1"}"#);
+    assert!(
+        store
+            .after(hook, ids[3], 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The body of the second event goes missing: it is quarantined, never sent, and the hook
+    // goes on with the next.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let event_id = accepted[1].id.unwrap() as i64;
+    client
+        .execute("DELETE FROM events WHERE id = $1", &[&event_id])
+        .await
+        .unwrap();
+    store
+        .record(&first, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(store.after(hook, first.id, 2).await.unwrap(), None);
+    let next = head(&store, hook).await;
+    assert_eq!(next.id, ids[2]);
+    let (info, _) = store.get(ids[1]).await.unwrap().unwrap();
+    assert_eq!(info.state, DeliveryState::Quarantined);
+    assert!(
+        info.failure.as_deref().unwrap().contains("is missing"),
+        "{info:?}"
+    );
+
+    // A disabled hook reads nothing ahead.
+    store
+        .record(&next, attempt(410), Outcome::HookGone)
+        .await
+        .unwrap();
+    assert_eq!(store.after(hook, next.id, 2).await.unwrap(), None);
+}
