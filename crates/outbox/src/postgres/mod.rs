@@ -163,7 +163,13 @@ impl PgOptions {
         self
     }
 
-    /// The URL without its password, for logs.
+    /// The URL without its password (in the authority or a `password=` parameter), for logs.
+    ///
+    /// ```
+    /// let options = linq_hooks_outbox::PgOptions::new("postgresql://app:s3cret@db:5432/hooks")?;
+    /// assert_eq!(options.location(), "postgresql://app@db:5432/hooks");
+    /// # Ok::<(), linq_hooks_outbox::StoreError>(())
+    /// ```
     pub fn location(&self) -> String {
         redact(&self.url)
     }
@@ -338,6 +344,19 @@ impl PgStore {
     ///
     /// The database cannot be reached (within 5 s, or the URL's `connect_timeout`), refuses
     /// the credentials, or its schema is newer than this version's or cannot be migrated.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), linq_hooks_outbox::StoreError> {
+    /// use std::time::Duration;
+    /// use linq_hooks_outbox::{DurableOutbox, PgOptions, PgStore};
+    ///
+    /// let options = PgOptions::new("postgres://hooks@db.example/hooks?sslmode=verify-full")?
+    ///     .lease(Duration::from_secs(10));
+    /// let store = PgStore::connect(options).await?;
+    /// println!("{} deliveries pending at {}", store.pending().await?, store.location());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(options: PgOptions) -> Result<PgStore, StoreError> {
         let location = options.location();
         let mut config = options.config.clone();
