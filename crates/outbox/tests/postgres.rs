@@ -913,6 +913,30 @@ impl OwnServer {
         assert!(out.status.success(), "pg_ctl stop: {out:?}");
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to this server's processes: its postmaster and its
+    /// children, by pid.
+    fn signal(&self, signal: &str) {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        let postmaster = pidfile.lines().next().unwrap().trim().to_string();
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8(children.stdout)
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let out = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kill -{signal}: {out:?}");
+    }
+
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
@@ -1169,4 +1193,53 @@ async fn the_queue_is_read_ahead_and_a_delivery_without_its_body_is_set_aside() 
         .await
         .unwrap();
     assert_eq!(store.after(hook, next.id, 2).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_database_that_stops_answering_is_an_error_after_the_timeout_not_a_hang() {
+    if std::env::var("LINQ_HOOKS_TEST_POSTGRES").is_err() {
+        eprintln!("SKIPPED: PostgreSQL tests: LINQ_HOOKS_TEST_POSTGRES is not set");
+        return;
+    }
+    let Some(server) = OwnServer::start() else {
+        return;
+    };
+    let options = PgOptions::new(&server.url())
+        .unwrap()
+        .timeout(Duration::from_secs(2));
+    let store = PgStore::connect(options).await.unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    store.append(vec![event(&[hook], "before")]).await.unwrap();
+
+    // Its processes stopped: connections stay open, nothing answers.
+    server.signal("STOP");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        store.append(vec![event(&[hook], "while stopped")]),
+    )
+    .await;
+    let answered_while_stopped = tokio::time::timeout(Duration::from_secs(60), store.pending())
+        .await
+        .expect("an answer within 60 s");
+    server.signal("CONT");
+    let err = outcome.expect("an answer within 60 s").unwrap_err();
+    assert!(err.is_storage(), "{err:?}");
+    assert!(format!("{err:?}").contains("did not answer"), "{err:?}");
+    assert!(answered_while_stopped.is_err());
+
+    // Working again once it answers (a bounded number of tries).
+    let mut pending = None;
+    for _ in 0..50 {
+        match store.pending().await {
+            Ok(n) => {
+                pending = Some(n);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    // The append that timed out may have committed once the server went on: 1 or 2.
+    let pending = pending.expect("the store works again");
+    assert!((1..=2).contains(&pending), "{pending}");
+    store.append(vec![event(&[hook], "after")]).await.unwrap();
 }
