@@ -489,6 +489,9 @@ impl HookWaker {
     /// Tells the worker of `hook` that its queue changed, as [`Dispatcher::wake`] does.
     pub fn wake(&self, hook: HookId) {
         if let Some(slot) = self.inner.upgrade().and_then(|inner| inner.slot(hook)) {
+            // As `Dispatcher::wake`: the head is read again, not only what follows the last
+            // delivery sent (a delivery may have become visible behind it).
+            slot.reread.store(true, Ordering::SeqCst);
             slot.wake.notify_one();
         }
     }

@@ -869,3 +869,89 @@ async fn a_worker_that_cannot_read_its_outbox_backs_off_and_health_says_so() {
     dispatcher.shutdown();
     running.await.unwrap();
 }
+
+/// An outbox that reads ahead and never finds anything after a delivery (as a store whose
+/// snapshot did not yet show a delivery committed later with a smaller id): only its head
+/// shows new deliveries.
+struct NothingAfter {
+    inner: MemoryOutbox,
+}
+
+#[async_trait]
+impl Outbox for NothingAfter {
+    async fn head(
+        &self,
+        hook: u64,
+    ) -> Result<linq_hooks_delivery::Head, linq_hooks_delivery::OutboxError> {
+        self.inner.head(hook).await
+    }
+
+    fn subscribe(&self, waker: linq_hooks_delivery::HookWaker) {
+        self.inner.subscribe(waker);
+    }
+
+    async fn after(
+        &self,
+        _hook: u64,
+        _after: u64,
+        _limit: usize,
+    ) -> Result<Option<Vec<linq_hooks_delivery::Delivery>>, linq_hooks_delivery::OutboxError> {
+        Ok(Some(Vec::new()))
+    }
+
+    async fn record(
+        &self,
+        delivery: &linq_hooks_delivery::Delivery,
+        attempt: linq_hooks_delivery::Attempt,
+        outcome: linq_hooks_delivery::Outcome,
+    ) -> Result<(), linq_hooks_delivery::OutboxError> {
+        self.inner.record(delivery, attempt, outcome).await
+    }
+}
+
+/// A wake through the outbox's `HookWaker` makes the worker read its head, as
+/// `Dispatcher::wake` does: a worker that only read ahead again would not see a delivery that
+/// became visible behind the one it last sent (found with the PostgreSQL store and several
+/// processes ingesting at once: such deliveries stayed pending).
+#[tokio::test]
+async fn a_wake_through_the_outbox_reads_the_head_not_only_what_follows() {
+    let outbox = Arc::new(NothingAfter {
+        inner: MemoryOutbox::new(1),
+    });
+    let transport = Arc::new(MemoryTransport::new());
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/"]),
+        transport.clone(),
+        outbox.clone(),
+        Config::default(),
+    )
+    .unwrap();
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    push(&outbox.inner, 0, 1);
+    let delivered = |n: usize| {
+        let transport = transport.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while transport.requests().len() < n {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .is_ok()
+        }
+    };
+    assert!(delivered(1).await, "the first delivery goes");
+    // The worker has read ahead after it (nothing); the push wakes it through its waker.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    outbox.inner.push(NewDelivery {
+        hook: 0,
+        webhook_id: "msg_0_1".into(),
+        body: r#"{"n":1}"#.into(),
+    });
+    assert!(delivered(2).await, "the second delivery waits for nothing");
+    dispatcher.shutdown();
+    running.await.unwrap();
+}
