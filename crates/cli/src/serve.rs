@@ -8,7 +8,7 @@ use std::time::Duration;
 use linq_hooks_delivery::{Config, RetryPolicy};
 use linq_hooks_model::HookParameters;
 use linq_hooks_service::{
-    DEFAULT_WORKFLOW, OpsWebhooks, Registry, Service, ServiceConfig, log_change,
+    DEFAULT_WORKFLOW, OpsWebhooks, Registry, Service, ServiceConfig, StoreLocation, log_change,
 };
 use linq_hooks_signature::Secret;
 
@@ -27,7 +27,7 @@ use crate::transports;
 /// A scheduler registers each workflow's hooks with `PUT /v1/workflows/{id}` (any document
 /// `validate` reads; the answer of the PUT that creates it holds the workflow's signing secret),
 /// then posts each event of a run to `POST /v1/workflows/{id}/events`; the answer (202) comes
-/// once the event and its deliveries are committed to the store file, so nothing acknowledged
+/// once the event and its deliveries are committed to the store (a redb file, or PostgreSQL with --store postgres://…), so nothing acknowledged
 /// is lost, even if `serve` is killed. Deliveries go out in order per hook, retried on the
 /// schedule for hours, over HTTP for `http(s)://` hook URLs and MQTT 5 for `mqtt(s)://` ones
 /// (QoS 1 to the broker, signature headers as user properties). A workflow can be replaced while deliveries wait: a hook that fires for
@@ -56,9 +56,23 @@ pub(crate) struct Args {
     /// workflow document), re-read on SIGHUP. Without it, workflows come over the API.
     #[arg(long, value_name = "FILE")]
     hooks: Option<PathBuf>,
-    /// The store file (created if missing).
-    #[arg(long, value_name = "PATH", default_value = "linq-hooks.redb")]
-    store: PathBuf,
+    /// Where to keep events, deliveries and the registry: a redb file (created if missing; one
+    /// `serve` at a time), or a PostgreSQL URL such as `postgres://hooks@db.lab.example/hooks`
+    /// (add `?sslmode=require` for TLS), which several `serve` processes share: each hook is
+    /// delivered by one of them at a time, and the others take a dead one's hooks over.
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "LINQ_HOOKS_STORE",
+        default_value = "linq-hooks.redb",
+        hide_env_values = true
+    )]
+    store: String,
+    /// With a PostgreSQL store: how long this process's lease on a hook lasts unrenewed (it
+    /// renews every third of it). When a process dies, the others deliver its hooks again
+    /// within this time and a third.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = lease)]
+    lease: Duration,
     /// Where the API listens. Anything but a loopback address needs --token.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8625")]
     listen: SocketAddr,
@@ -197,7 +211,8 @@ pub(crate) fn run(args: Args, open_files: Option<u64>, notices: Notices) -> Outc
         Ok(transport) => transport,
         Err(outcome) => return outcome,
     };
-    let mut config = ServiceConfig::new(&args.store);
+    let mut config = ServiceConfig::new(StoreLocation::parse(&args.store));
+    config.lease = args.lease;
     config.default_hooks = default_hooks;
     config.listen = args.listen;
     config.token = args.token;
@@ -231,8 +246,9 @@ pub(crate) fn run(args: Args, open_files: Option<u64>, notices: Notices) -> Outc
             Err(e) if e.is_store_in_use() => {
                 notices.error(&format!(
                     "the store {} is in use: another `linq-hooks serve` holds it (one \
-                     process at a time); stop that one, or give this one another --store",
-                    args.store.display()
+                     process at a time; a PostgreSQL store is shared); stop that one, or give \
+                     this one another --store",
+                    args.store
                 ));
                 return Outcome::UsageOrIo;
             }
@@ -244,7 +260,7 @@ pub(crate) fn run(args: Args, open_files: Option<u64>, notices: Notices) -> Outc
         notices.say(&format!(
             "listening on http://{}, store {}{}",
             service.local_addr(),
-            args.store.display(),
+            service.store_location(),
             match &args.hooks {
                 Some(path) => format!(", workflow `default` from {}", path.display()),
                 None => String::new(),
@@ -299,4 +315,14 @@ async fn reload_on_hangup(
             )),
         }
     }
+}
+
+/// `--lease`: a duration of at least a second (renewed every third of it, so shorter would be
+/// a busy loop) and at most an hour.
+fn lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(1) || lease > Duration::from_secs(3600) {
+        return Err(format!("{text} is outside 1s..=1h"));
+    }
+    Ok(lease)
 }

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    Serve, eventually, hooks_file, linq_hooks, plan, plan_hook, store, switchable, temp_file, text,
+    Serve, eventually, hooks_file, linq_hooks, linq_hooks_with, plan, plan_hook, store, switchable,
+    temp_file, text,
 };
 use linq_hooks_tests::{Receiver, workspace_root};
 use nix::sys::signal::{Signal, kill};
@@ -498,4 +499,49 @@ async fn a_busy_port_leaves_no_new_store_behind() {
         "no store file made by a serve that could not start"
     );
     drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_may_come_from_the_environment_and_the_lease_is_bounded() {
+    let path = store("from-env");
+    let first = Serve::start(&["--store", &path]).await;
+    let out = linq_hooks_with(
+        &["serve", "--listen", "127.0.0.1:0"],
+        "",
+        &[("LINQ_HOOKS_STORE", path.as_str())],
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the store {path} is in use")),
+        "{stderr}"
+    );
+    first.kill().await;
+
+    for lease in ["10ms", "2h"] {
+        let out = linq_hooks(&["serve", "--store", &path, "--lease", lease], "").await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{lease}' for '--lease <DURATION>': {lease} is outside 1s..=1h"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_named_without_its_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let url = "postgres://hooks:s3cret-pw@127.0.0.1:1/hooks";
+    let out = linq_hooks(&["serve", "--store", url, "--listen", "127.0.0.1:0"], "").await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "names the server: {stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw"),
+        "shows the password: {stderr}"
+    );
 }

@@ -63,6 +63,19 @@ impl StoreError {
         text.join(": ")
     }
 
+    /// The PostgreSQL store's error (`source`: tokio-postgres's, the pool's, or a reason): a
+    /// storage error, as a failing disk is for the redb store.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn database(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError {
+            kind: Kind::Storage(context.into()),
+            source: Some(source.into()),
+        }
+    }
+
     pub(crate) fn damaged(context: impl Into<String>, detail: impl Into<String>) -> StoreError {
         StoreError {
             kind: Kind::Damaged(context.into()),
@@ -85,7 +98,8 @@ impl StoreError {
     }
 
     /// Reading or writing the store failed: a full disk, an unwritable path, a damaged file
-    /// (then [`is_damaged`](StoreError::is_damaged) too).
+    /// (then [`is_damaged`](StoreError::is_damaged) too); for the PostgreSQL store, a database
+    /// that cannot be reached or refused a statement (a lost connection, a timeout).
     pub fn is_storage(&self) -> bool {
         matches!(self.kind, Kind::Storage(_) | Kind::Damaged(_))
     }

@@ -38,26 +38,26 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod behind;
 mod durable;
-mod edits;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod records;
-mod registry;
-mod store;
-mod views;
-mod wire;
-mod writer;
+mod redb;
+mod types;
 
+pub use crate::redb::Store;
 pub use durable::DurableOutbox;
 pub use error::StoreError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 pub use query::{DeliveryFilter, DeliveryPage, EventInfo, SCAN_PER_PAGE, StatusClass};
 pub use records::{
     AttemptInfo, DeliveryInfo, DeliveryState, HookStatus, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval, WorkflowSecrets,
 };
-pub use store::{
+pub use types::{
     AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
-    Replay, Retry, Store,
+    Replay, Retry,
 };

@@ -60,7 +60,7 @@ use std::time::{Duration, SystemTime};
 
 use linq_hooks_delivery::{Config, Dispatcher, RetryPolicy};
 use linq_hooks_model::Hook;
-use linq_hooks_outbox::{Store, WorkflowChange};
+use linq_hooks_outbox::{DurableOutbox, Store, StoreError, WorkflowChange};
 use linq_hooks_transport::Transport;
 use tokio::net::TcpListener;
 
@@ -92,8 +92,13 @@ pub struct ServiceConfig {
     /// with the same rules as a `PUT`: hooks that stay keep their ids and queues. `None` leaves
     /// the registry as stored.
     pub default_hooks: Option<Vec<Hook>>,
-    /// The store file.
-    pub store: PathBuf,
+    /// Where events, deliveries and the registry are kept: a redb file (the default, for one
+    /// machine) or a PostgreSQL database several `serve` processes share.
+    pub store: StoreLocation,
+    /// How long a process's lease on a hook lasts without being renewed, with a PostgreSQL
+    /// store: when a process dies, the others take over its hooks within this time (and a
+    /// third of it). Default 10 s; a redb store ignores it.
+    pub lease: Duration,
     /// Where the API listens (default `127.0.0.1:8625`).
     pub listen: SocketAddr,
     /// When set, every endpoint but `/healthz` and the dashboard (`/ui`, which holds no data)
@@ -121,11 +126,13 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// The defaults, for this store file.
-    pub fn new(store: impl Into<PathBuf>) -> ServiceConfig {
+    /// The defaults, for this store: a file path, or a `postgres://` URL (see
+    /// [`StoreLocation::parse`]).
+    pub fn new(store: impl Into<StoreLocation>) -> ServiceConfig {
         ServiceConfig {
             default_hooks: None,
             store: store.into(),
+            lease: Duration::from_secs(10),
             listen: SocketAddr::from(([127, 0, 0, 1], 8625)),
             token: None,
             delivery: Config::default().policy(RetryPolicy::service_default()),
@@ -135,6 +142,83 @@ impl ServiceConfig {
             limits: Limits::default(),
             ops: None,
         }
+    }
+}
+
+/// Where the service keeps its data: a redb file, or a PostgreSQL database.
+///
+/// ```
+/// use linq_hooks_service::StoreLocation;
+/// assert!(matches!(StoreLocation::parse("store.redb"), StoreLocation::File(_)));
+/// assert!(matches!(
+///     StoreLocation::parse("postgres://hooks@db.lab.example/hooks"),
+///     StoreLocation::Postgres(_)
+/// ));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreLocation {
+    /// A redb file on this machine, created if missing; one `serve` at a time uses it.
+    File(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://` or `postgresql://`, as libpq reads it:
+    /// `postgres://user:password@host:port/database?sslmode=require`), shared by every `serve`
+    /// given it.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `postgres://` or `postgresql://` URL is a PostgreSQL database; anything else is the
+    /// path of a redb file.
+    pub fn parse(text: &str) -> StoreLocation {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            StoreLocation::Postgres(text.to_string())
+        } else {
+            StoreLocation::File(PathBuf::from(text))
+        }
+    }
+
+    /// Opens the store. A PostgreSQL database gets its tables (or their newer versions) first;
+    /// `lease` is how long this process's hook leases last there.
+    async fn open(&self, lease: Duration) -> Result<Arc<dyn DurableOutbox>, StoreError> {
+        match self {
+            StoreLocation::File(path) => Ok(Arc::new(Store::open(path)?)),
+            StoreLocation::Postgres(url) => {
+                // P1-MERGE let options = linq_hooks_outbox::PgOptions::new(url)?.lease(lease);
+                // P1-MERGE Ok(Arc::new(linq_hooks_outbox::PgStore::connect(options).await?))
+                let _ = (url, lease);
+                unimplemented!("P1-MERGE")
+            }
+        }
+    }
+}
+
+impl From<&str> for StoreLocation {
+    fn from(text: &str) -> StoreLocation {
+        StoreLocation::parse(text)
+    }
+}
+
+impl From<String> for StoreLocation {
+    fn from(text: String) -> StoreLocation {
+        StoreLocation::parse(&text)
+    }
+}
+
+impl From<PathBuf> for StoreLocation {
+    fn from(path: PathBuf) -> StoreLocation {
+        StoreLocation::File(path)
+    }
+}
+
+impl From<&std::path::Path> for StoreLocation {
+    fn from(path: &std::path::Path) -> StoreLocation {
+        StoreLocation::File(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for StoreLocation {
+    fn from(path: &PathBuf) -> StoreLocation {
+        StoreLocation::File(path.clone())
     }
 }
 
@@ -238,6 +322,8 @@ pub struct Service {
     /// The operational webhooks' own dispatcher, when `--ops-url` is set.
     ops_dispatching: Option<tokio::task::JoinHandle<()>>,
     pruning: tokio::task::JoinHandle<()>,
+    /// Follows other processes' registry changes (a shared store only).
+    following: Option<tokio::task::JoinHandle<()>>,
     shutdown_grace: Duration,
     limits: Limits,
 }
@@ -357,14 +443,14 @@ impl Service {
             .map_err(|e| StartError {
                 kind: StartErrorKind::Bind(config.listen, e),
             })?;
-        let store = Store::open(&config.store).map_err(store_error)?;
+        let store = config.store.open(config.lease).await.map_err(store_error)?;
         let metrics = Arc::new(Metrics::new());
         let ops = config
             .ops
             .map(|ops| OpsSender::new(ops, Arc::clone(&transport), metrics.ops_dropped.clone()));
         let observer = Arc::new(Observer::new(metrics.clone(), ops));
         let outbox = Arc::new(ObservedOutbox {
-            store: store.clone(),
+            store: Arc::clone(&store),
             observer: observer.clone(),
         });
         let default_secrets =
@@ -372,11 +458,12 @@ impl Service {
         let dispatcher = Dispatcher::without_hooks(transport, outbox, config.delivery);
         let live = Arc::new(
             Live::load(
-                store.clone(),
+                Arc::clone(&store),
                 dispatcher.clone(),
                 default_secrets,
                 observer.clone(),
             )
+            .await
             .map_err(store_error)?,
         );
         if let Some(hooks) = config.default_hooks {
@@ -397,7 +484,10 @@ impl Service {
             let dispatcher = ops.dispatcher.clone();
             tokio::spawn(async move { dispatcher.run().await })
         });
-        let pruning = tokio::spawn(prune_forever(store.clone(), config.retention));
+        let pruning = tokio::spawn(prune_forever(Arc::clone(&store), config.retention));
+        let following = store
+            .workflow_changes()
+            .map(|changes| tokio::spawn(follow(Arc::clone(&live), changes)));
         let state = Arc::new(AppState {
             live,
             metrics,
@@ -410,6 +500,7 @@ impl Service {
             dispatching,
             ops_dispatching,
             pruning,
+            following,
             shutdown_grace: config.shutdown_grace,
             limits: config.limits,
         })
@@ -420,6 +511,12 @@ impl Service {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the store is, for logs: the file's path, or the PostgreSQL URL without its
+    /// password.
+    pub fn store_location(&self) -> String {
+        self.state.live.store.location()
     }
 
     /// A handle for registry changes while the service runs (example on [`Registry`]).
@@ -452,6 +549,9 @@ impl Service {
             ops.dispatcher.shutdown();
         }
         self.pruning.abort();
+        if let Some(following) = &self.following {
+            following.abort();
+        }
         let finish = async {
             let _ = (&mut serving).await;
             let _ = self.dispatching.await;
@@ -468,6 +568,8 @@ impl Service {
                 "the shutdown grace ran out; what was in flight stays pending in the store"
             );
         }
+        // Lets the other processes sharing the store take this one's hooks over at once.
+        self.state.live.store.close().await;
     }
 }
 
@@ -500,7 +602,22 @@ pub fn log_change(change: &WorkflowChange) {
     );
 }
 
-async fn prune_forever(store: Store, retention: Duration) {
+/// Keeps this process's registry in step with the workflows other processes sharing the store
+/// change.
+async fn follow(live: Arc<Live>, mut changes: tokio::sync::mpsc::UnboundedReceiver<String>) {
+    while let Some(id) = changes.recv().await {
+        if let Err(e) = live.reload(id.clone()).await {
+            // The next change of it, or a restart, brings it in step.
+            tracing::warn!(
+                workflow = %id,
+                error = &e as &dyn std::error::Error,
+                "cannot read a workflow another process changed"
+            );
+        }
+    }
+}
+
+async fn prune_forever(store: Arc<dyn DurableOutbox>, retention: Duration) {
     loop {
         let cutoff = SystemTime::now()
             .checked_sub(retention)

@@ -15,7 +15,7 @@ use linq_hooks_events::Event;
 use linq_hooks_filter::Matcher;
 use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_outbox::{
-    Appended, IdempotencyKey, NewEvent, Store, StoreError, StoredHook, StoredWorkflow,
+    Appended, DurableOutbox, IdempotencyKey, NewEvent, StoreError, StoredHook, StoredWorkflow,
     WorkflowChange, WorkflowRemoval,
 };
 use linq_hooks_signature::Secret;
@@ -42,7 +42,7 @@ pub(crate) struct SecretsText {
 
 /// The live registry. Every change goes through here.
 pub(crate) struct Live {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn DurableOutbox>,
     pub(crate) dispatcher: Dispatcher,
     workflows: RwLock<HashMap<String, LiveWorkflow>>,
     /// `--secret`: the `default` workflow signs with exactly these, whatever is stored.
@@ -70,8 +70,8 @@ impl From<StoreError> for ChangeError {
 
 impl Live {
     /// Loads every workflow from the store and gives its hooks to the dispatcher.
-    pub(crate) fn load(
-        store: Store,
+    pub(crate) async fn load(
+        store: Arc<dyn DurableOutbox>,
         dispatcher: Dispatcher,
         default_secrets: Option<Vec<Secret>>,
         observer: Arc<Observer>,
@@ -84,7 +84,7 @@ impl Live {
             observer,
         };
         let mut workflows = HashMap::new();
-        for workflow in live.store.workflows()? {
+        for workflow in live.store.workflows().await? {
             live.show(&workflow, &mut workflows);
         }
         *live.workflows.try_write().expect("nobody else has it yet") = workflows;
@@ -136,12 +136,12 @@ impl Live {
         let Some(first) = self.default_secrets.as_ref().and_then(|s| s.first()) else {
             return Ok(());
         };
-        let Some(workflow) = self.store.workflow(DEFAULT_WORKFLOW)? else {
+        let Some(workflow) = self.store.workflow(DEFAULT_WORKFLOW).await? else {
             return Ok(());
         };
         if workflow.secrets.current.expose_whsec() != first.expose_whsec() {
             self.store
-                .rotate_secret(DEFAULT_WORKFLOW, first.clone(), Duration::ZERO)
+                .rotate_secret(DEFAULT_WORKFLOW.to_string(), first.clone(), Duration::ZERO)
                 .await?;
         }
         Ok(())
@@ -179,7 +179,7 @@ impl Live {
         }
     }
 
-    /// Creates or replaces a workflow's hooks (see [`Store::put_workflow`]).
+    /// Creates or replaces a workflow's hooks (see [`DurableOutbox::put_workflow`]).
     pub(crate) async fn put(
         self: &Arc<Self>,
         id: String,
@@ -211,7 +211,7 @@ impl Live {
             let mut workflows = live.workflows.write().await;
             let removal = live
                 .store
-                .delete_workflow(id.as_str())
+                .delete_workflow(id.clone())
                 .await?
                 .ok_or(ChangeError::NotFound)?;
             for removed in &removal.removed {
@@ -232,13 +232,13 @@ impl Live {
     ) -> Result<StoredHook, ChangeError> {
         self.change(move |live| async move {
             let mut workflows = live.workflows.write().await;
-            let before = live.store.hook(hook)?;
+            let before = live.store.hook(hook).await?;
             let stored = live
                 .store
                 .set_parameters(hook, parameters)
                 .await?
                 .ok_or(ChangeError::NotFound)?;
-            if let Some(workflow) = live.store.workflow(&stored.workflow)? {
+            if let Some(workflow) = live.store.workflow(&stored.workflow).await? {
                 live.show(&workflow, &mut workflows);
             }
             log_patch(before.as_ref().map(|b| b.hook.parameters()), &stored);
@@ -265,6 +265,40 @@ impl Live {
             Ok(workflow)
         })
         .await
+    }
+
+    /// Makes the dispatcher and the matchers show workflow `id` as stored now, after another
+    /// process sharing the store changed it: hooks it no longer has are removed, a workflow
+    /// no longer stored is forgotten.
+    pub(crate) async fn reload(self: &Arc<Self>, id: String) -> Result<(), StoreError> {
+        let outcome = self
+            .change(move |live| async move {
+                let mut workflows = live.workflows.write().await;
+                let stored = live.store.workflow(&id).await?;
+                let kept: Vec<HookId> = stored
+                    .iter()
+                    .flat_map(|w| w.hooks.iter().map(|h| h.id))
+                    .collect();
+                let before = workflows
+                    .get(&id)
+                    .map(|w| w.hooks.clone())
+                    .unwrap_or_default();
+                for removed in before.into_iter().filter(|hook| !kept.contains(hook)) {
+                    live.dispatcher.remove(removed);
+                    live.observer.forget(removed);
+                }
+                match stored {
+                    Some(workflow) => live.show(&workflow, &mut workflows),
+                    None => drop(workflows.remove(&id)),
+                }
+                Ok(())
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(ChangeError::Store(e)) => Err(e),
+            Err(ChangeError::NotFound | ChangeError::Random(_)) => Ok(()),
+        }
     }
 
     /// Stores `events` of `workflow`'s runs with one delivery per hook of the workflow that

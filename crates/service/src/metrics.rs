@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use linq_hooks_delivery::{AttemptResult, Health, Outcome};
-use linq_hooks_outbox::Store;
+use linq_hooks_outbox::DurableOutbox;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -287,9 +287,9 @@ impl Metrics {
 
     /// The exposition text, with the gauges read from the store now and the worker restarts
     /// and paused hooks from the dispatcher's `health`.
-    pub(crate) fn render(
+    pub(crate) async fn render(
         &self,
-        store: &Store,
+        store: &dyn DurableOutbox,
         health: &Health,
     ) -> Result<String, linq_hooks_outbox::StoreError> {
         {
@@ -302,11 +302,13 @@ impl Metrics {
         self.hooks_paused
             .set(i64::try_from(health.paused.len()).unwrap_or(i64::MAX));
         self.queue_depth
-            .set(i64::try_from(store.pending()?).unwrap_or(i64::MAX));
-        let disabled = store.disabled_hooks()?;
+            .set(i64::try_from(store.pending().await?).unwrap_or(i64::MAX));
+        let disabled = store.disabled_hooks().await?;
         self.hooks_disabled
             .set(i64::try_from(disabled).unwrap_or(i64::MAX));
-        let quarantined = store.count(linq_hooks_outbox::DeliveryState::Quarantined)?;
+        let quarantined = store
+            .count(linq_hooks_outbox::DeliveryState::Quarantined)
+            .await?;
         self.quarantined
             .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
         Ok(self.encode())

@@ -16,7 +16,7 @@ use linq_hooks_events::Timestamp;
 use linq_hooks_events::ops::{
     DeliveryFailed, HookDisabled, HookRecovered, OpsData, OpsEvent, Trouble,
 };
-use linq_hooks_outbox::{Store, StoredWorkflow};
+use linq_hooks_outbox::{DurableOutbox, StoredWorkflow};
 
 use crate::api::types::hook_id;
 use crate::metrics::Metrics;
@@ -231,7 +231,7 @@ fn humantime_rfc3339(time: SystemTime) -> String {
 
 /// The store as the dispatcher sees it: every recorded attempt goes through the [`Observer`].
 pub(crate) struct ObservedOutbox {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn DurableOutbox>,
     pub(crate) observer: Arc<Observer>,
 }
 
@@ -252,6 +252,11 @@ impl Outbox for ObservedOutbox {
 
     async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
         self.store.flush(hook).await
+    }
+
+    fn subscribe(&self, waker: linq_hooks_delivery::HookWaker) {
+        // A shared store wakes the hooks whose leases it takes, or whose new work it hears of.
+        self.store.subscribe(waker);
     }
 
     fn paused(&self, hook: HookId) {

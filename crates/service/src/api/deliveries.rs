@@ -160,16 +160,17 @@ pub(super) async fn list(
     let store = &state.live.store;
     let page = store
         .deliveries(&filter)
+        .await
         .map_err(ApiError::store("list deliveries"))?;
     Ok(Json(DeliveriesOut {
-        deliveries: with_workflows(store, &page.deliveries)?,
+        deliveries: with_workflows(&**store, &page.deliveries).await?,
         next_cursor: page.next_before.map(cursor),
     }))
 }
 
 /// The API's view of deliveries, each with its hook's workflow (read once per hook).
-pub(super) fn with_workflows(
-    store: &linq_hooks_outbox::Store,
+pub(super) async fn with_workflows(
+    store: &dyn linq_hooks_outbox::DurableOutbox,
     deliveries: &[linq_hooks_outbox::DeliveryInfo],
 ) -> ApiResult<Vec<DeliveryOut>> {
     let mut workflows: HashMap<u64, Option<String>> = HashMap::new();
@@ -180,6 +181,7 @@ pub(super) fn with_workflows(
             None => {
                 let workflow = store
                     .workflow_of(delivery.hook)
+                    .await
                     .map_err(ApiError::store("list deliveries"))?;
                 workflows.insert(delivery.hook, workflow.clone());
                 workflow
@@ -202,10 +204,12 @@ pub(super) async fn get_one(
     let store = &state.live.store;
     let (delivery, attempts) = store
         .get(id)
+        .await
         .map_err(ApiError::store("read a delivery"))?
         .ok_or_else(|| ApiError::NotFound(format!("no delivery {id}")))?;
     let workflow = store
         .workflow_of(delivery.hook)
+        .await
         .map_err(ApiError::store("read a delivery"))?;
     Ok(Json(DeliveryDetailOut {
         delivery: DeliveryOut::new(&delivery, workflow),

@@ -230,6 +230,7 @@ pub(super) async fn get_one(
     let store = &state.live.store;
     let event = store
         .event(id)
+        .await
         .map_err(ApiError::store("read an event"))?
         .ok_or_else(not_found)?;
     Ok(Json(EventOut {
@@ -240,6 +241,6 @@ pub(super) async fn get_one(
             .body
             .as_deref()
             .and_then(|body| serde_json::from_slice(body).ok()),
-        deliveries: super::deliveries::with_workflows(store, &event.deliveries)?,
+        deliveries: super::deliveries::with_workflows(&**store, &event.deliveries).await?,
     }))
 }

@@ -71,6 +71,7 @@ pub(super) async fn list(
         .live
         .store
         .list_hooks(after, limit)
+        .await
         .map_err(ApiError::store("read the hooks"))?;
     let next_after = (hooks.len() == limit)
         .then(|| hooks.last().map(|h| hook_id(h.id)))
@@ -94,6 +95,7 @@ pub(super) async fn get_one(
         .live
         .store
         .hook(id)
+        .await
         .map_err(ApiError::store("read a hook"))?
         .ok_or_else(|| ApiError::NotFound(format!("no hook {}", hook_id(id))))?;
     Ok(Json(HookOut::from(&hook)))

@@ -154,8 +154,13 @@ async fn healthz(State(state): Shared) -> Response {
             .collect::<Vec<String>>()
             .join(", ")
     };
-    let quarantined = state.live.store.count(DeliveryState::Quarantined);
-    let reason = if let Err(reason) = state.live.store.health() {
+    let store_health = state.live.store.health();
+    // Not asked of a store known to be failing: a lost database would hold the answer up.
+    let quarantined = match store_health {
+        Ok(()) => Some(state.live.store.count(DeliveryState::Quarantined).await),
+        Err(_) => None,
+    };
+    let reason = if let Err(reason) = store_health {
         Some(reason)
     } else if let Some((_, error)) = health.outbox_failing.first() {
         Some(format!(
@@ -167,7 +172,7 @@ async fn healthz(State(state): Shared) -> Response {
             "the delivery worker of {} panicked and is restarting (see the log)",
             names(&mut health.failing.iter().copied())
         ))
-    } else if let Err(e) = &quarantined {
+    } else if let Some(Err(e)) = &quarantined {
         Some(chain(e))
     } else {
         None
@@ -181,7 +186,7 @@ async fn healthz(State(state): Shared) -> Response {
         axum::Json(HealthOut {
             status: text.into(),
             reason,
-            quarantined: quarantined.ok(),
+            quarantined: quarantined.and_then(Result::ok),
         }),
     )
         .into_response()
@@ -207,7 +212,8 @@ fn chain(error: &dyn std::error::Error) -> String {
 async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
     let text = state
         .metrics
-        .render(&state.live.store, &state.live.dispatcher.health())
+        .render(&*state.live.store, &state.live.dispatcher.health())
+        .await
         .map_err(ApiError::store("read the metrics"))?;
     let mut response = text.into_response();
     response.headers_mut().insert(

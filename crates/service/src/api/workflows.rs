@@ -77,7 +77,8 @@ pub(super) async fn list(
     let workflows = state
         .live
         .store
-        .list_workflows(after.as_deref(), limit)
+        .list_workflows(after, limit)
+        .await
         .map_err(ApiError::store("list workflows"))?;
     let next_after = (workflows.len() == limit)
         .then(|| workflows.last().map(|w| w.id.clone()))
@@ -97,7 +98,7 @@ pub(super) async fn get_one(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<WorkflowOut>> {
     let id = workflow_path(id)?;
-    let workflow = find(&state, &id)?;
+    let workflow = find(&state, &id).await?;
     Ok(Json(WorkflowOut::from(&workflow)))
 }
 
@@ -184,7 +185,7 @@ pub(super) async fn secret(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<SecretOut>> {
     let id = workflow_path(id)?;
-    let workflow = find(&state, &id)?;
+    let workflow = find(&state, &id).await?;
     Ok(Json(secret_out(&state, &workflow)))
 }
 
@@ -233,11 +234,12 @@ fn read_hooks(body: &[u8]) -> ApiResult<linq_hooks_model::ParsedHooks> {
 }
 
 /// A stored workflow, or 404.
-fn find(state: &AppState, id: &str) -> ApiResult<linq_hooks_outbox::StoredWorkflow> {
+async fn find(state: &AppState, id: &str) -> ApiResult<linq_hooks_outbox::StoredWorkflow> {
     state
         .live
         .store
         .workflow(id)
+        .await
         .map_err(ApiError::store("read a workflow"))?
         .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
 }

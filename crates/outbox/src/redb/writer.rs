@@ -11,14 +11,13 @@ use linq_hooks_signature::Secret;
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::behind::Outcomes;
-use crate::edits;
-use crate::error::StoreError;
+use super::behind::Outcomes;
+use super::submit::Reply;
+use super::{edits, panic_message, registry};
 use crate::records::*;
-use crate::registry;
-use crate::store::{
-    AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery, Replay, Reply, Retry,
-    panic_message,
+use crate::{
+    AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery, Replay, Retry,
+    StoreError,
 };
 
 /// The most jobs one commit takes; more wait for the next.
@@ -34,7 +33,7 @@ pub(crate) enum Job {
     Append(Vec<NewEvent>, Reply<Vec<AcceptedEvent>>),
     AppendOnce(Box<IdempotencyKey>, Vec<NewEvent>, Reply<Appended>),
     /// An attempt's outcomes, with its place among those the writer has to commit
-    /// ([`MAX_BEHIND`](crate::behind::MAX_BEHIND)), given back once answered.
+    /// ([`MAX_BEHIND`](super::behind::MAX_BEHIND)), given back once answered.
     Record(Outcomes, OwnedSemaphorePermit, Reply<()>),
     Replay(DeliveryId, Reply<Replay>),
     Retry(DeliveryId, Reply<Retry>),

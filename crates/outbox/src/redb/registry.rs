@@ -8,10 +8,10 @@ use linq_hooks_model::{Hook, HookParameters};
 use linq_hooks_signature::Secret;
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::edits::{cancel_pending, next_counter, retry_now};
-use crate::records::*;
-use crate::store::encode;
-use crate::views::{decode_record, hook_view, workflow_view};
+use super::edits::{cancel_pending, next_counter, retry_now};
+use super::records::*;
+use super::views::{decode_record, hook_view, workflow_view};
+use crate::{StoredHook, StoredWorkflow, WorkflowChange, WorkflowRemoval};
 
 /// Pairs the hooks of a new list with those of the old one: for each new hook, the first old
 /// hook not yet taken that fires like it. Returns, for each new hook, the index of its old hook.

@@ -4,8 +4,9 @@
 use linq_hooks_delivery::HookId;
 use redb::ReadableTable;
 
+use super::records::*;
+use super::wire::Decode;
 use crate::records::*;
-use crate::wire::Decode;
 
 /// A sealed record's value, in the writer's terms: one that fails its checksum or does not
 /// decode is a damaged store.

@@ -22,8 +22,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{AttemptRecord, DeliveryRecord, DeliveryState, HookDef, HookRecord};
-use crate::records::{IdempotencyRecord, WorkflowRecord};
+use super::records::{AttemptRecord, DeliveryRecord, HookDef, HookRecord};
+use super::records::{IdempotencyRecord, WorkflowRecord};
+use crate::DeliveryState;
 
 /// What a record is read from: its bytes inside the seal.
 pub(crate) trait Decode: Sized {

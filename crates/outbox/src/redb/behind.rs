@@ -13,7 +13,7 @@ use linq_hooks_delivery::{Attempt, Delivery, HookId, Outcome};
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::error::StoreError;
+use crate::StoreError;
 
 /// The most outcomes handed to the writer and not yet committed, over all hooks: recording
 /// waits beyond it, so a writer that falls behind slows the sends instead of piling them up.
@@ -167,7 +167,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::{Behind, Outcomes, Waiting};
-    use crate::error::StoreError;
+    use crate::StoreError;
 
     fn outcomes(id: u64) -> Outcomes {
         let delivery = Delivery {

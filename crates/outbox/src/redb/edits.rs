@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use linq_hooks_delivery::{Attempt, AttemptResult, Delivery, DeliveryId, HookId, Outcome};
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use crate::error::StoreError;
+use super::records::*;
+use super::views::decode_record;
 use crate::records::*;
-use crate::store::{
+use crate::{
     AcceptedDelivery, AcceptedEvent, Appended, HookRetry, IdempotencyKey, NewEvent, Recovery,
-    Replay, Retry, encode,
+    Replay, Retry, StoreError,
 };
-use crate::views::decode_record;
 
 /// The on-disk format; a store of another format is refused, but formats 2 to 4 are upgraded
 /// in place. Format 1 (before hook ids) named hooks by their index in a hook file; format 2
@@ -206,7 +206,7 @@ struct Removal {
     removed_ms: Option<u64>,
 }
 
-impl crate::wire::JsonRecord for Removal {}
+impl super::wire::JsonRecord for Removal {}
 
 pub(crate) fn append(
     txn: &WriteTransaction,
