@@ -20,11 +20,30 @@ fn server() -> Option<String> {
         _ => {
             eprintln!(
                 "  SKIPPED: no PostgreSQL: set LINQ_HOOKS_TEST_POSTGRES to a superuser URL \
-                 (postgres://postgres@127.0.0.1:PORT/postgres) to measure this section"
+                 (postgres://postgres@127.0.0.1:PORT/postgres) to measure this section, or run \
+                 bash -c 'source .ci/postgres.sh && cargo xtask bench --only postgres,processes,takeover' \
+                 (a throwaway server, fsync off)"
             );
             None
         }
     }
+}
+
+/// The server as the sections' text names it: its version and whether commits wait for the
+/// disk (`fsync`, `synchronous_commit`), which decides what an acknowledged event costs.
+async fn describe(server: &str) -> String {
+    let show = |setting: &'static str| async move {
+        psql(server, &format!("SHOW {setting}"))
+            .await
+            .concat()
+    };
+    let version = show("server_version").await;
+    let version = version.split_whitespace().next().unwrap_or_default();
+    format!(
+        "PostgreSQL {version} on this machine, `fsync` {}, `synchronous_commit` {}",
+        show("fsync").await,
+        show("synchronous_commit").await
+    )
 }
 
 /// What a section without a PostgreSQL says.
@@ -33,7 +52,8 @@ fn not_measured(title: &str) -> String {
         "\n## {title}\n\n\
          Not measured in this run: no PostgreSQL. `LINQ_HOOKS_TEST_POSTGRES` names one (a superuser \
          URL, `postgres://postgres@127.0.0.1:PORT/postgres`, as for the tests); run \
-         `cargo xtask bench --only postgres,processes,takeover` with it set.\n"
+         `cargo xtask bench --only postgres,processes,takeover` with it set (`.ci/postgres.sh` \
+         starts a throwaway one, with `fsync` off).\n"
     )
 }
 
@@ -299,6 +319,7 @@ pub(super) async fn one_process(plan: &Plan, binary: &Path, work: &Path) -> Stri
     let n = plan.events.min(20_000);
     let redb = work.join("one-process.redb");
     let database = Database::create(&server, "one_process").await;
+    let described = describe(&server).await;
     let mut rows = Vec::new();
     for (store, label) in [
         (redb.to_str().unwrap(), "redb file (reference)"),
@@ -342,8 +363,8 @@ pub(super) async fn one_process(plan: &Plan, binary: &Path, work: &Path) -> Stri
     );
     format!(
         "\n## {TITLE}\n\n\
-         One `linq-hooks serve` on a fresh redb file, then one on a fresh PostgreSQL database (the server \
-         `LINQ_HOOKS_TEST_POSTGRES` names, on this machine; `--lease` at its default), each with {HOOKS} hooks \
+         One `linq-hooks serve` on a fresh redb file, then one on a fresh PostgreSQL database ({described}; \
+         `--lease` at its default), each with {HOOKS} hooks \
          (`on_task_state_change`, hook i for task `ti`) and {n} task events, event i for hook i mod {HOOKS}. \
          Acknowledged events/s: {POSTERS} concurrent posters, one event per `POST /v1/events`, each waiting \
          for its 202 (after the commit: fsync for redb, the transaction's commit for PostgreSQL), while the \
@@ -364,6 +385,7 @@ pub(super) async fn processes(plan: &Plan, binary: &Path, work: &Path) -> String
         return not_measured(TITLE);
     };
     let n = plan.events.min(15_000);
+    let described = describe(&server).await;
     let mut rows = Vec::new();
     for processes in [1, 3] {
         let database = Database::create(&server, &format!("processes_{processes}")).await;
@@ -409,8 +431,8 @@ pub(super) async fn processes(plan: &Plan, binary: &Path, work: &Path) -> String
         "\n## {TITLE}\n\n\
          {HOOKS} hooks (`on_task_state_change`, hook i for task `ti`), {n} task events (event i for hook \
          i mod {HOOKS}), a receiver that answers each webhook 50 ms after it arrives (a receiver doing some \
-         work), once with one `linq-hooks serve` and once with three on one fresh PostgreSQL database (the \
-         server `LINQ_HOOKS_TEST_POSTGRES` names, on this machine; `--lease` at its default). With three, \
+         work), once with one `linq-hooks serve` and once with three on one fresh PostgreSQL database \
+         ({described}; `--lease` at its default). With three, \
          the harness first waits until the `leases` table shows every hook held and none of the three \
          holding more than its share (100). The events are posted round-robin to the processes, in arrays \
          of 500 by 4 posters, while the receiver holds its answers; then it answers and the queues drain, \
@@ -448,6 +470,7 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
         .collect();
     std::fs::write(&hooks, format!("[{}]", list.join(","))).unwrap();
     let database = Database::create(&server, "takeover").await;
+    let described = describe(&server).await;
     let store = database.url.clone();
 
     let mut serves: Vec<Option<Serve>> = Vec::new();
@@ -582,8 +605,7 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
     database.drop().await;
     format!(
         "\n## {TITLE}\n\n\
-         Three `linq-hooks serve` on one fresh PostgreSQL database (the server `LINQ_HOOKS_TEST_POSTGRES` \
-         names, on this machine), `--lease` at its default ({LEASE:.0} s), {HOOKS} hooks (`on_new_plan`) to a \
+         Three `linq-hooks serve` on one fresh PostgreSQL database ({described}), `--lease` at its default ({LEASE:.0} s), {HOOKS} hooks (`on_new_plan`) to a \
          minimal receiver; one plan event every 20 ms posted to the live processes in turn, so every hook \
          has a delivery to send at any time. Before each kill the `leases` table shows which hooks the \
          process holds ({}); then it gets SIGKILL, and for each of those hooks the time from the kill to \
