@@ -33,9 +33,7 @@ fn server() -> Option<String> {
 /// disk (`fsync`, `synchronous_commit`), which decides what an acknowledged event costs.
 async fn describe(server: &str) -> String {
     let show = |setting: &'static str| async move {
-        psql(server, &format!("SHOW {setting}"))
-            .await
-            .concat()
+        psql(server, &format!("SHOW {setting}")).await.concat()
     };
     let version = show("server_version").await;
     let version = version.split_whitespace().next().unwrap_or_default();
@@ -132,6 +130,10 @@ async fn psql(url: &str, sql: &str) -> Vec<String> {
 
 /// The owners of the `processes` table (one per live `serve`).
 async fn owners(url: &str) -> HashSet<String> {
+    // (No table before the first process has created it.)
+    if psql(url, "SELECT to_regclass('processes') IS NULL").await == ["t"] {
+        return HashSet::new();
+    }
     psql(url, "SELECT owner FROM processes")
         .await
         .into_iter()

@@ -28,6 +28,8 @@ const HOOKS: usize = 12;
 const EVENTS: usize = 1_500;
 /// Events per request (a few thousand events in a few hundred requests).
 const PER_POST: usize = 10;
+/// The poster's pace: at most one request this often (1 500 events over about 15 s).
+const POST_EVERY: Duration = Duration::from_millis(100);
 /// `serve --lease`.
 const LEASE: &str = "3s";
 /// The issue's bound on a takeover: the killed process's hooks deliver again within the lease
@@ -171,16 +173,29 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
     .await;
 
     // The poster: `PER_POST` events per request, each request to the next process that is up, in
-    // turn, the next one sent once the last is answered.
+    // turn, the next one sent once the last is answered and at most every `POST_EVERY`; the last
+    // third only once the killed process is back, so that events flow through the kill, the
+    // takeover and the restart.
     let alive: Arc<[AtomicBool; PROCESSES]> =
         Arc::new([const { AtomicBool::new(true) }; PROCESSES]);
+    let restarted = Arc::new(AtomicBool::new(false));
     let acked_count = Arc::new(AtomicUsize::new(0));
     let poster = tokio::spawn({
-        let (alive, acked_count, bases) = (alive.clone(), acked_count.clone(), bases.clone());
+        let (alive, restarted, acked_count, bases) = (
+            alive.clone(),
+            restarted.clone(),
+            acked_count.clone(),
+            bases.clone(),
+        );
         async move {
             let mut posted = Posted::default();
             let mut k = 0;
+            let mut pace = tokio::time::interval(POST_EVERY);
             for first in (0..EVENTS).step_by(PER_POST) {
+                pace.tick().await;
+                while first >= EVENTS * 2 / 3 && !restarted.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 // (Waits while none is up, which never lasts.)
                 k = loop {
                     let up = (k + 1..=k + PROCESSES)
@@ -281,6 +296,8 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
     );
     owners[VICTIM] = new[0].clone();
     alive[VICTIM].store(true, Ordering::SeqCst);
+    restarted.store(true, Ordering::SeqCst);
+    let restarted_at = Instant::now();
     let acked_at_restart = acked_count.load(Ordering::SeqCst);
     eventually_within(
         "the restarted process takes its share of the hooks",
@@ -365,7 +382,18 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
         match check_order(&ids, &arrivals) {
             Ok(runs) if runs.is_empty() => {}
             Ok(runs) => {
-                resends.insert(hook_id.clone(), runs);
+                // When each run of resends began, from the kill (negative: before it).
+                let mut at = Vec::new();
+                let acked_hits: Vec<&Hit> = hits
+                    .iter()
+                    .filter(|h| h.hook == i && place.contains_key(&h.seq))
+                    .collect();
+                for pair in acked_hits.windows(2) {
+                    if place[&pair[1].seq] <= place[&pair[0].seq] {
+                        at.push(seconds_from(killed_at, pair[1].at));
+                    }
+                }
+                resends.insert(hook_id.clone(), (runs, at));
             }
             Err(e) => problems.push(format!("{hook_id} (/h{i}): {e}")),
         }
@@ -381,7 +409,8 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
     eprintln!(
         "{} events acknowledged ({} at the kill, {} at the restart), {} unanswered {:?}; {} \
          webhooks arrived for {} deliveries; hooks of the killed process {held:?} delivered again \
-         after {taken_over:?}; resends per hook {resends:?}; {:?} in all",
+         after {taken_over:?}; resends per hook (events, seconds from the kill) {resends:?}, \
+         the restart {:.1} s after the kill; {:?} in all",
         acked.len(),
         acked_at_kill,
         acked_at_restart,
@@ -389,6 +418,7 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
         posted.unanswered,
         hits.len(),
         acked.len() * HOOKS,
+        seconds_from(killed_at, restarted_at),
         test_started.elapsed()
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -402,8 +432,20 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
     assert!(left.is_empty(), "leases left after a clean stop: {left:?}");
 }
 
+/// Seconds from `from` to `to`, negative when `to` is earlier.
+fn seconds_from(from: Instant, to: Instant) -> f64 {
+    match to.checked_duration_since(from) {
+        Some(after) => after.as_secs_f64(),
+        None => -(from - to).as_secs_f64(),
+    }
+}
+
 /// The owners in the `processes` table.
 async fn processes(url: &str) -> HashSet<String> {
+    // (No table before the first process has created it.)
+    if psql(url, "SELECT to_regclass('processes') IS NULL").await == ["t"] {
+        return HashSet::new();
+    }
     psql(url, "SELECT owner FROM processes")
         .await
         .into_iter()
