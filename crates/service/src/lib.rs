@@ -183,10 +183,10 @@ impl StoreLocation {
         match self {
             StoreLocation::File(path) => Ok(Arc::new(Store::open(path)?)),
             StoreLocation::Postgres(url) => {
-                // P1-MERGE let options = linq_hooks_outbox::PgOptions::new(url)?.lease(lease);
-                // P1-MERGE Ok(Arc::new(linq_hooks_outbox::PgStore::connect(options).await?))
-                let _ = (url, lease);
-                unimplemented!("P1-MERGE")
+                let options = linq_hooks_outbox::PgOptions::new(url)?.lease(lease);
+                Ok(Arc::new(
+                    linq_hooks_outbox::PgStore::connect(options).await?,
+                ))
             }
         }
     }

@@ -33,13 +33,11 @@ mod embedded {
     refinery::embed_migrations!("src/postgres/migrations");
 }
 
-/// How long one operation on the database may take, whole (waiting for a connection
-/// included), before it fails: a database that went away is an error, never a hang.
+/// How long one operation on the database may take by default, whole (waiting for a
+/// connection included), before it fails: a database that went away is an error, never a hang.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting may take (unless the URL says `connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The server-side limit of one statement (unless the URL sets `options`).
-const STATEMENT_TIMEOUT: &str = "-c statement_timeout=30000";
 /// The advisory lock key the migrations run under, so that processes starting together apply
 /// them once ("linq-hooks" in ASCII, truncated to 8 bytes).
 const MIGRATION_LOCK: i64 = 0x6c69_6e71_2d68_6f6f;
@@ -82,6 +80,7 @@ pub struct PgOptions {
     root_cert: Option<std::path::PathBuf>,
     lease: Duration,
     max_connections: usize,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -92,6 +91,7 @@ impl std::fmt::Debug for PgOptions {
             .field("root_cert", &self.root_cert)
             .field("lease", &self.lease)
             .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -133,6 +133,7 @@ impl PgOptions {
             root_cert,
             lease: Duration::from_secs(10),
             max_connections: 16,
+            timeout: OPERATION_TIMEOUT,
         })
     }
 
@@ -163,7 +164,29 @@ impl PgOptions {
         self
     }
 
-    /// The URL without its password, for logs.
+    /// How long one operation (a read, an ingest, recording an attempt) may take, waiting for
+    /// a connection included, before it fails with a storage error (default 30 s): a database
+    /// that stops answering without closing its connections is an error after this long,
+    /// never a hang. Also the server's `statement_timeout` unless the URL sets `options`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let options = linq_hooks_outbox::PgOptions::new("postgres://localhost/hooks")?
+    ///     .timeout(Duration::from_secs(10));
+    /// # Ok::<(), linq_hooks_outbox::StoreError>(())
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> PgOptions {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The URL without its password (in the authority or a `password=` parameter), for logs.
+    ///
+    /// ```
+    /// let options = linq_hooks_outbox::PgOptions::new("postgresql://app:s3cret@db:5432/hooks")?;
+    /// assert_eq!(options.location(), "postgresql://app@db:5432/hooks");
+    /// # Ok::<(), linq_hooks_outbox::StoreError>(())
+    /// ```
     pub fn location(&self) -> String {
         redact(&self.url)
     }
@@ -290,8 +313,8 @@ impl Connect {
 /// [`Outbox`](linq_hooks_delivery::Outbox) for the dispatcher, answering only for the hooks
 /// this process holds a lease on. An ingest ([`append`](crate::DurableOutbox::append)) answers
 /// once its transaction is committed. A lost connection is an error of the operation that
-/// met it (never a hang: each operation is bounded, 30 s); the pool connects again once the
-/// database is back.
+/// met it (never a hang: each operation is bounded, 30 s by default, [`PgOptions::timeout`]);
+/// the pool connects again once the database is back.
 ///
 /// Clones share the pool.
 ///
@@ -319,6 +342,7 @@ struct Inner {
     location: String,
     pool: deadpool_postgres::Pool,
     cluster: Cluster,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -338,6 +362,19 @@ impl PgStore {
     ///
     /// The database cannot be reached (within 5 s, or the URL's `connect_timeout`), refuses
     /// the credentials, or its schema is newer than this version's or cannot be migrated.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), linq_hooks_outbox::StoreError> {
+    /// use std::time::Duration;
+    /// use linq_hooks_outbox::{DurableOutbox, PgOptions, PgStore};
+    ///
+    /// let options = PgOptions::new("postgres://hooks@db.example/hooks?sslmode=verify-full")?
+    ///     .lease(Duration::from_secs(10));
+    /// let store = PgStore::connect(options).await?;
+    /// println!("{} deliveries pending at {}", store.pending().await?, store.location());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(options: PgOptions) -> Result<PgStore, StoreError> {
         let location = options.location();
         let mut config = options.config.clone();
@@ -345,13 +382,22 @@ impl PgStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_options().is_none() {
-            config.options(STATEMENT_TIMEOUT);
+            config.options(format!(
+                "-c statement_timeout={}",
+                options.timeout.as_millis()
+            ));
         }
         if config.get_application_name().is_none() {
             config.application_name("linq-hooks");
         }
+        // A database that vanishes without closing the connection (a partition, a powered-off
+        // machine): the connection fails once data goes unacknowledged for 20 s, or an idle
+        // one fails its keepalives, so the pool replaces it instead of handing it out again.
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(20));
         let tls =
             if options.tls {
                 Tls::Rustls(rustls_connector(options.root_cert.as_deref()).map_err(|e| {
@@ -376,7 +422,7 @@ impl PgStore {
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(options.max_connections)
             .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(OPERATION_TIMEOUT))
+            .wait_timeout(Some(options.timeout))
             .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
@@ -390,6 +436,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 location,
                 pool,
+                timeout: options.timeout,
                 cluster,
             }),
         })
@@ -408,20 +455,19 @@ impl PgStore {
         Ok(self.inner.pool.get().await?)
     }
 
-    /// Runs `run` bounded by [`OPERATION_TIMEOUT`]; its errors become `cannot {what}`.
+    /// Runs `run` bounded by the operation timeout ([`PgOptions::timeout`]); its errors become
+    /// `cannot {what}`.
     pub(crate) async fn timed<T>(
         &self,
         what: &str,
         run: impl Future<Output = Result<T, Fail>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(OPERATION_TIMEOUT, run).await {
+        let limit = self.inner.timeout;
+        match tokio::time::timeout(limit, run).await {
             Ok(result) => result.map_err(|e| e.context(&format!("cannot {what}"))),
             Err(_) => Err(StoreError::database(
                 format!("cannot {what}"),
-                format!(
-                    "the database did not answer within {} s",
-                    OPERATION_TIMEOUT.as_secs()
-                ),
+                format!("the database did not answer within {limit:?}"),
             )),
         }
     }
@@ -480,6 +526,8 @@ fn rustls_connector(
 /// of its own, released when it closes).
 async fn migrate(connect: &Connect) -> Result<(), Fail> {
     let mut client = connect.client().await?;
+    // A migration of a large table may take longer than a statement is otherwise allowed.
+    client.batch_execute("SET statement_timeout = 0").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;

@@ -352,10 +352,17 @@ impl Outbox for PgStore {
             Ok(Some(deliveries))
         })
         .map_err(OutboxError::new)
+        .inspect(|read| {
+            if read.as_ref().is_some_and(|d| !d.is_empty()) {
+                // The worker sends these next: the hook is mid-attempt until they are recorded.
+                self.cluster().sending(hook);
+            }
+        })
     }
 
     /// Records the attempt and its outcome before returning, in one statement fenced by the
-    /// hook's lease (see `RECORD` in the source: its commit does not wait for the disk): if another process has taken the hook over meanwhile, the outcome is
+    /// hook's lease (see `RECORD` in the source: its commit does not wait for the disk): if
+    /// another process has taken the hook over meanwhile, the outcome is
     /// dropped (with a warning) and the new owner sends the delivery again, with the same
     /// `webhook-id`.
     async fn record(
