@@ -8,6 +8,8 @@
 //! `postgresql-client`) to learn which hooks the killed process held.
 
 mod common;
+#[path = "../../outbox/tests/common/postgres.rs"]
+mod postgres;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,7 +74,7 @@ struct Posted {
 ///   (SIGTERM, exit 0) leaves no lease behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_move() {
-    let Some(url) = fresh_database().await else {
+    let Some(url) = postgres::fresh_database() else {
         return;
     };
     let test_started = Instant::now();
@@ -488,41 +490,4 @@ async fn psql(url: &str, sql: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-/// A new database `t_<random>` on the server `LINQ_HOOKS_TEST_POSTGRES` names; its URL. `None`
-/// (after saying so loudly) when the variable is unset; a panic then under `CI=true`.
-///
-/// Stand-in for `fresh_database()` of `crates/outbox/tests/common/postgres.rs` (being written at
-/// the same time), with the same behaviour.
-async fn fresh_database() -> Option<String> {
-    let Ok(server) = std::env::var("LINQ_HOOKS_TEST_POSTGRES") else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true: the PostgreSQL tests must run, but LINQ_HOOKS_TEST_POSTGRES is not set"
-        );
-        eprintln!(
-            "\n**************************************************************\n\
-             SKIPPED: PostgreSQL tests: LINQ_HOOKS_TEST_POSTGRES is not set\n\
-             **************************************************************\n"
-        );
-        return None;
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("t_{}_{nanos}", std::process::id());
-    psql(&server, &format!("CREATE DATABASE {name}")).await;
-    // postgres://user@host:port/db?query -> the same with db replaced.
-    let (scheme, rest) = server.split_once("://").expect("a postgres:// URL");
-    let (authority, query) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, path.split_once('?').map(|(_, q)| q)),
-        None => (rest, None),
-    };
-    Some(match query {
-        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    })
 }
