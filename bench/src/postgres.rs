@@ -501,10 +501,13 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
         .collect();
 
     // A steady stream: one plan event every 20 ms, to the next live process in turn.
-    let bases: Vec<String> = serves
-        .iter()
-        .map(|s| s.as_ref().unwrap().base.clone())
-        .collect();
+    // Where each process listens (a restarted one listens on another port).
+    let bases: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
+        serves
+            .iter()
+            .map(|s| s.as_ref().unwrap().base.clone())
+            .collect(),
+    ));
     let alive: Arc<[AtomicBool; 3]> = Arc::new([const { AtomicBool::new(true) }; 3]);
     let posting = Arc::new(AtomicBool::new(true));
     let poster = tokio::spawn({
@@ -519,7 +522,7 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
                     .map(|j| j % 3)
                     .find(|&j| alive[j].load(Ordering::SeqCst))
                     .unwrap();
-                let url = format!("{}/v1/events", bases[k]);
+                let url = format!("{}/v1/events", bases.lock().unwrap()[k]);
                 post(&client, &url, Bytes::from(plan_event(n))).await;
                 n += 1;
             }
@@ -594,7 +597,7 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
         );
         // Started again: it takes its share back before the next kill.
         let (serve, owner) = start_owned(binary, &hooks, &store, &[]).await;
-        assert_eq!(serve.base, bases[victim], "the same port again");
+        bases.lock().unwrap()[victim] = serve.base.clone();
         serves[victim] = Some(serve);
         owners[victim] = owner;
         alive[victim].store(true, Ordering::SeqCst);

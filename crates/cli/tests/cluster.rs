@@ -26,12 +26,15 @@ const PROCESSES: usize = 3;
 /// Hooks of the one workflow, each firing for every event (`on_new_plan`), hook i posting to
 /// the receiver's `/h{i}`.
 const HOOKS: usize = 12;
-/// Events posted, one per request, round-robin over the processes that are up.
+/// Events posted, `PER_POST` a request, round-robin over the processes that are up.
 const EVENTS: usize = 1_500;
 /// Events per request (a few thousand events in a few hundred requests).
 const PER_POST: usize = 10;
-/// The poster's pace: at most one request this often (1 500 events over about 15 s).
-const POST_EVERY: Duration = Duration::from_millis(100);
+/// Posters at once, each sending its requests one after the other: request r is poster
+/// r mod `POSTERS`'s.
+const POSTERS: usize = 3;
+/// Each poster's pace: at most one request this often (1 500 events over about 15 s in all).
+const POST_EVERY: Duration = Duration::from_millis(300);
 /// `serve --lease`.
 const LEASE: &str = "3s";
 /// The issue's bound on a takeover: the killed process's hooks deliver again within the lease
@@ -52,7 +55,7 @@ struct Hit {
     at: Instant,
 }
 
-/// What the poster saw: the acknowledged events in the order of their 202s, each with the
+/// What one poster saw: the acknowledged events in the order of their 202s, each with the
 /// `webhook-id` of each hook's delivery (by hook id, `hook_N`); and the events whose post had
 /// no 202 (the process died under it): they may or may not have been stored.
 #[derive(Default)]
@@ -61,11 +64,12 @@ struct Posted {
     unanswered: Vec<(usize, usize, String)>,
 }
 
-/// Three processes, one workflow of 12 hooks, 1 500 events posted round-robin (10 a request),
-/// process 1 killed with SIGKILL once a third are acknowledged and started again (same
-/// arguments) once its hooks have moved. Checks:
-/// - every acknowledged event reaches every hook; the first arrivals per hook keep the order
-///   of the 202s; a webhook arrives twice only with the same `webhook-id` (`check_order`);
+/// Three processes, one workflow of 12 hooks, 1 500 events posted round-robin (10 a request) by
+/// three concurrent posters, process 1 killed with SIGKILL once a third are acknowledged and
+/// started again (same arguments) once its hooks have moved. Checks:
+/// - every acknowledged event reaches every hook; per hook, the first arrivals of each poster's
+///   events keep the order of that poster's 202s; a webhook arrives twice only with the same
+///   `webhook-id` (`check_order`, per hook and poster);
 /// - the three share the hooks (4 each) before the kill, and the restarted one takes its share
 ///   back;
 /// - the hooks the killed process held (the `leases` table, read just before the kill) deliver
@@ -174,78 +178,82 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
     )
     .await;
 
-    // The poster: `PER_POST` events per request, each request to the next process that is up, in
-    // turn, the next one sent once the last is answered and at most every `POST_EVERY`; the last
-    // third only once the killed process is back, so that events flow through the kill, the
-    // takeover and the restart.
+    // The posters: `PER_POST` events per request, each poster sending its requests one after the
+    // other, each to the next process that is up, at most every `POST_EVERY`; the last third
+    // only once the killed process is back, so that events flow through the kill, the takeover
+    // and the restart. Events of different posters are concurrent: the order of each poster's
+    // 202s is the order its events must arrive in, for each hook.
     let alive: Arc<[AtomicBool; PROCESSES]> =
         Arc::new([const { AtomicBool::new(true) }; PROCESSES]);
     let restarted = Arc::new(AtomicBool::new(false));
     let acked_count = Arc::new(AtomicUsize::new(0));
-    let poster = tokio::spawn({
-        let (alive, restarted, acked_count, bases) = (
-            alive.clone(),
-            restarted.clone(),
-            acked_count.clone(),
-            bases.clone(),
-        );
-        async move {
-            let mut posted = Posted::default();
-            let mut k = 0;
-            let mut pace = tokio::time::interval(POST_EVERY);
-            for first in (0..EVENTS).step_by(PER_POST) {
-                pace.tick().await;
-                while first >= EVENTS * 2 / 3 && !restarted.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                // (Waits while none is up, which never lasts.)
-                k = loop {
-                    let up = (k + 1..=k + PROCESSES)
-                        .map(|j| j % PROCESSES)
-                        .find(|&j| alive[j].load(Ordering::SeqCst));
-                    match up {
-                        Some(up) => break up,
-                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+    let posters: Vec<_> = (0..POSTERS)
+        .map(|poster| {
+            let (alive, restarted, acked_count, bases) = (
+                alive.clone(),
+                restarted.clone(),
+                acked_count.clone(),
+                bases.clone(),
+            );
+            tokio::spawn(async move {
+                let mut posted = Posted::default();
+                let mut k = poster;
+                let mut pace = tokio::time::interval(POST_EVERY);
+                let firsts = (0..EVENTS).step_by(PER_POST).skip(poster).step_by(POSTERS);
+                for first in firsts {
+                    pace.tick().await;
+                    while first >= EVENTS * 2 / 3 && !restarted.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                };
-                let seqs = first..(first + PER_POST).min(EVENTS);
-                let events: Vec<Value> = seqs.clone().map(plan).collect();
-                let body = serde_json::to_vec(&events).unwrap();
-                let url = format!("{}/v1/events", bases[k]);
-                match request("POST", &url, Some(body), None).await {
-                    Ok(reply) if reply.status == 202 => {
-                        let deliveries = reply.body["deliveries"].as_array().unwrap();
-                        assert_eq!(deliveries.len(), seqs.len() * HOOKS, "{}", reply.body);
-                        for (i, seq) in seqs.enumerate() {
-                            let ids = deliveries
-                                .iter()
-                                .filter(|d| d["event_index"] == i)
-                                .map(|d| {
-                                    let hook = d["hook"].as_str().unwrap().to_string();
-                                    (hook, d["webhook_id"].as_str().unwrap().to_string())
-                                })
-                                .collect();
-                            posted.acked.push((seq, ids));
+                    // (Waits while none is up, which never lasts.)
+                    k = loop {
+                        let up = (k + 1..=k + PROCESSES)
+                            .map(|j| j % PROCESSES)
+                            .find(|&j| alive[j].load(Ordering::SeqCst));
+                        match up {
+                            Some(up) => break up,
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
-                        acked_count.store(posted.acked.len(), Ordering::SeqCst);
-                    }
-                    Ok(reply) => {
-                        let why = format!("{} {}", reply.status, reply.body);
-                        posted
-                            .unanswered
-                            .extend(seqs.map(|seq| (seq, k, why.clone())));
-                    }
-                    Err(e) => {
-                        let why = e.to_string();
-                        posted
-                            .unanswered
-                            .extend(seqs.map(|seq| (seq, k, why.clone())));
+                    };
+                    let seqs = first..(first + PER_POST).min(EVENTS);
+                    let events: Vec<Value> = seqs.clone().map(plan).collect();
+                    let body = serde_json::to_vec(&events).unwrap();
+                    let url = format!("{}/v1/events", bases[k]);
+                    match request("POST", &url, Some(body), None).await {
+                        Ok(reply) if reply.status == 202 => {
+                            let deliveries = reply.body["deliveries"].as_array().unwrap();
+                            assert_eq!(deliveries.len(), seqs.len() * HOOKS, "{}", reply.body);
+                            for (i, seq) in seqs.clone().enumerate() {
+                                let ids = deliveries
+                                    .iter()
+                                    .filter(|d| d["event_index"] == i)
+                                    .map(|d| {
+                                        let hook = d["hook"].as_str().unwrap().to_string();
+                                        (hook, d["webhook_id"].as_str().unwrap().to_string())
+                                    })
+                                    .collect();
+                                posted.acked.push((seq, ids));
+                            }
+                            acked_count.fetch_add(seqs.len(), Ordering::SeqCst);
+                        }
+                        Ok(reply) => {
+                            let why = format!("{} {}", reply.status, reply.body);
+                            posted
+                                .unanswered
+                                .extend(seqs.map(|seq| (seq, k, why.clone())));
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            posted
+                                .unanswered
+                                .extend(seqs.map(|seq| (seq, k, why.clone())));
+                        }
                     }
                 }
-            }
-            posted
-        }
-    });
+                posted
+            })
+        })
+        .collect();
 
     // The kill, once a third are acknowledged: first what it holds, then SIGKILL.
     const VICTIM: usize = 1;
@@ -311,93 +319,97 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
     )
     .await;
 
-    let posted = poster.await.unwrap();
-    let unanswered: HashSet<usize> = posted.unanswered.iter().map(|(seq, _, _)| *seq).collect();
+    let mut streams: Vec<Posted> = Vec::new();
+    for poster in posters {
+        streams.push(poster.await.unwrap());
+    }
+    let all_unanswered: Vec<&(usize, usize, String)> =
+        streams.iter().flat_map(|p| &p.unanswered).collect();
+    let unanswered: HashSet<usize> = all_unanswered.iter().map(|(seq, _, _)| *seq).collect();
     assert!(
-        posted.unanswered.iter().all(|(_, k, _)| *k == VICTIM),
-        "only posts to the killed process go unanswered: {:?}",
-        posted.unanswered
+        all_unanswered.iter().all(|(_, k, _)| *k == VICTIM),
+        "only posts to the killed process go unanswered: {all_unanswered:?}"
     );
-    let acked = &posted.acked;
+    let acked: Vec<(usize, HashMap<String, String>)> =
+        streams.iter().flat_map(|p| p.acked.clone()).collect();
+    let acked = &acked;
 
-    // Every acknowledged event reaches every hook.
-    eventually_within(
-        "every acknowledged event reaches every hook",
-        Duration::from_secs(60),
-        || async {
-            let hits = hits.lock().unwrap();
-            let mut seen: Vec<HashSet<usize>> = vec![HashSet::new(); HOOKS];
-            for h in hits.iter() {
-                seen[h.hook].insert(h.seq);
-            }
-            seen.iter()
-                .all(|s| acked.iter().all(|(seq, _)| s.contains(seq)))
-        },
-    )
-    .await;
-    // Nothing pending or failed on record: every outcome was recorded (by the holder of the
-    // hook's lease at the time).
-    eventually_within(
-        "every delivery on record as delivered",
-        Duration::from_secs(30),
-        || async {
-            let list = serves[0].as_ref().unwrap().get("/v1/hooks").await;
-            list["hooks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|h| h["state"]["pending"] == 0 && h["state"]["failed"] == 0)
-        },
-    )
-    .await;
-
-    // Per hook: order of first arrivals, no loss, a repeat only with the same webhook-id.
+    // Every acknowledged event reaches every hook: waited for (bounded), then the checks below
+    // say which did not.
+    let all_arrived = || {
+        let hits = hits.lock().unwrap();
+        let mut seen: Vec<HashSet<usize>> = vec![HashSet::new(); HOOKS];
+        for h in hits.iter() {
+            seen[h.hook].insert(h.seq);
+        }
+        seen.iter()
+            .all(|s| acked.iter().all(|(seq, _)| s.contains(seq)))
+    };
+    let waiting = Instant::now();
+    while !all_arrived() && waiting.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Per hook and poster: order of first arrivals, no loss, a repeat only with the same
+    // webhook-id.
     let hits = std::mem::take(&mut *hits.lock().unwrap());
-    let place: HashMap<usize, usize> = acked
-        .iter()
-        .enumerate()
-        .map(|(n, (seq, _))| (*seq, n))
+    // seq -> (poster, its place in that poster's order of 202s)
+    let place: HashMap<usize, (usize, usize)> = (streams.iter().enumerate())
+        .flat_map(|(poster, p)| {
+            (p.acked.iter().enumerate()).map(move |(n, (seq, _))| (*seq, (poster, n)))
+        })
         .collect();
     let mut problems = Vec::new();
     let mut resends = BTreeMap::new();
     for (hook_id, &i) in &hook_index {
-        let ids: Vec<String> = acked.iter().map(|(_, ids)| ids[hook_id].clone()).collect();
-        let mut arrivals: Vec<Arrival> = Vec::new();
+        let hook_hits: Vec<&Hit> = hits.iter().filter(|h| h.hook == i).collect();
         let mut maybe: HashMap<usize, &str> = HashMap::new();
-        for h in hits.iter().filter(|h| h.hook == i) {
-            match place.get(&h.seq) {
-                Some(&n) => arrivals.push((n, h.webhook_id.clone())),
+        for h in &hook_hits {
+            if place.contains_key(&h.seq) {
+                continue;
+            }
+            if unanswered.contains(&h.seq) {
                 // An event whose post went unanswered may have been stored: if it arrives, it
                 // arrives with one webhook-id.
-                None if unanswered.contains(&h.seq) => {
-                    let first = *maybe.entry(h.seq).or_insert(&h.webhook_id);
-                    if first != h.webhook_id {
-                        problems.push(format!(
-                            "{hook_id}: p{} came with webhook-ids {first} and {}",
-                            h.seq, h.webhook_id
-                        ));
-                    }
+                let first = *maybe.entry(h.seq).or_insert(&h.webhook_id);
+                if first != h.webhook_id {
+                    problems.push(format!(
+                        "{hook_id}: p{} came with webhook-ids {first} and {}",
+                        h.seq, h.webhook_id
+                    ));
                 }
-                None => problems.push(format!("{hook_id}: p{} was never posted", h.seq)),
+            } else {
+                problems.push(format!("{hook_id}: p{} was never posted", h.seq));
             }
         }
-        match check_order(&ids, &arrivals) {
-            Ok(runs) if runs.is_empty() => {}
-            Ok(runs) => {
-                // When each run of resends began, from the kill (negative: before it).
-                let mut at = Vec::new();
-                let acked_hits: Vec<&Hit> = hits
-                    .iter()
-                    .filter(|h| h.hook == i && place.contains_key(&h.seq))
-                    .collect();
-                for pair in acked_hits.windows(2) {
-                    if place[&pair[1].seq] <= place[&pair[0].seq] {
-                        at.push(seconds_from(killed_at, pair[1].at));
-                    }
+        for (poster, stream) in streams.iter().enumerate() {
+            let ids: Vec<String> = (stream.acked.iter())
+                .map(|(_, ids)| ids[hook_id].clone())
+                .collect();
+            let mine: Vec<(usize, &Hit)> = (hook_hits.iter())
+                .filter_map(|h| match place.get(&h.seq) {
+                    Some(&(p, n)) if p == poster => Some((n, *h)),
+                    _ => None,
+                })
+                .collect();
+            let arrivals: Vec<Arrival> = (mine.iter())
+                .map(|(n, h)| (*n, h.webhook_id.clone()))
+                .collect();
+            match check_order(&ids, &arrivals) {
+                Ok(runs) if runs.is_empty() => {}
+                Ok(runs) => {
+                    // When each run of resends began, from the kill (negative: before it).
+                    let at: Vec<f64> = (mine.windows(2))
+                        .filter(|pair| pair[1].0 <= pair[0].0)
+                        .map(|pair| seconds_from(killed_at, pair[1].1.at))
+                        .collect();
+                    resends.insert(format!("{hook_id}/poster {poster}"), (runs, at));
                 }
-                resends.insert(hook_id.clone(), (runs, at));
+                Err(e) => problems.push(format!(
+                    "{hook_id} (/h{i}), poster {poster} (pN: its N-th acknowledged event, \
+                     plan p{{seq}} with seq = N / 10 * 30 + poster * 10 + N % 10 while no post \
+                     failed): {e}"
+                )),
             }
-            Err(e) => problems.push(format!("{hook_id} (/h{i}): {e}")),
         }
     }
     // Within lease + 5 s of the kill, each of its hooks delivered again.
@@ -417,13 +429,28 @@ async fn three_processes_one_killed_nothing_is_lost_or_reordered_and_its_hooks_m
         acked_at_kill,
         acked_at_restart,
         unanswered.len(),
-        posted.unanswered,
+        all_unanswered,
         hits.len(),
         acked.len() * HOOKS,
         seconds_from(killed_at, restarted_at),
         test_started.elapsed()
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Nothing pending or failed on record: every outcome was recorded (by the holder of the
+    // hook's lease at the time).
+    eventually_within(
+        "every delivery on record as delivered",
+        Duration::from_secs(30),
+        || async {
+            let list = serves[0].as_ref().unwrap().get("/v1/hooks").await;
+            list["hooks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|h| h["state"]["pending"] == 0 && h["state"]["failed"] == 0)
+        },
+    )
+    .await;
 
     // A clean stop releases every lease.
     for serve in serves.into_iter().flatten() {
