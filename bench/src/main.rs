@@ -25,6 +25,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod postgres;
+
 /// What a run measures, from the command line: `--events N --backlog N[,N...] --out FILE --only
 /// S,S`.
 struct Plan {
@@ -163,6 +165,18 @@ async fn run(plan: &Plan) -> String {
         eprintln!("== connection limits");
         sections.push(limits(&binary, &work).await);
     }
+    if runs("postgres") {
+        eprintln!("== PostgreSQL against redb, one process");
+        sections.push(postgres::one_process(plan, &binary, &work).await);
+    }
+    if runs("processes") {
+        eprintln!("== one and three processes on one PostgreSQL");
+        sections.push(postgres::processes(plan, &binary, &work).await);
+    }
+    if runs("takeover") {
+        eprintln!("== takeover after a kill -9");
+        sections.push(postgres::takeover(&binary, &work).await);
+    }
     if runs("backlog") {
         eprintln!("== backlog");
         sections.push(backlog(plan, &binary, &work).await);
@@ -179,7 +193,7 @@ async fn run(plan: &Plan) -> String {
 }
 
 /// The sections of a run, in the order they are run and written (`--only` names them).
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 13] = [
     "throughput",
     "mqtt",
     "serve-one-hook",
@@ -188,6 +202,9 @@ const SECTIONS: [&str; 10] = [
     "latency",
     "head-of-line",
     "limits",
+    "postgres",
+    "processes",
+    "takeover",
     "backlog",
     "micro",
 ];
@@ -307,6 +324,11 @@ struct Counts {
     /// With a gate: requests wait, unanswered and not counted, while it holds `false` (a
     /// receiver that has paused; its connections stay open).
     gate: Option<tokio::sync::watch::Sender<bool>>,
+    /// How long each answer takes (after the gate), for a receiver that does some work.
+    delay: Duration,
+    /// With `record_paths`: each request's path and when it arrived, in order.
+    paths: Mutex<Vec<(String, Instant)>>,
+    record_paths: bool,
 }
 
 impl Counts {
@@ -374,6 +396,7 @@ async fn receiver(
                 let service = service_fn(move |request: hyper::Request<Incoming>| {
                     let counts = counts.clone();
                     async move {
+                        let path = request.uri().path().to_string();
                         let body = request
                             .into_body()
                             .collect()
@@ -383,7 +406,13 @@ async fn receiver(
                         if let Some(gate) = &counts.gate {
                             let _ = gate.subscribe().wait_for(|open| *open).await;
                         }
+                        if !counts.delay.is_zero() {
+                            tokio::time::sleep(counts.delay).await;
+                        }
                         let now = Instant::now();
+                        if counts.record_paths {
+                            counts.paths.lock().unwrap().push((path, now));
+                        }
                         {
                             let mut span = counts.span.lock().unwrap();
                             let first = span.map_or(now, |(first, _)| first);
@@ -806,20 +835,36 @@ async fn post_all(
     total: usize,
     make: impl Fn(usize) -> String + Send + Sync + 'static,
 ) -> f64 {
+    post_all_to(&[serve], posters, total, make).await
+}
+
+/// [`post_all`] to several `serve`s: request i to `serves[i % serves.len()]`.
+async fn post_all_to(
+    serves: &[&Serve],
+    posters: usize,
+    total: usize,
+    make: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> f64 {
     let make = Arc::new(make);
     let next = Arc::new(AtomicU64::new(0));
-    let url = format!("{}/v1/events", serve.base);
+    let urls: Arc<Vec<String>> = Arc::new(
+        serves
+            .iter()
+            .map(|serve| format!("{}/v1/events", serve.base))
+            .collect(),
+    );
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..posters {
-        let (client, url, next, make) = (client(), url.clone(), next.clone(), make.clone());
+        let (client, urls, next, make) = (client(), urls.clone(), next.clone(), make.clone());
         tasks.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 if i >= total {
                     break;
                 }
-                let (status, body) = post(&client, &url, Bytes::from(make(i))).await;
+                let url = &urls[i % urls.len()];
+                let (status, body) = post(&client, url, Bytes::from(make(i))).await;
                 assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
             }
         });

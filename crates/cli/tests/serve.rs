@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::order::{Arrival, KillPoint, check_drain};
 use common::{
     Serve, eventually, eventually_within, hooks_file, plan, plan_hook, store, switchable,
 };
@@ -150,96 +151,6 @@ async fn a_delivery_in_flight_at_a_crash_is_sent_again_with_its_id() {
             == 1
     })
     .await;
-}
-
-/// One webhook as the receiver got it: the event's number (`n` of its `plan_id` `pN`) and its
-/// `webhook-id`.
-type Arrival = (usize, String);
-
-/// What the test saw just before one SIGKILL.
-#[derive(Clone, Copy, Debug)]
-struct KillPoint {
-    /// Events the API showed as delivered (acknowledged minus the hook's pending count): the
-    /// first `recorded` ones, the hook's queue being in order. An ingest acknowledged after that
-    /// answer (a durable commit of the same store) made those records durable.
-    recorded: usize,
-    /// Webhooks that had arrived when the API had answered.
-    arrived: usize,
-}
-
-/// Checks what one hook received while `serve` was killed and restarted (`arrivals`, in the
-/// order they came) against what was acknowledged (`acked[n]`: the `webhook-id` of event `n`,
-/// numbered in the order of the 202s) and what was known at each kill. Returns the length of
-/// each run of resends, or what is wrong:
-/// - every arrival is an acknowledged event, with the `webhook-id` it was acknowledged with;
-/// - the first arrivals of the events are in the order they were acknowledged, and all came;
-/// - the arrivals are consecutive events but at most once per kill, where they may step back
-///   (a resend of what had been sent but whose outcome was not on record): so resends come in
-///   one run right after a restart, in order, and nothing is skipped;
-/// - after each kill, nothing is sent again that the API had shown delivered before a later
-///   ingest was acknowledged.
-fn check_drain(
-    acked: &[String],
-    arrivals: &[Arrival],
-    kills: &[KillPoint],
-) -> Result<Vec<usize>, String> {
-    let mut next = 0; // the next event to arrive for the first time
-    for (i, (n, id)) in arrivals.iter().enumerate() {
-        let Some(expected) = acked.get(*n) else {
-            return Err(format!("arrival {i}: p{n} was never acknowledged"));
-        };
-        if id != expected {
-            return Err(format!(
-                "arrival {i}: p{n} came with webhook-id {id}, acknowledged with {expected}"
-            ));
-        }
-        if *n > next {
-            return Err(format!(
-                "arrival {i}: p{n} came before p{next} ever did (lost or out of order)"
-            ));
-        }
-        next = next.max(n + 1);
-    }
-    if next < acked.len() {
-        return Err(format!(
-            "p{next} to p{} never arrived ({} of {} did)",
-            acked.len() - 1,
-            next,
-            acked.len()
-        ));
-    }
-    let mut resent = Vec::new();
-    for (i, pair) in arrivals.windows(2).enumerate() {
-        let (before, after) = (pair[0].0, pair[1].0);
-        if after != before + 1 {
-            if after > before {
-                return Err(format!(
-                    "arrival {}: p{after} right after p{before}: a resend skipped some",
-                    i + 1
-                ));
-            }
-            resent.push(before + 1 - after);
-        }
-    }
-    if resent.len() > kills.len() {
-        return Err(format!(
-            "{} runs of resends (of {resent:?} events) for {} kills: resends not in one run after \
-             each restart",
-            resent.len(),
-            kills.len()
-        ));
-    }
-    for (k, kill) in kills.iter().enumerate() {
-        let mut later = arrivals.iter().enumerate().skip(kill.arrived);
-        if let Some((i, (n, _))) = later.find(|(_, (n, _))| *n < kill.recorded) {
-            return Err(format!(
-                "arrival {i}: p{n} was sent again after kill {k}, although the API had shown the \
-                 first {} events delivered before an ingest was acknowledged",
-                kill.recorded
-            ));
-        }
-    }
-    Ok(resent)
 }
 
 /// `check_drain` fails for each way a drain can go wrong (each test must be able to fail).

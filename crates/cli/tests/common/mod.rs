@@ -1,6 +1,8 @@
 //! Shared helpers of the process-level tests: a running `serve`, bounded polling, temp files.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod order;
+
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
