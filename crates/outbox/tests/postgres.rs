@@ -1215,3 +1215,58 @@ async fn a_database_that_stops_answering_is_an_error_after_the_timeout_not_a_han
     assert!((1..=2).contains(&pending), "{pending}");
     store.append(vec![event(&[hook], "after")]).await.unwrap();
 }
+
+/// A read-ahead batch is mid-attempt until its last delivery is recorded, not only its first:
+/// rebalancing (a second process joins) must not release the hook under the rest of the batch,
+/// or the new owner sends them while this process still does, out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batch() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let lease = Duration::from_secs(1);
+    let a = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let hooks = register(&a, "lab", 2).await;
+    let (busy, idle) = (hooks[0], hooks[1]);
+    // A holds both: `idle` with nothing to send, `busy` in the middle of a batch.
+    assert!(matches!(a.head(idle).await.unwrap(), Head::Empty));
+    for tag in ["1", "2", "3"] {
+        a.append(vec![event(&[busy], tag)]).await.unwrap();
+    }
+    let first = head(&a, busy).await;
+    a.record(&first, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let batch = a.after(busy, first.id, 32).await.unwrap().unwrap();
+    assert_eq!(batch.len(), 2);
+    a.record(&batch[0], attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    // batch[1] is still in A's hands. Now `idle` gets work, and B joins: A's share drops to one.
+    a.append(vec![event(&[idle], "4")]).await.unwrap();
+    let b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Head::Ready(delivery) = b.head(busy).await.unwrap() {
+            panic!(
+                "B got delivery {} of hook {busy} while A still sends it from its read-ahead",
+                delivery.id
+            );
+        }
+        if matches!(b.head(idle).await.unwrap(), Head::Ready(_)) {
+            break; // A let go of the hook it could: the idle one.
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B took none of A's hooks"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.record(&batch[1], attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+}

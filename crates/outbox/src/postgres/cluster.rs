@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use linq_hooks_delivery::{HookId, HookWaker};
+use linq_hooks_delivery::{DeliveryId, HookId, HookWaker};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -172,8 +172,9 @@ struct Shared {
 #[derive(Default)]
 struct State {
     held: HashMap<HookId, Held>,
-    /// Hooks whose head was handed out and whose attempt is not recorded yet.
-    sending: HashSet<HookId>,
+    /// Hooks whose head (or a read-ahead) was handed out and not all recorded yet: the last
+    /// delivery handed out, until it (or an outcome that ends the read-ahead) is recorded.
+    sending: HashMap<HookId, DeliveryId>,
     /// Hooks found held elsewhere (or not taken), until when to believe it.
     elsewhere: HashMap<HookId, Instant>,
     closed: bool,
@@ -315,20 +316,30 @@ impl Cluster {
         self.shared.wakers.lock().expect("not poisoned").push(waker);
     }
 
-    /// `hook`'s head was handed out to be sent: it is mid-attempt (not released by rebalancing)
-    /// until [`sent`](Cluster::sent).
-    pub(crate) fn sending(&self, hook: HookId) {
+    /// Deliveries of `hook` up to `last` (its head, or the last of a read-ahead) were handed
+    /// out to be sent: it is mid-attempt (not released by rebalancing) until
+    /// [`sent`](Cluster::sent) says the last is recorded.
+    pub(crate) fn sending(&self, hook: HookId, last: DeliveryId) {
         let mut state = self.shared.state.lock().expect("not poisoned");
-        state.sending.insert(hook);
+        state.sending.insert(hook, last);
         if let Some(held) = state.held.get_mut(&hook) {
             held.granted = None;
         }
     }
 
-    /// `hook`'s attempt was recorded: it is no longer mid-attempt.
-    pub(crate) fn sent(&self, hook: HookId) {
+    /// An attempt at `delivery` of `hook` was recorded: the hook is no longer mid-attempt if
+    /// that was the last delivery handed out, or if `done` (its outcome ends a read-ahead: a
+    /// retry, a disabled hook; or nothing is handed out any more).
+    pub(crate) fn sent(&self, hook: HookId, delivery: DeliveryId, done: bool) {
         let mut state = self.shared.state.lock().expect("not poisoned");
-        state.sending.remove(&hook);
+        if done
+            || state
+                .sending
+                .get(&hook)
+                .is_none_or(|&last| last <= delivery)
+        {
+            state.sending.remove(&hook);
+        }
         if let Some(held) = state.held.get_mut(&hook) {
             held.granted = None;
         }
@@ -498,7 +509,7 @@ impl Shared {
             }
             let held_active = renewed.values().filter(|&&active| active).count();
             let movable = |hook: &HookId| {
-                !state.sending.contains(hook)
+                !state.sending.contains_key(hook)
                     && state.held[hook]
                         .granted
                         .is_none_or(|at| now.duration_since(at) >= GRANTED)
@@ -1274,7 +1285,7 @@ mod tests {
         assert_eq!(a.held(), vec![1, 2, 3, 4]);
         for hook in [1, 2, 3] {
             assert!(a.holds(hook).await.unwrap());
-            a.sending(hook);
+            a.sending(hook, 0);
         }
         let b = db.cluster().await;
         // A's share is 2 now, but only hook 4 is not mid-attempt.
@@ -1288,8 +1299,8 @@ mod tests {
         tokio::time::sleep(LEASE * 2).await;
         assert_eq!(a.held(), vec![1, 2, 3]);
         assert_eq!(db.held_by(&b).await, vec![4]);
-        a.sent(1);
-        a.sent(2);
+        a.sent(1, 0, false);
+        a.sent(2, 0, false);
         eventually(
             "once recorded, a hook is released to the new process",
             async || shared_as(&db, &[&a, &b], &[2, 2]).await,
