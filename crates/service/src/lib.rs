@@ -444,6 +444,9 @@ impl Service {
                 kind: StartErrorKind::Bind(config.listen, e),
             })?;
         let store = config.store.open(config.lease).await.map_err(store_error)?;
+        // Taken before the registry is loaded: a change another process makes meanwhile is
+        // kept for `follow` (before the take, the store drops what it hears).
+        let workflow_changes = store.workflow_changes();
         let metrics = Arc::new(Metrics::new());
         let ops = config
             .ops
@@ -485,9 +488,8 @@ impl Service {
             tokio::spawn(async move { dispatcher.run().await })
         });
         let pruning = tokio::spawn(prune_forever(Arc::clone(&store), config.retention));
-        let following = store
-            .workflow_changes()
-            .map(|changes| tokio::spawn(follow(Arc::clone(&live), changes)));
+        let following =
+            workflow_changes.map(|changes| tokio::spawn(follow(Arc::clone(&live), changes)));
         let state = Arc::new(AppState {
             live,
             metrics,

@@ -640,6 +640,34 @@ impl Shared {
         }
     }
 
+    /// After the LISTEN connection was lost, the `w:` notifications sent meanwhile are not
+    /// heard again: once it listens again, every workflow stored or ever stored (a deleted one
+    /// leaves its hooks' tombstones) is told as changed, so that the service reloads each.
+    /// Nothing when [`Cluster::workflow_changes`] was not taken.
+    async fn tell_every_workflow(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), tokio_postgres::Error> {
+        if matches!(
+            *self.changes.lock().expect("not poisoned"),
+            Changes::Untaken
+        ) {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                "SELECT id FROM workflows UNION SELECT workflow FROM hooks",
+                &[],
+            )
+            .await?;
+        if let Changes::Taken(sender) = &*self.changes.lock().expect("not poisoned") {
+            for row in rows {
+                let _ = sender.send(row.get(0));
+            }
+        }
+        Ok(())
+    }
+
     fn set_health(
         &self,
         part: impl FnOnce(&mut Health) -> &mut Option<String>,
@@ -746,7 +774,14 @@ async fn listen(shared: Arc<Shared>, connect: Connect, mut listener: Listener) {
         let mut wait = Duration::from_millis(100).min(most);
         listener = loop {
             tokio::time::sleep(wait).await;
-            match open(&connect).await {
+            let opened = match open(&connect).await {
+                Ok(listener) => match shared.tell_every_workflow(&listener.client).await {
+                    Ok(()) => Ok(listener),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok(listener) => break listener,
                 Err(e) => {
                     let why = format!("cannot open the LISTEN connection again: {e}");
