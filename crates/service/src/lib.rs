@@ -168,9 +168,23 @@ pub enum StoreLocation {
 
 impl StoreLocation {
     /// A `postgres://` or `postgresql://` URL is a PostgreSQL database; anything else is the
-    /// path of a redb file.
+    /// path of a redb file, but for a text that looks like a URL of another scheme
+    /// (`scheme://…`, a mistyped `POSTGRES://` or `pg://`, say), taken as a PostgreSQL URL so
+    /// that opening it says it is none, without showing its password.
+    ///
+    /// ```
+    /// use linq_hooks_service::StoreLocation;
+    /// assert!(matches!(StoreLocation::parse("pg://u:pw@db/hooks"), StoreLocation::Postgres(_)));
+    /// assert!(matches!(StoreLocation::parse("./hooks.redb"), StoreLocation::File(_)));
+    /// ```
     pub fn parse(text: &str) -> StoreLocation {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let looks_like_url = text.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if looks_like_url {
             StoreLocation::Postgres(text.to_string())
         } else {
             StoreLocation::File(PathBuf::from(text))

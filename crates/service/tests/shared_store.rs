@@ -263,3 +263,29 @@ async fn a_workflow_made_while_a_listener_was_cut_off_is_followed_once_it_is_bac
     )
     .await;
 }
+
+/// A store URL with a mistyped scheme (`POSTGRES://`, `postgress://`, `pg://`) is not taken for
+/// a file's path: it is refused as not a PostgreSQL URL, and its password is not shown.
+#[tokio::test]
+async fn a_mistyped_store_url_is_refused_without_showing_its_password() {
+    for text in [
+        "POSTGRES://hooks:pw-s3cret@127.0.0.1:9/db",
+        "postgress://hooks:pw-s3cret@127.0.0.1:9/db",
+        "pg://hooks:pw-s3cret@127.0.0.1:9/db",
+    ] {
+        let mut config = ServiceConfig::new(text);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let err = match Service::start(config, Arc::new(MemoryTransport::new())).await {
+            Ok(_) => panic!("{text}: started"),
+            Err(err) => err,
+        };
+        let mut shown = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(e) = source {
+            shown.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        assert!(!shown.contains("s3cret"), "{text}: {shown}");
+        assert!(shown.contains("not a PostgreSQL URL"), "{text}: {shown}");
+    }
+}
