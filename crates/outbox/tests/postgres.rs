@@ -1270,3 +1270,46 @@ async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batc
         .await
         .unwrap();
 }
+
+/// Once a record finds the hook's lease taken by another process, this process stops sending
+/// the hook at once: no read-ahead, no head (not only at its lease loop's next renewal, while
+/// the new owner sends the same deliveries).
+#[tokio::test]
+async fn a_process_that_finds_its_lease_lost_stops_sending_the_hook() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let store = PgStore::connect(PgOptions::new(&url).unwrap())
+        .await
+        .unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    for tag in ["1", "2", "3"] {
+        store.append(vec![event(&[hook], tag)]).await.unwrap();
+    }
+    let delivery = head(&store, hook).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let other = uuid::Uuid::new_v4();
+    client
+        .execute(
+            "UPDATE leases SET owner = $1, expires_at = now() + interval '1 hour' \
+             WHERE hook = $2",
+            &[&other, &(hook as i64)],
+        )
+        .await
+        .unwrap();
+    store
+        .record(&delivery, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    assert!(
+        store.after(hook, delivery.id, 32).await.unwrap().is_none(),
+        "read ahead for a hook another process holds"
+    );
+    assert!(
+        matches!(store.head(hook).await.unwrap(), Head::Empty),
+        "a head for a hook another process holds"
+    );
+}

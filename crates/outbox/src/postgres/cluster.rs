@@ -345,6 +345,15 @@ impl Cluster {
         }
     }
 
+    /// A record found `hook`'s lease held by another process: this one lets go of it now
+    /// ([`holds`](Cluster::holds) says no), not only at its next renewal.
+    pub(crate) fn lost(&self, hook: HookId) {
+        let mut state = self.shared.state.lock().expect("not poisoned");
+        state.held.remove(&hook);
+        state.sending.remove(&hook);
+        state.elsewhere.insert(hook, Instant::now() + ELSEWHERE);
+    }
+
     /// `Err` (saying why) while the database cannot be reached: the lease loop's last round failed,
     /// or the LISTEN connection is lost and not open again yet. `Ok` again once both work.
     pub(crate) fn health(&self) -> Result<(), String> {

@@ -385,6 +385,7 @@ impl Outbox for PgStore {
         match recorded {
             Ok(true) => Ok(()),
             Ok(false) => {
+                self.cluster().lost(delivery.hook);
                 tracing::warn!(
                     hook = %format_args!("hook_{}", delivery.hook),
                     delivery = delivery.id,
