@@ -26,7 +26,9 @@
 //!   hook is woken (a notification may have been missed); a safety poll wakes every held hook
 //!   every 30 s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(test)]
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
