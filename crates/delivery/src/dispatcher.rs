@@ -498,6 +498,26 @@ impl HookWaker {
         }
     }
 
+    /// Tells the worker of `hook` that what it read ahead may no longer be its to send (the
+    /// outbox's hold on the hook was lost, say): it drops its read-ahead and asks for the
+    /// head, as after [`Dispatcher::wake`].
+    ///
+    /// ```
+    /// use linq_hooks_delivery::HookWaker;
+    ///
+    /// // An outbox keeps the waker `Outbox::subscribe` gave it; when it learns that another
+    /// // process has taken hook 7 over:
+    /// fn taken_over(waker: &HookWaker) {
+    ///     waker.reread(7);
+    /// }
+    /// ```
+    pub fn reread(&self, hook: HookId) {
+        if let Some(slot) = self.inner.upgrade().and_then(|inner| inner.slot(hook)) {
+            slot.reread.store(true, Ordering::SeqCst);
+            slot.wake.notify_one();
+        }
+    }
+
     /// Whether the dispatcher still exists.
     pub fn is_alive(&self) -> bool {
         self.inner.strong_count() > 0

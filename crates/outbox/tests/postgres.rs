@@ -3,6 +3,7 @@
 //! it the tests say loudly that they were skipped (and fail with `CI=true`).
 #![cfg(feature = "postgres")]
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use linq_hooks_delivery::{
@@ -1312,4 +1313,93 @@ async fn a_process_that_finds_its_lease_lost_stops_sending_the_hook() {
         matches!(store.head(hook).await.unwrap(), Head::Empty),
         "a head for a hook another process holds"
     );
+}
+
+/// A transport that answers 200 and, at the second request, has another process take the
+/// hook's lease over (as after this process was cut off for longer than the lease).
+struct TakenOverAtTheSecond {
+    url: String,
+    hook: i64,
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+#[linq_hooks_transport::async_trait]
+impl linq_hooks_transport::Transport for TakenOverAtTheSecond {
+    async fn send(
+        &self,
+        request: linq_hooks_transport::Request,
+    ) -> Result<linq_hooks_transport::Response, linq_hooks_transport::Error> {
+        let n = {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(request.header("webhook-id").unwrap_or_default().to_string());
+            sent.len()
+        };
+        if n == 2 {
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "UPDATE leases SET owner = $1, expires_at = now() + interval '1 hour' \
+                     WHERE hook = $2",
+                    &[&uuid::Uuid::new_v4(), &self.hook],
+                )
+                .await
+                .unwrap();
+        }
+        Ok(linq_hooks_transport::Response::new(200))
+    }
+}
+
+/// A process whose lease is taken over in the middle of a read-ahead batch stops sending the
+/// rest of the batch (the new owner sends it), instead of sending it alongside the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_over_mid_batch_stops_the_rest_of_the_batch() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let store = PgStore::connect(PgOptions::new(&url).unwrap())
+        .await
+        .unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    for tag in ["1", "2", "3", "4", "5"] {
+        store.append(vec![event(&[hook], tag)]).await.unwrap();
+    }
+    let transport = Arc::new(TakenOverAtTheSecond {
+        url: url.clone(),
+        hook: hook as i64,
+        sent: std::sync::Mutex::new(Vec::new()),
+    });
+    let dispatcher = linq_hooks_delivery::Dispatcher::without_hooks(
+        transport.clone(),
+        Arc::new(store.clone()),
+        linq_hooks_delivery::Config::default(),
+    );
+    let parameters = linq_hooks_delivery::HookParameters::new(
+        "https://lims.example/0".to_string(),
+        Default::default(),
+    )
+    .unwrap();
+    dispatcher.set(hook, linq_hooks_delivery::Destination::new(parameters));
+    let running = dispatcher.clone();
+    tokio::spawn(async move { running.run().await });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while transport.sent.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not two requests in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for the rest of the batch to go, were it to.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = transport.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        ["msg_1_1", "msg_2_1"],
+        "sent after the lease was taken over"
+    );
+    dispatcher.shutdown();
 }

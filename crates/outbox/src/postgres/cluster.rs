@@ -348,12 +348,20 @@ impl Cluster {
     }
 
     /// A record found `hook`'s lease held by another process: this one lets go of it now
-    /// ([`holds`](Cluster::holds) says no), not only at its next renewal.
+    /// ([`holds`](Cluster::holds) says no), not only at its next renewal, and its worker drops
+    /// what it read ahead.
     pub(crate) fn lost(&self, hook: HookId) {
         let mut state = self.shared.state.lock().expect("not poisoned");
         state.held.remove(&hook);
         state.sending.remove(&hook);
         state.elsewhere.insert(hook, Instant::now() + ELSEWHERE);
+        drop(state);
+        // What the worker read ahead is the new owner's to send now.
+        let mut wakers = self.shared.wakers.lock().expect("not poisoned");
+        wakers.retain(HookWaker::is_alive);
+        for waker in wakers.iter() {
+            waker.reread(hook);
+        }
     }
 
     /// `Err` (saying why) while the database cannot be reached: the lease loop's last round failed,
