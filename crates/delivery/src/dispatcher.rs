@@ -350,6 +350,9 @@ struct Slot {
     /// Set when the queue may have changed other than at its end (a replay, a retry, an
     /// enable, an edit): the worker drops what it read ahead and asks for the head.
     reread: AtomicBool,
+    /// Set by the outbox's [`HookWaker`]: a worker backing off after a failed read reads
+    /// again at once (the outbox, say a database connection back, can be read again).
+    outbox_woke: AtomicBool,
 }
 
 /// A hook's circuit breaker: counts attempts in a row that timed out (or were slow to fail to
@@ -454,6 +457,7 @@ impl Slot {
             outbox_error: Mutex::new(None),
             retry_now: AtomicBool::new(false),
             reread: AtomicBool::new(false),
+            outbox_woke: AtomicBool::new(false),
         }
     }
 
@@ -490,7 +494,9 @@ impl HookWaker {
     pub fn wake(&self, hook: HookId) {
         if let Some(slot) = self.inner.upgrade().and_then(|inner| inner.slot(hook)) {
             // As `Dispatcher::wake`: the head is read again, not only what follows the last
-            // delivery sent (a delivery may have become visible behind it).
+            // delivery sent (a delivery may have become visible behind it, or the outbox's
+            // hold on the hook was lost); and a back-off after a failed read ends.
+            slot.outbox_woke.store(true, Ordering::SeqCst);
             slot.reread.store(true, Ordering::SeqCst);
             slot.wake.notify_one();
         }
@@ -1007,10 +1013,20 @@ impl Inner {
                     // What failed inside the outbox: health says it cannot read its queue.
                     let text = std::error::Error::source(&e).map_or_else(|| e.to_string(), chain);
                     *slot.outbox_error.lock().expect("not poisoned") = Some(text);
-                    // Not woken early: a wake-up (an ingest) does not repair a store.
-                    tokio::select! {
-                        () = tokio::time::sleep(outbox_retry) => {}
-                        () = self.shutdown.cancelled() => {}
+                    // Not woken early by an ingest, which does not repair a store; only by
+                    // the outbox itself (its `HookWaker`: it can be read again).
+                    let backoff = tokio::time::sleep(outbox_retry);
+                    tokio::pin!(backoff);
+                    loop {
+                        tokio::select! {
+                            () = &mut backoff => break,
+                            () = self.shutdown.cancelled() => break,
+                            () = slot.wake.notified() => {
+                                if slot.outbox_woke.swap(false, Ordering::SeqCst) {
+                                    break;
+                                }
+                            }
+                        }
                     }
                     outbox_retry = (outbox_retry * 2).min(OUTBOX_RETRY_MAX);
                     continue;

@@ -955,3 +955,75 @@ async fn a_wake_through_the_outbox_reads_the_head_not_only_what_follows() {
     dispatcher.shutdown();
     running.await.unwrap();
 }
+
+/// An outbox that cannot be read, then can again and says so through its `HookWaker` (as the
+/// PostgreSQL store does once its connection is back): the worker, backing off for up to a
+/// minute, reads at once instead of at the end of its back-off. Tokio's paused clock: the
+/// back-off has grown to 60 s; one second after the wake, the delivery is sent.
+#[tokio::test(start_paused = true)]
+async fn a_worker_backing_off_reads_again_at_once_when_the_outbox_wakes_it() {
+    struct Waking {
+        unreadable: Unreadable,
+        waker: Mutex<Option<linq_hooks_delivery::HookWaker>>,
+    }
+    #[async_trait]
+    impl Outbox for Waking {
+        async fn head(
+            &self,
+            hook: u64,
+        ) -> Result<linq_hooks_delivery::Head, linq_hooks_delivery::OutboxError> {
+            self.unreadable.head(hook).await
+        }
+        fn accepts(&self, hook: u64) -> bool {
+            self.unreadable.accepts(hook)
+        }
+        fn subscribe(&self, waker: linq_hooks_delivery::HookWaker) {
+            *self.waker.lock().unwrap() = Some(waker.clone());
+            self.unreadable.subscribe(waker);
+        }
+        async fn record(
+            &self,
+            delivery: &linq_hooks_delivery::Delivery,
+            attempt: linq_hooks_delivery::Attempt,
+            outcome: linq_hooks_delivery::Outcome,
+        ) -> Result<(), linq_hooks_delivery::OutboxError> {
+            self.unreadable.record(delivery, attempt, outcome).await
+        }
+    }
+    let outbox = Arc::new(Waking {
+        unreadable: Unreadable {
+            inner: MemoryOutbox::new(1),
+            broken: true.into(),
+            reads: AtomicUsize::new(0),
+        },
+        waker: Mutex::new(None),
+    });
+    push(&outbox.unreadable.inner, 0, 1);
+    let transport = Arc::new(MemoryTransport::new());
+    let dispatcher = Dispatcher::new(
+        hooks(&["https://a.example/"]),
+        transport.clone(),
+        outbox.clone(),
+        Config::default(),
+    )
+    .unwrap();
+    let running = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run().await }
+    });
+    // 1 + 2 + 4 + 8 + 16 + 32 s of back-off, then into the 60 s one.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert!(transport.requests().is_empty());
+
+    outbox.unreadable.broken.store(false, Ordering::SeqCst);
+    let waker = outbox.waker.lock().unwrap().clone().expect("subscribed");
+    waker.wake(0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        transport.requests().len(),
+        1,
+        "delivered once the outbox said it reads again"
+    );
+    dispatcher.shutdown();
+    running.await.unwrap();
+}

@@ -52,7 +52,8 @@ pub trait DurableOutbox: Outbox + Send + Sync + 'static {
     fn health(&self) -> Result<(), String>;
 
     /// Workflows changed by another process sharing this store, by id, as they are heard of:
-    /// reload each (it may have been deleted). `None` for a store only this process uses;
+    /// reload each (it may have been deleted). After a gap in hearing (a lost connection), every
+    /// workflow is told, changed or not. `None` for a store only this process uses;
     /// the receiver is handed out once (later calls get `None`).
     fn workflow_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         None

@@ -3,6 +3,7 @@
 //! it the tests say loudly that they were skipped (and fail with `CI=true`).
 #![cfg(feature = "postgres")]
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use linq_hooks_delivery::{
@@ -1214,4 +1215,191 @@ async fn a_database_that_stops_answering_is_an_error_after_the_timeout_not_a_han
     let pending = pending.expect("the store works again");
     assert!((1..=2).contains(&pending), "{pending}");
     store.append(vec![event(&[hook], "after")]).await.unwrap();
+}
+
+/// A read-ahead batch is mid-attempt until its last delivery is recorded, not only its first:
+/// rebalancing (a second process joins) must not release the hook under the rest of the batch,
+/// or the new owner sends them while this process still does, out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batch() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let lease = Duration::from_secs(1);
+    let a = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let hooks = register(&a, "lab", 2).await;
+    let (busy, idle) = (hooks[0], hooks[1]);
+    // A holds both: `idle` with nothing to send, `busy` in the middle of a batch.
+    assert!(matches!(a.head(idle).await.unwrap(), Head::Empty));
+    for tag in ["1", "2", "3"] {
+        a.append(vec![event(&[busy], tag)]).await.unwrap();
+    }
+    let first = head(&a, busy).await;
+    a.record(&first, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let batch = a.after(busy, first.id, 32).await.unwrap().unwrap();
+    assert_eq!(batch.len(), 2);
+    a.record(&batch[0], attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    // batch[1] is still in A's hands. Now `idle` gets work, and B joins: A's share drops to one.
+    a.append(vec![event(&[idle], "4")]).await.unwrap();
+    let b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Head::Ready(delivery) = b.head(busy).await.unwrap() {
+            panic!(
+                "B got delivery {} of hook {busy} while A still sends it from its read-ahead",
+                delivery.id
+            );
+        }
+        if matches!(b.head(idle).await.unwrap(), Head::Ready(_)) {
+            break; // A let go of the hook it could: the idle one.
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B took none of A's hooks"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.record(&batch[1], attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+}
+
+/// Once a record finds the hook's lease taken by another process, this process stops sending
+/// the hook at once: no read-ahead, no head (not only at its lease loop's next renewal, while
+/// the new owner sends the same deliveries).
+#[tokio::test]
+async fn a_process_that_finds_its_lease_lost_stops_sending_the_hook() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let store = PgStore::connect(PgOptions::new(&url).unwrap())
+        .await
+        .unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    for tag in ["1", "2", "3"] {
+        store.append(vec![event(&[hook], tag)]).await.unwrap();
+    }
+    let delivery = head(&store, hook).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let other = uuid::Uuid::new_v4();
+    client
+        .execute(
+            "UPDATE leases SET owner = $1, expires_at = now() + interval '1 hour' \
+             WHERE hook = $2",
+            &[&other, &(hook as i64)],
+        )
+        .await
+        .unwrap();
+    store
+        .record(&delivery, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    assert!(
+        store.after(hook, delivery.id, 32).await.unwrap().is_none(),
+        "read ahead for a hook another process holds"
+    );
+    assert!(
+        matches!(store.head(hook).await.unwrap(), Head::Empty),
+        "a head for a hook another process holds"
+    );
+}
+
+/// A transport that answers 200 and, at the second request, has another process take the
+/// hook's lease over (as after this process was cut off for longer than the lease).
+struct TakenOverAtTheSecond {
+    url: String,
+    hook: i64,
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+#[linq_hooks_transport::async_trait]
+impl linq_hooks_transport::Transport for TakenOverAtTheSecond {
+    async fn send(
+        &self,
+        request: linq_hooks_transport::Request,
+    ) -> Result<linq_hooks_transport::Response, linq_hooks_transport::Error> {
+        let n = {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(request.header("webhook-id").unwrap_or_default().to_string());
+            sent.len()
+        };
+        if n == 2 {
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "UPDATE leases SET owner = $1, expires_at = now() + interval '1 hour' \
+                     WHERE hook = $2",
+                    &[&uuid::Uuid::new_v4(), &self.hook],
+                )
+                .await
+                .unwrap();
+        }
+        Ok(linq_hooks_transport::Response::new(200))
+    }
+}
+
+/// A process whose lease is taken over in the middle of a read-ahead batch stops sending the
+/// rest of the batch (the new owner sends it), instead of sending it alongside the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_over_mid_batch_stops_the_rest_of_the_batch() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let store = PgStore::connect(PgOptions::new(&url).unwrap())
+        .await
+        .unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    for tag in ["1", "2", "3", "4", "5"] {
+        store.append(vec![event(&[hook], tag)]).await.unwrap();
+    }
+    let transport = Arc::new(TakenOverAtTheSecond {
+        url: url.clone(),
+        hook: hook as i64,
+        sent: std::sync::Mutex::new(Vec::new()),
+    });
+    let dispatcher = linq_hooks_delivery::Dispatcher::without_hooks(
+        transport.clone(),
+        Arc::new(store.clone()),
+        linq_hooks_delivery::Config::default(),
+    );
+    let parameters = linq_hooks_delivery::HookParameters::new(
+        "https://lims.example/0".to_string(),
+        Default::default(),
+    )
+    .unwrap();
+    dispatcher.set(hook, linq_hooks_delivery::Destination::new(parameters));
+    let running = dispatcher.clone();
+    tokio::spawn(async move { running.run().await });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while transport.sent.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not two requests in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for the rest of the batch to go, were it to.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = transport.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        ["msg_1_1", "msg_2_1"],
+        "sent after the lease was taken over"
+    );
+    dispatcher.shutdown();
 }

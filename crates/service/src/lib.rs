@@ -168,9 +168,23 @@ pub enum StoreLocation {
 
 impl StoreLocation {
     /// A `postgres://` or `postgresql://` URL is a PostgreSQL database; anything else is the
-    /// path of a redb file.
+    /// path of a redb file, but for a text that looks like a URL of another scheme
+    /// (`scheme://…`, a mistyped `POSTGRES://` or `pg://`, say), taken as a PostgreSQL URL so
+    /// that opening it says it is none, without showing its password.
+    ///
+    /// ```
+    /// use linq_hooks_service::StoreLocation;
+    /// assert!(matches!(StoreLocation::parse("pg://u:pw@db/hooks"), StoreLocation::Postgres(_)));
+    /// assert!(matches!(StoreLocation::parse("./hooks.redb"), StoreLocation::File(_)));
+    /// ```
     pub fn parse(text: &str) -> StoreLocation {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let looks_like_url = text.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if looks_like_url {
             StoreLocation::Postgres(text.to_string())
         } else {
             StoreLocation::File(PathBuf::from(text))
@@ -444,6 +458,9 @@ impl Service {
                 kind: StartErrorKind::Bind(config.listen, e),
             })?;
         let store = config.store.open(config.lease).await.map_err(store_error)?;
+        // Taken before the registry is loaded: a change another process makes meanwhile is
+        // kept for `follow` (before the take, the store drops what it hears).
+        let workflow_changes = store.workflow_changes();
         let metrics = Arc::new(Metrics::new());
         let ops = config
             .ops
@@ -485,9 +502,8 @@ impl Service {
             tokio::spawn(async move { dispatcher.run().await })
         });
         let pruning = tokio::spawn(prune_forever(Arc::clone(&store), config.retention));
-        let following = store
-            .workflow_changes()
-            .map(|changes| tokio::spawn(follow(Arc::clone(&live), changes)));
+        let following =
+            workflow_changes.map(|changes| tokio::spawn(follow(Arc::clone(&live), changes)));
         let state = Arc::new(AppState {
             live,
             metrics,

@@ -208,3 +208,84 @@ async fn healthz_reports_a_lost_database_and_recovers() {
     .await;
     assert_eq!(status, 201);
 }
+
+/// A workflow made through one process while another's LISTEN connection was cut off (its
+/// `w:` notification unheard) is known to the other once it is back: it accepts events for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_workflow_made_while_a_listener_was_cut_off_is_followed_once_it_is_back() {
+    let Some(url) = postgres::fresh_database() else {
+        return;
+    };
+    // B connects as a role of its own, so that it alone can be locked out.
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let role = format!("rv_{database}");
+    admin(&format!("CREATE ROLE \"{role}\" LOGIN SUPERUSER")).await;
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let url_b = format!("{scheme}://{role}@{host}");
+
+    let a = start(&url, Arc::new(MemoryTransport::new())).await;
+    let b = start(&url_b, Arc::new(MemoryTransport::new())).await;
+    assert_eq!(send(b, "GET", "/healthz", "").await.0, 200);
+
+    admin(&format!(
+        "ALTER ROLE \"{role}\" NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    ))
+    .await;
+    eventually(Duration::from_secs(60), "B's healthz 503", || async {
+        send(b, "GET", "/healthz", "").await.0 == 503
+    })
+    .await;
+    let (status, _) = send(
+        a,
+        "PUT",
+        "/v1/workflows/late",
+        r#"[{"filter": "on_new_plan", "parameters": {"url": "https://lims.example/late"}}]"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    admin(&format!("ALTER ROLE \"{role}\" LOGIN")).await;
+    eventually(Duration::from_secs(60), "B's healthz 200 again", || async {
+        send(b, "GET", "/healthz", "").await.0 == 200
+    })
+    .await;
+
+    eventually(
+        Duration::from_secs(30),
+        "B accepts events for the workflow made while it was cut off",
+        || async {
+            send(b, "POST", "/v1/workflows/late/events", &new_plan(1))
+                .await
+                .0
+                == 202
+        },
+    )
+    .await;
+}
+
+/// A store URL with a mistyped scheme (`POSTGRES://`, `postgress://`, `pg://`) is not taken for
+/// a file's path: it is refused as not a PostgreSQL URL, and its password is not shown.
+#[tokio::test]
+async fn a_mistyped_store_url_is_refused_without_showing_its_password() {
+    for text in [
+        "POSTGRES://hooks:pw-s3cret@127.0.0.1:9/db",
+        "postgress://hooks:pw-s3cret@127.0.0.1:9/db",
+        "pg://hooks:pw-s3cret@127.0.0.1:9/db",
+    ] {
+        let mut config = ServiceConfig::new(text);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let err = match Service::start(config, Arc::new(MemoryTransport::new())).await {
+            Ok(_) => panic!("{text}: started"),
+            Err(err) => err,
+        };
+        let mut shown = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(e) = source {
+            shown.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        assert!(!shown.contains("s3cret"), "{text}: {shown}");
+        assert!(shown.contains("not a PostgreSQL URL"), "{text}: {shown}");
+    }
+}

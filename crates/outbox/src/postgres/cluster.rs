@@ -26,13 +26,15 @@
 //!   hook is woken (a notification may have been missed); a safety poll wakes every held hook
 //!   every 30 s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(test)]
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use linq_hooks_delivery::{HookId, HookWaker};
+use linq_hooks_delivery::{DeliveryId, HookId, HookWaker};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -172,8 +174,9 @@ struct Shared {
 #[derive(Default)]
 struct State {
     held: HashMap<HookId, Held>,
-    /// Hooks whose head was handed out and whose attempt is not recorded yet.
-    sending: HashSet<HookId>,
+    /// Hooks whose head (or a read-ahead) was handed out and not all recorded yet: the last
+    /// delivery handed out, until it (or an outcome that ends the read-ahead) is recorded.
+    sending: HashMap<HookId, DeliveryId>,
     /// Hooks found held elsewhere (or not taken), until when to believe it.
     elsewhere: HashMap<HookId, Instant>,
     closed: bool,
@@ -315,22 +318,49 @@ impl Cluster {
         self.shared.wakers.lock().expect("not poisoned").push(waker);
     }
 
-    /// `hook`'s head was handed out to be sent: it is mid-attempt (not released by rebalancing)
-    /// until [`sent`](Cluster::sent).
-    pub(crate) fn sending(&self, hook: HookId) {
+    /// Deliveries of `hook` up to `last` (its head, or the last of a read-ahead) were handed
+    /// out to be sent: it is mid-attempt (not released by rebalancing) until
+    /// [`sent`](Cluster::sent) says the last is recorded.
+    pub(crate) fn sending(&self, hook: HookId, last: DeliveryId) {
         let mut state = self.shared.state.lock().expect("not poisoned");
-        state.sending.insert(hook);
+        state.sending.insert(hook, last);
         if let Some(held) = state.held.get_mut(&hook) {
             held.granted = None;
         }
     }
 
-    /// `hook`'s attempt was recorded: it is no longer mid-attempt.
-    pub(crate) fn sent(&self, hook: HookId) {
+    /// An attempt at `delivery` of `hook` was recorded: the hook is no longer mid-attempt if
+    /// that was the last delivery handed out, or if `done` (its outcome ends a read-ahead: a
+    /// retry, a disabled hook; or nothing is handed out any more).
+    pub(crate) fn sent(&self, hook: HookId, delivery: DeliveryId, done: bool) {
         let mut state = self.shared.state.lock().expect("not poisoned");
-        state.sending.remove(&hook);
+        if done
+            || state
+                .sending
+                .get(&hook)
+                .is_none_or(|&last| last <= delivery)
+        {
+            state.sending.remove(&hook);
+        }
         if let Some(held) = state.held.get_mut(&hook) {
             held.granted = None;
+        }
+    }
+
+    /// A record found `hook`'s lease held by another process: this one lets go of it now
+    /// ([`holds`](Cluster::holds) says no), not only at its next renewal, and its worker drops
+    /// what it read ahead.
+    pub(crate) fn lost(&self, hook: HookId) {
+        let mut state = self.shared.state.lock().expect("not poisoned");
+        state.held.remove(&hook);
+        state.sending.remove(&hook);
+        state.elsewhere.insert(hook, Instant::now() + ELSEWHERE);
+        drop(state);
+        // What the worker read ahead is the new owner's to send now.
+        let mut wakers = self.shared.wakers.lock().expect("not poisoned");
+        wakers.retain(HookWaker::is_alive);
+        for waker in wakers.iter() {
+            waker.wake(hook);
         }
     }
 
@@ -498,7 +528,7 @@ impl Shared {
             }
             let held_active = renewed.values().filter(|&&active| active).count();
             let movable = |hook: &HookId| {
-                !state.sending.contains(hook)
+                !state.sending.contains_key(hook)
                     && state.held[hook]
                         .granted
                         .is_none_or(|at| now.duration_since(at) >= GRANTED)
@@ -629,6 +659,34 @@ impl Shared {
         }
     }
 
+    /// After the LISTEN connection was lost, the `w:` notifications sent meanwhile are not
+    /// heard again: once it listens again, every workflow stored or ever stored (a deleted one
+    /// leaves its hooks' tombstones) is told as changed, so that the service reloads each.
+    /// Nothing when [`Cluster::workflow_changes`] was not taken.
+    async fn tell_every_workflow(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), tokio_postgres::Error> {
+        if matches!(
+            *self.changes.lock().expect("not poisoned"),
+            Changes::Untaken
+        ) {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                "SELECT id FROM workflows UNION SELECT workflow FROM hooks",
+                &[],
+            )
+            .await?;
+        if let Changes::Taken(sender) = &*self.changes.lock().expect("not poisoned") {
+            for row in rows {
+                let _ = sender.send(row.get(0));
+            }
+        }
+        Ok(())
+    }
+
     fn set_health(
         &self,
         part: impl FnOnce(&mut Health) -> &mut Option<String>,
@@ -735,7 +793,14 @@ async fn listen(shared: Arc<Shared>, connect: Connect, mut listener: Listener) {
         let mut wait = Duration::from_millis(100).min(most);
         listener = loop {
             tokio::time::sleep(wait).await;
-            match open(&connect).await {
+            let opened = match open(&connect).await {
+                Ok(listener) => match shared.tell_every_workflow(&listener.client).await {
+                    Ok(()) => Ok(listener),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok(listener) => break listener,
                 Err(e) => {
                     let why = format!("cannot open the LISTEN connection again: {e}");
@@ -1274,7 +1339,7 @@ mod tests {
         assert_eq!(a.held(), vec![1, 2, 3, 4]);
         for hook in [1, 2, 3] {
             assert!(a.holds(hook).await.unwrap());
-            a.sending(hook);
+            a.sending(hook, 0);
         }
         let b = db.cluster().await;
         // A's share is 2 now, but only hook 4 is not mid-attempt.
@@ -1288,8 +1353,8 @@ mod tests {
         tokio::time::sleep(LEASE * 2).await;
         assert_eq!(a.held(), vec![1, 2, 3]);
         assert_eq!(db.held_by(&b).await, vec![4]);
-        a.sent(1);
-        a.sent(2);
+        a.sent(1, 0, false);
+        a.sent(2, 0, false);
         eventually(
             "once recorded, a hook is released to the new process",
             async || shared_as(&db, &[&a, &b], &[2, 2]).await,

@@ -242,7 +242,16 @@ fn tls_params(url: &str) -> TlsParams {
 /// `url` without its password (in the authority or as a `password=` parameter).
 fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let mut end = rest.find(['/', '?']).unwrap_or(rest.len());
+    // A password with `/` or `?` not percent-encoded (base64 passwords have `/`) ends what
+    // looks like the authority early: an `@` after it, with a `:` before it, ends the
+    // credentials instead (showing too little rather than the password).
+    if let Some(at) = rest.rfind('@')
+        && at > end
+        && rest[..end].contains(':')
+    {
+        end = at + rest[at..].find(['/', '?']).unwrap_or(rest.len() - at);
+    }
     let (authority, path) = rest.split_at(end);
     let authority = match authority.rsplit_once('@') {
         Some((user, host)) => {
@@ -785,5 +794,31 @@ mod tests {
         assert_eq!(redact("postgres://h/db?password=pw"), "postgres://h/db");
         assert_eq!(redact("postgresql://u@h"), "postgresql://u@h");
         assert_eq!(redact("postgres://u:p@ss@h/db"), "postgres://u@h/db");
+    }
+
+    /// A password with `/`, `?` or `#` not percent-encoded (base64 passwords have `/`) is shown
+    /// neither by the location nor by the error about an unreadable URL.
+    #[test]
+    fn a_password_with_a_slash_is_not_shown() {
+        for url in [
+            "postgres://u:pa/ss@h/db",
+            "postgres://u:pa?ss@h/db",
+            "postgres://u:pa/s?s@h:5432/db?sslmode=disable",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("pa"), "{url}: {shown}");
+            assert!(shown.starts_with("postgres://u@h"), "{url}: {shown}");
+            match PgOptions::new(url) {
+                Ok(options) => assert!(!options.location().contains("pa"), "{url}"),
+                Err(e) => {
+                    let text = format!("{e}: {}", e.causes());
+                    assert!(!text.contains("pa"), "{url}: {text}");
+                }
+            }
+        }
+        assert_eq!(
+            redact("postgres://h/db?application_name=a@b"),
+            "postgres://h/db?application_name=a@b"
+        );
     }
 }

@@ -280,8 +280,10 @@ impl Outbox for PgStore {
         for _ in 0..MAX_QUARANTINE_PER_HEAD {
             match read_head(self, hook).await.map_err(OutboxError::new)? {
                 HeadRead::Head(head) => {
-                    if matches!(head, Head::Ready(_)) {
-                        self.cluster().sending(hook);
+                    match &head {
+                        Head::Ready(delivery) => self.cluster().sending(hook, delivery.id),
+                        // Nothing handed out: a read-ahead dropped meanwhile is over.
+                        _ => self.cluster().sent(hook, 0, true),
                     }
                     return Ok(head);
                 }
@@ -353,9 +355,10 @@ impl Outbox for PgStore {
         })
         .map_err(OutboxError::new)
         .inspect(|read| {
-            if read.as_ref().is_some_and(|d| !d.is_empty()) {
-                // The worker sends these next: the hook is mid-attempt until they are recorded.
-                self.cluster().sending(hook);
+            if let Some(last) = read.as_ref().and_then(|d| d.last()) {
+                // The worker sends these next: the hook is mid-attempt until the last is
+                // recorded.
+                self.cluster().sending(hook, last.id);
             }
         })
     }
@@ -376,10 +379,13 @@ impl Outbox for PgStore {
         let recorded = on_client!(self, "record an attempt", |client| record_attempt(
             client, owner, delivery, &attempt, &outcome, now
         ));
-        self.cluster().sent(delivery.hook);
+        // After a retry or a disabled hook, the dispatcher drops the rest of a read-ahead.
+        let done = matches!(outcome, Outcome::Retry { .. } | Outcome::HookGone);
+        self.cluster().sent(delivery.hook, delivery.id, done);
         match recorded {
             Ok(true) => Ok(()),
             Ok(false) => {
+                self.cluster().lost(delivery.hook);
                 tracing::warn!(
                     hook = %format_args!("hook_{}", delivery.hook),
                     delivery = delivery.id,
