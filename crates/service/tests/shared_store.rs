@@ -262,6 +262,13 @@ async fn a_workflow_made_while_a_listener_was_cut_off_is_followed_once_it_is_bac
         },
     )
     .await;
+    // Roles outlive databases: leave none behind on a shared server.
+    admin(&format!(
+        "ALTER ROLE \"{role}\" NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
+         DROP ROLE \"{role}\""
+    ))
+    .await;
 }
 
 /// A store URL with a mistyped scheme (`POSTGRES://`, `postgress://`, `pg://`) is not taken for
