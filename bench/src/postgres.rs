@@ -531,8 +531,8 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut table = String::from(
-        "| kill | hooks it held | first delivery again: fastest hook | median | slowest | lease | lease + one renewal period (lease / 3) |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| kill | hooks it held | first delivery again: fastest hook | median | slowest | lease | lease + one renewal period (lease / 3) | after its restart, hooks spread again within 60 s |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for round in 0..ROUNDS {
         let victim = round % 3;
@@ -580,8 +580,7 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
                 .get(((times.len() as f64 - 1.0) * q).round() as usize)
                 .map_or("—".to_string(), |t| format!("{t:.2} s"))
         };
-        let _ = writeln!(
-            table,
+        let row = format!(
             "| {} | {}{} | {} | {} | {} | {LEASE:.0} s | {:.1} s |",
             round + 1,
             held.len(),
@@ -601,9 +600,26 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
         serves[victim] = Some(serve);
         owners[victim] = owner;
         alive[victim].store(true, Ordering::SeqCst);
-        if !balanced(&store, 3, HOOKS, Duration::from_secs(60)).await {
+        let again = balanced(&store, 3, HOOKS, Duration::from_secs(60)).await;
+        if !again {
             eprintln!("  the hooks were not spread again within 60 s of the restart");
         }
+        let held_now: Vec<usize> = {
+            let leases = leases(&store).await;
+            owners
+                .iter()
+                .map(|o| leases.values().filter(|h| *h == o).count())
+                .collect()
+        };
+        let _ = writeln!(
+            table,
+            "{row} {} |",
+            if again {
+                "yes".to_string()
+            } else {
+                format!("no: {held_now:?} hooks per process")
+            }
+        );
     }
     posting.store(false, Ordering::SeqCst);
     let _ = poster.await;
@@ -618,8 +634,10 @@ pub(super) async fn takeover(binary: &Path, work: &Path) -> String {
          has a delivery to send at any time. Before each kill the `leases` table shows which hooks the \
          process holds ({}); then it gets SIGKILL, and for each of those hooks the time from the kill to \
          its first webhook more than 1 s after the kill (earlier ones may be requests the dead process had \
-         already written) is taken; then the process is started again (same arguments) and takes its \
-         share back before the next kill, of another process. The reference is the lease itself: a dead \
+         already written) is taken; then the process is started again (same arguments) and the harness \
+         waits up to 60 s for the hooks to be spread again (none of the three holding more than its \
+         share, 4) before the next kill, of another process (the last column: whether they were, or \
+         how many each held after the 60 s). The reference is the lease itself: a dead \
          process's lease runs out between lease × 2/3 and the lease after the kill (it renews every \
          lease / 3), and the others take its hooks at their next renewal, at most lease / 3 later.\n\n{table}",
         if spread {

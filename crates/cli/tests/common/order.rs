@@ -22,9 +22,10 @@ pub struct KillPoint {
 /// Returns the length of each run of resends (where the arrivals step back), or what is wrong:
 /// - every arrival is an acknowledged event, with the `webhook-id` it was acknowledged with (so
 ///   a webhook that arrives twice has the same `webhook-id` both times);
-/// - the first arrivals of the events are in the order they were acknowledged, and all came;
-/// - the arrivals are consecutive events except where they step back (a resend of what had been
-///   sent but whose outcome was not on record), and a run of resends skips nothing.
+/// - the first arrivals of the events are in the order they were acknowledged, and all came.
+///
+/// A run of resends starts where the arrivals step back (a resend of what had been sent but
+/// whose outcome was not on record); [`check_drain`] also asks that a run skips nothing.
 pub fn check_order(acked: &[String], arrivals: &[Arrival]) -> Result<Vec<usize>, String> {
     let mut next = 0; // the next event to arrive for the first time
     for (i, (n, id)) in arrivals.iter().enumerate() {
@@ -51,24 +52,25 @@ pub fn check_order(acked: &[String], arrivals: &[Arrival]) -> Result<Vec<usize>,
             acked.len()
         ));
     }
-    let mut resent = Vec::new();
-    for (i, pair) in arrivals.windows(2).enumerate() {
-        let (before, after) = (pair[0].0, pair[1].0);
-        if after != before + 1 {
-            if after > before {
-                return Err(format!(
-                    "arrival {}: p{after} right after p{before}: a resend skipped some",
-                    i + 1
-                ));
-            }
-            resent.push(before + 1 - after);
-        }
-    }
+    let resent = (arrivals.windows(2))
+        .filter(|pair| pair[1].0 <= pair[0].0)
+        .map(|pair| pair[0].0 + 1 - pair[1].0)
+        .collect();
     Ok(resent)
+}
+
+/// Where `arrivals` jump ahead (`p{after}` right after `p{before}`, after > before + 1): in a
+/// run of resends, events skipped (sent again not in the order of the queue, or not all).
+pub fn skips(arrivals: &[Arrival]) -> Vec<(usize, usize, usize)> {
+    (arrivals.windows(2).enumerate())
+        .filter(|(_, pair)| pair[1].0 > pair[0].0 + 1)
+        .map(|(i, pair)| (i + 1, pair[0].0, pair[1].0))
+        .collect()
 }
 
 /// [`check_order`] for one hook while `serve` was killed and restarted, with what was known at
 /// each kill. Beyond its checks:
+/// - a run of resends skips nothing ([`skips`]);
 /// - resends come at most once per kill: in one run right after a restart;
 /// - after each kill, nothing is sent again that the API had shown delivered before a later
 ///   ingest was acknowledged.
@@ -78,6 +80,11 @@ pub fn check_drain(
     kills: &[KillPoint],
 ) -> Result<Vec<usize>, String> {
     let resent = check_order(acked, arrivals)?;
+    if let Some((i, before, after)) = skips(arrivals).first() {
+        return Err(format!(
+            "arrival {i}: p{after} right after p{before}: a resend skipped some"
+        ));
+    }
     if resent.len() > kills.len() {
         return Err(format!(
             "{} runs of resends (of {resent:?} events) for {} kills: resends not in one run after \
