@@ -438,8 +438,7 @@ pub(super) async fn processes(plan: &Plan, binary: &Path, work: &Path) -> String
          ({described}; `--lease` at its default). With three, \
          the harness first waits until the `leases` table shows every hook held and none of the three \
          holding more than its share (100). The events are posted round-robin to the processes, in arrays \
-         of 500 by one poster (one request after the other: with concurrent posters this build left a \
-         few deliveries pending for good, behind later ones of their hook that were delivered), while \
+         of 500 by one poster (one request after the other), while \
          the receiver holds its answers; then it answers and the queues drain, \
          counted at the receiver from the first arrival to the last. Each hook has one request in flight \
          (its order), and each process at most 64 (its default `--concurrency`): 64 / 50 ms = 1 280 \
