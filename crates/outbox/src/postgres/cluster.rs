@@ -179,6 +179,10 @@ struct State {
     sending: HashMap<HookId, DeliveryId>,
     /// Hooks found held elsewhere (or not taken), until when to believe it.
     elsewhere: HashMap<HookId, Instant>,
+    /// Held hooks above this process's share that were mid-attempt at the last round: `holds`
+    /// says no to them, so no new attempt starts, and a later round releases each once its
+    /// attempt is recorded. (Without it, a hook that always has work is never free to move.)
+    draining: std::collections::HashSet<HookId>,
     closed: bool,
 }
 
@@ -447,7 +451,7 @@ impl Shared {
     fn known(&self, hook: HookId) -> Option<bool> {
         let now = Instant::now();
         let mut state = self.state.lock().expect("not poisoned");
-        if state.closed {
+        if state.closed || state.draining.contains(&hook) {
             return Some(false);
         }
         if let Some(held) = state.held.get_mut(&hook) {
@@ -537,6 +541,7 @@ impl Shared {
                 .filter(|&(hook, &active)| !active && movable(hook))
                 .map(|(&hook, _)| hook)
                 .collect();
+            let mut draining = std::collections::HashSet::new();
             if held_active > share {
                 let mut extra: Vec<HookId> = (renewed.iter())
                     .filter(|&(hook, &active)| active && movable(hook))
@@ -544,8 +549,21 @@ impl Shared {
                     .collect();
                 extra.sort_unstable();
                 extra.truncate(held_active - share);
+                // Too few free to move: the busy ones start no new attempt, to move next.
+                let mut busy: Vec<HookId> = (renewed.iter())
+                    .filter(|&(hook, &active)| active && !movable(hook))
+                    .map(|(&hook, _)| hook)
+                    .collect();
+                busy.sort_unstable();
+                busy.truncate(held_active - share - extra.len());
+                draining.extend(busy);
                 release.extend(extra);
             }
+            // A hook no longer to move (the share grew) is woken: its worker was told no.
+            let kept = (state.draining.iter())
+                .filter(|hook| !draining.contains(*hook) && renewed.contains_key(*hook));
+            wake.extend(kept.copied());
+            state.draining = draining;
             for hook in &release {
                 state.held.remove(hook);
                 state.sending.remove(hook);
@@ -1353,14 +1371,23 @@ mod tests {
         tokio::time::sleep(LEASE * 2).await;
         assert_eq!(a.held(), vec![1, 2, 3]);
         assert_eq!(db.held_by(&b).await, vec![4]);
-        a.sent(1, 0, false);
+        // One of them is to move once its attempt is recorded: no new attempt starts on it
+        // (else a hook that always has work would never move).
+        assert!(!a.holds(1).await.unwrap(), "hook 1 starts no new attempt");
+        assert!(a.holds(2).await.unwrap() && a.holds(3).await.unwrap());
         a.sent(2, 0, false);
+        a.sent(1, 0, false);
         eventually(
             "once recorded, a hook is released to the new process",
             async || shared_as(&db, &[&a, &b], &[2, 2]).await,
         )
         .await;
-        assert!(a.held().contains(&3), "hook 3 is still mid-attempt");
+        assert_eq!(
+            a.held(),
+            vec![2, 3],
+            "hook 1 moved; hook 3 is still mid-attempt"
+        );
+        assert_eq!(db.held_by(&b).await, vec![1, 4]);
         a.close().await;
         b.close().await;
         db.remove().await;
