@@ -10,6 +10,7 @@
 mod client;
 mod flood;
 mod mosquitto;
+pub mod postgres;
 mod proxy;
 mod receiver;
 mod socks;

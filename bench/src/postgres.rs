@@ -8,8 +8,9 @@
 //! `postgresql-client`) does that, and reads the `processes` and `leases` tables to see who
 //! holds which hook. Without the variable, each section says it was not measured.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicBool;
+
+use linq_hooks_tests::postgres::{leases, processes as owners, psql};
 
 use super::*;
 
@@ -96,60 +97,6 @@ impl Database {
         )
         .await;
     }
-}
-
-/// Runs one SQL statement with `psql`; its rows, columns separated by `|`.
-async fn psql(url: &str, sql: &str) -> Vec<String> {
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .await
-        .expect("psql runs (Debian's postgresql-client)");
-    assert!(
-        out.status.success(),
-        "psql: {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The owners of the `processes` table (one per live `serve`).
-async fn owners(url: &str) -> HashSet<String> {
-    // (No table before the first process has created it.)
-    if psql(url, "SELECT to_regclass('processes') IS NULL").await == ["t"] {
-        return HashSet::new();
-    }
-    psql(url, "SELECT owner FROM processes")
-        .await
-        .into_iter()
-        .collect()
-}
-
-/// The `leases` table: hook (the `N` of `hook_N`) -> owner.
-async fn leases(url: &str) -> BTreeMap<u64, String> {
-    psql(url, "SELECT hook, owner FROM leases")
-        .await
-        .iter()
-        .map(|line| {
-            let (hook, owner) = line.split_once('|').expect("hook|owner");
-            (hook.parse().expect("a hook id"), owner.to_string())
-        })
-        .collect()
 }
 
 /// Waits (up to `within`) until every one of `hooks` hooks is leased, by `processes` owners,

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::order::{Arrival, check_order, skips};
-use common::{Serve, eventually_within, hooks_file, plan, plan_hook, text};
+use common::{Serve, eventually_within, hooks_file, plan, plan_hook};
+use linq_hooks_tests::postgres::{leases, processes};
 use linq_hooks_tests::{Receiver, request};
 use serde_json::Value;
 
@@ -475,54 +476,4 @@ fn seconds_from(from: Instant, to: Instant) -> f64 {
         Some(after) => after.as_secs_f64(),
         None => -(from - to).as_secs_f64(),
     }
-}
-
-/// The owners in the `processes` table.
-async fn processes(url: &str) -> HashSet<String> {
-    // (No table before the first process has created it.)
-    if psql(url, "SELECT to_regclass('processes') IS NULL").await == ["t"] {
-        return HashSet::new();
-    }
-    psql(url, "SELECT owner FROM processes")
-        .await
-        .into_iter()
-        .collect()
-}
-
-/// The `leases` table: hook (`hooks.id`, the `N` of `hook_N`) -> owner.
-async fn leases(url: &str) -> BTreeMap<u64, String> {
-    psql(url, "SELECT hook, owner FROM leases")
-        .await
-        .iter()
-        .map(|line| {
-            let (hook, owner) = line.split_once('|').unwrap();
-            (hook.parse().unwrap(), owner.to_string())
-        })
-        .collect()
-}
-
-/// Runs one SQL statement with `psql`; returns its rows, columns separated by `|`.
-async fn psql(url: &str, sql: &str) -> Vec<String> {
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .await
-        .expect("psql runs (Debian's postgresql-client)");
-    assert!(out.status.success(), "psql: {sql}: {}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
 }
