@@ -308,7 +308,18 @@ impl Outbox for PgStore {
 
     /// Up to `limit` pending deliveries of `hook` after `after`, in queue order (fewer once
     /// their bodies pass 256 KiB); `None` when the hook is disabled, this process no longer
-    /// holds it, or the first cannot be sent (the head quarantines it).
+    /// holds it, the first cannot be sent (the head quarantines it), or a pending delivery
+    /// comes at or before `after`.
+    ///
+    /// That last case is what keeps per-hook order with concurrent ingests. Delivery ids are
+    /// taken (`nextval`) before an ingest commits, so two ingests that overlap get interleaved
+    /// ids, and the one that commits later may show deliveries *behind* the point this hook
+    /// has reached. Reading only `id > after` would then send that ingest's higher ids before
+    /// its lower ones. So the read starts at the queue's head, as [`head`](Outbox::head)
+    /// does, and goes on only when the head follows `after`; every delivery sent is then the
+    /// lowest pending one when it was read, and an ingest, visible all at once, goes out in
+    /// its own order. `after` has been recorded when the dispatcher asks (this store records
+    /// before it returns), so it is no longer pending itself.
     async fn after(
         &self,
         hook: HookId,
@@ -332,10 +343,14 @@ impl Outbox for PgStore {
                 client,
                 "SELECT d.id, d.webhook_id, e.body, d.round_attempts, d.next_attempt_ms \
                  FROM deliveries d LEFT JOIN events e ON e.id = d.event \
-                 WHERE d.hook = $1 AND d.state = 0 AND d.id > $2 ORDER BY d.id LIMIT $3",
-                &[&sql_id(hook), &sql_id(after), &limit_of(limit)],
+                 WHERE d.hook = $1 AND d.state = 0 ORDER BY d.id LIMIT $2",
+                &[&sql_id(hook), &limit_of(limit)],
             )
             .await?;
+            if rows.first().is_some_and(|row| row.get::<_, i64>(0) <= sql_id(after)) {
+                // Something came to the queue behind the point reached: the head sends it.
+                return Ok(None);
+            }
             let mut deliveries = Vec::new();
             let mut bytes = 0;
             for row in &rows {

@@ -550,25 +550,41 @@ pub(crate) async fn reading_ahead_gives_the_rest_of_the_queue_in_order(store: St
         .unwrap();
     let ahead = |after: DeliveryId, limit: usize| {
         let store = store.clone();
-        async move {
-            store
-                .after(h, after, limit)
-                .await
-                .unwrap()
-                .map(|list| list.into_iter().map(|d| d.id).collect::<Vec<_>>())
+        async move { store.after(h, after, limit).await.unwrap() }
+    };
+    let ids_of = |list: &[Delivery]| list.iter().map(|d| d.id).collect::<Vec<_>>();
+    let second = match ahead(first.id, 2).await {
+        Some(two) => {
+            assert_eq!(ids_of(&two), queue[1..3]);
+            // Each is sent and recorded before the worker reads on, as the dispatcher does.
+            for delivery in &two {
+                record(&store, delivery, 200, Outcome::Delivered).await;
+            }
+            let rest = ahead(queue[2], 10).await.unwrap();
+            assert_eq!(
+                ids_of(&rest),
+                queue[3..],
+                "the rest, and nothing of the other hook"
+            );
+            for delivery in &rest {
+                record(&store, delivery, 200, Outcome::Delivered).await;
+            }
+            assert_eq!(
+                ahead(queue[4], 10).await.as_deref().map(ids_of),
+                Some(vec![]),
+                "nothing follows"
+            );
+            let more = append(&store, &[h], &["5"]).await.concat();
+            let next = head(&store, h).await;
+            assert_eq!(next.id, more[0], "the head reflects the outcomes");
+            next
+        }
+        None => {
+            let next = head(&store, h).await;
+            assert_eq!(next.id, queue[1], "the head reflects the outcome");
+            next
         }
     };
-    if let Some(two) = ahead(first.id, 2).await {
-        assert_eq!(two, queue[1..3]);
-        assert_eq!(
-            ahead(queue[2], 10).await.unwrap(),
-            queue[3..],
-            "the rest, and nothing of the other hook"
-        );
-        assert_eq!(ahead(queue[4], 10).await, Some(vec![]), "nothing follows");
-    }
-    let second = head(&store, h).await;
-    assert_eq!(second.id, queue[1], "the head reflects the outcome");
     store.flush(h).await.unwrap();
 
     // A disabled hook: nothing is read ahead, the head says why.
