@@ -1185,21 +1185,7 @@ async fn an_ingest_that_commits_late_is_not_passed_by_the_read_ahead() {
     tokio::spawn(connection);
 
     let blocker = client.transaction().await.unwrap();
-    let next_event: i64 = blocker
-        .query_one(
-            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM event_ids",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    blocker
-        .execute(
-            "INSERT INTO events (id, body, received_ms) VALUES ($1, ''::bytea, 0)",
-            &[&next_event],
-        )
-        .await
-        .unwrap();
+    hold_back_ingests(&blocker, 1).await;
     let late = tokio::spawn({
         let store = store.clone();
         async move {
@@ -1210,26 +1196,7 @@ async fn an_ingest_that_commits_late_is_not_passed_by_the_read_ahead() {
         }
     });
     // The late ingest has its ids once it waits for the blocker's row.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the held-back ingest never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_lock_waiters(&watcher, 1).await;
 
     let early = store.append(vec![event(&[hook], "b1")]).await.unwrap();
     let b1 = head(&store, hook).await;
@@ -1256,6 +1223,117 @@ async fn an_ingest_that_commits_late_is_not_passed_by_the_read_ahead() {
         .unwrap();
     let rest = store.after(hook, a1, 32).await.unwrap().unwrap();
     assert_eq!(rest.iter().map(|d| d.id).collect::<Vec<_>>(), [a2]);
+}
+
+/// A process renews its leases on a connection of its own: workers holding every connection of
+/// the store's pool (here one, held by an ingest waiting on a row lock) do not make its leases
+/// expire, which would let another process send its hooks at the same time.
+#[tokio::test]
+async fn leases_are_renewed_while_the_pool_is_busy() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let lease = Duration::from_secs(2);
+    let options = PgOptions::new(&url)
+        .unwrap()
+        .lease(lease)
+        .max_connections(2);
+    let store = PgStore::connect(options).await.unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    assert!(matches!(store.head(hook).await.unwrap(), Head::Empty));
+    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (watcher, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let unexpired = async || -> i64 {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM leases WHERE hook = $1 AND expires_at > now()",
+                &[&(hook as i64)],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(unexpired().await, 1, "the hook is held");
+
+    // Two ingests take the pool's two connections, each waiting on a row this test holds: an
+    // uncommitted event with the id it is about to insert.
+    let blocker = client.transaction().await.unwrap();
+    hold_back_ingests(&blocker, 2).await;
+    let mut ingests = Vec::new();
+    for n in 1..=2 {
+        ingests.push(tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .append(vec![event(&[hook], &format!("held {n}"))])
+                    .await
+            }
+        }));
+        wait_for_lock_waiters(&watcher, n).await;
+    }
+    // Three leases long: a lease not renewed meanwhile has expired.
+    tokio::time::sleep(3 * lease).await;
+    assert!(
+        ingests.iter().all(|ingest| !ingest.is_finished()),
+        "the ingests were held back"
+    );
+    assert_eq!(
+        unexpired().await,
+        1,
+        "the lease expired while the pool was busy"
+    );
+    assert_eq!(store.health(), Ok(()));
+    blocker.rollback().await.unwrap();
+    for ingest in ingests {
+        ingest.await.unwrap().unwrap();
+    }
+    assert_eq!(head(&store, hook).await.body, &br#"{"tag":"held 1"}"#[..]);
+}
+
+/// Makes the next `n` events ingested wait, once their ingest has taken its ids, until
+/// `blocker` ends: it inserts, uncommitted, an event with each id they are about to take.
+async fn hold_back_ingests(blocker: &tokio_postgres::Transaction<'_>, n: i64) {
+    blocker
+        .execute(
+            "WITH next AS (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END \
+                 AS id FROM event_ids) \
+             INSERT INTO events (id, body, received_ms) \
+             SELECT taken, ''::bytea, 0 FROM next, generate_series(next.id, next.id + $1 - 1) \
+                 AS taken",
+            &[&n],
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits (at most 30 s) until `n` connections to this database wait for a lock.
+async fn wait_for_lock_waiters(client: &tokio_postgres::Client, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of {n} connections wait for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

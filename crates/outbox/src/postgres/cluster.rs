@@ -33,7 +33,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
 use linq_hooks_delivery::{DeliveryId, HookId, HookWaker};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
@@ -156,19 +155,41 @@ impl Drop for Tasks {
 }
 
 struct Shared {
-    pool: Pool,
     owner: Uuid,
     lease: Duration,
     /// How often every held hook is woken whatever the notifications said ([`SAFETY_POLL`]).
     safety_poll: Duration,
     state: Mutex<State>,
-    /// Serialises this process's changes to its own leases (a round of the loop, the taking in
-    /// [`Cluster::holds`]), so that one never undoes the other's work unseen.
-    taking: tokio::sync::Mutex<()>,
+    /// The connection this process's leases are changed on (a round of the loop, the taking in
+    /// [`Cluster::holds`], the release at close): one of its own, so that workers holding every
+    /// connection of the store's pool never hold up a renewal. Holding it serialises those
+    /// changes, so that one never undoes the other's work unseen.
+    leasing: tokio::sync::Mutex<LeaseConnection>,
     wakers: Mutex<Vec<HookWaker>>,
     /// `w:` payloads go here once [`Cluster::workflow_changes`] was taken.
     changes: Mutex<Changes>,
     health: Mutex<Health>,
+}
+
+/// The lease connection, opened when first needed and again after it failed.
+struct LeaseConnection {
+    connect: Connect,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl LeaseConnection {
+    async fn client(&mut self, context: &str) -> Result<&tokio_postgres::Client, StoreError> {
+        if self
+            .client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            let client = (self.connect.named(LEASES_NAME).client().await)
+                .map_err(|e| StoreError::database(context.to_owned(), e))?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().expect("opened above"))
+    }
 }
 
 #[derive(Default)]
@@ -217,29 +238,26 @@ impl Cluster {
     ///
     /// A storage error when the database cannot be reached or the statements fail (the tables
     /// `hooks`, `processes` and `leases` must exist: migrations V1 and V2).
-    pub(crate) async fn start(
-        pool: Pool,
-        connect: Connect,
-        lease: Duration,
-    ) -> Result<Cluster, StoreError> {
-        Cluster::begin(pool, connect, lease, SAFETY_POLL).await
+    pub(crate) async fn start(connect: Connect, lease: Duration) -> Result<Cluster, StoreError> {
+        Cluster::begin(connect, lease, SAFETY_POLL).await
     }
 
     /// [`start`](Cluster::start) with another safety poll (tests make it long, so that only
     /// what they test wakes a hook).
     async fn begin(
-        pool: Pool,
         connect: Connect,
         lease: Duration,
         safety_poll: Duration,
     ) -> Result<Cluster, StoreError> {
         let shared = Arc::new(Shared {
-            pool,
             owner: Uuid::new_v4(),
             lease,
             safety_poll,
             state: Mutex::new(State::default()),
-            taking: tokio::sync::Mutex::new(()),
+            leasing: tokio::sync::Mutex::new(LeaseConnection {
+                connect: connect.clone(),
+                client: None,
+            }),
             wakers: Mutex::new(Vec::new()),
             changes: Mutex::new(Changes::Untaken),
             health: Mutex::new(Health::default()),
@@ -278,7 +296,7 @@ impl Cluster {
         if let Some(known) = self.shared.known(hook) {
             return Ok(known);
         }
-        let _taking = self.shared.taking.lock().await;
+        let mut leasing = self.shared.leasing.lock().await;
         // The loop may have taken or released it while we waited.
         if let Some(known) = self.shared.known(hook) {
             return Ok(known);
@@ -287,7 +305,7 @@ impl Cluster {
             return Ok(false);
         };
         let started = Instant::now();
-        let client = self.shared.client("cannot take a hook's lease").await?;
+        let client = leasing.client("cannot take a hook's lease").await?;
         let taken = client
             .query_opt(
                 TAKE_ONE,
@@ -398,13 +416,13 @@ impl Cluster {
     /// `false` from then on. A failure to delete is logged: the rows expire anyway.
     pub(crate) async fn close(&self) {
         self.tasks.abort();
-        let _taking = self.shared.taking.lock().await;
+        let mut leasing = self.shared.leasing.lock().await;
         {
             let mut state = self.shared.state.lock().expect("not poisoned");
             state.closed = true;
             state.held.clear();
         }
-        let deleted = match self.shared.client("cannot release the leases").await {
+        let deleted = match leasing.client("cannot release the leases").await {
             Ok(client) => client
                 .execute(CLOSE, &[&self.shared.owner])
                 .await
@@ -471,18 +489,11 @@ impl Shared {
         }
     }
 
-    async fn client(&self, context: &str) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::database(context.to_owned(), e))
-    }
-
     /// One round of the lease loop: heartbeat, renew, then take or release towards the share.
     async fn round(&self) -> Result<(), StoreError> {
-        let _taking = self.taking.lock().await;
+        let mut leasing = self.leasing.lock().await;
         let lease = self.lease.as_secs_f64();
-        let client = self.client("cannot reach the database").await?;
+        let client = leasing.client("cannot reach the database").await?;
         let failed = |what: &'static str| move |e| StoreError::database(what, e);
         let started = Instant::now();
         client
@@ -620,7 +631,7 @@ impl Shared {
                 wake.extend(taken);
             }
         }
-        drop(_taking);
+        drop(leasing);
         self.wake(&wake);
         Ok(())
     }
@@ -737,6 +748,12 @@ async fn lease_loop(shared: Arc<Shared>) {
                 shared.lease
             )),
         };
+        if why.is_some() {
+            // Opened again for the next round: a connection that timed out may hang still.
+            if let Ok(mut leasing) = shared.leasing.try_lock() {
+                leasing.client = None;
+            }
+        }
         shared.set_health(|h| &mut h.lease_loop, why);
         if last_poll.elapsed() >= shared.safety_poll {
             last_poll = Instant::now();
@@ -755,14 +772,14 @@ struct Listener {
 /// tells it from the pool's in `pg_stat_activity`.
 const LISTENER_NAME: &str = "linq-hooks listener";
 
+/// `application_name` of the lease connection (unless the URL names one).
+const LEASES_NAME: &str = "linq-hooks leases";
+
 async fn open(connect: &Connect) -> Result<Listener, tokio_postgres::Error> {
-    let mut config = connect.config.clone();
-    if config.get_application_name().is_none() {
-        config.application_name(LISTENER_NAME);
-    }
+    let connect = connect.named(LISTENER_NAME);
     match &connect.tls {
-        Tls::None => open_with(&config, tokio_postgres::NoTls).await,
-        Tls::Rustls(tls) => open_with(&config, tls.clone()).await,
+        Tls::None => open_with(&connect.config, tokio_postgres::NoTls).await,
+        Tls::Rustls(tls) => open_with(&connect.config, tls.clone()).await,
     }
 }
 
@@ -864,11 +881,10 @@ mod tests {
     //! Real PostgreSQL (`LINQ_HOOKS_TEST_POSTGRES`, a superuser URL): each test makes a database of
     //! its own, with a stand-in `hooks` table (P1's has more columns; the cluster reads `id` and
     //! `removed_ms`) and migration V2. Several `Cluster`s on one database stand for several
-    //! processes: each has its own pool and LISTEN connection.
+    //! processes: each has its own lease and LISTEN connections.
 
     use std::collections::BTreeMap;
 
-    use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
     use linq_hooks_delivery::{
         Attempt, Config, Delivery, Destination, Dispatcher, Head, HookParameters, Outbox,
         OutboxError, Outcome, async_trait,
@@ -953,23 +969,6 @@ mod tests {
             connect(&self.config).await
         }
 
-        fn pool(&self) -> Pool {
-            let manager = Manager::from_config(
-                self.config.clone(),
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
-            Pool::builder(manager)
-                .max_size(4)
-                .runtime(Runtime::Tokio1)
-                .create_timeout(Some(Duration::from_secs(5)))
-                .wait_timeout(Some(Duration::from_secs(5)))
-                .build()
-                .unwrap()
-        }
-
         /// A process on this database whose hooks are woken by notifications, takeovers and
         /// reconnections only: its safety poll is an hour.
         async fn cluster(&self) -> Cluster {
@@ -981,7 +980,7 @@ mod tests {
                 config: self.config.clone(),
                 tls: Tls::None,
             };
-            (Cluster::begin(self.pool(), connect, LEASE, safety_poll).await).unwrap()
+            (Cluster::begin(connect, LEASE, safety_poll).await).unwrap()
         }
 
         /// Unexpired leases, by owner.
@@ -1233,7 +1232,7 @@ mod tests {
             config: db.config.clone(),
             tls: Tls::None,
         };
-        let err = Cluster::start(db.pool(), connect, LEASE).await.unwrap_err();
+        let err = Cluster::start(connect, LEASE).await.unwrap_err();
         assert!(err.is_storage());
         let why = format!("{err}: {}", err.causes());
         assert!(why.contains("\"processes\" does not exist"), "{why}");
@@ -1246,16 +1245,11 @@ mod tests {
             .port();
         let mut config = db.config.clone();
         config.port(port);
-        let db_nowhere = Db {
-            server: db.server.clone(),
-            name: db.name.clone(),
-            config: config.clone(),
-        };
         let connect = Connect {
             config,
             tls: Tls::None,
         };
-        let err = (Cluster::start(db_nowhere.pool(), connect, LEASE).await).unwrap_err();
+        let err = (Cluster::start(connect, LEASE).await).unwrap_err();
         assert!(err.is_storage());
         assert!(err.to_string().contains("LISTEN connection"), "{err}");
         db.remove().await;
@@ -1442,7 +1436,7 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(ended, 1, "one LISTEN connection");
-        // The leases are untouched (the pool's connections live): only the reconnection wakes.
+        // The leases are untouched (the lease connection lives): only the reconnection wakes.
         asked(&mut heads, &[1, 2, 3]).await;
         eventually("health is Ok", async || a.health().is_ok()).await;
         drain(&mut heads);

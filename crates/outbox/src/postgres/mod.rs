@@ -152,7 +152,9 @@ impl PgOptions {
         self
     }
 
-    /// The most connections this process opens to the database (default 16; at least 2).
+    /// The most connections of the pool the store's work shares (default 16; at least 2). The
+    /// process opens two more of its own: the LISTEN connection and the one its leases are
+    /// renewed on, so that a busy pool never lets them expire.
     ///
     /// ```
     /// let options = linq_hooks_outbox::PgOptions::new("postgres://localhost/hooks")?
@@ -239,6 +241,32 @@ fn tls_params(url: &str) -> TlsParams {
     }
 }
 
+/// The URL parameters `redact` keeps: libpq's connection keywords that tokio-postgres reads,
+/// without `password`.
+const SHOWN_PARAMETERS: &[&str] = &[
+    "user",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+    "sslnegotiation",
+];
+
 /// `url` without its password (in the authority or as a `password=` parameter).
 fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -262,9 +290,15 @@ fn redact(url: &str) -> String {
     };
     let path = match path.split_once('?') {
         Some((path, query)) => {
+            // Only the parameters libpq knows, bar the password, are shown: a password with
+            // an `&` not percent-encoded would go on in what looks like other parameters.
             let query: Vec<&str> = query
                 .split('&')
-                .filter(|param| !param.starts_with("password="))
+                .filter(|param| {
+                    param
+                        .split_once('=')
+                        .is_some_and(|(key, _)| SHOWN_PARAMETERS.contains(&key))
+                })
                 .collect();
             if query.is_empty() {
                 path.to_string()
@@ -288,14 +322,28 @@ pub(crate) enum Tls {
     Rustls(tokio_postgres_rustls::MakeRustlsConnect),
 }
 
-/// How to open a connection of one's own (the LISTEN connection).
+/// How to open a connection: the pool's, and those of one's own (the LISTEN and lease
+/// connections, the migrations').
 #[derive(Clone)]
 pub(crate) struct Connect {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) tls: Tls,
 }
 
+/// `application_name` of the pool's connections (unless the URL names one).
+const POOL_NAME: &str = "linq-hooks";
+
 impl Connect {
+    /// This, with `name` as `application_name` unless the URL gave one: an operator tells the
+    /// connections apart in `pg_stat_activity`.
+    pub(crate) fn named(&self, name: &str) -> Connect {
+        let mut named = self.clone();
+        if named.config.get_application_name().is_none() {
+            named.config.application_name(name);
+        }
+        named
+    }
+
     /// A client whose connection is driven by a task of its own (ended when the client is
     /// dropped or the connection fails).
     pub(crate) async fn client(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -396,9 +444,6 @@ impl PgStore {
                 options.timeout.as_millis()
             ));
         }
-        if config.get_application_name().is_none() {
-            config.application_name("linq-hooks");
-        }
         // A database that vanishes without closing the connection (a partition, a powered-off
         // machine): the connection fails once data goes unacknowledged for 20 s, or an idle
         // one fails its keepalives, so the pool replaces it instead of handing it out again.
@@ -418,14 +463,16 @@ impl PgStore {
         let manager_config = deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         };
-        let manager = match &tls {
+        let connect = Connect { config, tls };
+        let pooled = connect.named(POOL_NAME);
+        let manager = match pooled.tls {
             Tls::None => deadpool_postgres::Manager::from_config(
-                config.clone(),
+                pooled.config,
                 tokio_postgres::NoTls,
                 manager_config,
             ),
             Tls::Rustls(tls) => {
-                deadpool_postgres::Manager::from_config(config.clone(), tls.clone(), manager_config)
+                deadpool_postgres::Manager::from_config(pooled.config, tls, manager_config)
             }
         };
         let pool = deadpool_postgres::Pool::builder(manager)
@@ -436,11 +483,10 @@ impl PgStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::database(format!("cannot open a pool to {location}"), e))?;
-        let connect = Connect { config, tls };
         migrate(&connect)
             .await
             .map_err(|e| e.context(&format!("cannot prepare the store at {location}")))?;
-        let cluster = Cluster::start(pool.clone(), connect, options.lease).await?;
+        let cluster = Cluster::start(connect, options.lease).await?;
         Ok(PgStore {
             inner: Arc::new(Inner {
                 location,
@@ -534,7 +580,7 @@ fn rustls_connector(
 /// Applies the embedded migrations, once across processes (an advisory lock on a connection
 /// of its own, released when it closes).
 async fn migrate(connect: &Connect) -> Result<(), Fail> {
-    let mut client = connect.client().await?;
+    let mut client = connect.named(POOL_NAME).client().await?;
     // A migration of a large table may take longer than a statement is otherwise allowed.
     client.batch_execute("SET statement_timeout = 0").await?;
     client
@@ -792,6 +838,11 @@ mod tests {
             "postgres://h/db?sslmode=require"
         );
         assert_eq!(redact("postgres://h/db?password=pw"), "postgres://h/db");
+        // An `&` in the password, not percent-encoded: nothing of the password shows.
+        assert_eq!(
+            redact("postgres://h/db?password=p&wd&w=x&sslmode=require&port=5"),
+            "postgres://h/db?sslmode=require&port=5"
+        );
         assert_eq!(redact("postgresql://u@h"), "postgresql://u@h");
         assert_eq!(redact("postgres://u:p@ss@h/db"), "postgres://u@h/db");
     }

@@ -347,7 +347,10 @@ impl Outbox for PgStore {
                 &[&sql_id(hook), &limit_of(limit)],
             )
             .await?;
-            if rows.first().is_some_and(|row| row.get::<_, i64>(0) <= sql_id(after)) {
+            if rows
+                .first()
+                .is_some_and(|row| row.get::<_, i64>(0) <= sql_id(after))
+            {
                 // Something came to the queue behind the point reached: the head sends it.
                 return Ok(None);
             }
