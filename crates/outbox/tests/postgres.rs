@@ -1296,6 +1296,62 @@ async fn leases_are_renewed_while_the_pool_is_busy() {
     assert_eq!(head(&store, hook).await.body, &br#"{"tag":"held 1"}"#[..]);
 }
 
+/// A hook removed while its worker had deliveries read ahead: the worker stops (the dispatcher
+/// calls `flush`), and the process lets the hook's lease go instead of renewing it for good.
+#[tokio::test]
+async fn a_hook_removed_mid_read_ahead_has_its_lease_let_go() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let lease = Duration::from_secs(1);
+    let store = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let hook = register(&store, "lab", 1).await[0];
+    store
+        .append((0..3).map(|i| event(&[hook], &i.to_string())).collect())
+        .await
+        .unwrap();
+    let first = head(&store, hook).await;
+    store
+        .record(&first, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let ahead = store.after(hook, first.id, 32).await.unwrap().unwrap();
+    assert_eq!(ahead.len(), 2);
+    store
+        .record(&ahead[0], attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    // The hook is removed; its worker stops after the attempt in flight, the rest unsent.
+    store.delete_workflow("lab".into()).await.unwrap().unwrap();
+    store.flush(hook).await.unwrap();
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let deadline = std::time::Instant::now() + 10 * lease;
+    loop {
+        let leased: i64 = client
+            .query_one(
+                "SELECT count(*) FROM leases WHERE hook = $1",
+                &[&(hook as i64)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if leased == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed hook's lease is still held after ten leases"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Makes the next `n` events ingested wait, once their ingest has taken its ids, until
 /// `blocker` ends: it inserts, uncommitted, an event with each id they are about to take.
 async fn hold_back_ingests(blocker: &tokio_postgres::Transaction<'_>, n: i64) {

@@ -417,6 +417,14 @@ impl Outbox for PgStore {
         }
     }
 
+    /// Records nothing (`record` stores before it returns); the hook's worker has stopped (the
+    /// hook removed, or a shutdown), so the hook is no longer mid-attempt, whatever it had
+    /// read ahead: rebalancing may release it, and a removed hook's lease is let go.
+    async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
+        self.cluster().sent(hook, 0, true);
+        Ok(())
+    }
+
     /// Hands the waker to the cluster, which wakes a hook's worker when this process takes
     /// its lease or hears of new work for it.
     fn subscribe(&self, waker: HookWaker) {
