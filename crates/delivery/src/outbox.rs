@@ -383,12 +383,15 @@ pub trait Outbox: Send + Sync {
     /// The dispatcher asks only when `after` was the head, its attempt was
     /// [`record`](Outbox::record)ed as delivered or failed, and nothing was said to change the
     /// queue since ([`Dispatcher::wake`] and [`Dispatcher::retry_now`] end a read-ahead); so
-    /// what follows `after` is what follows the head. It checks each delivery as it checks a
-    /// head (is it due?) and asks for the head again after any other outcome.
+    /// what follows `after` is what follows the head, unless a delivery came to the queue
+    /// *before* `after` meanwhile (an outbox whose ids are taken before its writes are
+    /// visible, as PostgreSQL's sequences are, can show one there). It checks each delivery as
+    /// it checks a head (is it due?) and asks for the head again after any other outcome.
     ///
     /// `Ok(None)` means "ask [`head`](Outbox::head)": the default, for an outbox that does not
     /// read ahead, and the answer when what follows needs the head's care (a hook disabled, a
-    /// record to set aside). A durable outbox reads ahead so that a hook is not held up by a
+    /// record to set aside, a pending delivery at or before `after`: never hand out what
+    /// follows it first). A durable outbox reads ahead so that a hook is not held up by a
     /// read of its store for every delivery.
     ///
     /// [`Dispatcher::wake`]: crate::Dispatcher::wake

@@ -1496,6 +1496,68 @@ async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batc
         .unwrap();
 }
 
+/// Both of A's hooks are mid-read-ahead when B joins: A marks one draining (no new attempt,
+/// to move once its attempt is recorded). Its worker, woken, drops the rest of its batch and
+/// asks for the head, which is refused: the hook is then no longer mid-attempt, so it moves
+/// to B. (Before, the mark of the dropped batch stayed, and the hook stayed draining for good.)
+#[tokio::test]
+async fn a_draining_hook_whose_worker_dropped_its_read_ahead_moves() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let lease = Duration::from_secs(1);
+    let a = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let hooks = register(&a, "lab", 2).await;
+    for &hook in &hooks {
+        for tag in ["1", "2", "3"] {
+            a.append(vec![event(&[hook], tag)]).await.unwrap();
+        }
+        let first = head(&a, hook).await;
+        a.record(&first, attempt(200), Outcome::Delivered)
+            .await
+            .unwrap();
+        let batch = a.after(hook, first.id, 32).await.unwrap().unwrap();
+        assert_eq!(batch.len(), 2);
+        a.record(&batch[0], attempt(200), Outcome::Delivered)
+            .await
+            .unwrap();
+    }
+    let _b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Each worker, woken, asks for its head: A's draining hook is refused.
+        for &hook in &hooks {
+            a.head(hook).await.unwrap();
+        }
+        let shares: Vec<i64> = client
+            .query(
+                "SELECT count(*) FROM leases WHERE expires_at > now() GROUP BY owner ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if shares == [1, 1] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no hook moved to B: leases per process {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Once a record finds the hook's lease taken by another process, this process stops sending
 /// the hook at once: no read-ahead, no head (not only at its lease loop's next renewal, while
 /// the new owner sends the same deliveries).

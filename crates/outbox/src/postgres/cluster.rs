@@ -171,24 +171,44 @@ struct Shared {
     health: Mutex<Health>,
 }
 
-/// The lease connection, opened when first needed and again after it failed.
+/// The lease connection, opened when first needed and again once it failed or stopped
+/// answering.
 struct LeaseConnection {
     connect: Connect,
     client: Option<tokio_postgres::Client>,
 }
 
 impl LeaseConnection {
-    async fn client(&mut self, context: &str) -> Result<&tokio_postgres::Client, StoreError> {
-        if self
-            .client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
-        {
-            let client = (self.connect.named(LEASES_NAME).client().await)
-                .map_err(|e| StoreError::database(context.to_owned(), e))?;
-            self.client = Some(client);
-        }
-        Ok(self.client.as_ref().expect("opened above"))
+    /// Runs `work` on the connection (opened first if need be), for at most `limit`. A
+    /// connection that does not answer within it is dropped here, while the caller still holds
+    /// it, so that whoever holds it next opens a fresh one instead of waiting on a hung one
+    /// (a server that stopped answering, a lock wait the URL's `options` left unbounded).
+    async fn within<T>(
+        &mut self,
+        limit: Duration,
+        context: &str,
+        work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let answer = tokio::time::timeout(limit, async {
+            if self
+                .client
+                .as_ref()
+                .is_none_or(tokio_postgres::Client::is_closed)
+            {
+                let client = (self.connect.named(LEASES_NAME).client().await)
+                    .map_err(|e| StoreError::database(context.to_owned(), e))?;
+                self.client = Some(client);
+            }
+            work(self.client.as_ref().expect("opened above")).await
+        })
+        .await;
+        answer.unwrap_or_else(|_| {
+            self.client = None;
+            Err(StoreError::database(
+                context.to_owned(),
+                format!("the database did not answer within {limit:?}"),
+            ))
+        })
     }
 }
 
@@ -305,14 +325,14 @@ impl Cluster {
             return Ok(false);
         };
         let started = Instant::now();
-        let client = leasing.client("cannot take a hook's lease").await?;
-        let taken = client
-            .query_opt(
-                TAKE_ONE,
-                &[&self.shared.owner, &self.shared.lease.as_secs_f64(), &id],
-            )
-            .await
-            .map_err(|e| StoreError::database(format!("cannot take the lease of hook {hook}"), e))?
+        let context = format!("cannot take the lease of hook {hook}");
+        let (owner, lease) = (self.shared.owner, self.shared.lease.as_secs_f64());
+        let taken = leasing
+            .within(self.shared.lease, &context, async |client| {
+                let row = client.query_opt(TAKE_ONE, &[&owner, &lease, &id]).await;
+                row.map_err(|e| StoreError::database(context.clone(), e))
+            })
+            .await?
             .is_some();
         let mut state = self.shared.state.lock().expect("not poisoned");
         if state.closed {
@@ -422,13 +442,17 @@ impl Cluster {
             state.closed = true;
             state.held.clear();
         }
-        let deleted = match leasing.client("cannot release the leases").await {
-            Ok(client) => client
-                .execute(CLOSE, &[&self.shared.owner])
-                .await
-                .map_err(|e| StoreError::database("cannot release the leases", e)),
-            Err(e) => Err(e),
-        };
+        let owner = self.shared.owner;
+        let deleted = leasing
+            .within(
+                self.shared.lease,
+                "cannot release the leases",
+                async |client| {
+                    (client.execute(CLOSE, &[&owner]).await)
+                        .map_err(|e| StoreError::database("cannot release the leases", e))
+                },
+            )
+            .await;
         match deleted {
             Ok(_) => tracing::info!(owner = %self.shared.owner, "released this process's leases"),
             Err(e) => tracing::warn!(
@@ -489,11 +513,23 @@ impl Shared {
         }
     }
 
-    /// One round of the lease loop: heartbeat, renew, then take or release towards the share.
+    /// One round of the lease loop, at most a lease long: heartbeat, renew, then take or
+    /// release towards the share; then wakes the hooks taken or to be asked again.
     async fn round(&self) -> Result<(), StoreError> {
         let mut leasing = self.leasing.lock().await;
+        let wake = leasing
+            .within(self.lease, "cannot reach the database", async |client| {
+                self.renew(client).await
+            })
+            .await?;
+        drop(leasing);
+        self.wake(&wake);
+        Ok(())
+    }
+
+    /// The statements of a [`round`](Shared::round), on the lease connection; the hooks to wake.
+    async fn renew(&self, client: &tokio_postgres::Client) -> Result<Vec<HookId>, StoreError> {
         let lease = self.lease.as_secs_f64();
-        let client = leasing.client("cannot reach the database").await?;
         let failed = |what: &'static str| move |e| StoreError::database(what, e);
         let started = Instant::now();
         client
@@ -631,9 +667,7 @@ impl Shared {
                 wake.extend(taken);
             }
         }
-        drop(leasing);
-        self.wake(&wake);
-        Ok(())
+        Ok(wake)
     }
 
     fn wake(&self, hooks: &[HookId]) {
@@ -740,20 +774,9 @@ async fn lease_loop(shared: Arc<Shared>) {
     let mut last_poll = Instant::now();
     loop {
         rounds.tick().await;
-        let why = match tokio::time::timeout(shared.lease, shared.round()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("lease loop: {e}: {}", e.causes())),
-            Err(_) => Some(format!(
-                "lease loop: the database did not answer within {:?}",
-                shared.lease
-            )),
-        };
-        if why.is_some() {
-            // Opened again for the next round: a connection that timed out may hang still.
-            if let Ok(mut leasing) = shared.leasing.try_lock() {
-                leasing.client = None;
-            }
-        }
+        let why = (shared.round().await)
+            .err()
+            .map(|e| format!("lease loop: {e}: {}", e.causes()));
         shared.set_health(|h| &mut h.lease_loop, why);
         if last_poll.elapsed() >= shared.safety_poll {
             last_poll = Instant::now();
@@ -1444,6 +1467,85 @@ mod tests {
         asked(&mut heads, &[3]).await;
         a.close().await;
         db.remove().await;
+    }
+
+    /// The lease connection's server process stops answering (SIGSTOP: the socket stays
+    /// open, as behind a dead network path) while a worker waits to take a lease: the work on
+    /// it times out, the connection is dropped and a fresh one opened, so the leases are
+    /// renewed again and the waiting `holds` answers. Before, the waiting `holds` got the hung
+    /// connection next and waited on it for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_connection_that_stops_answering_is_replaced() {
+        let Some(db) = Db::new(2).await else { return };
+        let a = db.cluster().await;
+        eventually("the hooks are held", async || a.held() == vec![1, 2]).await;
+        let leases_backend = async || -> Vec<i32> {
+            let rows = (db.client().await)
+                .query(
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name = $1",
+                    &[&LEASES_NAME],
+                )
+                .await
+                .unwrap();
+            rows.iter().map(|row| row.get(0)).collect()
+        };
+        let hung = leases_backend().await;
+        assert_eq!(hung.len(), 1, "one lease connection");
+        let Some(stopped) = Stopped::new(hung[0]) else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "cannot signal the server's processes"
+            );
+            eprintln!("SKIPPED: cannot signal the server's processes (not root?)");
+            return;
+        };
+        // A worker asks about a hook this process does not know: it waits for the connection.
+        let asking = tokio::spawn({
+            let a = a.clone();
+            async move { a.holds(99).await }
+        });
+        eventually("a second lease connection is opened", async || {
+            leases_backend().await.iter().any(|pid| *pid != hung[0])
+        })
+        .await;
+        let answer = tokio::time::timeout(PATIENCE, asking).await;
+        drop(stopped);
+        assert!(
+            matches!(answer, Ok(Ok(Ok(false) | Err(_)))),
+            "holds waited on the hung connection"
+        );
+        eventually("health is Ok again", async || a.health().is_ok()).await;
+        eventually("the leases are held", async || {
+            db.held_by(&a).await == vec![1, 2]
+        })
+        .await;
+        a.close().await;
+        db.remove().await;
+    }
+
+    /// A server process stopped with SIGSTOP, continued (SIGCONT) when this is dropped, even
+    /// by a failing test.
+    struct Stopped(i32);
+
+    impl Stopped {
+        /// `None` when the process cannot be signalled (this user does not own it).
+        fn new(pid: i32) -> Option<Stopped> {
+            signal("-STOP", pid).then_some(Stopped(pid))
+        }
+    }
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            signal("-CONT", self.0);
+        }
+    }
+
+    fn signal(name: &str, pid: i32) -> bool {
+        std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

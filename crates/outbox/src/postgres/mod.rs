@@ -182,7 +182,9 @@ impl PgOptions {
         self
     }
 
-    /// The URL without its password (in the authority or a `password=` parameter), for logs.
+    /// The URL without its password, for logs: the authority without it, and of the query only
+    /// libpq's connection keywords before any `password=` (what follows one may be the rest of
+    /// a password with an `&`).
     ///
     /// ```
     /// let options = linq_hooks_outbox::PgOptions::new("postgresql://app:s3cret@db:5432/hooks")?;
@@ -290,10 +292,12 @@ fn redact(url: &str) -> String {
     };
     let path = match path.split_once('?') {
         Some((path, query)) => {
-            // Only the parameters libpq knows, bar the password, are shown: a password with
-            // an `&` not percent-encoded would go on in what looks like other parameters.
+            // Only the parameters libpq knows, bar the password, are shown, and none after a
+            // password: one with an `&` not percent-encoded goes on in what looks like other
+            // parameters (`password=a&port=5` may be the password `a&port=5`).
             let query: Vec<&str> = query
                 .split('&')
+                .take_while(|param| !param.starts_with("password="))
                 .filter(|param| {
                     param
                         .split_once('=')
@@ -834,14 +838,19 @@ mod tests {
             "postgres://u@h:5432/db"
         );
         assert_eq!(
-            redact("postgres://h/db?password=pw&sslmode=require"),
+            redact("postgres://h/db?sslmode=require&password=pw"),
             "postgres://h/db?sslmode=require"
+        );
+        // What follows a password may be the rest of it: not shown.
+        assert_eq!(
+            redact("postgres://h/db?password=pw&sslmode=require"),
+            "postgres://h/db"
         );
         assert_eq!(redact("postgres://h/db?password=pw"), "postgres://h/db");
         // An `&` in the password, not percent-encoded: nothing of the password shows.
         assert_eq!(
-            redact("postgres://h/db?password=p&wd&w=x&sslmode=require&port=5"),
-            "postgres://h/db?sslmode=require&port=5"
+            redact("postgres://h/db?sslmode=require&password=p&wd&w=x&port=5"),
+            "postgres://h/db?sslmode=require"
         );
         assert_eq!(redact("postgresql://u@h"), "postgresql://u@h");
         assert_eq!(redact("postgres://u:p@ss@h/db"), "postgres://u@h/db");

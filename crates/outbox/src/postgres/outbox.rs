@@ -275,6 +275,8 @@ impl Outbox for PgStore {
     /// it. A delivery whose event's body is missing is quarantined, and the next is the head.
     async fn head(&self, hook: HookId) -> Result<Head, OutboxError> {
         if !self.cluster().holds(hook).await.map_err(OutboxError::new)? {
+            // Nothing handed out: what the worker read ahead, if anything, it has dropped.
+            self.cluster().sent(hook, 0, true);
             return Ok(Head::Empty);
         }
         for _ in 0..MAX_QUARANTINE_PER_HEAD {
@@ -316,9 +318,9 @@ impl Outbox for PgStore {
     /// ids, and the one that commits later may show deliveries *behind* the point this hook
     /// has reached. Reading only `id > after` would then send that ingest's higher ids before
     /// its lower ones. So the read starts at the queue's head, as [`head`](Outbox::head)
-    /// does, and goes on only when the head follows `after`; every delivery sent is then the
-    /// lowest pending one when it was read, and an ingest, visible all at once, goes out in
-    /// its own order. `after` has been recorded when the dispatcher asks (this store records
+    /// does, and goes on only when the head follows `after`; what it hands out is then the
+    /// lowest pending deliveries when they were read, and an ingest, visible all at once, goes
+    /// out in its own order. `after` has been recorded when the dispatcher asks (this store records
     /// before it returns), so it is no longer pending itself.
     async fn after(
         &self,
@@ -419,7 +421,9 @@ impl Outbox for PgStore {
 
     /// Records nothing (`record` stores before it returns); the hook's worker has stopped (the
     /// hook removed, or a shutdown), so the hook is no longer mid-attempt, whatever it had
-    /// read ahead: rebalancing may release it, and a removed hook's lease is let go.
+    /// read ahead: rebalancing may release it, and a removed hook's lease is let go. (The mark
+    /// is the hook's, not the worker's: this assumes one worker per hook at a time, as in
+    /// `serve`, where a hook id is never used again once removed.)
     async fn flush(&self, hook: HookId) -> Result<(), OutboxError> {
         self.cluster().sent(hook, 0, true);
         Ok(())
