@@ -1476,13 +1476,15 @@ async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batc
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Head::Ready(delivery) = b.head(busy).await.unwrap() {
+        // A head may fail on a loaded machine (taking a lease is bounded by the lease): asked
+        // again at the next turn.
+        if let Ok(Head::Ready(delivery)) = b.head(busy).await {
             panic!(
                 "B got delivery {} of hook {busy} while A still sends it from its read-ahead",
                 delivery.id
             );
         }
-        if matches!(b.head(idle).await.unwrap(), Head::Ready(_)) {
+        if matches!(b.head(idle).await, Ok(Head::Ready(_))) {
             break; // A let go of the hook it could: the idle one.
         }
         assert!(
@@ -1533,9 +1535,10 @@ async fn a_draining_hook_whose_worker_dropped_its_read_ahead_moves() {
     tokio::spawn(connection);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        // Each worker, woken, asks for its head: A's draining hook is refused.
+        // Each worker, woken, asks for its head: A's draining hook is refused. (A head may fail
+        // on a loaded machine, taking a lease being bounded by the lease: asked again next turn.)
         for &hook in &hooks {
-            a.head(hook).await.unwrap();
+            let _ = a.head(hook).await;
         }
         let shares: Vec<i64> = client
             .query(

@@ -60,6 +60,11 @@ pub(crate) async fn append(
     let n_deliveries = limit_of(stored.iter().map(|e| e.deliveries.len()).sum());
     // Sent together (one round trip), executed in this order: the registry lock first, so
     // that the hooks are read once no removal can be under way.
+    //
+    // Delivery ids are per-hook order. They are taken before the commit, so ingests that
+    // overlap interleave theirs (`PgStore::after` copes); one that starts after another
+    // committed gets higher ids only because the sequences have no CACHE (each `nextval` is
+    // the next value for every connection): a migration must not add one.
     let (lock, live, ids) = tokio::try_join!(
         txn.prepare_cached("SELECT pg_advisory_xact_lock_shared($1)"),
         txn.prepare_cached("SELECT id FROM hooks WHERE id = ANY($1) AND removed_ms IS NULL"),
