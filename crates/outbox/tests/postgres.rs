@@ -1561,6 +1561,76 @@ async fn a_draining_hook_whose_worker_dropped_its_read_ahead_moves() {
     }
 }
 
+/// A record that fails (here: it waits on a row lock past the store's timeout) leaves the hook
+/// mid-attempt: the dispatcher records again, and meanwhile rebalancing must not hand the hook
+/// to another process, which would send the delivery while this one still holds its outcome.
+#[tokio::test]
+async fn a_hook_whose_record_failed_is_not_moved_by_rebalancing() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let lease = Duration::from_secs(1);
+    let a = PgStore::connect(
+        PgOptions::new(&url)
+            .unwrap()
+            .lease(lease)
+            .timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let hooks = register(&a, "lab", 2).await;
+    let (busy, idle) = (hooks[0], hooks[1]);
+    assert!(matches!(a.head(idle).await.unwrap(), Head::Empty));
+    a.append(vec![event(&[busy], "1")]).await.unwrap();
+    let delivery = head(&a, busy).await;
+    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let blocker = client.transaction().await.unwrap();
+    blocker
+        .execute(
+            "SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE",
+            &[&(delivery.id as i64)],
+        )
+        .await
+        .unwrap();
+    let failed = a.record(&delivery, attempt(200), Outcome::Delivered).await;
+    assert!(failed.is_err(), "the record waited past the timeout");
+    blocker.rollback().await.unwrap();
+
+    // B joins: A's share drops to one, and it may let go only of the idle hook.
+    a.append(vec![event(&[idle], "2")]).await.unwrap();
+    let b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // A head may fail on a loaded machine (taking a lease is bounded by the lease): asked
+        // again at the next turn.
+        if let Ok(Head::Ready(sent)) = b.head(busy).await {
+            panic!(
+                "B got delivery {} of hook {busy} while A still has to record it",
+                sent.id
+            );
+        }
+        if matches!(b.head(idle).await, Ok(Head::Ready(_))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B took none of A's hooks"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The dispatcher records again, and this time it is stored.
+    a.record(&delivery, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    let (info, _) = a.get(delivery.id).await.unwrap().unwrap();
+    assert_eq!(info.state, DeliveryState::Delivered);
+}
+
 /// Once a record finds the hook's lease taken by another process, this process stops sending
 /// the hook at once: no read-ahead, no head (not only at its lease loop's next renewal, while
 /// the new owner sends the same deliveries).

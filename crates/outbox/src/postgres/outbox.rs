@@ -399,11 +399,15 @@ impl Outbox for PgStore {
         let recorded = on_client!(self, "record an attempt", |client| record_attempt(
             client, owner, delivery, &attempt, &outcome, now
         ));
-        // After a retry or a disabled hook, the dispatcher drops the rest of a read-ahead.
-        let done = matches!(outcome, Outcome::Retry { .. } | Outcome::HookGone);
-        self.cluster().sent(delivery.hook, delivery.id, done);
         match recorded {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                // After a retry or a disabled hook, the dispatcher drops the rest of a
+                // read-ahead. (Not after a failed write: the dispatcher records again, and the
+                // hook stays mid-attempt meanwhile.)
+                let done = matches!(outcome, Outcome::Retry { .. } | Outcome::HookGone);
+                self.cluster().sent(delivery.hook, delivery.id, done);
+                Ok(())
+            }
             Ok(false) => {
                 self.cluster().lost(delivery.hook);
                 tracing::warn!(
