@@ -269,7 +269,7 @@ const SHOWN_PARAMETERS: &[&str] = &[
     "sslnegotiation",
 ];
 
-/// `url` without its password (in the authority or as a `password=` parameter).
+/// `url` without its password, as [`PgOptions::location`] says.
 fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let mut end = rest.find(['/', '?']).unwrap_or(rest.len());
