@@ -99,6 +99,44 @@ impl Database {
     }
 }
 
+/// A transaction left open in a database (a `psql` whose input stays open): it holds a
+/// snapshot, as a running `pg_dump` or a forgotten `BEGIN` does, so PostgreSQL can neither
+/// vacuum the rows changed meanwhile nor mark their index entries dead. Ended when dropped.
+struct OpenSnapshot {
+    /// Killed when dropped, which ends the transaction.
+    _psql: tokio::process::Child,
+}
+
+impl OpenSnapshot {
+    async fn hold(database: &Database) -> OpenSnapshot {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("psql")
+            .args(["-X", "-q", "-d", &database.url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("psql runs (Debian's postgresql-client)");
+        let input = child.stdin.as_mut().expect("piped");
+        input
+            .write_all(b"BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 1;\n")
+            .await
+            .unwrap();
+        input.flush().await.unwrap();
+        let held = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND state = 'idle in transaction' AND backend_xmin IS NOT NULL",
+            database.name
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while psql(&database.server, &held).await != ["1"] {
+            assert!(Instant::now() < deadline, "the snapshot was not taken");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        OpenSnapshot { _psql: child }
+    }
+}
+
 /// Waits (up to `within`) until every one of `hooks` hooks is leased, by `processes` owners,
 /// none holding more than its share; whether that happened.
 async fn balanced(url: &str, processes: usize, hooks: usize, within: Duration) -> bool {
@@ -268,12 +306,22 @@ pub(super) async fn one_process(plan: &Plan, binary: &Path, work: &Path) -> Stri
     let n = plan.events.min(20_000);
     let redb = work.join("one-process.redb");
     let database = Database::create(&server, "one_process").await;
+    let held = Database::create(&server, "one_process_snapshot").await;
     let described = describe(&server).await;
     let mut rows = Vec::new();
     for (store, label) in [
         (redb.to_str().unwrap(), "redb file (reference)"),
         (database.url.as_str(), "PostgreSQL"),
+        (
+            held.url.as_str(),
+            "PostgreSQL, a snapshot held open all along",
+        ),
     ] {
+        let _snapshot = if store == held.url {
+            Some(OpenSnapshot::hold(&held).await)
+        } else {
+            None
+        };
         let run = drain(
             binary,
             work,
@@ -292,8 +340,9 @@ pub(super) async fn one_process(plan: &Plan, binary: &Path, work: &Path) -> Stri
         rows.push((label, run));
     }
     database.drop().await;
+    held.drop().await;
     let _ = std::fs::remove_file(&redb);
-    let (redb, pg) = (&rows[0].1, &rows[1].1);
+    let (redb, pg, pg_held) = (&rows[0].1, &rows[1].1, &rows[2].1);
     let mut table = String::from(
         "| store | acknowledged events/s | deliveries/s | resent |\n| --- | ---: | ---: | ---: |\n",
     );
@@ -310,6 +359,12 @@ pub(super) async fn one_process(plan: &Plan, binary: &Path, work: &Path) -> Stri
         pg.accepted / redb.accepted,
         pg.delivered / redb.delivered
     );
+    let _ = writeln!(
+        table,
+        "| PostgreSQL with a snapshot held / PostgreSQL | {:.2} | {:.2} | |",
+        pg_held.accepted / pg.accepted,
+        pg_held.delivered / pg.delivered
+    );
     format!(
         "\n## {TITLE}\n\n\
          One `linq-hooks serve` on a fresh redb file, then one on a fresh PostgreSQL database ({described}; \
@@ -320,7 +375,12 @@ pub(super) async fn one_process(plan: &Plan, binary: &Path, work: &Path) -> Stri
          receiver holds its answers. Deliveries/s: then the receiver (a minimal hyper server answering 200 \
          at once) answers and the queues drain, counted at the receiver from the first arrival to the last. \
          The redb figures are the reference, from the same run; \"resent\" counts webhooks that arrived \
-         more than once (none expected).\n\n{table}"
+         more than once (none expected). The last PostgreSQL run is the same on another fresh database \
+         while a transaction stays open in it all along (`BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1`, \
+         as a running `pg_dump` or a forgotten `BEGIN` holds a snapshot): PostgreSQL then can neither \
+         vacuum the delivered rows nor mark their index entries dead, and each read of a hook's queue \
+         (its head, and a read-ahead, which starts at the head) walks past them; its reference is the \
+         PostgreSQL run above.\n\n{table}"
     )
 }
 
