@@ -72,6 +72,15 @@ fn event(hooks: &[HookId], tag: &str) -> NewEvent {
     }
 }
 
+/// A plain connection to the test's database, for what the tests do behind the store's back.
+async fn sql_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 async fn head(store: &PgStore, hook: HookId) -> Delivery {
     match store.head(hook).await.unwrap() {
         Head::Ready(delivery) => delivery,
@@ -705,10 +714,7 @@ async fn an_outcome_is_dropped_once_another_process_holds_the_lease() {
     store.append(vec![event(&[hook], "1")]).await.unwrap();
     let delivery = head(&store, hook).await;
     // Another process takes the lease over (this one's expired, say).
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = sql_client(&url).await;
     let other = uuid::Uuid::new_v4();
     client
         .execute(
@@ -1133,10 +1139,7 @@ async fn the_queue_is_read_ahead_and_a_delivery_without_its_body_is_set_aside() 
 
     // The body of the second event goes missing: it is quarantined, never sent, and the hook
     // goes on with the next.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = sql_client(&url).await;
     let event_id = accepted[1].id.unwrap() as i64;
     client
         .execute("DELETE FROM events WHERE id = $1", &[&event_id])
@@ -1175,14 +1178,8 @@ async fn an_ingest_that_commits_late_is_not_passed_by_the_read_ahead() {
         .await
         .unwrap();
     let hook = register(&store, "lab", 1).await[0];
-    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let (watcher, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut client = sql_client(&url).await;
+    let watcher = sql_client(&url).await;
 
     let blocker = client.transaction().await.unwrap();
     hold_back_ingests(&blocker, 1).await;
@@ -1225,6 +1222,38 @@ async fn an_ingest_that_commits_late_is_not_passed_by_the_read_ahead() {
     assert_eq!(rest.iter().map(|d| d.id).collect::<Vec<_>>(), [a2]);
 }
 
+/// Another way a delivery comes to the queue behind the point a worker has reached: an
+/// operator replays an older, failed one (same id, pending again). Whatever wakes the worker
+/// or not, its read-ahead goes back to the head, which sends the replayed one first.
+#[tokio::test]
+async fn a_replayed_older_delivery_is_not_passed_by_the_read_ahead() {
+    let Some(store) = store().await else {
+        return;
+    };
+    let hook = register(&store, "lab", 1).await[0];
+    let accepted = store
+        .append((0..3).map(|i| event(&[hook], &i.to_string())).collect())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = accepted.iter().map(|e| e.deliveries[0].id).collect();
+    fail(&store, &head(&store, hook).await).await;
+    let second = head(&store, hook).await;
+    store
+        .record(&second, attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.replay(ids[0]).await.unwrap(),
+        Replay::Replayed { hook }
+    );
+    assert_eq!(
+        store.after(hook, second.id, 32).await.unwrap(),
+        None,
+        "read ahead past the replayed delivery"
+    );
+    assert_eq!(head(&store, hook).await.id, ids[0]);
+}
+
 /// A process renews its leases on a connection of its own: workers holding every connection of
 /// the store's pool (here one, held by an ingest waiting on a row lock) do not make its leases
 /// expire, which would let another process send its hooks at the same time.
@@ -1241,14 +1270,8 @@ async fn leases_are_renewed_while_the_pool_is_busy() {
     let store = PgStore::connect(options).await.unwrap();
     let hook = register(&store, "lab", 1).await[0];
     assert!(matches!(store.head(hook).await.unwrap(), Head::Empty));
-    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let (watcher, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut client = sql_client(&url).await;
+    let watcher = sql_client(&url).await;
     let unexpired = async || -> i64 {
         watcher
             .query_one(
@@ -1327,10 +1350,7 @@ async fn a_hook_removed_mid_read_ahead_has_its_lease_let_go() {
     store.delete_workflow("lab".into()).await.unwrap().unwrap();
     store.flush(hook).await.unwrap();
 
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = sql_client(&url).await;
     let deadline = std::time::Instant::now() + 10 * lease;
     loop {
         let leased: i64 = client
@@ -1471,7 +1491,30 @@ async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batc
         .unwrap();
     // batch[1] is still in A's hands. Now `idle` gets work, and B joins: A's share drops to one.
     a.append(vec![event(&[idle], "4")]).await.unwrap();
-    let b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
+    let _b = b_takes_only_the_idle_hook(
+        &url,
+        lease,
+        busy,
+        idle,
+        "A still sends it from its read-ahead",
+    )
+    .await;
+    a.record(&batch[1], attempt(200), Outcome::Delivered)
+        .await
+        .unwrap();
+}
+
+/// A second process, B, joins a database where process A holds `busy` (mid-attempt: `why`) and
+/// `idle`, both with work: waits (at most 30 s) until A has let go of `idle` and B sends it,
+/// and panics if B ever gets a delivery of `busy` meanwhile. Returns B.
+async fn b_takes_only_the_idle_hook(
+    url: &str,
+    lease: Duration,
+    busy: HookId,
+    idle: HookId,
+    why: &str,
+) -> PgStore {
+    let b = PgStore::connect(PgOptions::new(url).unwrap().lease(lease))
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -1479,13 +1522,10 @@ async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batc
         // A head may fail on a loaded machine (taking a lease is bounded by the lease): asked
         // again at the next turn.
         if let Ok(Head::Ready(delivery)) = b.head(busy).await {
-            panic!(
-                "B got delivery {} of hook {busy} while A still sends it from its read-ahead",
-                delivery.id
-            );
+            panic!("B got delivery {} of hook {busy} while {why}", delivery.id);
         }
         if matches!(b.head(idle).await, Ok(Head::Ready(_))) {
-            break; // A let go of the hook it could: the idle one.
+            return b; // A let go of the hook it could: the idle one.
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -1493,9 +1533,6 @@ async fn rebalancing_does_not_release_a_hook_under_the_rest_of_a_read_ahead_batc
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    a.record(&batch[1], attempt(200), Outcome::Delivered)
-        .await
-        .unwrap();
 }
 
 /// Both of A's hooks are mid-read-ahead when B joins: A marks one draining (no new attempt,
@@ -1529,10 +1566,7 @@ async fn a_draining_hook_whose_worker_dropped_its_read_ahead_moves() {
     let _b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
         .await
         .unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = sql_client(&url).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         // Each worker, woken, asks for its head: A's draining hook is refused. (A head may fail
@@ -1583,10 +1617,7 @@ async fn a_hook_whose_record_failed_is_not_moved_by_rebalancing() {
     assert!(matches!(a.head(idle).await.unwrap(), Head::Empty));
     a.append(vec![event(&[busy], "1")]).await.unwrap();
     let delivery = head(&a, busy).await;
-    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut client = sql_client(&url).await;
     let blocker = client.transaction().await.unwrap();
     blocker
         .execute(
@@ -1601,28 +1632,7 @@ async fn a_hook_whose_record_failed_is_not_moved_by_rebalancing() {
 
     // B joins: A's share drops to one, and it may let go only of the idle hook.
     a.append(vec![event(&[idle], "2")]).await.unwrap();
-    let b = PgStore::connect(PgOptions::new(&url).unwrap().lease(lease))
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        // A head may fail on a loaded machine (taking a lease is bounded by the lease): asked
-        // again at the next turn.
-        if let Ok(Head::Ready(sent)) = b.head(busy).await {
-            panic!(
-                "B got delivery {} of hook {busy} while A still has to record it",
-                sent.id
-            );
-        }
-        if matches!(b.head(idle).await, Ok(Head::Ready(_))) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "B took none of A's hooks"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _b = b_takes_only_the_idle_hook(&url, lease, busy, idle, "A still has to record it").await;
     // The dispatcher records again, and this time it is stored.
     a.record(&delivery, attempt(200), Outcome::Delivered)
         .await
@@ -1647,10 +1657,7 @@ async fn a_process_that_finds_its_lease_lost_stops_sending_the_hook() {
         store.append(vec![event(&[hook], tag)]).await.unwrap();
     }
     let delivery = head(&store, hook).await;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = sql_client(&url).await;
     let other = uuid::Uuid::new_v4();
     client
         .execute(

@@ -981,7 +981,13 @@ mod tests {
                 name,
                 config,
             };
-            let client = db.client().await;
+            db.prepare(hooks).await;
+            Some(db)
+        }
+
+        /// The stand-in `hooks` table with hooks 1..=N, and migration V2.
+        async fn prepare(&self, hooks: u64) {
+            let client = self.client().await;
             client
                 .batch_execute("CREATE TABLE hooks (id bigint PRIMARY KEY, removed_ms bigint)")
                 .await
@@ -997,7 +1003,6 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            Some(db)
         }
 
         async fn client(&self) -> tokio_postgres::Client {
@@ -1761,20 +1766,7 @@ mod tests {
             name: "postgres".into(),
             config,
         };
-        let client = db.client().await;
-        client
-            .batch_execute("CREATE TABLE hooks (id bigint PRIMARY KEY, removed_ms bigint)")
-            .await
-            .unwrap();
-        client
-            .batch_execute(include_str!("migrations/V2__leases.sql"))
-            .await
-            .unwrap();
-        client
-            .execute("INSERT INTO hooks (id) VALUES (1), (2)", &[])
-            .await
-            .unwrap();
-        drop(client);
+        db.prepare(2).await;
         let a = db.cluster().await;
         let (_dispatcher, mut heads) = dispatcher(&a, 2);
         assert_eq!(a.health(), Ok(()));
